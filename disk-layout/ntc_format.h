@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * NTC on-disk format: the one definition shared by ntc.ko (guest kernel) and
+ * the host tools (ntc-clone, ntc-info, ntc-vmm).
+ *
+ * Disk 2's swap partition is the snapshot area.  Its page 0 is a Linux swap
+ * header (union swap_header) whose last ten bytes say what the area is:
+ *
+ *   "SWAPSPACE2"  ordinary swap (also: a resumed NTC area, see below)
+ *   NTC_AREA_SIG  NTC snapshot area without a checkpoint; swapon and blkid do
+ *                 not recognise it, so the running guest never swaps onto it
+ *   "S1SUSPEND"   a hibernation image (stock, or an NTC checkpoint when the
+ *                 NTC record below is present and says so)
+ *
+ * An NTC checkpoint uses the stock kernel's swap image format unchanged
+ * (kernel/power/swap.c, 6.1) so that the stock resume= path restores it; its
+ * orig_sig is "SWAPSPACE2", so the resuming kernel turns the area into
+ * ordinary swap when it takes the image.
+ *
+ * NTC's own record (struct ntc_record) lives in the first KiB of page 0
+ * ("bootbits"), which neither swap nor the resume code uses.
+ *
+ * All integers are little-endian, x86-64 sizes.  Plain C: this file is
+ * included by kernel code and by C++.
+ */
+#ifndef NTC_FORMAT_H
+#define NTC_FORMAT_H
+
+#ifdef __KERNEL__
+#include <linux/types.h>
+#include <linux/build_bug.h>
+#define NTC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#include <stddef.h>
+#include <stdint.h>
+typedef uint8_t __u8;
+typedef uint16_t __u16;
+typedef uint32_t __u32;
+typedef uint64_t __u64;
+#ifdef __cplusplus
+#define NTC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define NTC_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+#endif
+
+#define NTC_PAGE_SIZE 4096u
+#define NTC_SECTOR_SIZE 512u
+
+/* ---- Stock structures (kernel 6.1, x86-64) ------------------------------ */
+
+#define NTC_SWAP_SIG "SWAPSPACE2"		/* mm/swapfile.c, v1 swap */
+#define NTC_SWAP_SIG_OLD "SWAP-SPACE"		/* v0 swap, refused by 6.1 */
+#define NTC_HIBERNATE_SIG "S1SUSPEND"		/* kernel/power/swap.c */
+#define NTC_SIG_LEN 10u
+
+/* union swap_header, "info" view (include/linux/swap.h) */
+struct ntc_swap_header_info {
+	char bootbits[1024];
+	__u32 version;
+	__u32 last_page;
+	__u32 nr_badpages;
+	__u8 sws_uuid[16];
+	char sws_volume[16];
+	__u32 padding[117];
+	__u32 badpages[1];
+} __attribute__((packed));
+
+/* struct swsusp_header (kernel/power/swap.c): the end of swap page 0 */
+#define NTC_SF_PLATFORM_MODE 1u
+#define NTC_SF_NOCOMPRESS_MODE 2u
+#define NTC_SF_CRC32_MODE 4u
+#define NTC_SF_HW_SIG 8u
+
+struct ntc_swsusp_header {
+	char reserved[NTC_PAGE_SIZE - 20 - 8 - 4 - 4 - 4];
+	__u32 hw_sig;
+	__u32 crc32;
+	__u64 image;		/* page offset of the first swap map page */
+	__u32 flags;		/* NTC_SF_* */
+	char orig_sig[10];
+	char sig[10];
+} __attribute__((packed));
+
+/* struct swap_map_page: page offsets (in the partition) of image pages */
+#define NTC_MAP_PAGE_ENTRIES (NTC_PAGE_SIZE / 8u - 1u)
+struct ntc_swap_map_page {
+	__u64 entries[NTC_MAP_PAGE_ENTRIES];
+	__u64 next_swap;	/* page offset of the next map page, 0 = last */
+};
+
+/*
+ * First image page: struct swsusp_info (kernel/power/power.h).  x86 has
+ * CONFIG_ARCH_HIBERNATION_HEADER, so arch_hibernation_header_save() puts
+ * struct restore_data_record where uts and version_code would be: the stock
+ * image does not record the kernel release, NTC's record does.
+ */
+#define NTC_X86_RESTORE_MAGIC 0x23456789ABCDEF02ull
+struct ntc_swsusp_info {
+	__u64 jump_address;		/* restore_data_record */
+	__u64 jump_address_phys;
+	__u64 cr3;
+	__u64 magic;			/* NTC_X86_RESTORE_MAGIC */
+	__u64 e820_checksum;
+	__u8 unused[400 - 40];		/* uts + version_code, unset on x86 */
+	__u64 num_physpages;
+	__u32 cpus;			/* not set by 6.1 */
+	__u32 pad;
+	__u64 image_pages;		/* data pages (copies of RAM pages) */
+	__u64 pages;			/* all pages: 1 header + meta + data */
+	__u64 size;			/* pages * PAGE_SIZE */
+} __attribute__((packed));
+
+/* ---- NTC snapshot area ----------------------------------------------- */
+
+/*
+ * Written by ntc-clone (and by ntc.ko before a new image, to invalidate the
+ * old one) in place of "SWAPSPACE2".  Ten bytes, no NUL: nothing that
+ * probes for swap or hibernation signatures matches it.
+ */
+#define NTC_AREA_SIG "NTCAREA001"
+
+#define NTC_RECORD_MAGIC "NTC-REC1"		/* 8 bytes, no NUL */
+#define NTC_RECORD_VERSION 1u
+
+/* ntc_record.state */
+#define NTC_STATE_EMPTY 0u	/* snapshot area, never held a checkpoint */
+#define NTC_STATE_WRITING 1u	/* a checkpoint is being written (not valid) */
+#define NTC_STATE_CHECKPOINT 2u	/* complete checkpoint: sig is S1SUSPEND */
+
+/*
+ * NTC's record in bootbits[0..1023] of swap page 0.  Written whole, with
+ * record_crc32 = CRC-32 (IEEE 802.3, as zlib's crc32()) of the 1024 bytes with
+ * the record_crc32 field taken as zero.
+ */
+struct ntc_record {
+	char magic[8];			/* NTC_RECORD_MAGIC */
+	__u32 version;			/* NTC_RECORD_VERSION */
+	__u32 record_crc32;
+	__u32 state;			/* NTC_STATE_* */
+	__u32 flags;			/* reserved, 0 */
+
+	/* Identity of the source disk, set by ntc-clone. */
+	__u8 source_disk_guid[16];	/* GPT disk GUID, zero for MBR */
+	__u32 source_mbr_id;		/* MBR disk signature, 0 for GPT */
+	__u32 source_partno;		/* partition number of this swap */
+	__u64 source_disk_bytes;
+	__u64 area_created_unix;	/* when ntc-clone prepared the area */
+
+	/* The checkpoint (valid when state == NTC_STATE_CHECKPOINT). */
+	__u64 sequence;			/* 1, 2, ... per module load */
+	__u64 time_unix_ns;		/* CLOCK_REALTIME at the snapshot */
+	__u64 boot_id_lo;		/* identifies the checkpointing boot */
+	__u64 boot_id_hi;
+	__u32 pause_us;			/* time user space was frozen */
+	__u32 total_ms;			/* whole checkpoint, request to durable */
+	__u64 image_pages;		/* pages in the image stream (= swsusp_info.pages) */
+	__u32 image_crc32;		/* CRC-32 of all image pages in map order */
+	__u32 cpus;			/* CPUs of the checkpointed machine */
+	__u64 ram_bytes;		/* RAM of the checkpointed machine */
+	__u64 disk_blocks_precopy;	/* 4 KiB blocks copied before the freeze */
+	__u64 disk_blocks_frozen;	/* 4 KiB blocks copied while frozen */
+	__u64 swap_slots_copied;	/* disk 1 swap slots copied */
+	char kernel_release[65];	/* utsname()->release */
+	char kernel_version[65];	/* utsname()->version */
+	char machine[65];		/* utsname()->machine */
+	__u8 reserved[677];		/* zero */
+} __attribute__((packed));
+
+NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
+		  "swap header uuid offset");
+NTC_STATIC_ASSERT(sizeof(struct ntc_swsusp_header) == NTC_PAGE_SIZE,
+		  "swsusp header is one page");
+NTC_STATIC_ASSERT(sizeof(struct ntc_swap_map_page) == NTC_PAGE_SIZE,
+		  "swap map page is one page");
+NTC_STATIC_ASSERT(sizeof(struct ntc_swsusp_info) == 440,
+		  "swsusp_info fields end at 440");
+NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
+		  "NTC record fills bootbits exactly");
+
+/* Byte offsets inside swap page 0. */
+#define NTC_OFF_RECORD 0u
+#define NTC_OFF_SWAP_UUID 1036u
+#define NTC_OFF_SWAP_LABEL 1052u
+#define NTC_OFF_SIG (NTC_PAGE_SIZE - NTC_SIG_LEN)
+#define NTC_OFF_ORIG_SIG (NTC_PAGE_SIZE - 2 * NTC_SIG_LEN)
+
+#endif /* NTC_FORMAT_H */
