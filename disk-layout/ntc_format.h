@@ -26,17 +26,13 @@
 #ifndef NTC_FORMAT_H
 #define NTC_FORMAT_H
 
-#ifdef __KERNEL__
 #include <linux/types.h>
+#ifdef __KERNEL__
 #include <linux/build_bug.h>
+#include <linux/stddef.h>
 #define NTC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #else
 #include <stddef.h>
-#include <stdint.h>
-typedef uint8_t __u8;
-typedef uint16_t __u16;
-typedef uint32_t __u32;
-typedef uint64_t __u64;
 #ifdef __cplusplus
 #define NTC_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
 #else

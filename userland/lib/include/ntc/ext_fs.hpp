@@ -1,0 +1,45 @@
+#pragma once
+#include "ntc/partition_table.hpp"
+
+#include <cstdint>
+#include <functional>
+#include <string>
+
+struct struct_ext2_filsys;
+
+namespace ntc {
+
+// An ext2/3/4 filesystem inside a disk image, opened read-only with
+// libext2fs at a byte offset (nothing is mounted).
+class ExtFs {
+public:
+	// Throws ntc::Error when the filesystem cannot be opened or its bitmaps
+	// cannot be read (a damaged filesystem).
+	ExtFs(const std::string &image, uint64_t offset, uint64_t partition_size);
+	ExtFs(const ExtFs &) = delete;
+	ExtFs &operator=(const ExtFs &) = delete;
+	~ExtFs();
+
+	uint32_t block_size() const;
+	uint64_t blocks_count() const;
+	uint64_t used_blocks() const;
+	uint32_t inodes_count() const;
+
+	// Calls fn with each run of blocks in use (by the block bitmap, plus the
+	// boot blocks before the first data block), in byte offsets relative to
+	// the partition start, in order.  Holds no list: memory stays bounded.
+	void for_each_used_run(const std::function<void(Extent)> &fn) const;
+	bool block_in_use(uint64_t block) const;
+	bool inode_in_use(uint32_t ino) const;
+
+	// Raw on-disk inode (the whole inode record, inode_size bytes).
+	std::string read_raw_inode(uint32_t ino) const;
+
+	struct_ext2_filsys *handle() const { return fs_; }
+
+private:
+	struct_ext2_filsys *fs_ = nullptr;
+	std::string name_;
+};
+
+} // namespace ntc

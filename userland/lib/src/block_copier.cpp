@@ -1,0 +1,171 @@
+#include "ntc/block_copier.hpp"
+
+#include "ntc/error.hpp"
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <optional>
+#include <unistd.h>
+
+namespace ntc {
+namespace {
+
+constexpr size_t chunk_size = 1 << 20;
+constexpr size_t block = 4096;
+
+bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0);
+}
+
+// Next data segment of a regular file at or after pos (SEEK_DATA), clipped
+// to end; nothing when the rest is a hole.
+std::optional<Extent> next_data(const DiskFile &f, uint64_t pos, uint64_t end)
+{
+	if (!S_ISREG(f.stat().st_mode))
+		return Extent{pos, end - pos};
+	off_t data = ::lseek(f.fd(), static_cast<off_t>(pos), SEEK_DATA);
+	if (data < 0) {
+		if (errno == ENXIO)
+			return std::nullopt;
+		return Extent{pos, end - pos};	// no SEEK_DATA: treat all as data
+	}
+	if (static_cast<uint64_t>(data) >= end)
+		return std::nullopt;
+	off_t hole = ::lseek(f.fd(), data, SEEK_HOLE);
+	uint64_t stop = hole < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(hole), end);
+	return Extent{static_cast<uint64_t>(data), stop - static_cast<uint64_t>(data)};
+}
+
+} // namespace
+
+BlockCopier::BlockCopier(const DiskFile &src, const DiskFile &dst, Target target,
+			 std::function<void(uint64_t)> progress)
+	: src_(src), dst_(dst), target_(target), progress_(std::move(progress)),
+	  kernel_copy_ok_(target == Target::fresh && S_ISREG(src.stat().st_mode) &&
+			  S_ISREG(dst.stat().st_mode)),
+	  sbuf_(chunk_size), dbuf_(target == Target::update ? chunk_size : 0)
+{
+}
+
+void BlockCopier::copy(Extent range)
+{
+	uint64_t pos = range.offset;
+	while (pos < range.end()) {
+		std::optional<Extent> data = next_data(src_, pos, range.end());
+		uint64_t hole_end = data ? data->offset : range.end();
+		if (hole_end > pos)
+			copy_hole({pos, hole_end - pos});
+		if (!data)
+			break;
+		copy_data(*data);
+		pos = data->end();
+	}
+}
+
+void BlockCopier::copy_hole(Extent range)
+{
+	// A hole reads as zeros: a fresh target already holds them.
+	if (target_ == Target::fresh) {
+		stats_.skipped += range.length;
+		progress_(range.length);
+		return;
+	}
+	for (uint64_t pos = range.offset; pos < range.end(); pos += chunk_size) {
+		size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size, range.end() - pos));
+		std::fill_n(sbuf_.begin(), n, 0);
+		write_changed_blocks(pos, n);
+		progress_(n);
+	}
+}
+
+bool BlockCopier::copy_in_kernel(Extent range)
+{
+	loff_t in = static_cast<loff_t>(range.offset), out = in;
+	uint64_t left = range.length;
+	while (left > 0) {
+		ssize_t n = ::copy_file_range(src_.fd(), &in, dst_.fd(), &out,
+					      std::min<uint64_t>(left, 64 << 20), 0);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0) {
+			if (left == range.length && (errno == EXDEV || errno == EINVAL ||
+						     errno == EOPNOTSUPP || errno == ENOSYS)) {
+				kernel_copy_ok_ = false;
+				return false;
+			}
+			throw_errno("copy to " + dst_.path() + " failed at byte " +
+				    std::to_string(in));
+		}
+		left -= static_cast<uint64_t>(n);
+		stats_.written += static_cast<uint64_t>(n);
+		progress_(static_cast<uint64_t>(n));
+	}
+	return true;
+}
+
+void BlockCopier::copy_data(Extent range)
+{
+	if (kernel_copy_ok_ && copy_in_kernel(range))
+		return;
+	for (uint64_t pos = range.offset; pos < range.end(); pos += chunk_size) {
+		size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size, range.end() - pos));
+		src_.read_at(pos, {sbuf_.data(), n});
+		write_changed_blocks(pos, n);
+		progress_(n);
+	}
+}
+
+// Writes sbuf_[0, length) at offset, leaving out what the target holds already:
+// zero blocks of a fresh target, equal blocks of an updated one.
+void BlockCopier::write_changed_blocks(uint64_t offset, size_t length)
+{
+	if (target_ == Target::overwrite) {
+		dst_.write_at(offset, {sbuf_.data(), length});
+		stats_.written += length;
+		return;
+	}
+	if (target_ == Target::update)
+		dst_.read_at(offset, {dbuf_.data(), length});
+	size_t run_start = 0, run_len = 0;
+	auto flush = [&] {
+		if (run_len)
+			dst_.write_at(offset + run_start, {sbuf_.data() + run_start, run_len});
+		stats_.written += run_len;
+		run_len = 0;
+	};
+	for (size_t at = 0; at < length; at += block) {
+		size_t n = std::min(block, length - at);
+		bool needed = target_ == Target::fresh
+				      ? !all_zero(sbuf_.data() + at, n)
+				      : std::memcmp(sbuf_.data() + at, dbuf_.data() + at, n) != 0;
+		if (!needed) {
+			flush();
+			stats_.skipped += n;
+			continue;
+		}
+		if (!run_len)
+			run_start = at;
+		run_len += n;
+	}
+	flush();
+}
+
+std::optional<uint64_t> first_difference(const DiskFile &a, const DiskFile &b, Extent range)
+{
+	std::vector<uint8_t> abuf(chunk_size), bbuf(chunk_size);
+	for (uint64_t pos = range.offset; pos < range.end(); pos += chunk_size) {
+		size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size, range.end() - pos));
+		a.read_at(pos, {abuf.data(), n});
+		b.read_at(pos, {bbuf.data(), n});
+		if (std::memcmp(abuf.data(), bbuf.data(), n) == 0)
+			continue;
+		for (size_t i = 0; i < n; i++)
+			if (abuf[i] != bbuf[i])
+				return pos + i;
+	}
+	return std::nullopt;
+}
+
+} // namespace ntc

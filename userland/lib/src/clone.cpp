@@ -1,0 +1,234 @@
+#include "ntc/clone.hpp"
+
+#include "ntc/block_copier.hpp"
+#include "ntc/error.hpp"
+#include "ntc/ext_fs.hpp"
+#include "ntc/progress.hpp"
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <fcntl.h>
+#include <optional>
+#include <unistd.h>
+
+namespace ntc {
+namespace {
+
+Page read_page(const DiskFile &disk, uint64_t offset)
+{
+	Page page;
+	disk.read_at(offset, page);
+	return page;
+}
+
+bool has_swap_header(const DiskFile &disk, const Partition &p)
+{
+	if (p.size < 2 * NTC_PAGE_SIZE)
+		return false;
+	return inspect_swap_area(read_page(disk, p.offset)).kind != AreaKind::not_swap;
+}
+
+bool same_layout(const PartitionTable &a, const PartitionTable &b)
+{
+	if (a.scheme != b.scheme || a.disk_id != b.disk_id ||
+	    a.partitions.size() != b.partitions.size())
+		return false;
+	for (size_t i = 0; i < a.partitions.size(); i++) {
+		const Partition &x = a.partitions[i], &y = b.partitions[i];
+		if (x.number != y.number || x.offset != y.offset || x.size != y.size ||
+		    x.type != y.type || x.part_uuid != y.part_uuid || x.name != y.name)
+			return false;
+	}
+	return true;
+}
+
+AreaSource area_source(const PartitionTable &table, const Partition &p)
+{
+	AreaSource s;
+	if (table.scheme == "gpt")
+		parse_guid(table.disk_id, s.disk_guid);
+	else
+		s.mbr_id = static_cast<uint32_t>(std::strtoul(table.disk_id.c_str(), nullptr, 16));
+	s.partno = static_cast<uint32_t>(p.number);
+	s.disk_bytes = table.disk_size;
+	s.created_unix = static_cast<uint64_t>(std::time(nullptr));
+	return s;
+}
+
+// DST as the clone will write it, opened only once every check has passed.
+struct Target {
+	DiskFile file;
+	bool created = false;
+	BlockCopier::Target mode;
+};
+
+std::optional<struct stat> stat_path(const std::string &path)
+{
+	struct stat st;
+	if (::stat(path.c_str(), &st) == 0)
+		return st;
+	if (errno != ENOENT)
+		throw_errno("cannot look at " + path);
+	return std::nullopt;
+}
+
+void check_update_target(const DiskFile &src, const ClonePlan &plan, const DiskFile &dst)
+{
+	if (dst.size() != src.size())
+		throw Error("--update: " + dst.path() + " is not the size of " + src.path() +
+			    ", so it is not a clone of it");
+	PartitionTable dst_table = read_partition_table(dst);
+	if (!same_layout(plan.table, dst_table))
+		throw Error("--update: " + dst.path() + " has another partition table than " +
+			    src.path() + "; make a new clone with --force instead");
+	for (const ClonePlan::Part &part : plan.parts) {
+		if (part.how != ClonePlan::How::snapshot_area)
+			continue;
+		SwapArea area = inspect_swap_area(read_page(dst, part.extent.offset));
+		if (!area.record)
+			throw Error("--update: partition " + std::to_string(part.partno) + " of " +
+				    dst.path() + " is not an NTC snapshot area; make a new clone with --force");
+	}
+}
+
+Target open_target(const std::string &dst_path, const DiskFile &src, const ClonePlan &plan,
+		   const CloneOptions &opts)
+{
+	std::optional<struct stat> st = stat_path(dst_path);
+	if (!st) {
+		if (opts.update)
+			throw Error("--update: " + dst_path + " does not exist; leave out --update to make a new clone");
+		return {DiskFile::create_sparse(dst_path, src.size()), true, BlockCopier::Target::fresh};
+	}
+	DiskFile dst(dst_path, DiskFile::Mode::read_write);
+	if (dst.same_file_as(src))
+		throw Error(dst_path + " is the source disk itself; name another file");
+	if (!dst.try_lock_exclusive())
+		throw Error(dst_path + " is in use by a running virtual machine (it holds a lock on it); "
+			    "stop it first");
+	if (dst.is_block_device()) {
+		if (dst.size() < src.size())
+			throw Error(dst_path + " is too small: " + human_bytes(dst.size()) +
+				    ", the source needs " + human_bytes(src.size()));
+		// O_EXCL on a block device fails while it is mounted or otherwise claimed.
+		int excl = ::open(dst_path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC);
+		if (excl < 0)
+			throw_errno(dst_path + " is busy (mounted or in use)");
+		::close(excl);
+	} else if (!opts.force && !opts.update) {
+		throw Error(dst_path + " exists; use --force to replace it or --update to refresh an earlier clone");
+	}
+	if (opts.update) {
+		check_update_target(src, plan, dst);
+		return {std::move(dst), false, BlockCopier::Target::update};
+	}
+	if (dst.is_block_device())
+		return {std::move(dst), false, BlockCopier::Target::overwrite};
+	dst.reset_sparse(src.size());
+	return {std::move(dst), false, BlockCopier::Target::fresh};
+}
+
+uint64_t planned_bytes(const ClonePlan &plan, const std::string &src_path)
+{
+	uint64_t total = 0;
+	for (const ClonePlan::Part &part : plan.parts) {
+		if (part.how == ClonePlan::How::ext_used_blocks) {
+			ExtFs fs(src_path, part.extent.offset, part.extent.length);
+			total += fs.used_blocks() * fs.block_size();
+		} else if (part.how == ClonePlan::How::raw)
+			total += part.extent.length;
+	}
+	return total;
+}
+
+} // namespace
+
+ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
+{
+	ClonePlan plan;
+	plan.table = read_partition_table(src);
+	for (Extent gap : space_outside_partitions(plan.table))
+		plan.parts.push_back({ClonePlan::How::raw, gap, 0, {}});
+	for (const Partition &p : plan.table.partitions) {
+		ClonePlan::Part part{ClonePlan::How::raw, {p.offset, p.size}, p.number, p.fs_type};
+		if (p.is_ext()) {
+			try {
+				ExtFs fs(src.path(), p.offset, p.size);
+				part.how = ClonePlan::How::ext_used_blocks;
+			} catch (const Error &e) {
+				if (opts.strict)
+					throw Error("partition " + std::to_string(p.number) + ": " + e.what() +
+						    " (--strict refuses to copy it raw)");
+				opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
+					  ") looks damaged, copying it raw: " + e.what());
+			}
+		} else if (has_swap_header(src, p)) {
+			part.how = ClonePlan::How::snapshot_area;
+		}
+		plan.parts.push_back(part);
+	}
+	std::sort(plan.parts.begin(), plan.parts.end(),
+		  [](const auto &a, const auto &b) { return a.extent.offset < b.extent.offset; });
+	return plan;
+}
+
+CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
+		       const CloneOptions &opts)
+{
+	DiskFile src(src_path, DiskFile::Mode::read);
+	if (!src.try_lock_shared())
+		throw Error(src_path + " is in use by a running virtual machine (it holds a lock on it); "
+			    "stop the VM, or checkpoint from inside it with 'echo checkpoint > /proc/ntc'");
+	ClonePlan plan = plan_clone(src, opts);
+	Target dst = open_target(dst_path, src, plan, opts);
+
+	Progress progress("ntc-clone", planned_bytes(plan, src_path), opts.progress);
+	BlockCopier copier(src, dst.file, dst.mode, [&](uint64_t n) { progress.advance(n); });
+	try {
+		std::vector<Page> areas;
+		for (const ClonePlan::Part &part : plan.parts) {
+			switch (part.how) {
+			case ClonePlan::How::raw:
+				copier.copy(part.extent);
+				break;
+			case ClonePlan::How::ext_used_blocks: {
+				ExtFs fs(src_path, part.extent.offset, part.extent.length);
+				fs.for_each_used_run([&](Extent run) {
+					copier.copy({part.extent.offset + run.offset, run.length});
+				});
+				break;
+			}
+			case ClonePlan::How::snapshot_area:
+				break;
+			}
+		}
+		// Everything else is durable before any snapshot-area marker exists:
+		// a DST without markers is never taken for a finished clone.
+		dst.file.sync();
+		for (const ClonePlan::Part &part : plan.parts) {
+			if (part.how != ClonePlan::How::snapshot_area)
+				continue;
+			const Partition *p = nullptr;
+			for (const Partition &q : plan.table.partitions)
+				if (q.number == part.partno)
+					p = &q;
+			Page page = make_area_page(read_page(src, part.extent.offset),
+						   area_source(plan.table, *p));
+			dst.file.write_at(part.extent.offset, page);
+		}
+		dst.file.sync();
+	} catch (...) {
+		if (dst.created)
+			::unlink(dst_path.c_str());
+		throw;
+	}
+	progress.finish();
+	CloneResult result;
+	result.bytes_written = copier.stats().written;
+	result.bytes_skipped = src.size() - std::min(src.size(), copier.stats().written);
+	result.seconds = progress.elapsed_seconds();
+	return result;
+}
+
+} // namespace ntc

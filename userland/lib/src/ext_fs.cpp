@@ -1,0 +1,111 @@
+#include "ntc/ext_fs.hpp"
+
+#include "ntc/error.hpp"
+
+extern "C" {
+#include <et/com_err.h>
+}
+#include <ext2fs/ext2fs.h>
+
+namespace ntc {
+namespace {
+
+[[noreturn]] void fail(const std::string &what, errcode_t err)
+{
+	throw Error(what + ": " + error_message(err));
+}
+
+} // namespace
+
+ExtFs::ExtFs(const std::string &image, uint64_t offset, uint64_t partition_size)
+	: name_(image + " at byte " + std::to_string(offset))
+{
+	std::string io_options = "offset=" + std::to_string(offset);
+	ext2_filsys fs = nullptr;
+	errcode_t err = ext2fs_open2(image.c_str(), io_options.c_str(), EXT2_FLAG_64BITS, 0, 0,
+				     unix_io_manager, &fs);
+	if (err)
+		fail("cannot open the ext filesystem in " + name_, err);
+	fs_ = fs;
+	if (blocks_count() * block_size() > partition_size) {
+		ext2fs_close_free(&fs_);
+		throw Error("the ext filesystem in " + name_ + " is larger than its partition");
+	}
+	err = ext2fs_read_bitmaps(fs_);
+	if (err) {
+		ext2fs_close_free(&fs_);
+		fail("cannot read the bitmaps of the ext filesystem in " + name_, err);
+	}
+}
+
+ExtFs::~ExtFs()
+{
+	if (fs_)
+		ext2fs_close_free(&fs_);
+}
+
+uint32_t ExtFs::block_size() const { return fs_->blocksize; }
+uint64_t ExtFs::blocks_count() const { return ext2fs_blocks_count(fs_->super); }
+uint32_t ExtFs::inodes_count() const { return fs_->super->s_inodes_count; }
+
+uint64_t ExtFs::used_blocks() const
+{
+	uint64_t used = 0;
+	for_each_used_run([&](Extent e) { used += e.length / block_size(); });
+	return used;
+}
+
+bool ExtFs::block_in_use(uint64_t block) const
+{
+	if (block < fs_->super->s_first_data_block)
+		return true;
+	return ext2fs_test_block_bitmap2(fs_->block_map, block) != 0;
+}
+
+bool ExtFs::inode_in_use(uint32_t ino) const
+{
+	return ext2fs_test_inode_bitmap2(fs_->inode_map, ino) != 0;
+}
+
+void ExtFs::for_each_used_run(const std::function<void(Extent)> &fn) const
+{
+	const uint64_t bs = block_size();
+	const uint64_t last = blocks_count() - 1;
+	// The boot block before the first data block (1 KiB block filesystems)
+	// is not in the bitmap but belongs to the filesystem's area.
+	uint64_t pos = fs_->super->s_first_data_block;
+	Extent pending{0, pos * bs};
+	auto emit = [&](uint64_t start, uint64_t end) {
+		if (pending.length && pending.end() == start * bs) {
+			pending.length += (end - start) * bs;
+			return;
+		}
+		if (pending.length)
+			fn(pending);
+		pending = {start * bs, (end - start) * bs};
+	};
+	while (pos <= last) {
+		blk64_t start = 0, end = 0;
+		if (ext2fs_find_first_set_block_bitmap2(fs_->block_map, pos, last, &start))
+			break;
+		if (ext2fs_find_first_zero_block_bitmap2(fs_->block_map, start, last, &end))
+			end = last + 1;
+		emit(start, end);
+		pos = end + 1;
+	}
+	if (pending.length)
+		fn(pending);
+}
+
+std::string ExtFs::read_raw_inode(uint32_t ino) const
+{
+	const int size = EXT2_INODE_SIZE(fs_->super);
+	std::string raw(static_cast<size_t>(size), '\0');
+	errcode_t err = ext2fs_read_inode2(fs_, ino, reinterpret_cast<ext2_inode *>(raw.data()),
+					  size, READ_INODE_NOCSUM);
+	if (err)
+		fail("cannot read inode " + std::to_string(ino) + " in " + name_, err);
+	return raw;
+}
+
+} // namespace ntc
