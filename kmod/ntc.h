@@ -1,0 +1,144 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * ntc.ko internals shared by its files.
+ *
+ * ntc_syms.c    non-exported kernel functions, looked up once at load
+ * ntc_disk.c    disk 1 / disk 2: finding the target, tracking writes to
+ *               disk 1, copying blocks, synchronous and batched bio I/O
+ * ntc_image.c   writing the snapshot in the stock swap image format
+ * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
+ * ntc_main.c    /proc/ntc, module parameters, load and unload
+ */
+#ifndef NTC_H
+#define NTC_H
+
+#include <linux/types.h>
+#include <linux/stddef.h>
+#include <linux/blkdev.h>
+#include <linux/mutex.h>
+#include "ntc_format.h"
+
+#define NTC_BLK_SHIFT 12		/* tracking and copy unit: 4 KiB */
+#define NTC_SECT_PER_BLK 8
+#define NTC_COPY_CHUNK_PAGES 256	/* 1 MiB bios */
+
+/* ---- kernel/power and mm internals (ntc_syms.c) ------------------------ */
+
+/* kernel/power/power.h, 6.1: not in the headers package */
+struct ntc_snapshot_handle {
+	unsigned int cur;
+	void *buffer;
+	int sync_read;
+};
+
+struct ntc_kfuncs {
+	int (*freeze_processes)(void);
+	void (*thaw_processes)(void);
+	int (*create_basic_memory_bitmaps)(void);
+	void (*free_basic_memory_bitmaps)(void);
+	int (*hibernation_snapshot)(int platform_mode);
+	void (*swsusp_free)(void);
+	void (*pm_restore_gfp_mask)(void);
+	unsigned long (*snapshot_get_image_size)(void);
+	int (*snapshot_read_next)(struct ntc_snapshot_handle *handle);
+	bool (*hibernate_acquire)(void);
+	void (*hibernate_release)(void);
+	void (*lock_device_hotplug)(void);
+	void (*unlock_device_hotplug)(void);
+	int *in_suspend;
+	struct swap_info_struct **swap_info;	/* swap_info[MAX_SWAPFILES] */
+	unsigned int *nr_swapfiles;
+	spinlock_t *swap_lock;
+	struct class *block_class;
+	u32 *swsusp_hardware_signature;		/* optional */
+};
+
+extern struct ntc_kfuncs ntc_k;
+int ntc_syms_init(void);
+
+/* ---- disks (ntc_disk.c) ------------------------------------------------- */
+
+struct ntc_target {
+	struct block_device *src;	/* disk 1, whole disk, read only */
+	struct block_device *dst;	/* disk 2, whole disk, exclusive */
+	struct block_device *area;	/* disk 2's snapshot area partition */
+	sector_t area_start;		/* in 512-byte sectors, on disk 2 */
+	unsigned long area_pages;	/* 4 KiB pages in the area */
+	int area_partno;
+	sector_t src_swap_start;	/* disk 1's partition with that number */
+	struct swap_info_struct *src_swap;	/* active swap on it, or NULL */
+	void *page0;			/* area page 0 as on disk */
+	struct page **buf;		/* NTC_COPY_CHUNK_PAGES x 2 */
+};
+
+extern struct gendisk *ntc_src_disk;
+extern char *ntc_target_param;
+
+int ntc_track_start(struct gendisk *disk);
+void ntc_track_stop(void);
+void ntc_track_mark_all(void);
+int ntc_target_open(struct ntc_target *t);
+void ntc_target_close(struct ntc_target *t);
+int ntc_io_page(struct block_device *bdev, sector_t sector, void *buf,
+		blk_opf_t opf);
+int ntc_flush(struct block_device *bdev);
+long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots);
+unsigned long ntc_dirty_count(void);
+bool ntc_swap_slot_used(struct swap_info_struct *si, unsigned long off);
+
+/* Batched asynchronous writes of scattered pages to consecutive sectors. */
+struct ntc_batch {
+	atomic_t pending;
+	wait_queue_head_t wait;
+	int error;
+	struct bio *bio;		/* being filled */
+	sector_t next;			/* sector the next page must land on */
+	struct block_device *bdev;
+};
+void ntc_batch_init(struct ntc_batch *b, struct block_device *bdev);
+int ntc_batch_add(struct ntc_batch *b, struct page *page, sector_t sector);
+int ntc_batch_wait(struct ntc_batch *b);
+
+/* ---- record and image (ntc_image.c) ------------------------------------ */
+
+void ntc_record_seal(struct ntc_record *rec);
+int ntc_area_invalidate(struct ntc_target *t);
+struct ntc_image_stats {
+	unsigned long pages;		/* image stream pages */
+	u64 first_map;		/* page offset of the first swap map page */
+	u32 crc32;
+	u64 write_us;
+};
+int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
+		    struct ntc_image_stats *st);
+int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map);
+
+/* ---- checkpoint (ntc_checkpoint.c) --------------------------------------- */
+
+enum ntc_state { NTC_IDLE, NTC_RUNNING, NTC_RESUMED };
+
+struct ntc_status {
+	enum ntc_state state;
+	char target[64];
+	u64 sequence;
+	u64 time_unix_ns;
+	int result;
+	u64 image_pages;
+	u64 pause_us;
+	u64 total_ms;
+	u64 write_ms;
+	u64 precopy_blocks;
+	u64 precopy_rounds;
+	u64 frozen_blocks;
+	u64 swap_slots;
+	u64 resumed_from;	/* sequence resumed from, 0 = none */
+	u64 resumed_time_ns;
+	u64 snapshot_us;	/* inside hibernation_snapshot() */
+};
+
+extern struct ntc_status ntc_status;
+extern struct mutex ntc_lock;
+extern u64 ntc_boot_id[2];
+int ntc_checkpoint(void);
+
+#endif

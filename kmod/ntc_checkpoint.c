@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The checkpoint: hibernate() from kernel/power/hibernate.c, except that
+ *  - disk 2 is brought up to date with disk 1 before the freeze (pre-copy)
+ *    and, for the last delta, while tasks are still frozen after the
+ *    snapshot, so that disk 2 = disk 1 at the snapshot instant;
+ *  - the system is thawed right after that, and the image is written from
+ *    the snapshot's in-memory copy while everything runs again;
+ *  - there is no power_down(): the guest goes on.
+ *
+ * hibernation_snapshot() returns twice, as in hibernate(): once in this
+ * kernel after the atomic copy (in_suspend == 1), and once more in a kernel
+ * restored from the image (in_suspend == 0), which only thaws and reports.
+ */
+#include <linux/kernel.h>
+#include <linux/suspend.h>
+#include <linux/ktime.h>
+#include <linux/timekeeping.h>
+#include <linux/utsname.h>
+#include <linux/cpumask.h>
+#include <linux/mm.h>
+#include <linux/slab.h>
+#include <linux/bitmap.h>
+#include "ntc.h"
+
+struct ntc_status ntc_status;
+DEFINE_MUTEX(ntc_lock);
+u64 ntc_boot_id[2];
+static u64 ntc_sequence;
+
+#define NTC_PRECOPY_MAX_ROUNDS 6
+#define NTC_PRECOPY_GOOD_ENOUGH 64	/* blocks: not worth another round */
+
+/* Copies the changed blocks while the guest runs, while the delta shrinks. */
+static int precopy(struct ntc_target *t, unsigned long *swap_slots)
+{
+	long n, prev = LONG_MAX;
+	int round;
+
+	for (round = 0; round < NTC_PRECOPY_MAX_ROUNDS; round++) {
+		if (round == 0 || round == NTC_PRECOPY_MAX_ROUNDS - 1)
+			ksys_sync_helper();
+		n = ntc_copy_delta(t, false, swap_slots);
+		if (n < 0)
+			return n;
+		ntc_status.precopy_blocks += n;
+		ntc_status.precopy_rounds++;
+		if (round > 0 && (n <= NTC_PRECOPY_GOOD_ENOUGH || n >= prev))
+			break;
+		prev = n;
+	}
+	return 0;
+}
+
+/* Slots of the snapshot area that may take the image: free in disk 1's swap. */
+static void fill_free_map(struct ntc_target *t, unsigned long *free_map)
+{
+	unsigned long s;
+
+	for (s = 1; s < t->area_pages; s++)
+		if (!ntc_swap_slot_used(t->src_swap, s))
+			set_bit(s, free_map);
+	if (t->src_swap)	/* beyond disk 1's swap_map: nothing to keep */
+		for (s = t->src_swap->max; s < t->area_pages; s++)
+			set_bit(s, free_map);
+}
+
+static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st)
+{
+	struct new_utsname *u = utsname();
+
+	rec->sequence = ntc_status.sequence;
+	rec->time_unix_ns = ntc_status.time_unix_ns;
+	rec->boot_id_lo = ntc_boot_id[0];
+	rec->boot_id_hi = ntc_boot_id[1];
+	rec->pause_us = min_t(u64, ntc_status.pause_us, U32_MAX);
+	rec->total_ms = ntc_status.total_ms;
+	rec->image_pages = st->pages;
+	rec->image_crc32 = st->crc32;
+	rec->cpus = num_online_cpus();
+	rec->ram_bytes = (u64)get_num_physpages() << PAGE_SHIFT;
+	rec->disk_blocks_precopy = ntc_status.precopy_blocks;
+	rec->disk_blocks_frozen = ntc_status.frozen_blocks;
+	rec->swap_slots_copied = ntc_status.swap_slots;
+	strscpy(rec->kernel_release, u->release, sizeof(rec->kernel_release));
+	strscpy(rec->kernel_version, u->version, sizeof(rec->kernel_version));
+	strscpy(rec->machine, u->machine, sizeof(rec->machine));
+}
+
+int ntc_checkpoint(void)
+{
+	struct ntc_target t;
+	struct ntc_image_stats st = { 0 };
+	struct ntc_record *rec = NULL;
+	unsigned long *free_map = NULL, swap_slots = 0;
+	unsigned int sleep_flags;
+	ktime_t start = ktime_get(), frozen = 0, snap;
+	bool restored = false;
+	long n;
+	int err;
+
+	if (!mutex_trylock(&ntc_lock))
+		return -EBUSY;
+	memset(&ntc_status, 0, offsetof(struct ntc_status, resumed_from));
+	ntc_status.state = NTC_RUNNING;
+	ntc_status.sequence = ++ntc_sequence;
+
+	err = ntc_target_open(&t);
+	if (err)
+		goto out;
+	free_map = bitmap_zalloc(t.area_pages, GFP_KERNEL);
+	rec = kmalloc(sizeof(*rec), GFP_KERNEL);
+	if (!free_map || !rec) {
+		err = -ENOMEM;
+		goto close;
+	}
+	/* From here on disk 2 changes: first make sure it cannot be resumed. */
+	err = ntc_area_invalidate(&t);
+	if (err)
+		goto close;
+	memcpy(rec, t.page0, sizeof(*rec));
+	err = precopy(&t, &swap_slots);
+	if (err)
+		goto close;
+
+	sleep_flags = lock_system_sleep();
+	if (!ntc_k.hibernate_acquire()) {
+		err = -EBUSY;
+		goto unlock;
+	}
+	frozen = ktime_get();
+	err = ntc_k.freeze_processes();
+	if (err)
+		goto release;
+	ntc_k.lock_device_hotplug();
+	err = ntc_k.create_basic_memory_bitmaps();
+	if (err)
+		goto thaw;
+	ntc_status.time_unix_ns = ktime_get_real_ns();
+	snap = ktime_get();
+	err = ntc_k.hibernation_snapshot(0);
+	ntc_status.snapshot_us = ktime_us_delta(ktime_get(), snap);
+	if (err)
+		goto free_bitmaps;
+	if (!*ntc_k.in_suspend) {
+		/* We are the restored kernel; the snapshot is already freed. */
+		restored = true;
+		goto free_bitmaps;
+	}
+
+	/* Frozen, devices up: the last delta, and disk 1's swap as it is now. */
+	n = ntc_copy_delta(&t, true, &swap_slots);
+	if (n < 0)
+		err = n;
+	else
+		ntc_status.frozen_blocks = n;
+	fill_free_map(&t, free_map);
+	ntc_status.swap_slots = swap_slots;
+	ntc_k.pm_restore_gfp_mask();
+	ntc_k.unlock_device_hotplug();
+	ntc_k.thaw_processes();
+	ntc_status.pause_us = ktime_us_delta(ktime_get(), frozen);
+
+	/* The guest runs again; the image is still in memory until swsusp_free(). */
+	if (!err)
+		err = ntc_image_write(&t, free_map, &st);
+	ntc_k.swsusp_free();
+	*ntc_k.in_suspend = 0;
+	ntc_k.free_basic_memory_bitmaps();
+	ntc_k.hibernate_release();
+	unlock_system_sleep(sleep_flags);
+	ntc_status.write_ms = st.write_us / 1000;
+	ntc_status.image_pages = st.pages;
+	if (!err) {
+		ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
+		fill_record(rec, &st);
+		err = ntc_area_commit(&t, rec, st.first_map);
+	}
+	goto close;
+
+free_bitmaps:
+	ntc_k.free_basic_memory_bitmaps();
+thaw:
+	ntc_k.unlock_device_hotplug();
+	ntc_k.thaw_processes();
+	ntc_status.pause_us = ktime_us_delta(ktime_get(), frozen);
+release:
+	ntc_k.hibernate_release();
+unlock:
+	unlock_system_sleep(sleep_flags);
+close:
+	if (restored) {
+		/*
+		 * Disk 2 is our disk 1 now and the old disk 2 is gone: drop the
+		 * handles without I/O, and compare everything next time.
+		 */
+		ntc_status.resumed_from = ntc_status.sequence;
+		ntc_status.resumed_time_ns = ntc_status.time_unix_ns;
+		ntc_track_mark_all();
+		pr_info("ntc: resumed from checkpoint %llu\n", ntc_status.sequence);
+	}
+	ntc_target_close(&t);
+out:
+	bitmap_free(free_map);
+	kfree(rec);
+	ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
+	ntc_status.result = err;
+	ntc_status.state = restored ? NTC_RESUMED : NTC_IDLE;
+	if (!restored)
+		pr_info("ntc: checkpoint %llu: %s%d, image %llu pages, pause %llu ms, total %llu ms\n",
+			ntc_status.sequence, err ? "error " : "ok ", err,
+			ntc_status.image_pages, ntc_status.pause_us / 1000,
+			ntc_status.total_ms);
+	mutex_unlock(&ntc_lock);
+	return err;
+}

@@ -1,0 +1,542 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Disk 1 and disk 2.
+ *
+ * The restored kernel's page cache, inode cache and journal position describe
+ * disk 1 at the snapshot instant, so disk 2 must hold exactly those blocks.
+ * We therefore track every write that completes on disk 1 from module load
+ * on (tracepoint block_rq_complete: a block marked at completion cannot be
+ * lost to a copy that read it while the write was still in flight, since the
+ * mark comes after the data is on the device), and copy the marked blocks to
+ * the same sectors on disk 2: before the freeze repeatedly (pre-copy), and a
+ * last time while user space and freezable kernel threads are still frozen
+ * after the snapshot.  Until something has been tracked into an existing
+ * disk 2 (first checkpoint, or a new target) everything is compared.
+ *
+ * Disk 1's swap partition is special: its page 0 must not be copied (disk 2
+ * has its own header there), only slots in use at the snapshot are copied;
+ * the free ones receive the image.
+ */
+#include <linux/kernel.h>
+#include <linux/bio.h>
+#include <linux/blkdev.h>
+#include <linux/blk-mq.h>
+#include <linux/swap.h>
+#include <linux/slab.h>
+#include <linux/vmalloc.h>
+#include <linux/tracepoint.h>
+#include <linux/device.h>
+#include <linux/string.h>
+#include "ntc.h"
+
+struct gendisk *ntc_src_disk;
+static unsigned long *dirty;		/* one bit per 4 KiB block of disk 1 */
+static unsigned long nr_blocks;
+static struct tracepoint *tp_complete;
+static bool full_compare = true;	/* nothing tracked into disk 2 yet */
+static dev_t last_target;
+
+/* ---- write tracking ---------------------------------------------------- */
+
+static void ntc_rq_complete(void *data, struct request *rq, blk_status_t error,
+			    unsigned int nr_bytes)
+{
+	sector_t pos;
+	unsigned long b, e;
+
+	if (!rq->q || rq->q->disk != ntc_src_disk || !nr_bytes)
+		return;
+	switch (req_op(rq)) {
+	case REQ_OP_WRITE:
+	case REQ_OP_WRITE_ZEROES:
+	case REQ_OP_DISCARD:
+	case REQ_OP_SECURE_ERASE:
+		break;
+	default:
+		return;
+	}
+	pos = blk_rq_pos(rq);
+	b = pos >> 3;
+	e = (pos + (nr_bytes >> 9) + NTC_SECT_PER_BLK - 1) >> 3;
+	for (; b < e && b < nr_blocks; b++)
+		set_bit(b, dirty);
+}
+
+static void find_tp(struct tracepoint *tp, void *priv)
+{
+	if (!strcmp(tp->name, "block_rq_complete"))
+		tp_complete = tp;
+}
+
+int ntc_track_start(struct gendisk *disk)
+{
+	int err;
+
+	ntc_src_disk = disk;
+	nr_blocks = (get_capacity(disk) + NTC_SECT_PER_BLK - 1) >> 3;
+	dirty = vzalloc(BITS_TO_LONGS(nr_blocks) * sizeof(long));
+	if (!dirty)
+		return -ENOMEM;
+	for_each_kernel_tracepoint(find_tp, NULL);
+	if (!tp_complete) {
+		pr_err("ntc: tracepoint block_rq_complete not found\n");
+		vfree(dirty);
+		return -ENOENT;
+	}
+	err = tracepoint_probe_register(tp_complete, ntc_rq_complete, NULL);
+	if (err)
+		vfree(dirty);
+	return err;
+}
+
+void ntc_track_stop(void)
+{
+	tracepoint_probe_unregister(tp_complete, ntc_rq_complete, NULL);
+	tracepoint_synchronize_unregister();
+	vfree(dirty);
+}
+
+void ntc_track_mark_all(void)
+{
+	full_compare = true;
+}
+
+unsigned long ntc_dirty_count(void)
+{
+	return bitmap_weight(dirty, nr_blocks);
+}
+
+bool ntc_swap_slot_used(struct swap_info_struct *si, unsigned long off)
+{
+	unsigned char c;
+
+	if (!si || off >= si->max)
+		return false;
+	c = READ_ONCE(si->swap_map[off]);
+	return c && c != SWAP_MAP_BAD;
+}
+
+/* ---- bio helpers ---------------------------------------------------------- */
+
+static int ntc_io_pages(struct block_device *bdev, sector_t sector,
+			struct page **pages, unsigned int n, blk_opf_t opf)
+{
+	struct bio *bio = bio_alloc(bdev, n, opf, GFP_NOIO);
+	unsigned int i;
+	int err;
+
+	bio->bi_iter.bi_sector = sector;
+	for (i = 0; i < n; i++)
+		__bio_add_page(bio, pages[i], PAGE_SIZE, 0);
+	err = submit_bio_wait(bio);
+	bio_put(bio);
+	return err;
+}
+
+int ntc_io_page(struct block_device *bdev, sector_t sector, void *buf,
+		blk_opf_t opf)
+{
+	struct page *p = virt_to_page(buf);
+
+	return ntc_io_pages(bdev, sector, &p, 1, opf);
+}
+
+int ntc_flush(struct block_device *bdev)
+{
+	return blkdev_issue_flush(bdev);
+}
+
+static void ntc_batch_end_io(struct bio *bio)
+{
+	struct ntc_batch *b = bio->bi_private;
+
+	if (bio->bi_status)
+		b->error = blk_status_to_errno(bio->bi_status);
+	bio_put(bio);
+	if (atomic_dec_and_test(&b->pending))
+		wake_up(&b->wait);
+}
+
+void ntc_batch_init(struct ntc_batch *b, struct block_device *bdev)
+{
+	atomic_set(&b->pending, 1);
+	init_waitqueue_head(&b->wait);
+	b->error = 0;
+	b->bio = NULL;
+	b->bdev = bdev;
+}
+
+static void ntc_batch_submit(struct ntc_batch *b)
+{
+	if (!b->bio)
+		return;
+	atomic_inc(&b->pending);
+	submit_bio(b->bio);
+	b->bio = NULL;
+}
+
+int ntc_batch_add(struct ntc_batch *b, struct page *page, sector_t sector)
+{
+	if (b->bio && (sector != b->next ||
+		       bio_add_page(b->bio, page, PAGE_SIZE, 0) != PAGE_SIZE))
+		ntc_batch_submit(b);
+	else if (b->bio)
+		goto added;
+	b->bio = bio_alloc(b->bdev, BIO_MAX_VECS, REQ_OP_WRITE, GFP_NOIO);
+	b->bio->bi_iter.bi_sector = sector;
+	b->bio->bi_private = b;
+	b->bio->bi_end_io = ntc_batch_end_io;
+	__bio_add_page(b->bio, page, PAGE_SIZE, 0);
+added:
+	b->next = sector + NTC_SECT_PER_BLK;
+	return b->error;
+}
+
+int ntc_batch_wait(struct ntc_batch *b)
+{
+	ntc_batch_submit(b);
+	if (!atomic_dec_and_test(&b->pending))
+		wait_event(b->wait, atomic_read(&b->pending) == 0);
+	return b->error;
+}
+
+/* ---- copying disk 1 to disk 2 ------------------------------------------- */
+
+/*
+ * Copies n blocks from block blk of disk 1 to disk 2.  With compare, reads
+ * disk 2 too and writes only the blocks that differ.  Returns blocks written.
+ */
+static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
+		     bool compare)
+{
+	sector_t s = (sector_t)blk << 3;
+	unsigned int i, j;
+	long written = 0;
+	int err;
+
+	err = ntc_io_pages(t->src, s, t->buf, n, REQ_OP_READ);
+	if (err)
+		return err;
+	if (!compare) {
+		err = ntc_io_pages(t->dst, s, t->buf, n, REQ_OP_WRITE);
+		return err ? err : n;
+	}
+	err = ntc_io_pages(t->dst, s, t->buf + NTC_COPY_CHUNK_PAGES, n, REQ_OP_READ);
+	if (err)
+		return err;
+	for (i = 0; i < n; i = j) {
+		if (!memcmp(page_address(t->buf[i]),
+			    page_address(t->buf[NTC_COPY_CHUNK_PAGES + i]), PAGE_SIZE)) {
+			j = i + 1;
+			continue;
+		}
+		for (j = i + 1; j < n; j++)
+			if (!memcmp(page_address(t->buf[j]),
+				    page_address(t->buf[NTC_COPY_CHUNK_PAGES + j]), PAGE_SIZE))
+				break;
+		err = ntc_io_pages(t->dst, s + ((sector_t)i << 3), t->buf + i, j - i,
+				   REQ_OP_WRITE);
+		if (err)
+			return err;
+		written += j - i;
+	}
+	return written;
+}
+
+/*
+ * One pass over the dirty map (or, the first time, over everything).
+ * Returns the number of blocks written to disk 2 or -errno; counts the swap
+ * slots among them in *swap_slots.
+ */
+long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots)
+{
+	unsigned long swap_b = t->src_swap_start >> 3;
+	unsigned long swap_e = swap_b + t->area_pages;
+	unsigned long b = 0, run_start = 0;
+	unsigned int run = 0;
+	long total = 0, r;
+	bool compare = full_compare || last_target != t->area->bd_dev;
+
+	if (compare) {
+		bitmap_fill(dirty, nr_blocks);
+		last_target = t->area->bd_dev;
+	}
+	full_compare = false;
+
+	for (;;) {
+		b = find_next_bit(dirty, nr_blocks, b);
+		if (b < nr_blocks && b >= swap_b && b < swap_e) {
+			unsigned long slot = b - swap_b;
+
+			/* Disk 2's area header is its own; free slots take the image. */
+			if (slot == 0 || !t->src_swap) {
+				clear_bit(b, dirty);
+				b++;
+				continue;
+			}
+			if (!ntc_swap_slot_used(t->src_swap, slot)) {
+				b++;
+				continue;
+			}
+		}
+		if (run && (b >= nr_blocks || b != run_start + run ||
+			    run == NTC_COPY_CHUNK_PAGES)) {
+			r = copy_run(t, run_start, run, compare);
+			if (r < 0) {
+				full_compare = true;
+				return r;
+			}
+			total += r;
+			run = 0;
+		}
+		if (b >= nr_blocks)
+			break;
+		clear_bit(b, dirty);
+		if (b >= swap_b && b < swap_e)
+			(*swap_slots)++;
+		if (!run)
+			run_start = b;
+		run++;
+		b++;
+		if (!frozen)
+			cond_resched();
+	}
+	return total;
+}
+
+/* ---- the target ----------------------------------------------------------- */
+
+static int ntc_holder;
+
+static bool area_marker(const void *page0)
+{
+	const char *sig = (const char *)page0 + NTC_OFF_SIG;
+	const struct ntc_record *rec = page0;
+
+	if (!memcmp(sig, NTC_AREA_SIG, NTC_SIG_LEN))
+		return true;
+	return !memcmp(sig, NTC_HIBERNATE_SIG, sizeof(NTC_HIBERNATE_SIG)) &&
+	       !memcmp(rec->magic, NTC_RECORD_MAGIC, 8);
+}
+
+/* Reads page 0 of a partition; true if it carries the NTC marker. */
+static bool probe_area(dev_t dev, void *page0)
+{
+	struct block_device *bdev = blkdev_get_by_dev(dev, FMODE_READ, NULL);
+	bool ok;
+
+	if (IS_ERR(bdev))
+		return false;
+	ok = bdev_nr_sectors(bdev) >= 2 * NTC_SECT_PER_BLK &&
+	     !ntc_io_page(bdev, 0, page0, REQ_OP_READ) && area_marker(page0);
+	blkdev_put(bdev, FMODE_READ);
+	return ok;
+}
+
+static int find_area(void *page0, dev_t *found)
+{
+	struct class_dev_iter iter;
+	struct device *dev;
+	dev_t cand[64];
+	int n = 0, i;
+
+	if (ntc_target_param && ntc_target_param[0] &&
+	    strcmp(ntc_target_param, "auto")) {
+		char path[128];
+
+		strscpy(path, ntc_target_param, sizeof(path));
+		strim(path);
+		if (lookup_bdev(path, found)) {
+			pr_err("ntc: target %s: no such block device\n", path);
+			return -ENODEV;
+		}
+		if (!probe_area(*found, page0)) {
+			pr_err("ntc: target %s has no NTC snapshot-area marker\n", path);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	class_dev_iter_init(&iter, ntc_k.block_class, NULL, NULL);
+	while ((dev = class_dev_iter_next(&iter)) && n < ARRAY_SIZE(cand)) {
+		struct block_device *bdev = dev_to_bdev(dev);
+
+		if (bdev_is_partition(bdev) && bdev->bd_disk != ntc_src_disk)
+			cand[n++] = dev->devt;
+	}
+	class_dev_iter_exit(&iter);
+	for (i = 0; i < n; i++)
+		if (probe_area(cand[i], page0)) {
+			*found = cand[i];
+			return 0;
+		}
+	pr_err("ntc: no disk with an NTC snapshot area (made by ntc-clone) found\n");
+	return -ENODEV;
+}
+
+static struct block_device *disk_part(struct gendisk *disk, int partno)
+{
+	struct block_device *part;
+	unsigned long idx;
+
+	xa_for_each(&disk->part_tbl, idx, part)
+		if (part->bd_partno == partno)
+			return part;
+	return NULL;
+}
+
+/* Same partitions at the same offsets, disk 2 at least as large. */
+static int check_layout(struct gendisk *src, struct gendisk *dst)
+{
+	struct block_device *p, *q;
+	unsigned long idx;
+
+	if (get_capacity(dst) < get_capacity(src)) {
+		pr_err("ntc: %s is smaller than %s\n", dst->disk_name, src->disk_name);
+		return -EINVAL;
+	}
+	xa_for_each(&src->part_tbl, idx, p) {
+		if (!p->bd_partno)
+			continue;
+		q = disk_part(dst, p->bd_partno);
+		if (!q || q->bd_start_sect != p->bd_start_sect ||
+		    bdev_nr_sectors(q) != bdev_nr_sectors(p)) {
+			pr_err("ntc: partition %d of %s does not match %s\n",
+			       p->bd_partno, dst->disk_name, src->disk_name);
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
+/* Active swap on disk, partition partno (or any partition if partno < 0). */
+static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
+{
+	struct swap_info_struct *si, *found = NULL;
+	unsigned int i;
+
+	spin_lock(ntc_k.swap_lock);
+	for (i = 0; i < READ_ONCE(*ntc_k.nr_swapfiles); i++) {
+		si = ntc_k.swap_info[i];
+		if (!si || !(si->flags & SWP_WRITEOK) || !si->bdev ||
+		    si->bdev->bd_disk != disk || !(si->flags & SWP_BLKDEV))
+			continue;
+		if (partno < 0 || si->bdev->bd_partno == partno) {
+			found = si;
+			break;
+		}
+	}
+	spin_unlock(ntc_k.swap_lock);
+	return found;
+}
+
+void ntc_target_close(struct ntc_target *t)
+{
+	int i;
+
+	if (t->dst)
+		blkdev_put(t->dst, FMODE_READ | FMODE_WRITE | FMODE_EXCL);
+	if (t->src)
+		blkdev_put(t->src, FMODE_READ);
+	if (t->buf) {
+		for (i = 0; i < 2 * NTC_COPY_CHUNK_PAGES; i++)
+			if (t->buf[i])
+				__free_page(t->buf[i]);
+		kfree(t->buf);
+	}
+	if (t->page0)
+		free_page((unsigned long)t->page0);
+	memset(t, 0, sizeof(*t));
+}
+
+int ntc_target_open(struct ntc_target *t)
+{
+	struct block_device *srcpart;
+	dev_t area_dev;
+	int err, i;
+
+	memset(t, 0, sizeof(*t));
+	t->page0 = (void *)get_zeroed_page(GFP_KERNEL);
+	if (!t->page0)
+		return -ENOMEM;
+	err = find_area(t->page0, &area_dev);
+	if (err)
+		goto fail;
+	t->src = blkdev_get_by_dev(disk_devt(ntc_src_disk), FMODE_READ, NULL);
+	if (IS_ERR(t->src)) {
+		err = PTR_ERR(t->src);
+		t->src = NULL;
+		goto fail;
+	}
+	/*
+	 * An exclusive open of the whole disk fails while any partition of it
+	 * is mounted or used as swap: that is the "not in use" check.
+	 */
+	t->dst = blkdev_get_by_dev(area_dev, FMODE_READ, NULL);
+	if (!IS_ERR(t->dst)) {
+		struct gendisk *disk = t->dst->bd_disk;
+
+		blkdev_put(t->dst, FMODE_READ);
+		t->dst = blkdev_get_by_dev(disk_devt(disk),
+					   FMODE_READ | FMODE_WRITE | FMODE_EXCL,
+					   &ntc_holder);
+	}
+	if (IS_ERR(t->dst)) {
+		pr_err("ntc: target disk busy (mounted or swap on it?): %ld\n",
+		       PTR_ERR(t->dst));
+		t->dst = NULL;
+		err = -EINVAL;
+		goto fail;
+	}
+	if (t->dst->bd_disk == ntc_src_disk) {
+		err = -EINVAL;
+		goto fail;
+	}
+	if (active_swap(t->dst->bd_disk, -1)) {
+		pr_err("ntc: swap is active on the target disk\n");
+		err = -EINVAL;
+		goto fail;
+	}
+	err = check_layout(ntc_src_disk, t->dst->bd_disk);
+	if (err)
+		goto fail;
+	t->area = disk_part(t->dst->bd_disk, MINOR(area_dev) - t->dst->bd_disk->first_minor);
+	if (!t->area || t->area->bd_dev != area_dev) {
+		err = -ENODEV;
+		goto fail;
+	}
+	t->area_partno = t->area->bd_partno;
+	t->area_start = t->area->bd_start_sect;
+	t->area_pages = bdev_nr_sectors(t->area) >> 3;
+	srcpart = disk_part(ntc_src_disk, t->area_partno);
+	t->src_swap_start = srcpart->bd_start_sect;
+	t->src_swap = active_swap(ntc_src_disk, t->area_partno);
+	if (active_swap(ntc_src_disk, -1) && !t->src_swap) {
+		pr_err("ntc: disk 1's active swap is not the partition matching the snapshot area\n");
+		err = -EINVAL;
+		goto fail;
+	}
+	/* the swap header must describe the area we are about to fill */
+	{
+		struct ntc_swap_header_info *h = t->page0;
+
+		if (h->last_page && h->last_page < t->area_pages)
+			t->area_pages = (unsigned long)h->last_page + 1;
+	}
+	t->buf = kcalloc(2 * NTC_COPY_CHUNK_PAGES, sizeof(*t->buf), GFP_KERNEL);
+	if (!t->buf) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	for (i = 0; i < 2 * NTC_COPY_CHUNK_PAGES; i++) {
+		t->buf[i] = alloc_page(GFP_KERNEL);
+		if (!t->buf[i]) {
+			err = -ENOMEM;
+			goto fail;
+		}
+	}
+	snprintf(ntc_status.target, sizeof(ntc_status.target), "%pg", t->area);
+	return 0;
+fail:
+	ntc_target_close(t);
+	return err;
+}

@@ -1,0 +1,145 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * ntc.ko: live checkpoint of a running guest onto disk 2.
+ *
+ *   echo checkpoint > /proc/ntc   take one; returns when it is durable
+ *   cat /proc/ntc                 state and figures of the last one
+ *
+ * Disk 1 is the disk holding the root filesystem when the module is loaded;
+ * writes to it are tracked from then on (ntc_disk.c).
+ */
+#include <linux/module.h>
+#include <linux/moduleparam.h>
+#include <linux/proc_fs.h>
+#include <linux/seq_file.h>
+#include <linux/uaccess.h>
+#include <linux/fs_struct.h>
+#include <linux/mount.h>
+#include <linux/random.h>
+#include <linux/sched.h>
+#include <linux/string.h>
+#include "ntc.h"
+
+char *ntc_target_param = "auto";
+module_param_named(target, ntc_target_param, charp, 0644);
+MODULE_PARM_DESC(target, "snapshot area partition (e.g. /dev/vdb3), or \"auto\": the partition carrying the NTC marker");
+
+static char *source_param = "";
+module_param_named(source, source_param, charp, 0444);
+MODULE_PARM_DESC(source, "disk 1 (a whole disk, e.g. /dev/vda); default: the disk of the root filesystem");
+
+static const char *const state_names[] = {
+	[NTC_IDLE] = "idle", [NTC_RUNNING] = "checkpointing", [NTC_RESUMED] = "resumed",
+};
+
+static int ntc_show(struct seq_file *m, void *v)
+{
+	struct ntc_status *s = &ntc_status;
+
+	seq_printf(m, "state: %s\n", state_names[s->state]);
+	seq_printf(m, "source: %s\n", ntc_src_disk->disk_name);
+	seq_printf(m, "target: %s\n", s->target[0] ? s->target : ntc_target_param);
+	seq_printf(m, "sequence: %llu\n", s->sequence);
+	seq_printf(m, "time_unix_ns: %llu\n", s->time_unix_ns);
+	seq_printf(m, "result: %d\n", s->result);
+	seq_printf(m, "image_pages: %llu\n", s->image_pages);
+	seq_printf(m, "image_bytes: %llu\n", s->image_pages * PAGE_SIZE);
+	seq_printf(m, "pause_ms: %llu.%03llu\n", s->pause_us / 1000, s->pause_us % 1000);
+	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);
+	seq_printf(m, "write_ms: %llu\n", s->write_ms);
+	seq_printf(m, "total_ms: %llu\n", s->total_ms);
+	seq_printf(m, "disk_blocks_precopy: %llu\n", s->precopy_blocks);
+	seq_printf(m, "precopy_rounds: %llu\n", s->precopy_rounds);
+	seq_printf(m, "disk_blocks_frozen: %llu\n", s->frozen_blocks);
+	seq_printf(m, "swap_slots_copied: %llu\n", s->swap_slots);
+	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
+	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
+	return 0;
+}
+
+static int ntc_open(struct inode *inode, struct file *file)
+{
+	return single_open(file, ntc_show, NULL);
+}
+
+static ssize_t ntc_write(struct file *file, const char __user *ubuf,
+			 size_t count, loff_t *ppos)
+{
+	char buf[32];
+	int err;
+
+	if (count >= sizeof(buf))
+		return -EINVAL;
+	if (copy_from_user(buf, ubuf, count))
+		return -EFAULT;
+	buf[count] = 0;
+	if (strcmp(strim(buf), "checkpoint"))
+		return -EINVAL;
+	err = ntc_checkpoint();
+	return err ? err : count;
+}
+
+static const struct proc_ops ntc_proc_ops = {
+	.proc_open = ntc_open,
+	.proc_read = seq_read,
+	.proc_lseek = seq_lseek,
+	.proc_release = single_release,
+	.proc_write = ntc_write,
+};
+
+static struct gendisk *find_source_disk(void)
+{
+	struct block_device *bdev;
+	dev_t dev;
+
+	if (source_param[0]) {
+		if (lookup_bdev(source_param, &dev))
+			return NULL;
+		bdev = blkdev_get_by_dev(dev, FMODE_READ, NULL);
+		if (IS_ERR(bdev))
+			return NULL;
+		blkdev_put(bdev, FMODE_READ);	/* the disk stays: it is disk 1 */
+		return bdev->bd_disk;
+	}
+	bdev = current->fs->root.mnt->mnt_sb->s_bdev;
+	return bdev ? bdev->bd_disk : NULL;
+}
+
+static int __init ntc_init(void)
+{
+	struct gendisk *disk;
+	int err;
+
+	err = ntc_syms_init();
+	if (err)
+		return err;
+	disk = find_source_disk();
+	if (!disk) {
+		pr_err("ntc: cannot tell disk 1 (root filesystem not on a block device?)\n");
+		return -ENODEV;
+	}
+	get_random_bytes(ntc_boot_id, sizeof(ntc_boot_id));
+	err = ntc_track_start(disk);
+	if (err)
+		return err;
+	if (!proc_create("ntc", 0600, NULL, &ntc_proc_ops)) {
+		ntc_track_stop();
+		return -ENOMEM;
+	}
+	pr_info("ntc: loaded, disk 1 is %s, tracking its writes\n", disk->disk_name);
+	return 0;
+}
+
+static void __exit ntc_exit(void)
+{
+	/* /proc/ntc goes first, so no checkpoint can start; wait for one running */
+	remove_proc_entry("ntc", NULL);
+	mutex_lock(&ntc_lock);
+	ntc_track_stop();
+	mutex_unlock(&ntc_lock);
+}
+
+module_init(ntc_init);
+module_exit(ntc_exit);
+MODULE_LICENSE("GPL");
+MODULE_DESCRIPTION("NTC: live checkpoint of a running guest onto a second disk");

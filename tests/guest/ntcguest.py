@@ -1,0 +1,161 @@
+"""Shared pieces of the ntc.ko guest tests (test_checkpoint*.py).
+
+Builds ntc.ko and the static workload programs, makes disk 1 with them and
+disk 2 from it, drives checkpoints over the console and reads back what a
+checkpoint left in disk 2's snapshot area.
+"""
+import os
+import re
+import struct
+import subprocess
+import sys
+import zlib
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lab"))
+import ntclab  # noqa: E402
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+KMOD = os.path.join(ntclab.ROOT, "kmod")
+WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog")
+
+AREA_SIG = b"NTCAREA001"
+HIBERNATE_SIG = b"S1SUSPEND\0"
+SWAP_SIG = b"SWAPSPACE2"
+RECORD_MAGIC = b"NTC-REC1"
+STATE_EMPTY, STATE_WRITING, STATE_CHECKPOINT = 0, 1, 2
+
+
+def build_module():
+    krel = ntclab.guest_kernel_release()
+    subprocess.run(["make", "-s", "-C", KMOD, f"KREL={krel}"], check=True, timeout=600)
+    return os.path.join(KMOD, "ntc.ko")
+
+
+def build_overlay(tmp):
+    """An overlay with the workload programs in /usr/bin, compiled static."""
+    overlay = os.path.join(tmp, "overlay")
+    bindir = os.path.join(overlay, "usr", "bin")
+    os.makedirs(bindir, exist_ok=True)
+    for name in WORKLOADS:
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", os.path.join(bindir, name),
+                        os.path.join(HERE, "workloads", name + ".c")], check=True, timeout=120)
+    return overlay
+
+
+def build_disk1(tmp, name="disk1.img", swap_mib=256, module=True, extra=()):
+    disk = os.path.join(tmp, name)
+    args = [os.path.join(ntclab.ROOT, "scripts", "build-guest-disk.sh"), disk,
+            "--swap-mib", str(swap_mib), "--overlay", build_overlay(tmp)]
+    if module:
+        args += ["--module", build_module()]
+    subprocess.run(args + list(extra), check=True, timeout=300)
+    return disk
+
+
+def swap_partition(disk):
+    for p in ntclab.partitions(disk):
+        if p.fstype == "swap" or p.fstype == "":
+            if p.number == 3:
+                return p
+    parts = ntclab.partitions(disk)
+    return parts[-1]
+
+
+def make_disk2(disk1, disk2):
+    """Disk 2 from disk 1 with ntc-clone (build/bin/ntc-clone)."""
+    clone = os.path.join(ntclab.BUILD, "bin", "ntc-clone")
+    if os.access(clone, os.X_OK):
+        subprocess.run([clone, disk1, disk2], check=True, timeout=300)
+        return disk2
+    return _make_disk2_stopgap(disk1, disk2)
+
+
+def _make_disk2_stopgap(disk1, disk2):
+    # Stop-gap until ntc-clone exists: block copy, then turn the swap header
+    # into an empty NTC snapshot area as ntc-clone does.
+    subprocess.run(["cp", "--sparse=always", disk1, disk2], check=True, timeout=300)
+    part = swap_partition(disk2)
+    with open(disk2, "r+b") as f:
+        f.seek(part.offset)
+        page = bytearray(f.read(4096))
+        assert page[4086:] == SWAP_SIG, page[4086:]
+        rec = bytearray(1024)
+        rec[0:8] = RECORD_MAGIC
+        struct.pack_into("<III", rec, 8, 1, 0, STATE_EMPTY)
+        struct.pack_into("<I", rec, 12, zlib.crc32(bytes(rec)))
+        page[0:1024] = rec
+        page[4086:] = AREA_SIG
+        f.seek(part.offset)
+        f.write(page)
+    return disk2
+
+
+class Area:
+    """What page 0 of disk 2's snapshot area says."""
+
+    def __init__(self, disk):
+        part = swap_partition(disk)
+        with open(disk, "rb") as f:
+            f.seek(part.offset)
+            page = f.read(4096)
+        self.sig = page[4086:]
+        self.orig_sig = page[4076:4086]
+        self.image, self.flags = struct.unpack_from("<QI", page, 4096 - 20 - 12)
+        rec = bytearray(page[:1024])
+        self.magic = bytes(rec[0:8])
+        self.version, crc, self.state = struct.unpack_from("<III", rec, 8)
+        struct.pack_into("<I", rec, 12, 0)
+        self.record_ok = self.magic == RECORD_MAGIC and zlib.crc32(bytes(rec)) == crc
+        self.sequence, = struct.unpack_from("<Q", rec, 64)
+        self.image_pages, = struct.unpack_from("<Q", rec, 104)
+
+    def valid_checkpoint(self):
+        return (self.sig == HIBERNATE_SIG and self.record_ok
+                and self.state == STATE_CHECKPOINT)
+
+    def __repr__(self):
+        return (f"Area(sig={self.sig!r}, state={self.state}, record_ok={self.record_ok}, "
+                f"sequence={self.sequence}, image_pages={self.image_pages}, image={self.image})")
+
+
+def ntc_info_check(disk):
+    """Runs ntc-info --check if it has been built; None when it is not there."""
+    tool = os.path.join(ntclab.BUILD, "bin", "ntc-info")
+    if not os.access(tool, os.X_OK):
+        return None
+    r = subprocess.run([tool, "--check", disk], capture_output=True, text=True, timeout=300)
+    return r.returncode
+
+
+def status(g):
+    """/proc/ntc as a dict."""
+    _, out = g.sh("cat /proc/ntc", 60)
+    return dict(re.findall(r"^(\w+): (.*?)\s*$", out, re.M))
+
+
+def checkpoint(g, timeout=600):
+    """echo checkpoint > /proc/ntc; returns (rc, /proc/ntc)."""
+    rc, _ = g.sh("echo checkpoint > /proc/ntc", timeout, check=False)
+    return rc, status(g)
+
+
+def counter_lines(text):
+    """(n, t) pairs of the counter's lines, in order."""
+    return [(int(n), float(t)) for n, t in re.findall(r"CNT (\d+) (\d+\.\d+)", text)]
+
+
+def largest_gap(pairs):
+    gaps = [(b[1] - a[1], a, b) for a, b in zip(pairs, pairs[1:])]
+    return max(gaps) if gaps else (0.0, None, None)
+
+
+def blank_like(disk, path):
+    """A sparse all-zero disk of the same size, to keep B's machine like A's."""
+    with open(path, "wb") as f:
+        f.truncate(os.path.getsize(disk))
+    return path
+
+
+def e2fsck_disk(disk):
+    return ntclab.e2fsck_clean(disk, [p.offset for p in ntclab.partitions(disk)
+                                      if p.fstype == "ext4"])
