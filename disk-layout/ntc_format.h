@@ -20,7 +20,8 @@
  * NTC's own record (struct ntc_record) lives in the first KiB of page 0
  * ("bootbits"), which neither swap nor the resume code uses.
  *
- * All integers are little-endian, x86-64 sizes.  Plain C: this file is
+ * All integers are little-endian, x86-64 sizes, every field naturally aligned
+ * (so no packing is needed; the asserts below pin the layout).  Plain C: this file is
  * included by kernel code and by C++.
  */
 #ifndef NTC_FORMAT_H
@@ -60,7 +61,7 @@ struct ntc_swap_header_info {
 	char sws_volume[16];
 	__u32 padding[117];
 	__u32 badpages[1];
-} __attribute__((packed));
+};
 
 /* struct swsusp_header (kernel/power/swap.c): the end of swap page 0 */
 #define NTC_SF_PLATFORM_MODE 1u
@@ -76,7 +77,7 @@ struct ntc_swsusp_header {
 	__u32 flags;		/* NTC_SF_* */
 	char orig_sig[10];
 	char sig[10];
-} __attribute__((packed));
+};
 
 /* struct swap_map_page: page offsets (in the partition) of image pages */
 #define NTC_MAP_PAGE_ENTRIES (NTC_PAGE_SIZE / 8u - 1u)
@@ -105,7 +106,7 @@ struct ntc_swsusp_info {
 	__u64 image_pages;		/* data pages (copies of RAM pages) */
 	__u64 pages;			/* all pages: 1 header + meta + data */
 	__u64 size;			/* pages * PAGE_SIZE */
-} __attribute__((packed));
+};
 
 /* ---- NTC snapshot area ----------------------------------------------- */
 
@@ -161,7 +162,7 @@ struct ntc_record {
 	char kernel_version[65];	/* utsname()->version */
 	char machine[65];		/* utsname()->machine */
 	__u8 reserved[677];		/* zero */
-} __attribute__((packed));
+};
 
 NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
 		  "swap header uuid offset");

@@ -1,1 +1,249 @@
+#include "ntc/clone.hpp"
+#include "ntc/disk_file.hpp"
+#include "ntc/error.hpp"
+#include "ntc/ext_fs.hpp"
+#include "support.hpp"
+
 #include <doctest/doctest.h>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+using namespace ntc;
+using namespace testsupport;
+
+namespace {
+
+struct Fixture {
+	TempDir dir;
+	TestDisk src;
+	std::string dst;
+	std::vector<std::string> warnings;
+	CloneOptions opts;
+
+	explicit Fixture(bool mbr = false)
+	{
+		make_tree(dir / "tree", 7);
+		src = mbr ? make_mbr_disk(dir, "src.img", dir / "tree")
+			  : make_gpt_disk(dir, "src.img", dir / "tree");
+		dst = dir / "dst.img";
+		opts.warn = [this](const std::string &w) { warnings.push_back(w); };
+	}
+
+	// A block of the ext filesystem that is free, as an absolute disk offset.
+	uint64_t free_block_offset()
+	{
+		ExtFs fs(src.path, src.ext_offset, 16 * MiB);
+		for (uint64_t b = fs.blocks_count() - 1; b > 0; b--)
+			if (!fs.block_in_use(b))
+				return src.ext_offset + b * fs.block_size();
+		FAIL("no free block");
+		return 0;
+	}
+
+	// A used data block of /etc/big.bin, as an absolute disk offset.
+	uint64_t used_data_offset()
+	{
+		std::string out = sh_output("debugfs -R 'bmap /etc/big.bin 3' '" + src.path +
+					    "?offset=" + std::to_string(src.ext_offset) + "' 2>/dev/null");
+		return src.ext_offset + std::stoull(out) * 4096;
+	}
+};
+
+void check_is_clone(const Fixture &f)
+{
+	VerifyResult v = verify_clone(f.src.path, f.dst);
+	for (const std::string &d : v.differences)
+		INFO(d);
+	CHECK(v.ok());
+	CHECK(v.inodes_compared > 20);
+}
+
+} // namespace
+
+TEST_CASE("clone of a GPT disk: used blocks, raw partition, snapshot area")
+{
+	Fixture f;
+	uint64_t free_off = f.free_block_offset();
+	write_bytes(f.src.path, free_off, std::vector<uint8_t>(4096, 0xee));
+
+	CloneResult r = clone_disk(f.src.path, f.dst, f.opts);
+	CHECK(f.warnings.empty());
+	CHECK(r.bytes_written > 4 * MiB);	// at least the raw partition
+	check_is_clone(f);
+
+	// Same size; both GPT headers and the raw partition byte for byte.
+	DiskFile d(f.dst, DiskFile::Mode::read);
+	CHECK(d.size() == 48 * MiB);
+	CHECK(read_bytes(f.dst, 0, 1 * MiB) == read_bytes(f.src.path, 0, 1 * MiB));
+	CHECK(read_bytes(f.dst, 48 * MiB - 17408, 17408) == read_bytes(f.src.path, 48 * MiB - 17408, 17408));
+	CHECK(read_bytes(f.dst, f.src.raw_offset, 4 * MiB) == read_bytes(f.src.path, f.src.raw_offset, 4 * MiB));
+	// A block the filesystem does not use is not copied: still a hole.
+	CHECK(read_bytes(f.dst, free_off, 4096) == std::vector<uint8_t>(4096, 0));
+	// The swap became a snapshot area that swapon and blkid do not take for swap.
+	SwapArea a = inspect_swap_area(
+		[&] { Page p; d.read_at(f.src.swap_offset, p); return p; }());
+	CHECK(a.kind == AreaKind::ntc_area);
+	CHECK(a.label == "tswap");
+	CHECK(sh("blkid -p -O " + std::to_string(f.src.swap_offset) + " '" + f.dst + "'") != 0);
+	// The rest of the swap partition stays sparse.
+	struct stat st;
+	REQUIRE(stat(f.dst.c_str(), &st) == 0);
+	CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < 20 * MiB);
+	CHECK(sh("e2fsck -fn '" + f.dst + "?offset=" + std::to_string(f.src.ext_offset) + "'") == 0);
+}
+
+TEST_CASE("clone of an MBR disk")
+{
+	Fixture f(true);
+	clone_disk(f.src.path, f.dst, f.opts);
+	check_is_clone(f);
+	CHECK(read_bytes(f.dst, 0, 512) == read_bytes(f.src.path, 0, 512));
+}
+
+TEST_CASE("refusals leave DST untouched")
+{
+	Fixture f;
+	must("printf 'precious' > '" + f.dst + "'");
+	std::string before = file_digest(f.dst);
+
+	SUBCASE("DST exists and --force is missing")
+	{
+		CHECK_THROWS_WITH_AS(clone_disk(f.src.path, f.dst, f.opts), doctest::Contains("--force"), Error);
+	}
+	SUBCASE("DST is SRC")
+	{
+		CHECK_THROWS_WITH_AS(clone_disk(f.src.path, f.src.path, f.opts),
+				     doctest::Contains("source disk itself"), Error);
+	}
+	SUBCASE("DST is SRC through a symbolic link, even with --force")
+	{
+		must("ln -s '" + f.src.path + "' '" + (f.dir / "link.img") + "'");
+		std::string src_before = file_digest(f.src.path);
+		f.opts.force = true;
+		CHECK_THROWS_AS(clone_disk(f.src.path, f.dir / "link.img", f.opts), Error);
+		CHECK(file_digest(f.src.path) == src_before);
+	}
+	SUBCASE("SRC unreadable")
+	{
+		f.opts.force = true;
+		CHECK_THROWS_WITH_AS(clone_disk(f.dir / "missing.img", f.dst, f.opts),
+				     doctest::Contains("cannot open"), Error);
+	}
+	SUBCASE("SRC with a damaged partition table")
+	{
+		write_bytes(f.src.path, 512, std::vector<uint8_t>(512, 0));
+		write_bytes(f.src.path, 48 * MiB - 512, std::vector<uint8_t>(512, 0));
+		f.opts.force = true;
+		CHECK_THROWS_WITH_AS(clone_disk(f.src.path, f.dst, f.opts),
+				     doctest::Contains("partition table"), Error);
+	}
+	SUBCASE("SRC locked by a running virtual machine")
+	{
+		int fd = open(f.src.path.c_str(), O_RDONLY);
+		REQUIRE(flock(fd, LOCK_EX) == 0);
+		f.opts.force = true;
+		// flock is per open file description: the clone's own open conflicts.
+		CHECK_THROWS_WITH_AS(clone_disk(f.src.path, f.dst, f.opts),
+				     doctest::Contains("running virtual machine"), Error);
+		close(fd);
+	}
+	SUBCASE("DST locked by a running virtual machine")
+	{
+		int fd = open(f.dst.c_str(), O_RDONLY);
+		REQUIRE(flock(fd, LOCK_EX) == 0);
+		f.opts.force = true;
+		CHECK_THROWS_WITH_AS(clone_disk(f.src.path, f.dst, f.opts),
+				     doctest::Contains("running virtual machine"), Error);
+		close(fd);
+	}
+	SUBCASE("--update of a file that is not a clone")
+	{
+		f.opts.update = true;
+		CHECK_THROWS_AS(clone_disk(f.src.path, f.dst, f.opts), Error);
+	}
+	CHECK(file_digest(f.dst) == before);
+}
+
+TEST_CASE("--force replaces an existing file with a clean sparse clone")
+{
+	Fixture f;
+	must("head -c 50M /dev/zero | tr '\\0' 'x' > '" + f.dst + "'");
+	f.opts.force = true;
+	clone_disk(f.src.path, f.dst, f.opts);
+	check_is_clone(f);
+	DiskFile d(f.dst, DiskFile::Mode::read);
+	CHECK(d.size() == 48 * MiB);
+}
+
+TEST_CASE("a damaged ext filesystem is copied raw with a warning, or refused with --strict")
+{
+	Fixture f;
+	// Garble the group descriptors (block 1): the superblock still says ext4.
+	write_bytes(f.src.path, f.src.ext_offset + 4096, std::vector<uint8_t>(4096, 0x5a));
+
+	SUBCASE("default: raw copy")
+	{
+		clone_disk(f.src.path, f.dst, f.opts);
+		REQUIRE(f.warnings.size() == 1);
+		CHECK(f.warnings[0].find("partition 1") != std::string::npos);
+		CHECK(read_bytes(f.dst, f.src.ext_offset, 16 * MiB) ==
+		      read_bytes(f.src.path, f.src.ext_offset, 16 * MiB));
+	}
+	SUBCASE("--strict: refused, DST not created")
+	{
+		f.opts.strict = true;
+		CHECK_THROWS_WITH_AS(clone_disk(f.src.path, f.dst, f.opts), doctest::Contains("--strict"), Error);
+		CHECK(access(f.dst.c_str(), F_OK) != 0);
+	}
+}
+
+TEST_CASE("--update writes only what changed")
+{
+	Fixture f;
+	clone_disk(f.src.path, f.dst, f.opts);
+	// Change the source: a new file, written with debugfs (nothing mounted).
+	must("printf 'new contents' > '" + (f.dir / "new.txt") + "'");
+	must("debugfs -w -R 'write " + (f.dir / "new.txt") + " /etc/new.txt' '" + f.src.path +
+	     "?offset=" + std::to_string(f.src.ext_offset) + "'");
+	REQUIRE_FALSE(verify_clone(f.src.path, f.dst).ok());
+
+	f.opts.update = true;
+	CloneResult r = clone_disk(f.src.path, f.dst, f.opts);
+	check_is_clone(f);
+	CHECK(r.bytes_written < 256 * 1024);	// a few metadata blocks, the file, the area
+}
+
+TEST_CASE("--verify names a single flipped byte in a used block")
+{
+	Fixture f;
+	clone_disk(f.src.path, f.dst, f.opts);
+	uint64_t off = f.used_data_offset() + 17;
+	auto b = read_bytes(f.dst, off, 1);
+	b[0] ^= 0x01;
+	write_bytes(f.dst, off, b);
+	VerifyResult v = verify_clone(f.src.path, f.dst);
+	REQUIRE_FALSE(v.ok());
+	CHECK(v.differences[0].find("partition 1") != std::string::npos);
+	CHECK(v.differences[0].find("block " + std::to_string((off - f.src.ext_offset) / 4096)) !=
+	      std::string::npos);
+}
+
+TEST_CASE("--verify notices a different inode and a different raw partition")
+{
+	Fixture f;
+	clone_disk(f.src.path, f.dst, f.opts);
+	must("debugfs -w -R 'sif /etc/hostname mode 0100600' '" + f.dst + "?offset=" +
+	     std::to_string(f.src.ext_offset) + "'");
+	write_bytes(f.dst, f.src.raw_offset + 1000, {0, 1, 2, 3});
+	VerifyResult v = verify_clone(f.src.path, f.dst);
+	REQUIRE_FALSE(v.ok());
+	bool inode = false, raw = false;
+	for (const std::string &d : v.differences) {
+		inode |= d.find("inode") != std::string::npos;
+		raw |= d.find("partition 2") != std::string::npos;
+	}
+	CHECK(inode);
+	CHECK(raw);
+}

@@ -31,6 +31,13 @@ ExtFs::ExtFs(const std::string &image, uint64_t offset, uint64_t partition_size)
 		ext2fs_close_free(&fs_);
 		throw Error("the ext filesystem in " + name_ + " is larger than its partition");
 	}
+	// What e2fsck checks first: group descriptors pointing inside their
+	// groups.  Bitmaps read through garbled descriptors would be garbage.
+	err = ext2fs_check_desc(fs_);
+	if (err) {
+		ext2fs_close_free(&fs_);
+		fail("the ext filesystem in " + name_ + " has damaged group descriptors", err);
+	}
 	err = ext2fs_read_bitmaps(fs_);
 	if (err) {
 		ext2fs_close_free(&fs_);
