@@ -1,2 +1,16 @@
 #!/bin/sh
-echo TODO
+# Builds the swap-area fuzzer with clang (libFuzzer, AddressSanitizer,
+# UndefinedBehaviorSanitizer) and runs it for a bounded time from a seed
+# corpus holding a small, valid NTC checkpoint.
+#   run-fuzz.sh USERLAND_DIR BUILD_DIR SECONDS
+set -eu
+src=$1 out=$2 secs=$3
+root=$src/..
+mkdir -p "$out/corpus"
+bin=$out/swap_area_fuzz
+clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
+	-I "$src/lib/include" -I "$root/disk-layout" \
+	"$src/fuzz/swap_area_fuzz.cpp" "$src/lib/src/swap_area.cpp" -lz -o "$bin"
+python3 "$src/fuzz/make-seed.py" "$out/corpus/checkpoint-seed"
+"$bin" -max_total_time="$secs" -max_len=$((64 * 4096)) -timeout=10 -rss_limit_mb=1024 \
+	-print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
