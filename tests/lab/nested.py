@@ -1,0 +1,100 @@
+"""A QEMU TCG "host VM" with nested KVM, for running ntc-vmm where this
+machine's own /dev/kvm cannot (it is PVM, or absent).
+
+The host VM boots the Debian kernel with a tiny initramfs that loads kvm-amd
+(QEMU's -cpu max offers AMD SVM with nested paging under TCG), mounts this
+machine's / read-only over virtio-9p, and chroots into it with tmpfs where it
+must write.  A work directory is shared read-write at the same path, so
+build/bin/ntc-vmm, its shared libraries and the disk images are simply there.
+It is driven over its serial console like any ntclab.Guest.
+"""
+import os
+import subprocess
+import tempfile
+
+import ntclab
+
+HOST_INIT = r"""#!/bin/sh
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /etc/modules-order); do insmod "/lib/modules/$m" 2>/dev/null; done
+mkdir -p /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host || exec sh
+for d in tmp run var/tmp root; do mount -t tmpfs tmpfs /host/$d; done
+work=$(sed -n 's/.*ntc.work=\([^ ]*\).*/\1/p' /proc/cmdline)
+mount -t tmpfs tmpfs /host/mnt
+mkdir -p /host/mnt/work
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 work /host/mnt/work || exec sh
+if [ -c /dev/kvm ]; then echo "NTC-HOST-KVM yes"; else echo "NTC-HOST-KVM no"; fi
+echo "NTC-HOST-READY"
+exec chroot /host /bin/sh -c 'mount -t proc proc /proc; mount -t sysfs sysfs /sys; mount -t devtmpfs devtmpfs /dev; mount -t devpts devpts /dev/pts; cd /; export HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin; exec setsid -c /bin/sh -i </dev/ttyS0 >/dev/ttyS0 2>&1'
+"""
+
+HOST_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "kvm-amd"]
+MOUNT_POINT = "/mnt/work"
+
+
+def _build_initramfs(krel, out):
+    """A busybox initramfs with the host VM's modules; rebuilt when missing."""
+    import shutil
+    busybox = shutil.which("busybox")
+    with tempfile.TemporaryDirectory() as d:
+        for sub in ("bin", "dev", "proc", "sys", "etc", "lib/modules"):
+            os.makedirs(os.path.join(d, sub), exist_ok=True)
+        shutil.copy(busybox, os.path.join(d, "bin/busybox"))
+        for applet in ("sh", "mount", "insmod", "cat", "sed", "mkdir", "chroot", "setsid", "echo"):
+            os.symlink("busybox", os.path.join(d, "bin", applet))
+        with open(os.path.join(d, "init"), "w") as f:
+            f.write(HOST_INIT)
+        os.chmod(os.path.join(d, "init"), 0o755)
+        order, seen = [], set()
+        for m in HOST_MODULES:
+            deps = subprocess.run(["modprobe", "-S", krel, "--show-depends", m],
+                                  capture_output=True, text=True, check=True).stdout
+            for line in deps.splitlines():
+                parts = line.split()
+                if len(parts) < 2 or parts[0] != "insmod" or parts[1] in seen:
+                    continue
+                seen.add(parts[1])
+                rel = parts[1].split(f"/modules/{krel}/", 1)[1]
+                dest = os.path.join(d, "lib/modules", rel)
+                os.makedirs(os.path.dirname(dest), exist_ok=True)
+                shutil.copy(f"/usr/lib/modules/{krel}/{rel}", dest)
+                order.append(rel)
+        with open(os.path.join(d, "etc/modules-order"), "w") as f:
+            f.write("\n".join(order) + "\n")
+        tmp = out + ".tmp"
+        subprocess.run(f"cd {d} && find . | cpio -o -H newc --quiet | gzip -1 > {tmp}",
+                       shell=True, check=True)
+        os.replace(tmp, out)
+
+
+class HostVM(ntclab.Guest):
+    """A TCG guest with nested KVM; `workdir` appears inside it as MOUNT_POINT."""
+
+    def __init__(self, name, workdir, mem_mib=2048, cpus=2, log_dir=None):
+        krel = ntclab.guest_kernel_release()
+        initrd = os.path.join(ntclab.BUILD, f"nested-host-initrd-{krel}.img")
+        if not os.path.exists(initrd):
+            _build_initramfs(krel, initrd)
+        self.workdir = os.path.abspath(workdir)
+        extra = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
+                 "-virtfs", f"local,path={self.workdir},mount_tag=work,security_model=none"]
+        append = f"console=ttyS0 loglevel=3 panic=-1 ntc.work={self.workdir}"
+        os.environ.setdefault("NTC_ACCEL", "tcg")
+        super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
+                         mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra)
+
+    def inside(self, path):
+        """The path, inside the host VM, of a file under the work directory."""
+        rel = os.path.relpath(os.path.abspath(path), self.workdir)
+        return os.path.join(MOUNT_POINT, rel)
+
+    def wait_ready(self, timeout=300):
+        m = self.expect(r"NTC-HOST-KVM (yes|no)", timeout)
+        if m.group(1) != b"yes":
+            self.fail("kvm-amd did not give the host VM a /dev/kvm")
+        self.expect(r"NTC-HOST-READY", 60)
+        self.sh("stty -echo; PS1=''", 60)

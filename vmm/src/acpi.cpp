@@ -1,0 +1,216 @@
+#include "acpi.h"
+
+#include <cstring>
+#include <string>
+#include <string_view>
+
+#include "layout.h"
+
+namespace ntcvmm {
+
+namespace {
+
+void put(std::vector<uint8_t>& out, size_t offset, uint64_t value, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++) out[offset + i] = uint8_t(value >> (8 * i));
+}
+
+void append(std::vector<uint8_t>& out, uint64_t value, size_t bytes) {
+    for (size_t i = 0; i < bytes; i++) out.push_back(uint8_t(value >> (8 * i)));
+}
+
+uint8_t checksum(const uint8_t* p, size_t n) {
+    uint8_t sum = 0;
+    for (size_t i = 0; i < n; i++) sum += p[i];
+    return uint8_t(-sum);
+}
+
+// A table with the standard 36-byte header; length and checksum are fixed by
+// finish_table once the body is appended.
+std::vector<uint8_t> table_header(const char sig[4], uint8_t revision) {
+    std::vector<uint8_t> t(36, 0);
+    std::memcpy(&t[0], sig, 4);
+    t[8] = revision;
+    std::memcpy(&t[10], "NTCVMM", 6);
+    std::memcpy(&t[16], "NTCVMM  ", 8);
+    put(t, 24, 1, 4);
+    std::memcpy(&t[28], "NTC ", 4);
+    put(t, 32, 1, 4);
+    return t;
+}
+
+void finish_table(std::vector<uint8_t>& t) {
+    put(t, 4, t.size(), 4);
+    t[9] = 0;
+    t[9] = checksum(t.data(), t.size());
+}
+
+// --- AML, just the constructs the DSDT needs ---
+std::vector<uint8_t> pkg_length(size_t body) {
+    // The encoded length counts itself.
+    if (body + 1 < 0x40) return {uint8_t(body + 1)};
+    size_t total = body + 2;
+    if (total < 0x1000) return {uint8_t(0x40 | (total & 0xf)), uint8_t(total >> 4)};
+    total = body + 3;
+    return {uint8_t(0x80 | (total & 0xf)), uint8_t(total >> 4), uint8_t(total >> 12)};
+}
+
+std::vector<uint8_t> with_length(uint8_t op, const std::vector<uint8_t>& body, bool ext = false) {
+    std::vector<uint8_t> out;
+    if (ext) out.push_back(0x5b);
+    out.push_back(op);
+    auto len = pkg_length(body.size());
+    out.insert(out.end(), len.begin(), len.end());
+    out.insert(out.end(), body.begin(), body.end());
+    return out;
+}
+
+std::vector<uint8_t> aml_integer(uint32_t v) {
+    if (v == 0) return {0x00};
+    if (v == 1) return {0x01};
+    std::vector<uint8_t> out;
+    if (v <= 0xff) { out = {0x0a}; append(out, v, 1); }
+    else if (v <= 0xffff) { out = {0x0b}; append(out, v, 2); }
+    else { out = {0x0c}; append(out, v, 4); }
+    return out;
+}
+
+std::vector<uint8_t> aml_package(const std::vector<std::vector<uint8_t>>& elements) {
+    std::vector<uint8_t> body = {uint8_t(elements.size())};
+    for (const auto& e : elements) body.insert(body.end(), e.begin(), e.end());
+    return with_length(0x12, body);
+}
+
+std::vector<uint8_t> aml_name(std::string_view name, const std::vector<uint8_t>& value) {
+    std::vector<uint8_t> out = {0x08};
+    out.insert(out.end(), name.begin(), name.end());
+    out.insert(out.end(), value.begin(), value.end());
+    return out;
+}
+
+std::vector<uint8_t> aml_scope_like(uint8_t op, bool ext, std::string_view name,
+                                    const std::vector<uint8_t>& terms) {
+    std::vector<uint8_t> body(name.begin(), name.end());
+    body.insert(body.end(), terms.begin(), terms.end());
+    return with_length(op, body, ext);
+}
+
+std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
+    std::vector<uint8_t> aml = aml_name("_S5_", aml_package({aml_integer(kSleepTypeS5),
+                                                             aml_integer(kSleepTypeS5),
+                                                             aml_integer(0), aml_integer(0)}));
+    std::vector<std::vector<uint8_t>> routes;
+    for (unsigned slot = 1; slot <= pci_slots; slot++)
+        routes.push_back(aml_package({aml_integer((slot << 16) | 0xffff), aml_integer(0),
+                                      aml_integer(0), aml_integer(layout::pci_gsi(slot))}));
+    std::vector<uint8_t> pci0 = aml_name("_HID", aml_integer(0x030ad041));  // EisaId("PNP0A03")
+    auto uid = aml_name("_UID", aml_integer(0));
+    pci0.insert(pci0.end(), uid.begin(), uid.end());
+    auto prt = aml_name("_PRT", aml_package(routes));
+    pci0.insert(pci0.end(), prt.begin(), prt.end());
+    auto sb = aml_scope_like(0x10, false, "_SB_", aml_scope_like(0x82, true, "PCI0", pci0));
+    aml.insert(aml.end(), sb.begin(), sb.end());
+    return aml;
+}
+
+constexpr size_t kFadtSize = 276;  // revision 6
+
+// Generic Address Structure in system I/O space.
+void put_gas_io(std::vector<uint8_t>& t, size_t offset, uint16_t port, uint8_t bits) {
+    t[offset] = 1;  // system I/O
+    t[offset + 1] = bits;
+    t[offset + 2] = 0;
+    t[offset + 3] = bits == 32 ? 3 : bits == 16 ? 2 : 1;
+    put(t, offset + 4, port, 8);
+}
+
+std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
+    auto t = table_header("FACP", 6);
+    t.resize(kFadtSize, 0);
+    put(t, 40, dsdt_address, 4);
+    put(t, 46, layout::kSciIrq, 2);
+    // SMI_CMD stays 0: the machine is always in ACPI mode.
+    put(t, 56, layout::kPm1EventBlock, 4);
+    put(t, 64, layout::kPm1ControlBlock, 4);
+    put(t, 76, layout::kPmTimer, 4);
+    t[88] = 4;  // PM1_EVT_LEN
+    t[89] = 2;  // PM1_CNT_LEN
+    t[91] = 4;  // PM_TMR_LEN
+    put(t, 96, 101, 2);   // no C2
+    put(t, 98, 1001, 2);  // no C3
+    // IAPC_BOOT_ARCH: no VGA, no CMOS RTC (nothing to probe and time out on).
+    put(t, 109, (1u << 2) | (1u << 5), 2);
+    // Flags: WBINVD, power and sleep buttons are not fixed features.
+    put(t, 112, (1u << 0) | (1u << 4) | (1u << 5), 4);
+    t[131] = 0;  // FADT minor version
+    put(t, 140, dsdt_address, 8);
+    put_gas_io(t, 148, layout::kPm1EventBlock, 32);
+    put_gas_io(t, 172, layout::kPm1ControlBlock, 16);
+    put_gas_io(t, 208, layout::kPmTimer, 32);
+    finish_table(t);
+    return t;
+}
+
+std::vector<uint8_t> build_madt(unsigned cpus) {
+    auto t = table_header("APIC", 4);
+    append(t, layout::kLocalApic, 4);
+    append(t, 1, 4);  // PCAT_COMPAT: there are 8259s too
+    for (unsigned cpu = 0; cpu < cpus; cpu++) {
+        t.insert(t.end(), {0, 8, uint8_t(cpu), uint8_t(cpu)});
+        append(t, 1, 4);  // enabled
+    }
+    t.insert(t.end(), {1, 12, 0, 0});  // IOAPIC id 0
+    append(t, layout::kIoApic, 4);
+    append(t, 0, 4);  // GSI base
+    // ISA IRQ 0 (PIT) is wired to IOAPIC input 2, as on PCs.
+    t.insert(t.end(), {2, 10, 0, 0});
+    append(t, 2, 4);
+    append(t, 0, 2);
+    // SCI: level-triggered, active high.
+    t.insert(t.end(), {2, 10, 0, uint8_t(layout::kSciIrq)});
+    append(t, layout::kSciIrq, 4);
+    append(t, 0x000d, 2);
+    // LINT1 of every CPU is NMI.
+    t.insert(t.end(), {4, 6, 0xff, 0, 0, 1});
+    finish_table(t);
+    return t;
+}
+
+}  // namespace
+
+std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pci_slots) {
+    auto dsdt = table_header("DSDT", 2);
+    auto aml = dsdt_body(pci_slots);
+    dsdt.insert(dsdt.end(), aml.begin(), aml.end());
+    finish_table(dsdt);
+
+    // RSDP (36 bytes), then XSDT, FADT, MADT, DSDT, each 16-byte aligned.
+    auto align = [](size_t v) { return (v + 15) & ~size_t(15); };
+    size_t xsdt_off = 48;
+    size_t xsdt_size = 36 + 2 * 8;
+    size_t fadt_off = align(xsdt_off + xsdt_size);
+    auto madt = build_madt(cpus);
+    size_t madt_off = align(fadt_off + kFadtSize);
+    size_t dsdt_off = align(madt_off + madt.size());
+    auto fadt = build_fadt(base + dsdt_off);
+
+    auto xsdt = table_header("XSDT", 1);
+    append(xsdt, base + fadt_off, 8);
+    append(xsdt, base + madt_off, 8);
+    finish_table(xsdt);
+
+    std::vector<uint8_t> out(dsdt_off + dsdt.size(), 0);
+    std::memcpy(&out[0], "RSD PTR ", 8);
+    std::memcpy(&out[9], "NTCVMM", 6);
+    out[15] = 2;  // revision: ACPI 2.0+, XSDT
+    put(out, 20, 36, 4);
+    put(out, 24, base + xsdt_off, 8);
+    out[8] = checksum(out.data(), 20);
+    out[32] = checksum(out.data(), 36);
+    std::memcpy(&out[xsdt_off], xsdt.data(), xsdt.size());
+    std::memcpy(&out[fadt_off], fadt.data(), fadt.size());
+    std::memcpy(&out[madt_off], madt.data(), madt.size());
+    std::memcpy(&out[dsdt_off], dsdt.data(), dsdt.size());
+    return out;
+}
+
+}  // namespace ntcvmm

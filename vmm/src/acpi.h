@@ -1,0 +1,16 @@
+#pragma once
+// Minimal ACPI: RSDP, XSDT, FADT (PM1 event/control blocks and a PM timer, so
+// the stock kernel can power off through its ACPI S5 path), a DSDT with _S5_
+// and the PCI root bridge's interrupt routing, and a MADT listing the CPUs.
+#include <cstdint>
+#include <vector>
+
+namespace ntcvmm {
+
+// The tables laid out for guest address `base` (the RSDP is at `base`).
+std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pci_slots);
+
+// The SLP_TYP value that _S5_ tells the kernel to write for poweroff.
+constexpr uint16_t kSleepTypeS5 = 5;
+
+}  // namespace ntcvmm

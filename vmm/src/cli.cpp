@@ -1,0 +1,64 @@
+#include "cli.h"
+
+#include <CLI/CLI.hpp>
+
+#include "error.h"
+
+namespace ntcvmm {
+
+uint64_t parse_size(const std::string& text) {
+    size_t used = 0;
+    uint64_t value;
+    try {
+        value = std::stoull(text, &used);
+    } catch (const std::exception&) {
+        throw UserError("bad size '" + text + "'");
+    }
+    std::string suffix = text.substr(used);
+    unsigned shift;
+    if (suffix.empty() || suffix == "M" || suffix == "m" || suffix == "MiB") shift = 20;
+    else if (suffix == "G" || suffix == "g" || suffix == "GiB") shift = 30;
+    else if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
+    else if (suffix == "T" || suffix == "t" || suffix == "TiB") shift = 40;
+    else throw UserError("bad size suffix in '" + text + "' (use K, M, G or T)");
+    if (value > (UINT64_MAX >> shift)) throw UserError("size '" + text + "' is too large");
+    return value << shift;
+}
+
+Command parse_command_line(int argc, const char* const* argv) {
+    CLI::App app{"ntc-vmm: a small KVM virtual machine monitor for NTC disks"};
+    app.require_subcommand(1);
+
+    RunCommand run;
+    std::string mem = "512M";
+    auto* run_cmd = app.add_subcommand("run", "boot a guest disk (kernel, initrd and options from its /boot)");
+    run_cmd->add_option("disk", run.disks, "first disk (boots), then more disks")->required();
+    run_cmd->add_option("--disk", run.disks, "another disk, in order: /dev/vdb, /dev/vdc, ...");
+    run_cmd->add_option("--ro-disk", run.read_only_disks, "another disk, read-only, after the --disk ones");
+    run_cmd->add_option("--mem", mem, "guest RAM, e.g. 512M or 2G")->capture_default_str();
+    run_cmd->add_option("--cpus", run.cpus, "vCPUs")->capture_default_str();
+    run_cmd->add_option("--kernel", run.kernel, "bzImage instead of the disk's boot entry");
+    run_cmd->add_option("--initrd", run.initrd, "initramfs instead of the disk's boot entry");
+    run_cmd->add_option("--append", run.append, "kernel command line instead of the disk's boot entry");
+    run_cmd->add_option("--console-log", run.console_log, "write COM1 to this file instead of the terminal");
+
+    ResumeCommand resume;
+    auto* resume_cmd = app.add_subcommand("resume", "boot disk 2 and resume its NTC checkpoint");
+    resume_cmd->add_option("disk", resume.disk, "disk 2, holding the checkpoint")->required();
+    resume_cmd->add_option("--disk", resume.next,
+                           "disk to put where disk 2 was (default: a new sparse DISK.next of the same size)");
+    resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
+
+    try {
+        app.parse(argc, argv);
+    } catch (const CLI::ParseError& e) {
+        return ExitNow{app.exit(e)};
+    }
+    if (*resume_cmd) return resume;
+    run.ram_bytes = parse_size(mem);
+    if (run.kernel.has_value() != run.initrd.has_value() && !run.kernel)
+        throw UserError("--initrd needs --kernel");
+    return run;
+}
+
+}  // namespace ntcvmm

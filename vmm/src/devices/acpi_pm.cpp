@@ -1,0 +1,62 @@
+#include "devices/acpi_pm.h"
+
+#include "acpi.h"
+#include "layout.h"
+
+namespace ntcvmm {
+
+namespace {
+constexpr uint16_t kSleepEnable = 1u << 13;
+constexpr uint64_t kPmTimerHz = 3579545;
+}  // namespace
+
+AcpiPm::AcpiPm(Request request) : request_(std::move(request)), start_(std::chrono::steady_clock::now()) {}
+
+bool AcpiPm::read(uint16_t port, unsigned size, uint32_t& value) {
+    using namespace layout;
+    if (port >= kPmTimer && port < kPmTimer + 4) {
+        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+        uint32_t ticks = uint32_t((unsigned __int128)ns * kPmTimerHz / 1000000000u) & 0xffffff;
+        value = ticks >> (8 * (port - kPmTimer));
+    } else if (port >= kPm1EventBlock && port < kPm1EventBlock + 4) {
+        uint32_t block = pm1_status_ | (uint32_t(pm1_enable_) << 16);
+        value = block >> (8 * (port - kPm1EventBlock));
+    } else if (port >= kPm1ControlBlock && port < kPm1ControlBlock + 2) {
+        value = pm1_control_ >> (8 * (port - kPm1ControlBlock));
+    } else if (port == kI8042Command) {
+        value = 0;  // input buffer empty: the reset command can be sent
+    } else if (port == kResetControl) {
+        value = 0;
+    } else {
+        return false;
+    }
+    if (size < 4) value &= (1u << (8 * size)) - 1;
+    return true;
+}
+
+bool AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
+    using namespace layout;
+    if (port >= kPm1EventBlock && port < kPm1EventBlock + 4) {
+        // Status bits are write-one-to-clear; enable bits plain.
+        unsigned shift = 8 * (port - kPm1EventBlock);
+        uint64_t mask = (size >= 4 ? 0xffffffffull : ((1ull << (8 * size)) - 1)) << shift;
+        uint32_t v = uint32_t((uint64_t(value) << shift) & mask);
+        pm1_status_ &= uint16_t(~(v & 0xffff));
+        pm1_enable_ = uint16_t((pm1_enable_ & ~(mask >> 16)) | (v >> 16));
+    } else if (port >= kPm1ControlBlock && port < kPm1ControlBlock + 2) {
+        unsigned shift = 8 * (port - kPm1ControlBlock);
+        uint32_t mask = (size >= 2 ? 0xffffu : 0xffu) << shift;
+        uint16_t v = uint16_t(((pm1_control_ & ~mask) | ((value << shift) & mask)));
+        if ((v & kSleepEnable) && ((v >> 10) & 7) == kSleepTypeS5) request_(GuestRequest::PowerOff);
+        pm1_control_ = uint16_t((v & ~kSleepEnable) | 1);
+    } else if (port == kI8042Command) {
+        if ((value & 0xff) == 0xfe) request_(GuestRequest::Reboot);  // pulse reset line
+    } else if (port == kResetControl) {
+        if (value & 0x04) request_(GuestRequest::Reboot);
+    } else {
+        return false;
+    }
+    return true;
+}
+
+}  // namespace ntcvmm

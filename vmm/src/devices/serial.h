@@ -1,0 +1,36 @@
+#pragma once
+// A 16550A UART (COM1).  Output goes to a sink; input is pushed in by the
+// console thread.  Interrupts: received data and transmitter empty, as the
+// Linux 8250 driver uses them.
+#include <cstdint>
+#include <deque>
+#include <functional>
+
+namespace ntcvmm {
+
+class Serial {
+public:
+    using Output = std::function<void(uint8_t)>;
+    using InterruptLine = std::function<void(bool asserted)>;
+
+    Serial(Output output, InterruptLine interrupt);
+
+    uint8_t read(uint16_t reg);
+    void write(uint16_t reg, uint8_t value);
+    void receive(uint8_t byte);
+    bool can_receive() const { return rx_.size() < kFifoSize; }
+
+private:
+    static constexpr size_t kFifoSize = 64;
+    uint8_t pending_interrupt() const;
+    void update_interrupt();
+
+    Output output_;
+    InterruptLine interrupt_;
+    std::deque<uint8_t> rx_;
+    uint8_t ier_ = 0, lcr_ = 0, mcr_ = 0, scr_ = 0, fcr_ = 0;
+    uint8_t dll_ = 0x0c, dlm_ = 0;
+    bool thr_interrupt_ = false;  // THRE raised and not yet acknowledged
+};
+
+}  // namespace ntcvmm

@@ -1,0 +1,157 @@
+#include "devices/virtio_blk.h"
+
+#include <limits.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "error.h"
+
+namespace ntcvmm {
+
+namespace {
+
+constexpr uint32_t kTypeIn = 0;
+constexpr uint32_t kTypeOut = 1;
+constexpr uint32_t kTypeFlush = 4;
+constexpr uint32_t kTypeGetId = 8;
+constexpr uint8_t kStatusOk = 0;
+constexpr uint8_t kStatusIoError = 1;
+constexpr uint8_t kStatusUnsupported = 2;
+constexpr uint64_t kSector = 512;
+
+struct RequestHeader {
+    uint32_t type;
+    uint32_t reserved;
+    uint64_t sector;
+};
+
+// `count` bytes of `buffers` starting `skip` bytes in, as a new iovec list.
+std::vector<iovec> slice(const std::vector<iovec>& buffers, uint64_t skip, uint64_t count) {
+    std::vector<iovec> out;
+    for (const auto& b : buffers) {
+        if (count == 0) break;
+        if (skip >= b.iov_len) {
+            skip -= b.iov_len;
+            continue;
+        }
+        size_t n = std::min<uint64_t>(b.iov_len - skip, count);
+        out.push_back({static_cast<uint8_t*>(b.iov_base) + skip, n});
+        count -= n;
+        skip = 0;
+    }
+    return out;
+}
+
+uint64_t total(const std::vector<iovec>& buffers) {
+    uint64_t sum = 0;
+    for (const auto& b : buffers) sum += b.iov_len;
+    return sum;
+}
+
+// Full transfer at `offset`, retrying short reads/writes.
+bool transfer(int fd, std::vector<iovec> iov, uint64_t offset, bool write) {
+    size_t first = 0;
+    while (first < iov.size()) {
+        int n = int(std::min<size_t>(iov.size() - first, IOV_MAX));
+        ssize_t done = write ? ::pwritev(fd, &iov[first], n, off_t(offset)) : ::preadv(fd, &iov[first], n, off_t(offset));
+        if (done < 0 && errno == EINTR) continue;
+        if (done <= 0) return false;
+        offset += uint64_t(done);
+        while (done > 0) {
+            size_t step = std::min<size_t>(size_t(done), iov[first].iov_len);
+            iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + step;
+            iov[first].iov_len -= step;
+            done -= ssize_t(step);
+            if (iov[first].iov_len == 0) first++;
+        }
+        while (first < iov.size() && iov[first].iov_len == 0) first++;
+    }
+    return true;
+}
+
+// The last device-writable byte of the chain (serve() checked there is one).
+uint8_t* status_byte(const std::vector<iovec>& writable) {
+    for (auto it = writable.rbegin(); it != writable.rend(); ++it)
+        if (it->iov_len) return static_cast<uint8_t*>(it->iov_base) + it->iov_len - 1;
+    return nullptr;
+}
+
+}  // namespace
+
+VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id)
+    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)) {}
+
+uint64_t VirtioBlock::features() const {
+    return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | (read_only_ ? kFeatureReadOnly : 0);
+}
+
+std::vector<uint8_t> VirtioBlock::config() const {
+    std::vector<uint8_t> c(24, 0);
+    std::memcpy(&c[0], &sectors_, 8);
+    std::memcpy(&c[12], &kSegMax, 4);
+    return c;
+}
+
+uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
+    RequestHeader header;
+    auto header_buffers = slice(chain.readable, 0, sizeof(header));
+    if (total(header_buffers) < sizeof(header) || chain.writable.empty() || total(chain.writable) < 1)
+        throw GuestError("block request without header or status byte");
+    uint8_t* dst = reinterpret_cast<uint8_t*>(&header);
+    for (const auto& b : header_buffers) {
+        std::memcpy(dst, b.iov_base, b.iov_len);
+        dst += b.iov_len;
+    }
+    uint64_t in_bytes = total(chain.writable) - 1;  // the last byte is the status
+    auto in_data = slice(chain.writable, 0, in_bytes);
+    uint64_t out_bytes = total(chain.readable) - sizeof(header);
+    auto out_data = slice(chain.readable, sizeof(header), out_bytes);
+
+    auto in_range = [&](uint64_t bytes) {
+        return bytes % kSector == 0 && header.sector <= sectors_ && bytes / kSector <= sectors_ - header.sector;
+    };
+    switch (header.type) {
+    case kTypeIn:
+        if (!in_range(in_bytes)) return kStatusIoError;
+        if (!transfer(fd_, in_data, header.sector * kSector, false)) return kStatusIoError;
+        written = uint32_t(in_bytes);
+        return kStatusOk;
+    case kTypeOut:
+        if (read_only_ || !in_range(out_bytes)) return kStatusIoError;
+        return transfer(fd_, out_data, header.sector * kSector, true) ? kStatusOk : kStatusIoError;
+    case kTypeFlush:
+        return ::fdatasync(fd_) == 0 ? kStatusOk : kStatusIoError;
+    case kTypeGetId: {
+        uint64_t n = std::min<uint64_t>({in_bytes, uint64_t(20), uint64_t(id_.size())});
+        uint8_t id[20] = {};
+        std::memcpy(id, id_.data(), n);
+        uint64_t copied = 0;
+        for (const auto& b : in_data) {
+            uint64_t step = std::min<uint64_t>(b.iov_len, std::min<uint64_t>(in_bytes, 20) - copied);
+            std::memcpy(b.iov_base, id + copied, step);
+            copied += step;
+        }
+        written = uint32_t(copied);
+        return kStatusOk;
+    }
+    default:
+        return kStatusUnsupported;
+    }
+}
+
+bool VirtioBlock::process(Virtqueue& queue) {
+    bool used = false;
+    while (auto chain = queue.pop()) {
+        uint32_t written = 0;
+        uint8_t status = serve(*chain, written);
+        *status_byte(chain->writable) = status;
+        queue.push_used(chain->head, written + 1);
+        used = true;
+    }
+    return used;
+}
+
+}  // namespace ntcvmm

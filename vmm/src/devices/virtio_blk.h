@@ -1,0 +1,36 @@
+#pragma once
+// virtio-blk: reads, writes, flush (fdatasync: a checkpoint relies on it),
+// get-id; the request's sector range is checked against the disk's size.
+#include <string>
+
+#include "devices/virtio_device.h"
+
+namespace ntcvmm {
+
+class VirtioBlock : public VirtioDevice {
+public:
+    static constexpr uint64_t kFeatureSegMax = 1ull << 2;
+    static constexpr uint64_t kFeatureReadOnly = 1ull << 5;
+    static constexpr uint64_t kFeatureFlush = 1ull << 9;
+    static constexpr uint64_t kFeatureIndirect = 1ull << 28;
+    static constexpr uint32_t kSegMax = 126;
+
+    // `fd` is borrowed; `id` is what VIRTIO_BLK_T_GET_ID answers (20 bytes max).
+    VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id);
+
+    uint16_t device_id() const override { return 2; }
+    uint64_t features() const override;
+    unsigned queue_count() const override { return 1; }
+    std::vector<uint8_t> config() const override;
+    bool process(Virtqueue& queue) override;
+
+private:
+    uint8_t serve(const DescriptorChain& chain, uint32_t& written);
+
+    int fd_;
+    uint64_t sectors_;
+    bool read_only_;
+    std::string id_;
+};
+
+}  // namespace ntcvmm

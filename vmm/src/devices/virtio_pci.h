@@ -1,0 +1,62 @@
+#pragma once
+// The virtio 1.x PCI transport (modern only): common, notify, ISR and device
+// configuration structures in BAR 0, found through vendor capabilities;
+// interrupts as legacy INTx, level-triggered while the ISR is non-zero.
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <vector>
+
+#include "devices/pci.h"
+#include "devices/virtio_device.h"
+
+namespace ntcvmm {
+
+class VirtioPciDevice : public PciDevice {
+public:
+    static constexpr uint32_t kBarSize = 0x4000;
+    static constexpr uint64_t kCommonOffset = 0x0000;
+    static constexpr uint64_t kIsrOffset = 0x1000;
+    static constexpr uint64_t kDeviceConfigOffset = 0x2000;
+    static constexpr uint64_t kNotifyOffset = 0x3000;
+    static constexpr uint32_t kNotifyMultiplier = 4;
+
+    static constexpr uint8_t kStatusDriverOk = 4;
+    static constexpr uint8_t kStatusFeaturesOk = 8;
+    static constexpr uint8_t kStatusNeedsReset = 0x40;
+
+    using InterruptLine = std::function<void(bool asserted)>;
+
+    VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
+                    uint32_t bar_address, uint8_t irq, InterruptLine interrupt);
+
+    PciConfigSpace& config() override { return config_; }
+    uint64_t bar_read(unsigned bar, uint64_t offset, unsigned size) override;
+    void bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) override;
+
+    uint8_t status() const { return status_; }
+    VirtioDevice& device() { return *device_; }
+
+private:
+    uint64_t common_read(uint64_t offset, unsigned size);
+    void common_write(uint64_t offset, unsigned size, uint64_t value);
+    void notify(uint16_t queue);
+    void reset();
+    void fail(const char* why);
+    void update_interrupt();
+    Virtqueue* selected_queue();
+
+    std::unique_ptr<VirtioDevice> device_;
+    PciConfigSpace config_;
+    InterruptLine interrupt_;
+    std::vector<Virtqueue> queues_;
+    uint32_t device_feature_select_ = 0;
+    uint32_t driver_feature_select_ = 0;
+    uint64_t driver_features_ = 0;
+    uint16_t queue_select_ = 0;
+    uint8_t status_ = 0;
+    uint8_t isr_ = 0;
+    uint8_t config_generation_ = 0;
+};
+
+}  // namespace ntcvmm

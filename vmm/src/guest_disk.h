@@ -1,0 +1,33 @@
+#pragma once
+// Read-only access to a guest disk image from the host: its partitions
+// (libblkid) and files in its ext2/3/4 filesystems (libext2fs), nothing
+// mounted.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "boot_entry.h"
+
+namespace ntcvmm {
+
+struct Partition {
+    unsigned number;  // as the guest kernel names it: /dev/vdaN
+    uint64_t offset;  // bytes
+    uint64_t size;    // bytes
+};
+
+std::vector<Partition> read_partitions(const std::string& disk);
+
+struct BootFiles {
+    std::vector<uint8_t> kernel;
+    std::vector<uint8_t> initrd;
+    std::string cmdline;
+};
+
+// Finds the boot entry in /boot/loader/entries of the first ext filesystem on
+// the disk that has one (see choose_boot_entry for `release`) and reads its
+// kernel and initrd from that filesystem; throws UserError with the reason.
+BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release);
+
+}  // namespace ntcvmm

@@ -1,0 +1,464 @@
+#include "machine.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/sysinfo.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+
+#include "boot_loader.h"
+#include "devices/acpi_pm.h"
+#include "devices/pci.h"
+#include "devices/serial.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_pci.h"
+#include "disk_image.h"
+#include "e820.h"
+#include "error.h"
+#include "kvm.h"
+#include "layout.h"
+
+namespace ntcvmm {
+
+namespace {
+
+constexpr uint8_t kEscape = 0x01;  // Ctrl-A, then 'x' quits
+
+int signal_pipe[2] = {-1, -1};
+
+void on_signal(int) {
+    char c = 0;
+    [[maybe_unused]] ssize_t n = ::write(signal_pipe[1], &c, 1);
+}
+
+void on_kick(int) {}
+
+// Puts the terminal into raw mode for the guest and restores it.
+class RawTerminal {
+public:
+    explicit RawTerminal(int fd) : fd_(fd) {
+        if (::tcgetattr(fd_, &saved_) != 0) return;
+        termios raw = saved_;
+        ::cfmakeraw(&raw);
+        active_ = ::tcsetattr(fd_, TCSANOW, &raw) == 0;
+    }
+    ~RawTerminal() {
+        if (active_) ::tcsetattr(fd_, TCSANOW, &saved_);
+    }
+
+private:
+    int fd_;
+    termios saved_{};
+    bool active_ = false;
+};
+
+// Level-triggered lines into the in-kernel irqchip; a GSI shared by several
+// sources is asserted while any of them asserts it.
+class InterruptLines {
+public:
+    explicit InterruptLines(int vm_fd) : vm_fd_(vm_fd) {}
+    void set(uint32_t gsi, unsigned source, bool asserted) {
+        uint64_t& sources = asserted_[gsi];
+        uint64_t before = sources;
+        if (asserted) sources |= 1ull << source;
+        else sources &= ~(1ull << source);
+        if (bool(before) == bool(sources)) return;
+        kvm_irq_level level{};
+        level.irq = gsi;
+        level.level = sources ? 1 : 0;
+        ::ioctl(vm_fd_, KVM_IRQ_LINE, &level);
+    }
+
+private:
+    int vm_fd_;
+    std::map<uint32_t, uint64_t> asserted_;
+};
+
+struct Vcpu {
+    Fd fd;
+    kvm_run* run = nullptr;
+    size_t run_size = 0;
+    std::thread thread;
+    ~Vcpu() {
+        if (run) ::munmap(run, run_size);
+    }
+};
+
+class Machine {
+public:
+    explicit Machine(const MachineConfig& config);
+    ~Machine();
+    int run();
+
+private:
+    void create_vm();
+    void create_devices();
+    void create_vcpus();
+    void vcpu_loop(Vcpu& vcpu);
+    void handle_io(kvm_run* run);
+    void handle_mmio(kvm_run* run);
+    void console_loop();
+    void console_output(uint8_t byte);
+    void finish(int status);
+
+    const MachineConfig& config_;
+    Fd kvm_, vm_;
+    uint8_t* ram_ = nullptr;
+    GuestMemory memory_;
+    std::vector<std::unique_ptr<DiskImage>> disks_;
+    std::vector<std::unique_ptr<Vcpu>> vcpus_;
+
+    // Device state is touched by vCPU threads and the console thread under
+    // this one lock.
+    std::mutex io_lock_;
+    std::unique_ptr<InterruptLines> irqs_;
+    std::unique_ptr<Serial> serial_;
+    std::unique_ptr<PciBus> pci_;
+    std::unique_ptr<AcpiPm> pm_;
+
+    int console_out_ = STDOUT_FILENO;
+    int console_wake_[2] = {-1, -1};
+
+    std::mutex exit_lock_;
+    std::condition_variable exit_cv_;
+    std::optional<int> exit_status_;
+    std::atomic<bool> stopping_{false};
+};
+
+Machine::Machine(const MachineConfig& config) : config_(config) {
+    if (auto why = kvm_unusable_reason()) throw UserError(*why);
+    // Disks first: a locked disk is the likeliest refusal, and cheap to detect.
+    for (const auto& spec : config_.disks) disks_.push_back(std::make_unique<DiskImage>(spec.path, spec.read_only));
+    if (config_.console_log) {
+        console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+        if (console_out_ < 0) throw UserError(errno_text("cannot create console log " + *config_.console_log));
+    }
+    create_vm();
+    create_devices();
+    create_vcpus();
+}
+
+Machine::~Machine() {
+    if (ram_) ::munmap(ram_, config_.ram_bytes);
+    if (config_.console_log && console_out_ >= 0) ::close(console_out_);
+    for (int fd : console_wake_)
+        if (fd >= 0) ::close(fd);
+}
+
+void Machine::create_vm() {
+    kvm_ = Fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
+    if (kvm_.get() < 0) throw UserError(errno_text("cannot open /dev/kvm"));
+    if (kvm_ioctl(kvm_.get(), KVM_GET_API_VERSION, "GET_API_VERSION") != KVM_API_VERSION)
+        throw UserError("unsupported KVM API version");
+    for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "IRQCHIP"}, {KVM_CAP_PIT2, "PIT2"},
+                             {KVM_CAP_USER_MEMORY, "USER_MEMORY"}, {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"}})
+        if (::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, cap) <= 0)
+            throw UserError(std::string("KVM lacks the ") + name + " capability");
+    vm_ = Fd(kvm_ioctl(kvm_.get(), KVM_CREATE_VM, "CREATE_VM"));
+    kvm_ioctl(vm_.get(), KVM_SET_TSS_ADDR, "SET_TSS_ADDR", layout::kTssAddress);
+    uint64_t identity_map = layout::kIdentityMapAddress;
+    kvm_ioctl(vm_.get(), KVM_SET_IDENTITY_MAP_ADDR, "SET_IDENTITY_MAP_ADDR", &identity_map);
+    kvm_ioctl(vm_.get(), KVM_CREATE_IRQCHIP, "CREATE_IRQCHIP");
+    kvm_pit_config pit{};
+    kvm_ioctl(vm_.get(), KVM_CREATE_PIT2, "CREATE_PIT2", &pit);
+
+    void* ram = ::mmap(nullptr, config_.ram_bytes, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (ram == MAP_FAILED) throw UserError(errno_text("cannot reserve guest RAM"));
+    ram_ = static_cast<uint8_t*>(ram);
+    auto [low, high] = split_ram(config_.ram_bytes);
+    std::vector<MemoryRegion> regions = {{0, low, ram_}};
+    if (high) regions.push_back({layout::kHighRamStart, high, ram_ + low});
+    for (uint32_t slot = 0; slot < regions.size(); slot++) {
+        kvm_userspace_memory_region region{};
+        region.slot = slot;
+        region.guest_phys_addr = regions[slot].guest_address;
+        region.memory_size = regions[slot].size;
+        region.userspace_addr = reinterpret_cast<uint64_t>(regions[slot].host);
+        kvm_ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, "SET_USER_MEMORY_REGION", &region);
+    }
+    memory_ = GuestMemory(std::move(regions));
+}
+
+void Machine::create_devices() {
+    irqs_ = std::make_unique<InterruptLines>(vm_.get());
+    // Source 0 on each line is the serial port; virtio devices are 1 + index.
+    serial_ = std::make_unique<Serial>([this](uint8_t b) { console_output(b); },
+                                       [this](bool on) { irqs_->set(layout::kCom1Irq, 0, on); });
+    pm_ = std::make_unique<AcpiPm>([this](GuestRequest r) {
+        finish(r == GuestRequest::PowerOff ? kExitPowerOff : kExitReboot);
+    });
+    pci_ = std::make_unique<PciBus>();
+    for (size_t i = 0; i < disks_.size(); i++) {
+        unsigned slot = unsigned(i) + 1;
+        uint32_t gsi = layout::pci_gsi(slot);
+        auto blk = std::make_unique<VirtioBlock>(disks_[i]->fd(), disks_[i]->size(), disks_[i]->read_only(),
+                                                 "ntc-disk" + std::to_string(i));
+        auto device = std::make_shared<VirtioPciDevice>(
+            std::move(blk), memory_, uint32_t(layout::kPciMmioBase + i * VirtioPciDevice::kBarSize), uint8_t(gsi),
+            [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); });
+        pci_->add(device);
+    }
+}
+
+void Machine::create_vcpus() {
+    int run_size = kvm_ioctl(kvm_.get(), KVM_GET_VCPU_MMAP_SIZE, "GET_VCPU_MMAP_SIZE");
+    auto cpuid = std::make_unique<KvmCpuid2>();
+    cpuid->nent = 256;
+    kvm_ioctl(kvm_.get(), kKvmGetSupportedCpuid, "GET_SUPPORTED_CPUID", cpuid.get());
+    CpuidTable supported{{cpuid->entries, cpuid->entries + cpuid->nent}};
+    bool tsc_deadline = ::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
+
+    BootState boot = load_boot(memory_, config_.ram_bytes, config_.cpus, pci_->slots_used(), config_.boot);
+
+    for (unsigned i = 0; i < config_.cpus; i++) {
+        auto vcpu = std::make_unique<Vcpu>();
+        vcpu->fd = Fd(kvm_ioctl(vm_.get(), KVM_CREATE_VCPU, "CREATE_VCPU", i));
+        void* run = ::mmap(nullptr, size_t(run_size), PROT_READ | PROT_WRITE, MAP_SHARED, vcpu->fd.get(), 0);
+        if (run == MAP_FAILED) throw UserError(errno_text("cannot map vCPU state"));
+        vcpu->run = static_cast<kvm_run*>(run);
+        vcpu->run_size = size_t(run_size);
+
+        CpuidTable table = cpuid_for_vcpu(supported, i, config_.cpus, tsc_deadline);
+        cpuid->nent = uint32_t(table.entries.size());
+        std::copy(table.entries.begin(), table.entries.end(), cpuid->entries);
+        kvm_ioctl(vcpu->fd.get(), kKvmSetCpuid2, "SET_CPUID2", cpuid.get());
+
+        // LINT0 delivers the 8259's ExtINT, LINT1 NMI, as a PC's firmware sets them.
+        kvm_lapic_state lapic;
+        kvm_ioctl(vcpu->fd.get(), KVM_GET_LAPIC, "GET_LAPIC", &lapic);
+        auto set_lvt = [&](size_t offset, uint32_t mode) {
+            uint32_t v;
+            std::memcpy(&v, &lapic.regs[offset], 4);
+            v = (v & ~0x700u & ~0x10000u) | (mode << 8);
+            std::memcpy(&lapic.regs[offset], &v, 4);
+        };
+        set_lvt(0x350, 7);
+        set_lvt(0x360, 4);
+        kvm_ioctl(vcpu->fd.get(), KVM_SET_LAPIC, "SET_LAPIC", &lapic);
+
+        kvm_fpu fpu{};
+        fpu.fcw = 0x37f;
+        fpu.mxcsr = 0x1f80;
+        kvm_ioctl(vcpu->fd.get(), KVM_SET_FPU, "SET_FPU", &fpu);
+
+        // The boot CPU starts at the kernel's entry; the others wait in KVM
+        // for the kernel's INIT/SIPI.
+        if (i == 0) {
+            kvm_regs regs;
+            kvm_sregs sregs;
+            kvm_ioctl(vcpu->fd.get(), KVM_GET_SREGS, "GET_SREGS", &sregs);
+            boot_cpu_registers(boot, regs, sregs);
+            kvm_ioctl(vcpu->fd.get(), KVM_SET_SREGS, "SET_SREGS", &sregs);
+            kvm_ioctl(vcpu->fd.get(), KVM_SET_REGS, "SET_REGS", &regs);
+        }
+        vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+void Machine::finish(int status) {
+    std::lock_guard lock(exit_lock_);
+    if (!exit_status_) exit_status_ = status;
+    stopping_ = true;
+    exit_cv_.notify_all();
+}
+
+void Machine::console_output(uint8_t byte) {
+    ssize_t n;
+    do n = ::write(console_out_, &byte, 1);
+    while (n < 0 && errno == EINTR);
+}
+
+void Machine::handle_io(kvm_run* run) {
+    auto* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+    uint16_t port = run->io.port;
+    unsigned size = run->io.size;
+    std::lock_guard lock(io_lock_);
+    for (uint32_t i = 0; i < run->io.count; i++, data += size) {
+        uint32_t value = 0;
+        if (run->io.direction == KVM_EXIT_IO_OUT) {
+            std::memcpy(&value, data, size);
+            if (port >= layout::kCom1 && port < layout::kCom1 + 8) serial_->write(port - layout::kCom1, uint8_t(value));
+            else if (port == layout::kResetControl && size == 1) pm_->write(port, size, value);
+            else if (port >= layout::kPciConfigAddress && port < layout::kPciConfigAddress + 8) pci_->io_write(port, size, value);
+            else pm_->write(port, size, value);
+        } else {
+            value = ~0u;
+            if (port >= layout::kCom1 && port < layout::kCom1 + 8) value = serial_->read(port - layout::kCom1);
+            else if (port == layout::kResetControl && size == 1) pm_->read(port, size, value);
+            else if (port >= layout::kPciConfigAddress && port < layout::kPciConfigAddress + 8) value = pci_->io_read(port, size);
+            else pm_->read(port, size, value);
+            std::memcpy(data, &value, size);
+        }
+    }
+}
+
+void Machine::handle_mmio(kvm_run* run) {
+    uint64_t address = run->mmio.phys_addr;
+    unsigned size = std::min<unsigned>(run->mmio.len, 8);
+    std::lock_guard lock(io_lock_);
+    if (run->mmio.is_write) {
+        uint64_t value = 0;
+        std::memcpy(&value, run->mmio.data, size);
+        pci_->mmio_write(address, size, value);
+    } else {
+        uint64_t value = ~0ull;
+        pci_->mmio_read(address, size, value);
+        std::memcpy(run->mmio.data, &value, size);
+    }
+}
+
+void Machine::vcpu_loop(Vcpu& vcpu) {
+    kvm_run* run = vcpu.run;
+    while (!stopping_) {
+        if (::ioctl(vcpu.fd.get(), KVM_RUN, 0) < 0) {
+            if (errno == EINTR || errno == EAGAIN) continue;
+            std::fprintf(stderr, "ntc-vmm: KVM_RUN: %s\n", std::strerror(errno));
+            return finish(kExitError);
+        }
+        switch (run->exit_reason) {
+        case KVM_EXIT_IO:
+            handle_io(run);
+            break;
+        case KVM_EXIT_MMIO:
+            handle_mmio(run);
+            break;
+        case KVM_EXIT_SHUTDOWN:  // triple fault: the kernel's last way to reboot
+            return finish(kExitReboot);
+        case KVM_EXIT_SYSTEM_EVENT:
+            return finish(run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? kExitPowerOff : kExitReboot);
+        case KVM_EXIT_INTR:
+            break;
+        case KVM_EXIT_FAIL_ENTRY:
+            std::fprintf(stderr, "ntc-vmm: vCPU entry failed (reason 0x%llx)\n",
+                         (unsigned long long)run->fail_entry.hardware_entry_failure_reason);
+            return finish(kExitError);
+        case KVM_EXIT_INTERNAL_ERROR:
+            std::fprintf(stderr, "ntc-vmm: KVM internal error (suberror %u)\n", run->internal.suberror);
+            return finish(kExitError);
+        default:
+            std::fprintf(stderr, "ntc-vmm: unexpected vCPU exit %u\n", run->exit_reason);
+            return finish(kExitError);
+        }
+    }
+}
+
+void Machine::console_loop() {
+    bool tty = ::isatty(STDIN_FILENO);
+    bool input_open = true;
+    bool escape_pending = false;
+    std::vector<uint8_t> pending;
+    while (!stopping_) {
+        pollfd fds[3] = {{console_wake_[0], POLLIN, 0}, {signal_pipe[0], POLLIN, 0},
+                         {STDIN_FILENO, short(input_open && pending.empty() ? POLLIN : 0), 0}};
+        // Bytes the UART's FIFO could not take yet are retried shortly.
+        int r = ::poll(fds, 3, pending.empty() ? -1 : 2);
+        if (r < 0 && errno != EINTR) break;
+        if (fds[0].revents) break;
+        if (fds[1].revents) {
+            finish(kExitQuit);
+            break;
+        }
+        if (fds[2].revents) {
+            uint8_t buf[256];
+            ssize_t n = ::read(STDIN_FILENO, buf, sizeof(buf));
+            if (n <= 0) {
+                if (n == 0 || errno != EINTR) input_open = false;
+            }
+            for (ssize_t i = 0; i < n; i++) {
+                if (tty && escape_pending) {
+                    escape_pending = false;
+                    if (buf[i] == 'x') {
+                        finish(kExitQuit);
+                        return;
+                    }
+                    if (buf[i] != kEscape) pending.push_back(kEscape);
+                } else if (tty && buf[i] == kEscape) {
+                    escape_pending = true;
+                    continue;
+                }
+                pending.push_back(buf[i]);
+            }
+        }
+        std::lock_guard lock(io_lock_);
+        size_t taken = 0;
+        while (taken < pending.size() && serial_->can_receive()) serial_->receive(pending[taken++]);
+        pending.erase(pending.begin(), pending.begin() + ptrdiff_t(taken));
+    }
+}
+
+int Machine::run() {
+    if (::pipe2(console_wake_, O_CLOEXEC) != 0 || (signal_pipe[0] < 0 && ::pipe2(signal_pipe, O_CLOEXEC) != 0))
+        throw UserError(errno_text("pipe"));
+    struct sigaction sa{};
+    sa.sa_handler = on_kick;
+    ::sigaction(SIGUSR1, &sa, nullptr);
+    sa.sa_handler = on_signal;
+    ::sigaction(SIGTERM, &sa, nullptr);
+    ::sigaction(SIGHUP, &sa, nullptr);
+    if (!::isatty(STDIN_FILENO)) ::sigaction(SIGINT, &sa, nullptr);
+
+    std::optional<RawTerminal> raw;
+    if (::isatty(STDIN_FILENO)) {
+        raw.emplace(STDIN_FILENO);
+        std::fprintf(stderr, "ntc-vmm: console attached; Ctrl-A x quits\r\n");
+    }
+    std::thread console([this] { console_loop(); });
+    for (auto& vcpu : vcpus_) vcpu->thread = std::thread([this, v = vcpu.get()] { vcpu_loop(*v); });
+
+    {
+        std::unique_lock lock(exit_lock_);
+        exit_cv_.wait(lock, [this] { return exit_status_.has_value(); });
+    }
+    stopping_ = true;
+    for (auto& vcpu : vcpus_) {
+        vcpu->run->immediate_exit = 1;
+        ::pthread_kill(vcpu->thread.native_handle(), SIGUSR1);
+    }
+    for (auto& vcpu : vcpus_) vcpu->thread.join();
+    char c = 0;
+    [[maybe_unused]] ssize_t n = ::write(console_wake_[1], &c, 1);
+    console.join();
+    for (auto& disk : disks_)
+        if (!disk->read_only()) ::fdatasync(disk->fd());
+    return *exit_status_;
+}
+
+}  // namespace
+
+void check_machine_config(const MachineConfig& config) {
+    if (config.cpus < 1 || config.cpus > kMaxCpus)
+        throw UserError("--cpus must be between 1 and " + std::to_string(kMaxCpus));
+    if (config.disks.empty()) throw UserError("no disk given");
+    if (config.disks.size() > kMaxDisks) throw UserError("at most " + std::to_string(kMaxDisks) + " disks");
+    if (config.ram_bytes < layout::kMinRam) throw UserError("--mem must be at least 64M");
+    if (config.ram_bytes % (2 * layout::kMiB)) throw UserError("--mem must be a multiple of 2 MiB");
+    struct sysinfo info{};
+    if (::sysinfo(&info) == 0) {
+        uint64_t host = uint64_t(info.totalram) * info.mem_unit;
+        if (config.ram_bytes > host)
+            throw UserError("--mem " + std::to_string(config.ram_bytes >> 20) + " MiB is more than this host's " +
+                            std::to_string(host >> 20) + " MiB of RAM");
+    }
+}
+
+int run_machine(const MachineConfig& config) {
+    check_machine_config(config);
+    Machine machine(config);
+    return machine.run();
+}
+
+}  // namespace ntcvmm

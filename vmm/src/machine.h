@@ -1,0 +1,44 @@
+#pragma once
+// The virtual machine: RAM, vCPUs (one thread each), the in-kernel irqchip
+// and PIT, and the devices, from boot to the guest's poweroff or reboot.
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "guest_disk.h"
+
+namespace ntcvmm {
+
+struct DiskSpec {
+    std::string path;
+    bool read_only = false;
+};
+
+struct MachineConfig {
+    uint64_t ram_bytes = 512ull << 20;
+    unsigned cpus = 1;
+    std::vector<DiskSpec> disks;  // in order: slot 1, 2, ... = /dev/vda, vdb, ...
+    BootFiles boot;
+    std::optional<std::string> console_log;  // else the terminal (stdout)
+};
+
+// ntc-vmm's exit statuses (Documentation/vmm.md).
+enum ExitStatus : int {
+    kExitPowerOff = 0,
+    kExitError = 1,
+    kExitReboot = 2,
+    kExitQuit = 3,  // the console escape or a signal ended the VM
+};
+
+constexpr unsigned kMaxCpus = 64;
+constexpr unsigned kMaxDisks = 16;
+
+// Checks the request against what this host can give; throws UserError.
+void check_machine_config(const MachineConfig& config);
+
+// Runs the VM until it ends; returns the exit status.  Throws UserError when
+// the VM cannot be set up.
+int run_machine(const MachineConfig& config);
+
+}  // namespace ntcvmm

@@ -1,0 +1,54 @@
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+
+#include "cli.h"
+#include "error.h"
+#include "kvm.h"
+#include "machine.h"
+#include "resume.h"
+
+using namespace ntcvmm;
+
+namespace {
+
+std::vector<uint8_t> read_host_file(const std::string& path, const char* what) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UserError(std::string(what) + " " + path + " not found or not readable");
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+MachineConfig run_config(const RunCommand& run) {
+    MachineConfig config;
+    config.ram_bytes = run.ram_bytes;
+    config.cpus = run.cpus;
+    config.console_log = run.console_log;
+    for (const auto& d : run.disks) config.disks.push_back({d, false});
+    for (const auto& d : run.read_only_disks) config.disks.push_back({d, true});
+    check_machine_config(config);
+    if (run.kernel) {
+        config.boot.kernel = read_host_file(*run.kernel, "kernel");
+        if (run.initrd) config.boot.initrd = read_host_file(*run.initrd, "initrd");
+    } else {
+        config.boot = load_boot_files(run.disks.front(), std::nullopt);
+    }
+    if (run.append) config.boot.cmdline = *run.append;
+    return config;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        Command command = parse_command_line(argc, argv);
+        if (auto* exit_now = std::get_if<ExitNow>(&command)) return exit_now->status;
+        if (auto why = kvm_unusable_reason()) throw UserError(*why);
+        MachineConfig config = std::holds_alternative<RunCommand>(command)
+                                   ? run_config(std::get<RunCommand>(command))
+                                   : resume_config(std::get<ResumeCommand>(command));
+        return run_machine(config);
+    } catch (const UserError& e) {
+        std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
+        return kExitError;
+    }
+}

@@ -1,0 +1,59 @@
+#include "resume.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <sstream>
+
+#include "checkpoint.h"
+#include "error.h"
+
+namespace ntcvmm {
+
+std::string resume_cmdline(const std::string& options, unsigned partition) {
+    std::istringstream in(options);
+    std::string word, out;
+    while (in >> word) {
+        if (word.starts_with("resume=") || word == "noresume") continue;
+        out += word + " ";
+    }
+    return out + "resume=/dev/vda" + std::to_string(partition);
+}
+
+MachineConfig resume_config(const ResumeCommand& command) {
+    int fd = ::open(command.disk.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) throw UserError(errno_text("cannot open disk " + command.disk));
+    Checkpoint checkpoint;
+    off_t disk_size;
+    try {
+        checkpoint = find_checkpoint(command.disk, fd, read_partitions(command.disk));
+        disk_size = ::lseek(fd, 0, SEEK_END);
+    } catch (...) {
+        ::close(fd);
+        throw;
+    }
+    ::close(fd);
+    const ntc_record& r = checkpoint.record;
+
+    MachineConfig config;
+    config.ram_bytes = r.ram_bytes;
+    config.cpus = r.cpus;
+    config.console_log = command.console_log;
+    std::string release(r.kernel_release);
+    config.boot = load_boot_files(command.disk, release);
+    config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);
+
+    std::string next = command.next.value_or(command.disk + ".next");
+    if (!command.next) {
+        int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+        if (nfd < 0)
+            throw UserError(errno_text("cannot create " + next + " as the second disk (pass --disk to choose one)"));
+        bool sized = ::ftruncate(nfd, disk_size) == 0;
+        ::close(nfd);
+        if (!sized) throw UserError(errno_text("cannot size " + next));
+    }
+    config.disks = {{command.disk, false}, {next, false}};
+    return config;
+}
+
+}  // namespace ntcvmm

@@ -1,0 +1,106 @@
+#include "virtqueue.h"
+
+#include <atomic>
+
+#include "error.h"
+
+namespace ntcvmm {
+
+namespace {
+
+constexpr uint16_t kDescNext = 1;
+constexpr uint16_t kDescWrite = 2;
+constexpr uint16_t kDescIndirect = 4;
+
+struct RawDescriptor {
+    uint64_t addr;
+    uint32_t len;
+    uint16_t flags;
+    uint16_t next;
+};
+static_assert(sizeof(RawDescriptor) == 16);
+
+}  // namespace
+
+void Virtqueue::enable() {
+    if (size == 0 || size > kMaxSize || (size & (size - 1)))
+        throw GuestError("queue size is not a power of two up to 256");
+    if (desc_address % 16 || avail_address % 2 || used_address % 4)
+        throw GuestError("misaligned ring");
+    if (!memory_->span(desc_address, 16ull * size) || !memory_->span(avail_address, 6 + 2ull * size) ||
+        !memory_->span(used_address, 6 + 8ull * size))
+        throw GuestError("ring outside guest RAM");
+    last_avail_ = 0;
+    next_used_ = 0;
+    ready_ = true;
+}
+
+void Virtqueue::reset() {
+    size = kMaxSize;
+    desc_address = avail_address = used_address = 0;
+    ready_ = false;
+    last_avail_ = next_used_ = 0;
+}
+
+void Virtqueue::add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count,
+                                uint16_t first, bool indirect_allowed, size_t& budget) const {
+    uint32_t index = first;
+    // A chain visits each descriptor of its table at most once; more steps
+    // than entries means a loop.
+    for (uint32_t steps = 0;; steps++) {
+        if (index >= count) throw GuestError("descriptor index out of range");
+        if (steps >= count || budget == 0) throw GuestError("descriptor chain too long (loop?)");
+        budget--;
+        auto desc = memory_->read<RawDescriptor>(table + 16ull * index);
+        if (!desc) throw GuestError("descriptor table outside guest RAM");
+        if (desc->flags & kDescIndirect) {
+            if (!indirect_allowed) throw GuestError("nested indirect descriptor table");
+            if (desc->flags & kDescNext) throw GuestError("indirect descriptor with NEXT");
+            if (desc->len == 0 || desc->len % 16) throw GuestError("bad indirect table length");
+            if (!memory_->span(desc->addr, desc->len)) throw GuestError("indirect table outside guest RAM");
+            add_descriptors(chain, desc->addr, desc->len / 16, 0, false, budget);
+            return;
+        }
+        uint8_t* host = memory_->span(desc->addr, desc->len);
+        if (!host) throw GuestError("descriptor buffer outside guest RAM");
+        if (desc->flags & kDescWrite) {
+            chain.writable.push_back({host, desc->len});
+        } else {
+            if (!chain.writable.empty()) throw GuestError("readable descriptor after writable one");
+            chain.readable.push_back({host, desc->len});
+        }
+        if (!(desc->flags & kDescNext)) return;
+        index = desc->next;
+    }
+}
+
+std::optional<DescriptorChain> Virtqueue::pop() {
+    if (!ready_) return std::nullopt;
+    auto avail_idx = memory_->read<uint16_t>(avail_address + 2);
+    if (!avail_idx) throw GuestError("available ring outside guest RAM");
+    uint16_t pending = uint16_t(*avail_idx - last_avail_);
+    if (pending == 0) return std::nullopt;
+    if (pending > size) throw GuestError("available index ran ahead of the ring");
+    // The ring entry must be read after the index that published it.
+    std::atomic_thread_fence(std::memory_order_acquire);
+    auto head = memory_->read<uint16_t>(avail_address + 4 + 2ull * (last_avail_ % size));
+    if (!head) throw GuestError("available ring outside guest RAM");
+    last_avail_++;
+    DescriptorChain chain{*head, {}, {}};
+    size_t budget = kMaxChainDescriptors;
+    add_descriptors(chain, desc_address, size, *head, true, budget);
+    return chain;
+}
+
+void Virtqueue::push_used(uint16_t head, uint32_t written) {
+    uint64_t entry = used_address + 4 + 8ull * (next_used_ % size);
+    struct { uint32_t id; uint32_t len; } element{head, written};
+    if (!memory_->write(entry, element)) throw GuestError("used ring outside guest RAM");
+    // The element must be visible before the index that publishes it.
+    std::atomic_thread_fence(std::memory_order_release);
+    next_used_++;
+    if (!memory_->write<uint16_t>(used_address + 2, next_used_))
+        throw GuestError("used ring outside guest RAM");
+}
+
+}  // namespace ntcvmm

@@ -1,0 +1,57 @@
+#pragma once
+// A virtio 1.x split virtqueue over untrusted guest memory.  pop() walks one
+// descriptor chain and turns it into host buffers; anything malformed (index
+// out of range, a loop, an address outside RAM, nested indirect tables, more
+// available entries than the ring holds) throws GuestError, which the device
+// turns into NEEDS_RESET.
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <optional>
+#include <vector>
+
+#include "guest_memory.h"
+
+namespace ntcvmm {
+
+struct DescriptorChain {
+    uint16_t head;
+    std::vector<iovec> readable;  // driver -> device, in chain order
+    std::vector<iovec> writable;  // device -> driver, in chain order
+};
+
+class Virtqueue {
+public:
+    static constexpr uint16_t kMaxSize = 256;
+    // Bounds the work one chain can ask for, indirect tables included.
+    static constexpr size_t kMaxChainDescriptors = 1024;
+
+    explicit Virtqueue(const GuestMemory& memory) : memory_(&memory) {}
+
+    // Driver-visible configuration (virtio common config).
+    uint16_t size = kMaxSize;
+    uint64_t desc_address = 0;
+    uint64_t avail_address = 0;
+    uint64_t used_address = 0;
+    bool ready() const { return ready_; }
+
+    // Checks the configuration and the rings' placement; throws GuestError.
+    void enable();
+    void reset();
+
+    // The next available chain, or nullopt when the driver has offered none.
+    std::optional<DescriptorChain> pop();
+    // Returns a chain to the driver with `written` bytes stored in it.
+    void push_used(uint16_t head, uint32_t written);
+
+private:
+    void add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first,
+                         bool indirect_allowed, size_t& budget) const;
+
+    const GuestMemory* memory_;
+    bool ready_ = false;
+    uint16_t last_avail_ = 0;
+    uint16_t next_used_ = 0;
+};
+
+}  // namespace ntcvmm
