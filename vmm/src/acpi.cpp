@@ -94,6 +94,40 @@ std::vector<uint8_t> aml_scope_like(uint8_t op, bool ext, std::string_view name,
     return with_length(op, body, ext);
 }
 
+std::vector<uint8_t> aml_buffer(const std::vector<uint8_t>& bytes) {
+    std::vector<uint8_t> body = aml_integer(uint32_t(bytes.size()));
+    body.insert(body.end(), bytes.begin(), bytes.end());
+    return with_length(0x11, body);
+}
+
+// Word/DWord address space descriptors (ACPI 6.4.3.5), fixed min and max.
+void word_range(std::vector<uint8_t>& out, uint8_t type, uint8_t type_flags, uint16_t min, uint16_t max) {
+    out.insert(out.end(), {0x88, 0x0d, 0x00, type, 0x0c, type_flags});
+    append(out, 0, 2);
+    append(out, min, 2);
+    append(out, max, 2);
+    append(out, 0, 2);
+    append(out, uint32_t(max) - min + 1, 2);
+}
+
+// The root bridge's windows: every bus, all I/O ports but the config ports,
+// and the PCI MMIO hole, so the kernel accepts the BARs as assigned.
+std::vector<uint8_t> root_bridge_resources() {
+    std::vector<uint8_t> r;
+    word_range(r, 2, 0, 0x00, 0xff);
+    r.insert(r.end(), {0x47, 0x01, 0xf8, 0x0c, 0xf8, 0x0c, 0x01, 0x08});
+    word_range(r, 1, 3, 0x0000, 0x0cf7);
+    word_range(r, 1, 3, 0x0d00, 0xffff);
+    r.insert(r.end(), {0x87, 0x17, 0x00, 0x00, 0x0c, 0x01});
+    append(r, 0, 4);
+    append(r, layout::kPciMmioBase, 4);
+    append(r, layout::kPciMmioEnd - 1, 4);
+    append(r, 0, 4);
+    append(r, layout::kPciMmioEnd - layout::kPciMmioBase, 4);
+    r.insert(r.end(), {0x79, 0x00});
+    return r;
+}
+
 std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
     std::vector<uint8_t> aml = aml_name("_S5_", aml_package({aml_integer(kSleepTypeS5),
                                                              aml_integer(kSleepTypeS5),
@@ -105,6 +139,8 @@ std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
     std::vector<uint8_t> pci0 = aml_name("_HID", aml_integer(0x030ad041));  // EisaId("PNP0A03")
     auto uid = aml_name("_UID", aml_integer(0));
     pci0.insert(pci0.end(), uid.begin(), uid.end());
+    auto crs = aml_name("_CRS", aml_buffer(root_bridge_resources()));
+    pci0.insert(pci0.end(), crs.begin(), crs.end());
     auto prt = aml_name("_PRT", aml_package(routes));
     pci0.insert(pci0.end(), prt.begin(), prt.end());
     auto sb = aml_scope_like(0x10, false, "_SB_", aml_scope_like(0x82, true, "PCI0", pci0));

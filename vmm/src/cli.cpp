@@ -31,9 +31,11 @@ Command parse_command_line(int argc, const char* const* argv) {
 
     RunCommand run;
     std::string mem = "512M";
+    std::string first_disk;
+    std::vector<std::string> more_disks;
     auto* run_cmd = app.add_subcommand("run", "boot a guest disk (kernel, initrd and options from its /boot)");
-    run_cmd->add_option("disk", run.disks, "first disk (boots), then more disks")->required();
-    run_cmd->add_option("--disk", run.disks, "another disk, in order: /dev/vdb, /dev/vdc, ...");
+    run_cmd->add_option("disk", first_disk, "first disk (/dev/vda), whose boot entry is used")->required();
+    run_cmd->add_option("--disk", more_disks, "another disk, in order: /dev/vdb, /dev/vdc, ...");
     run_cmd->add_option("--ro-disk", run.read_only_disks, "another disk, read-only, after the --disk ones");
     run_cmd->add_option("--mem", mem, "guest RAM, e.g. 512M or 2G")->capture_default_str();
     run_cmd->add_option("--cpus", run.cpus, "vCPUs")->capture_default_str();
@@ -55,9 +57,10 @@ Command parse_command_line(int argc, const char* const* argv) {
         return ExitNow{app.exit(e)};
     }
     if (*resume_cmd) return resume;
+    run.disks.push_back(first_disk);
+    run.disks.insert(run.disks.end(), more_disks.begin(), more_disks.end());
     run.ram_bytes = parse_size(mem);
-    if (run.kernel.has_value() != run.initrd.has_value() && !run.kernel)
-        throw UserError("--initrd needs --kernel");
+    if (run.initrd && !run.kernel) throw UserError("--initrd needs --kernel");
     return run;
 }
 
