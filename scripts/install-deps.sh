@@ -10,7 +10,7 @@ libblkid-dev libext2fs-dev comerr-dev uuid-dev zlib1g-dev libcli11-dev doctest-d
 e2fsprogs fdisk gdisk util-linux cpio zstd kmod busybox-static file
 qemu-system-x86 qemu-utils
 linux-image-amd64 linux-headers-amd64 linux-source-6.1
-iproute2 python3
+iproute2 python3 time
 "
 
 missing=""

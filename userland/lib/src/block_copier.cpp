@@ -5,13 +5,20 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <fcntl.h>
+#include <linux/fs.h>
 #include <optional>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 namespace ntc {
 namespace {
 
-constexpr size_t chunk_size = 1 << 20;
+// 128 KiB: measured faster than 1 MiB here (the buffer stays in cache).
+constexpr size_t chunk_size = 128 << 10;
+// Writeback is started every this many bytes, so that the final fsync that
+// orders data before the snapshot-area marker has little left to wait for.
+constexpr uint64_t writeback_step = 32 << 20;
 constexpr size_t block = 4096;
 
 bool all_zero(const uint8_t *p, size_t n)
@@ -43,8 +50,8 @@ std::optional<Extent> next_data(const DiskFile &f, uint64_t pos, uint64_t end)
 BlockCopier::BlockCopier(const DiskFile &src, const DiskFile &dst, Target target,
 			 std::function<void(uint64_t)> progress)
 	: src_(src), dst_(dst), target_(target), progress_(std::move(progress)),
-	  kernel_copy_ok_(target == Target::fresh && S_ISREG(src.stat().st_mode) &&
-			  S_ISREG(dst.stat().st_mode)),
+	  reflink_ok_(target == Target::fresh && S_ISREG(src.stat().st_mode) &&
+		      S_ISREG(dst.stat().st_mode) && src.stat().st_dev == dst.stat().st_dev),
 	  sbuf_(chunk_size), dbuf_(target == Target::update ? chunk_size : 0)
 {
 }
@@ -80,34 +87,31 @@ void BlockCopier::copy_hole(Extent range)
 	}
 }
 
-bool BlockCopier::copy_in_kernel(Extent range)
+// Shares the blocks instead of copying them, where the filesystem can
+// (reflinks on XFS, Btrfs).  ext4 cannot; there the copy goes through
+// user space, which measured faster than copy_file_range's in-kernel splice
+// and, unlike it, leaves zero blocks as holes.
+bool BlockCopier::clone_extent(Extent range)
 {
-	loff_t in = static_cast<loff_t>(range.offset), out = in;
-	uint64_t left = range.length;
-	while (left > 0) {
-		ssize_t n = ::copy_file_range(src_.fd(), &in, dst_.fd(), &out,
-					      std::min<uint64_t>(left, 64 << 20), 0);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			if (left == range.length && (errno == EXDEV || errno == EINVAL ||
-						     errno == EOPNOTSUPP || errno == ENOSYS)) {
-				kernel_copy_ok_ = false;
-				return false;
-			}
-			throw_errno("copy to " + dst_.path() + " failed at byte " +
-				    std::to_string(in));
-		}
-		left -= static_cast<uint64_t>(n);
-		stats_.written += static_cast<uint64_t>(n);
-		progress_(static_cast<uint64_t>(n));
+	if (range.offset % block || range.length % block)
+		return false;
+	struct file_clone_range arg {};
+	arg.src_fd = src_.fd();
+	arg.src_offset = range.offset;
+	arg.src_length = range.length;
+	arg.dest_offset = range.offset;
+	if (::ioctl(dst_.fd(), FICLONERANGE, &arg) != 0) {
+		reflink_ok_ = false;
+		return false;
 	}
+	stats_.written += range.length;
+	progress_(range.length);
 	return true;
 }
 
 void BlockCopier::copy_data(Extent range)
 {
-	if (kernel_copy_ok_ && copy_in_kernel(range))
+	if (reflink_ok_ && clone_extent(range))
 		return;
 	for (uint64_t pos = range.offset; pos < range.end(); pos += chunk_size) {
 		size_t n = static_cast<size_t>(std::min<uint64_t>(chunk_size, range.end() - pos));
@@ -124,14 +128,17 @@ void BlockCopier::write_changed_blocks(uint64_t offset, size_t length)
 	if (target_ == Target::overwrite) {
 		dst_.write_at(offset, {sbuf_.data(), length});
 		stats_.written += length;
+		start_writeback(length);
 		return;
 	}
 	if (target_ == Target::update)
 		dst_.read_at(offset, {dbuf_.data(), length});
 	size_t run_start = 0, run_len = 0;
 	auto flush = [&] {
-		if (run_len)
+		if (run_len) {
 			dst_.write_at(offset + run_start, {sbuf_.data() + run_start, run_len});
+			start_writeback(run_len);
+		}
 		stats_.written += run_len;
 		run_len = 0;
 	};
@@ -150,6 +157,16 @@ void BlockCopier::write_changed_blocks(uint64_t offset, size_t length)
 		run_len += n;
 	}
 	flush();
+}
+
+void BlockCopier::start_writeback(uint64_t just_written)
+{
+	unsynced_ += just_written;
+	if (unsynced_ < writeback_step)
+		return;
+	unsynced_ = 0;
+	// Asynchronous: queues the dirty pages for writing and returns.
+	::sync_file_range(dst_.fd(), 0, 0, SYNC_FILE_RANGE_WRITE);
 }
 
 std::optional<uint64_t> first_difference(const DiskFile &a, const DiskFile &b, Extent range)

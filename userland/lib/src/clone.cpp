@@ -129,14 +129,13 @@ Target open_target(const std::string &dst_path, const DiskFile &src, const Clone
 	return {std::move(dst), false, BlockCopier::Target::fresh};
 }
 
-uint64_t planned_bytes(const ClonePlan &plan, const std::string &src_path)
+uint64_t planned_bytes(const ClonePlan &plan)
 {
 	uint64_t total = 0;
 	for (const ClonePlan::Part &part : plan.parts) {
-		if (part.how == ClonePlan::How::ext_used_blocks) {
-			ExtFs fs(src_path, part.extent.offset, part.extent.length);
-			total += fs.used_blocks() * fs.block_size();
-		} else if (part.how == ClonePlan::How::raw)
+		if (part.how == ClonePlan::How::ext_used_blocks)
+			total += part.fs->used_blocks() * part.fs->block_size();
+		else if (part.how == ClonePlan::How::raw)
 			total += part.extent.length;
 	}
 	return total;
@@ -154,7 +153,7 @@ ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
 		ClonePlan::Part part{ClonePlan::How::raw, {p.offset, p.size}, p.number, p.fs_type};
 		if (p.is_ext()) {
 			try {
-				ExtFs fs(src.path(), p.offset, p.size);
+				part.fs = std::make_shared<const ExtFs>(src.path(), p.offset, p.size);
 				part.how = ClonePlan::How::ext_used_blocks;
 			} catch (const Error &e) {
 				if (opts.strict)
@@ -183,7 +182,7 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	ClonePlan plan = plan_clone(src, opts);
 	Target dst = open_target(dst_path, src, plan, opts);
 
-	Progress progress("ntc-clone", planned_bytes(plan, src_path), opts.progress);
+	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
 	BlockCopier copier(src, dst.file, dst.mode, [&](uint64_t n) { progress.advance(n); });
 	try {
 		std::vector<Page> areas;
@@ -192,13 +191,11 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 			case ClonePlan::How::raw:
 				copier.copy(part.extent);
 				break;
-			case ClonePlan::How::ext_used_blocks: {
-				ExtFs fs(src_path, part.extent.offset, part.extent.length);
-				fs.for_each_used_run([&](Extent run) {
+			case ClonePlan::How::ext_used_blocks:
+				part.fs->for_each_used_run([&](Extent run) {
 					copier.copy({part.extent.offset + run.offset, run.length});
 				});
 				break;
-			}
 			case ClonePlan::How::snapshot_area:
 				break;
 			}

@@ -87,7 +87,7 @@ private:
 
 	void compare_ext(const ClonePlan::Part &part)
 	{
-		ExtFs a(src_path_, part.extent.offset, part.extent.length);
+		const ExtFs &a = *part.fs;
 		a.for_each_used_run([&](Extent run) {
 			if (full())
 				return;

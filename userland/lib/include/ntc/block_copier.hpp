@@ -9,7 +9,7 @@
 namespace ntc {
 
 // Copies byte ranges between two disks at the same offsets, with bounded
-// memory (two 1 MiB buffers) whatever the disk size.
+// memory (two 128 KiB buffers) whatever the disk size.
 class BlockCopier {
 public:
 	enum class Target {
@@ -29,7 +29,8 @@ public:
 
 private:
 	void copy_data(Extent range);
-	bool copy_in_kernel(Extent range);
+	bool clone_extent(Extent range);
+	void start_writeback(uint64_t just_written);
 	void copy_hole(Extent range);
 	void write_changed_blocks(uint64_t offset, size_t length);
 
@@ -37,7 +38,8 @@ private:
 	const DiskFile &dst_;
 	Target target_;
 	std::function<void(uint64_t)> progress_;
-	bool kernel_copy_ok_;
+	bool reflink_ok_;
+	uint64_t unsynced_ = 0;
 	std::vector<uint8_t> sbuf_, dbuf_;
 	Stats stats_;
 };

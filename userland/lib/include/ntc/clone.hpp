@@ -1,8 +1,10 @@
 #pragma once
+#include "ntc/ext_fs.hpp"
 #include "ntc/partition_table.hpp"
 #include "ntc/swap_area.hpp"
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -30,6 +32,7 @@ struct ClonePlan {
 		Extent extent;		// bytes on the disk
 		int partno = 0;		// 0 for space outside partitions
 		std::string fs_type;
+		std::shared_ptr<const ExtFs> fs;	// open, for ext_used_blocks
 	};
 	PartitionTable table;
 	std::vector<Part> parts;	// in disk order, covering the whole disk

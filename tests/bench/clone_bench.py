@@ -1,0 +1,143 @@
+"""ntc-clone against cp --sparse=always, e2image -ra and dd conv=sparse, side by
+side in one run, on (a) a 4 GiB GPT disk whose ext4 partition holds 1 GiB of
+files and (b) the same after 1 GiB more was written and deleted.  Reports wall
+time and peak memory, and the ratios the issue sets targets for."""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lab"))
+import ntclab  # noqa: E402
+
+GIB = 1 << 30
+MIB = 1 << 20
+PART_OFFSET = MIB
+BIN = os.path.join(os.environ.get("NTC_BUILD", ntclab.BUILD), "bin")
+
+
+def sh(cmd):
+    subprocess.run(cmd, shell=True, check=True, stdout=subprocess.DEVNULL)
+
+
+def make_tree(root, total, prefix):
+    """Files of 1-16 MiB of incompressible data, total bytes in all."""
+    os.makedirs(root, exist_ok=True)
+    left, i = total, 0
+    with open("/dev/urandom", "rb") as rnd:
+        while left > 0:
+            size = min(left, (1 + i % 16) * MIB)
+            with open(os.path.join(root, f"{prefix}{i:04d}.bin"), "wb") as f:
+                f.write(rnd.read(size))
+            left -= size
+            i += 1
+
+
+def make_disks(work):
+    a = os.path.join(work, "a.img")
+    tree = os.path.join(work, "tree")
+    make_tree(tree, GIB, "f")
+    sh(f"truncate -s 4G {a}")
+    sh(f"mkfs.ext4 -q -F -b 4096 -E offset={PART_OFFSET} -d {tree} {a} {4 * 1024 - 2}M")
+    sh(f"sgdisk -o -n 1:1M:+{4 * 1024 - 2}M -t 1:8300 {a}")
+    shutil.rmtree(tree)
+
+    b = os.path.join(work, "b.img")
+    sh(f"cp --sparse=always {a} {b}")
+    extra = os.path.join(work, "extra")
+    make_tree(extra, GIB, "x")
+    cmds = os.path.join(work, "debugfs.cmds")
+    names = sorted(os.listdir(extra))
+    with open(cmds, "w") as f:
+        f.write("mkdir /scratch\n")
+        for n in names:
+            f.write(f"write {extra}/{n} /scratch/{n}\n")
+    sh(f"debugfs -w -f {cmds} '{b}?offset={PART_OFFSET}'")
+    with open(cmds, "w") as f:
+        for n in names:
+            f.write(f"rm /scratch/{n}\n")
+        f.write("rmdir /scratch\n")
+    sh(f"debugfs -w -f {cmds} '{b}?offset={PART_OFFSET}'")
+    shutil.rmtree(extra)
+    return a, b
+
+
+def measure(cmd, dst):
+    """(seconds, peak RSS MiB) of one command, GNU time's figure for memory."""
+    if os.path.exists(dst):
+        os.unlink(dst)
+    sh("sync")
+    start = time.monotonic()
+    r = subprocess.run(["/usr/bin/time", "-v"] + cmd, capture_output=True, text=True)
+    secs = time.monotonic() - start
+    if r.returncode != 0:
+        raise RuntimeError(f"{cmd[0]} failed: {r.stderr[-800:]}")
+    rss_kib = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", r.stderr).group(1))
+    sh("sync")
+    os.unlink(dst)
+    return secs, rss_kib / 1024
+
+
+def tools(src, dst):
+    return {
+        "ntc-clone": [os.path.join(BIN, "ntc-clone"), "-q", src, dst],
+        "cp --sparse=always": ["cp", "--sparse=always", src, dst],
+        # ntc-clone makes its clone durable before marking it; this is cp doing the same.
+        "cp --sparse=always + sync": ["sh", "-c", f"cp --sparse=always {src} {dst} && sync {dst}"],
+        "e2image -ra": ["e2image", "-ra", "-o", str(PART_OFFSET), "-O", str(PART_OFFSET), src, dst],
+        "dd conv=sparse": ["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=sparse", "status=none"],
+    }
+
+
+def bench(report, label, src, work, rounds=3):
+    dst = os.path.join(work, "out.img")
+    sh(f"cat {src} > /dev/null")  # all tools start with the source in the page cache
+    results = {}
+    for name, cmd in tools(src, dst).items():
+        runs = [measure(cmd, dst) for _ in range(rounds)]
+        results[name] = (min(r[0] for r in runs), max(r[1] for r in runs))
+    report.append(f"\n### ({label})\n")
+    report.append("| tool | wall s (best of %d) | peak RSS MiB |" % rounds)
+    report.append("| --- | ---: | ---: |")
+    for name, (secs, rss) in results.items():
+        report.append(f"| {name} | {secs:.2f} | {rss:.1f} |")
+    return results
+
+
+def main():
+    work = os.path.join(ntclab.BUILD, "bench-clone")
+    shutil.rmtree(work, ignore_errors=True)
+    os.makedirs(work)
+    try:
+        a, b = make_disks(work)
+        report = ["## ntc-clone against the usual tools",
+                  "4 GiB GPT disk image, ext4 partition; (a) 1 GiB of files; "
+                  "(b) the same after 1 GiB more was written and deleted."]
+        ra = bench(report, "a", a, work)
+        rb = bench(report, "b", b, work)
+        n = "ntc-clone"
+        rows = [
+            ("(a) ntc-clone / cp time", ra[n][0] / ra["cp --sparse=always"][0], "<= 1.1"),
+            ("(a) ntc-clone / (cp + sync) time", ra[n][0] / ra["cp --sparse=always + sync"][0],
+             "(like for like)"),
+            ("(b) cp / ntc-clone time", rb["cp --sparse=always"][0] / rb[n][0], ">= 1.5"),
+            ("(a) e2image / ntc-clone time", ra["e2image -ra"][0] / ra[n][0], ">= 5"),
+            ("(b) e2image / ntc-clone time", rb["e2image -ra"][0] / rb[n][0], ">= 5"),
+            ("peak memory of ntc-clone, MiB", max(ra[n][1], rb[n][1]), "< 64"),
+        ]
+        report.append("\n| ratio | measured | target |\n| --- | ---: | --- |")
+        for name, value, target in rows:
+            report.append(f"| {name} | {value:.2f} | {target} |")
+        text = "\n".join(report) + "\n"
+        print(text)
+        os.makedirs(os.path.join(ntclab.BUILD, "bench"), exist_ok=True)
+        with open(os.path.join(ntclab.BUILD, "bench", "clone.md"), "w") as f:
+            f.write(text)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
