@@ -34,6 +34,8 @@ exec chroot /host /bin/sh -c 'mount -t proc proc /proc; mount -t sysfs sysfs /sy
 
 HOST_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "kvm-amd"]
 MOUNT_POINT = "/mnt/work"
+# ctest passes the build tree; ntc-vmm is taken from there.
+BUILD = os.environ.get("NTC_BUILD") or ntclab.BUILD
 
 
 def _build_initramfs(krel, out):
@@ -98,3 +100,110 @@ class HostVM(ntclab.Guest):
             self.fail("kvm-amd did not give the host VM a /dev/kvm")
         self.expect(r"NTC-HOST-READY", 60)
         self.sh("stty -echo; PS1=''", 60)
+
+
+class NestedVmm:
+    """An ntc-vmm running inside a HostVM.
+
+    Its console goes to a log file in the work directory, read directly from
+    this side; its console input is a FIFO inside the host VM, written through
+    the host VM's shell.  Its own messages (stderr) and exit status also land
+    in the work directory.
+    """
+
+    def __init__(self, host, name, args, binary=None):
+        self.host, self.name, self.args = host, name, args
+        self.binary = binary or os.path.join(BUILD, "bin", "ntc-vmm")
+        self.log = os.path.join(host.workdir, name + ".console.log")
+        self.err = os.path.join(host.workdir, name + ".stderr")
+        self.rc_file = os.path.join(host.workdir, name + ".rc")
+        self.cursor = 0
+        self.marker = 0
+        self.fd = None
+
+    def start(self, fd=3):
+        import shlex
+        for f in (self.log, self.err, self.rc_file):
+            if os.path.exists(f):
+                os.unlink(f)
+        fifo = f"/tmp/{self.name}.in"
+        cmd = " ".join(shlex.quote(a) for a in [self.binary] + self.args +
+                       ["--console-log", self.host.inside(self.log)])
+        self.fd = fd
+        self.host.sh(f"rm -f {fifo}; mkfifo {fifo}; exec {fd}<>{fifo}; "
+                     f"({cmd} <{fifo} >{self.host.inside(self.err)} 2>&1; "
+                     f"echo $? >{self.host.inside(self.rc_file)}) {fd}>&- & :")
+        return self
+
+    def text(self):
+        try:
+            with open(self.log, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stderr(self):
+        try:
+            with open(self.err) as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def exit_status(self):
+        try:
+            with open(self.rc_file) as f:
+                text = f.read().strip()
+            return int(text) if text else None
+        except FileNotFoundError:
+            return None
+
+    def fail(self, why):
+        raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n"
+                              f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}")
+
+    def expect(self, pattern, timeout):
+        import re
+        import time
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = rx.search(self.text(), self.cursor)
+            if m:
+                self.cursor = m.end()
+                return m
+            if self.exit_status() is not None:
+                self.fail(f"exited ({self.exit_status()}) while waiting for {pattern!r}")
+            time.sleep(0.2)
+        self.fail(f"timed out after {timeout}s waiting for {pattern!r}")
+
+    def send(self, line):
+        import shlex
+        self.host.sh(f"printf '%s\\n' {shlex.quote(line)} >&{self.fd}")
+
+    def sh(self, cmd, timeout=60, check=True):
+        """Runs a command on the nested guest's console; returns (rc, output)."""
+        self.marker += 1
+        tag = f"{self.name}-{self.marker}"
+        start = self.cursor
+        self.send(f"{cmd}; echo \"@@NTC-END\"\"-{tag}=$?@@\"")
+        m = self.expect(rf"@@NTC-END-{tag}=(\d+)@@", timeout)
+        body = ntclab.ANSI_ESCAPE.sub("", self.text()[start:m.start()]).replace("\r", "")
+        rc = int(m.group(1))
+        if check and rc != 0:
+            self.fail(f"command failed with {rc}: {cmd}\n{body[-2000:]}")
+        return rc, body.strip("\n")
+
+    def wait_ready(self, timeout=240):
+        self.expect(r"NTC-GUEST-READY", timeout)
+        self.expect(r"ntc# ", 30)
+        self.sh("stty -echo; PS1=''", 30)
+
+    def wait_exit(self, timeout):
+        import time
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            rc = self.exit_status()
+            if rc is not None:
+                return rc
+            time.sleep(0.2)
+        self.fail(f"did not exit within {timeout}s")

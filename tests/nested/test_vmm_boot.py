@@ -1,0 +1,94 @@
+#!/usr/bin/env python3
+"""ntc-vmm boots an NTC guest disk under nested KVM (level 3).
+
+Inside a QEMU TCG host VM with kvm-amd: ntc-vmm boots disk 1 with disk 2 as a
+second disk and 2 vCPUs, the guest reads and writes files on both, syncs and
+powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  While it
+runs, a second VMM on the same disk is refused; the user errors (missing
+kernel, no boot entry, RAM too large) give plain messages and status 1.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+import nested  # noqa: E402
+import ntclab  # noqa: E402
+
+
+def check(cond, what):
+    if not cond:
+        raise AssertionError(what)
+
+
+def debugfs_cat(image, offset, path):
+    return subprocess.run(["debugfs", "-R", f"cat {path}", f"{image}?offset={offset}"],
+                          capture_output=True, text=True).stdout
+
+
+def main():
+    os.makedirs(ntclab.BUILD, exist_ok=True)
+    work = tempfile.mkdtemp(prefix="nested-vmm-", dir=ntclab.BUILD)
+    disk1, disk2 = os.path.join(work, "disk1.img"), os.path.join(work, "disk2.img")
+    builder = os.path.join(ntclab.ROOT, "scripts", "build-guest-disk.sh")
+    subprocess.run([builder, disk1], check=True, timeout=120)
+    subprocess.run([builder, disk2], check=True, timeout=120)
+    blank = os.path.join(work, "blank.img")
+    with open(blank, "wb") as f:
+        f.truncate(64 << 20)
+
+    t0 = time.monotonic()
+    with nested.HostVM("nested-vmm-boot", work) as host:
+        host.wait_ready()
+        print(f"host VM ready in {time.monotonic() - t0:.1f}s", flush=True)
+        vmm_bin = os.path.join(nested.BUILD, "bin", "ntc-vmm")
+
+        def refused(args, message):
+            rc, out = host.sh(f"{vmm_bin} {args} </dev/null 2>&1", check=False, timeout=60)
+            check(rc == 1 and message in out, f"ntc-vmm {args}: want status 1 and {message!r}, got {rc}: {out}")
+            print(f"refused as expected: ntc-vmm {args}: {out.strip().splitlines()[-1]}", flush=True)
+
+        d1, d2 = host.inside(disk1), host.inside(disk2)
+        refused(f"run {host.inside(blank)}", "no partition table")
+        refused(f"run {d1} --kernel /nonexistent/vmlinuz", "not found")
+        refused(f"run {d1} --mem 100000G", "more than this host")
+
+        vmm = nested.NestedVmm(host, "vmm1", ["run", d1, "--disk", d2, "--cpus", "2", "--mem", "512M"])
+        t1 = time.monotonic()
+        vmm.start()
+        vmm.wait_ready(timeout=300)
+        print(f"nested guest shell in {time.monotonic() - t1:.1f}s", flush=True)
+
+        refused(f"run {d1}", "in use")
+
+        check(vmm.sh("nproc")[1].strip() == "2", "guest should see 2 vCPUs")
+        vmm.sh("echo disk1-data > /data/written-by-guest")
+        check(vmm.sh("cat /etc/hostname 2>/dev/null || hostname")[0] == 0, "read on disk 1")
+        vmm.sh("mkdir -p /mnt/d2 && mount /dev/vdb2 /mnt/d2")
+        vmm.sh("echo disk2-data > /mnt/d2/written-by-guest")
+        check(vmm.sh("cat /mnt/d2/written-by-guest")[1].strip() == "disk2-data", "read back on disk 2")
+        vmm.sh("dd if=/dev/vdb of=/dev/null bs=1M count=32 2>/dev/null")
+        vmm.sh("sync; umount /mnt/d2; sync")
+        vmm.send("poweroff")
+        rc = vmm.wait_exit(120)
+        check(rc == 0, f"ntc-vmm should exit 0 after poweroff, got {rc}: {vmm.stderr()}")
+        print(f"powered off, ntc-vmm exit status {rc}", flush=True)
+        host.send("poweroff -f")
+
+    for disk in (disk1, disk2):
+        parts = [p for p in ntclab.partitions(disk) if p.fstype == "ext4"]
+        problems = ntclab.e2fsck_clean(disk, [p.offset for p in parts])
+        check(not problems, f"e2fsck {disk}: {problems}")
+    data1 = ntclab.partitions(disk1)[1].offset
+    data2 = ntclab.partitions(disk2)[1].offset
+    check(debugfs_cat(disk1, data1, "/written-by-guest").strip() == "disk1-data", "disk 1 file on disk")
+    check(debugfs_cat(disk2, data2, "/written-by-guest").strip() == "disk2-data", "disk 2 file on disk")
+    print(f"PASS in {time.monotonic() - t0:.1f}s")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
