@@ -1,0 +1,139 @@
+#include <doctest/doctest.h>
+
+#include <cstring>
+
+#include "acpi.h"
+#include "boot_params.h"
+#include "e820.h"
+#include "error.h"
+#include "layout.h"
+
+using namespace ntcvmm;
+
+namespace {
+
+// A minimal bzImage: setup header in the first sector, code after it.
+std::vector<uint8_t> fake_bzimage(uint16_t version = 0x020f, uint16_t xloadflags = XLF_KERNEL_64) {
+    std::vector<uint8_t> image(0x3000, 0);
+    setup_header h{};
+    h.setup_sects = 1;
+    h.boot_flag = 0xaa55;
+    h.jump = 0x6aeb;  // header length byte 0x6a at 0x201
+    h.header = 0x53726448;
+    h.version = version;
+    h.xloadflags = xloadflags;
+    h.init_size = 0x800000;
+    h.initrd_addr_max = 0x7fffffff;
+    h.cmdline_size = 2047;
+    h.loadflags = LOADED_HIGH;
+    std::memcpy(&image[0x1f1], &h, 0x202 + 0x6a - 0x1f1);
+    image[0x400] = 0xcc;  // first byte of protected-mode code
+    return image;
+}
+
+}  // namespace
+
+TEST_CASE("e820 is a pure function of RAM size") {
+    for (uint64_t mib : {64ull, 512ull, 3072ull, 4096ull, 16384ull}) {
+        uint64_t ram = mib << 20;
+        auto map = e820_map(ram);
+        CHECK(map == e820_map(ram));
+        uint64_t usable = 0;
+        for (const auto& e : map)
+            if (e.type == E820Type::Ram) usable += e.size;
+        // Everything but the EBDA and the legacy hole is RAM the guest sees.
+        CHECK(usable == ram - (layout::kKernelLoad - layout::kEbda));
+        for (size_t i = 1; i < map.size(); i++) CHECK(map[i].address >= map[i - 1].address + map[i - 1].size);
+    }
+    auto small = e820_map(512ull << 20);
+    REQUIRE(small.size() == 4);
+    CHECK(small[3] == E820Entry{0x100000, (512ull << 20) - 0x100000, E820Type::Ram});
+    auto big = e820_map(4ull << 30);
+    REQUIRE(big.size() == 5);
+    CHECK(big[3].address + big[3].size == 3ull << 30);
+    CHECK(big[4] == E820Entry{4ull << 30, 1ull << 30, E820Type::Ram});
+}
+
+TEST_CASE("bzImage header is checked") {
+    auto image = fake_bzimage();
+    auto kernel = parse_bzimage(image);
+    CHECK(kernel.code.size() == image.size() - 0x400);
+    CHECK(kernel.code[0] == 0xcc);
+    CHECK_THROWS_AS(parse_bzimage(fake_bzimage(0x0209)), UserError);
+    CHECK_THROWS_AS(parse_bzimage(fake_bzimage(0x020f, 0)), UserError);
+    image[0x202] = 'X';
+    CHECK_THROWS_AS(parse_bzimage(image), UserError);
+    CHECK_THROWS_AS(parse_bzimage(std::vector<uint8_t>(100)), UserError);
+}
+
+TEST_CASE("zero page carries command line, initrd, RSDP and e820") {
+    auto image = fake_bzimage();
+    auto kernel = parse_bzimage(image);
+    auto e820 = e820_map(512ull << 20);
+    auto p = make_boot_params(kernel, {0x20000, 0x1f000000, 0x123456, 0xe0000}, e820);
+    CHECK(p.hdr.type_of_loader == 0xff);
+    CHECK((p.hdr.loadflags & LOADED_HIGH));
+    CHECK((p.hdr.loadflags & CAN_USE_HEAP));
+    CHECK(uint64_t(p.hdr.cmd_line_ptr) == 0x20000);
+    CHECK(uint64_t(p.hdr.ramdisk_image) == 0x1f000000);
+    CHECK(uint64_t(p.hdr.ramdisk_size) == 0x123456);
+    CHECK(uint64_t(p.acpi_rsdp_addr) == 0xe0000);
+    CHECK(uint64_t(p.hdr.boot_flag) == 0xaa55);
+    REQUIRE(size_t(p.e820_entries) == e820.size());
+    CHECK(uint64_t(p.e820_table[3].addr) == 0x100000);
+    CHECK(uint64_t(p.e820_table[3].type) == 1);
+}
+
+TEST_CASE("initrd goes high in low RAM, clear of the kernel") {
+    auto kernel = parse_bzimage(fake_bzimage());
+    uint64_t at = place_initrd(kernel.header, 512ull << 20, 10 << 20);
+    CHECK(at % 4096 == 0);
+    CHECK(at + (10 << 20) <= 512ull << 20);
+    CHECK(at >= layout::kKernelLoad + kernel.header.init_size);
+    CHECK_THROWS_AS(place_initrd(kernel.header, 16 << 20, 10 << 20), UserError);
+}
+
+TEST_CASE("ACPI tables have valid checksums and list every CPU") {
+    const uint64_t base = 0xe0000;
+    auto t = build_acpi_tables(base, 4, 2);
+    auto sum = [&](size_t off, size_t len) {
+        uint8_t s = 0;
+        for (size_t i = 0; i < len; i++) s += t[off + i];
+        return s;
+    };
+    CHECK(std::memcmp(t.data(), "RSD PTR ", 8) == 0);
+    CHECK(sum(0, 20) == 0);
+    CHECK(sum(0, 36) == 0);
+    uint64_t xsdt;
+    std::memcpy(&xsdt, &t[24], 8);
+    size_t xoff = xsdt - base;
+    uint32_t xlen;
+    std::memcpy(&xlen, &t[xoff + 4], 4);
+    CHECK(sum(xoff, xlen) == 0);
+    int lapics = -1;
+    for (size_t entry = xoff + 36; entry < xoff + xlen; entry += 8) {
+        uint64_t addr;
+        std::memcpy(&addr, &t[entry], 8);
+        size_t off = addr - base;
+        uint32_t len;
+        std::memcpy(&len, &t[off + 4], 4);
+        CHECK(sum(off, len) == 0);
+        if (std::memcmp(&t[off], "APIC", 4) == 0) {
+            lapics = 0;
+            for (size_t e = off + 44; e < off + len; e += t[e + 1])
+                if (t[e] == 0) lapics++;
+        }
+        if (std::memcmp(&t[off], "FACP", 4) == 0) {
+            uint64_t dsdt;
+            std::memcpy(&dsdt, &t[off + 140], 8);
+            CHECK(std::memcmp(&t[dsdt - base], "DSDT", 4) == 0);
+            uint32_t dlen;
+            std::memcpy(&dlen, &t[dsdt - base + 4], 4);
+            CHECK(sum(dsdt - base, dlen) == 0);
+            std::string aml(t.begin() + long(dsdt - base), t.begin() + long(dsdt - base + dlen));
+            CHECK(aml.find("_S5_") != std::string::npos);
+            CHECK(aml.find("_PRT") != std::string::npos);
+        }
+    }
+    CHECK(lapics == 4);
+}
