@@ -25,6 +25,29 @@ RECORD_MAGIC = b"NTC-REC1"
 STATE_EMPTY, STATE_WRITING, STATE_CHECKPOINT = 0, 1, 2
 
 
+def workdir():
+    """A scratch directory under build/; kept for inspection if NTC_KEEP_TMP is set."""
+    import tempfile
+    if os.environ.get("NTC_KEEP_TMP"):
+        path = tempfile.mkdtemp(dir=ntclab.BUILD, prefix="ntc-keep-")
+        print("keeping", path)
+
+        class Keep:
+            def __enter__(self):
+                return path
+
+            def __exit__(self, *exc):
+                return False
+        return Keep()
+    return tempfile.TemporaryDirectory(dir=ntclab.BUILD)
+
+
+def keep_copy(disk):
+    """With NTC_KEEP_TMP, a copy of disk 2 as the checkpoint left it (B consumes it)."""
+    if os.environ.get("NTC_KEEP_TMP"):
+        subprocess.run(["cp", "--sparse=always", disk, disk + ".orig"], check=True)
+
+
 def build_module():
     krel = ntclab.guest_kernel_release()
     subprocess.run(["make", "-s", "-C", KMOD, f"KREL={krel}"], check=True, timeout=600)

@@ -11,7 +11,6 @@ clean after B's power-off.
 import os
 import re
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -31,7 +30,7 @@ def check(cond, what, g=None):
 
 def main():
     t_start = time.monotonic()
-    with tempfile.TemporaryDirectory(dir=ntclab.BUILD) as tmp:
+    with ntcguest.workdir() as tmp:
         disk1 = ntcguest.build_disk1(tmp)
         disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "disk2.img"))
         check(not ntcguest.Area(disk2).valid_checkpoint(), "fresh disk 2 looks like a checkpoint")
