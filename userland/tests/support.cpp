@@ -22,7 +22,7 @@ TempDir::~TempDir()
 
 int sh(const std::string &cmd)
 {
-	int rc = std::system((cmd + " >/dev/null 2>&1").c_str());
+	int rc = std::system(("{ " + cmd + "\n} >/dev/null 2>&1").c_str());
 	return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 

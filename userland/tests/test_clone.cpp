@@ -94,6 +94,22 @@ TEST_CASE("clone of a GPT disk: used blocks, raw partition, snapshot area")
 	CHECK(sh("e2fsck -fn '" + f.dst + "?offset=" + std::to_string(f.src.ext_offset) + "'") == 0);
 }
 
+TEST_CASE("an fstab that names filesystems by UUID or LABEL draws a warning")
+{
+	TempDir dir;
+	make_tree(dir / "tree", 9);
+	must("printf '# comment UUID=x\\n/dev/vda1 / ext4 rw 0 1\\nUUID=1234 /data ext4 rw 0 2\\n"
+	     "LABEL=swap none swap sw 0 0\\n' > '" + (dir / "tree/etc/fstab") + "'");
+	TestDisk src = make_gpt_disk(dir, "src.img", dir / "tree");
+	std::vector<std::string> warnings;
+	CloneOptions opts;
+	opts.warn = [&](const std::string &w) { warnings.push_back(w); };
+	clone_disk(src.path, dir / "dst.img", opts);
+	REQUIRE(warnings.size() == 2);
+	CHECK(warnings[0].find("UUID=1234") != std::string::npos);
+	CHECK(warnings[1].find("LABEL=swap") != std::string::npos);
+}
+
 TEST_CASE("clone of an MBR disk")
 {
 	Fixture f(true);
@@ -170,6 +186,7 @@ TEST_CASE("--force replaces an existing file with a clean sparse clone")
 {
 	Fixture f;
 	must("head -c 50M /dev/zero | tr '\\0' 'x' > '" + f.dst + "'");
+	REQUIRE(file_digest(f.dst) != file_digest("/dev/null"));
 	f.opts.force = true;
 	clone_disk(f.src.path, f.dst, f.opts);
 	check_is_clone(f);

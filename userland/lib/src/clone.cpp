@@ -141,6 +141,39 @@ uint64_t planned_bytes(const ClonePlan &plan)
 	return total;
 }
 
+// Disk 1 and its clone carry the same filesystem UUIDs and labels, so a guest
+// that names its disks that way would mount the wrong one (two devices match).
+void warn_about_fstab(const ClonePlan &plan, const CloneOptions &opts)
+{
+	for (const ClonePlan::Part &part : plan.parts) {
+		if (part.how != ClonePlan::How::ext_used_blocks)
+			continue;
+		std::optional<std::vector<uint8_t>> fstab = part.fs->read_file("/etc/fstab", 1 << 20);
+		if (!fstab)
+			continue;
+		std::string text(fstab->begin(), fstab->end());
+		size_t pos = 0;
+		while (pos < text.size()) {
+			size_t end = text.find('\n', pos);
+			std::string line = text.substr(pos, end == std::string::npos ? end : end - pos);
+			pos = end == std::string::npos ? text.size() : end + 1;
+			size_t first = line.find_first_not_of(" \t");
+			if (first == std::string::npos || line[first] == '#')
+				continue;
+			std::string spec = line.substr(first, line.find_first_of(" \t", first) - first);
+			for (const char *tag : {"UUID=", "PARTUUID=", "LABEL=", "PARTLABEL="}) {
+				if (spec.rfind(tag, 0) == 0) {
+					opts.warn("partition " + std::to_string(part.partno) +
+						  ": /etc/fstab names " + spec +
+						  ", which disk 1 and its clone share; name devices by path "
+						  "(/dev/vda1) so the guest mounts the right disk");
+					break;
+				}
+			}
+		}
+	}
+}
+
 } // namespace
 
 ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
@@ -181,6 +214,7 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 			    "stop the VM, or checkpoint from inside it with 'echo checkpoint > /proc/ntc'");
 	ClonePlan plan = plan_clone(src, opts);
 	Target dst = open_target(dst_path, src, plan, opts);
+	warn_about_fstab(plan, opts);
 
 	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
 	BlockCopier copier(src, dst.file, dst.mode, [&](uint64_t n) { progress.advance(n); });

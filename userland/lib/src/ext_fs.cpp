@@ -7,6 +7,9 @@ extern "C" {
 }
 #include <ext2fs/ext2fs.h>
 
+#include <algorithm>
+#include <memory>
+
 namespace ntc {
 namespace {
 
@@ -102,6 +105,54 @@ void ExtFs::for_each_used_run(const std::function<void(Extent)> &fn) const
 	}
 	if (pending.length)
 		fn(pending);
+}
+
+std::optional<std::vector<uint8_t>> ExtFs::read_file(const std::string &path,
+						     uint64_t max_bytes) const
+{
+	ext2_ino_t ino = 0;
+	if (ext2fs_namei_follow(fs_, EXT2_ROOT_INO, EXT2_ROOT_INO, path.c_str(), &ino) != 0)
+		return std::nullopt;
+	ext2_file_t file = nullptr;
+	errcode_t err = ext2fs_file_open(fs_, ino, 0, &file);
+	if (err)
+		fail("cannot open " + path + " in " + name_, err);
+	std::unique_ptr<std::remove_pointer_t<ext2_file_t>, errcode_t (*)(ext2_file_t)> closer(
+		file, ext2fs_file_close);
+	__u64 size = 0;
+	ext2fs_file_get_lsize(file, &size);
+	if (size > max_bytes)
+		throw Error(path + " in " + name_ + " is larger than " + std::to_string(max_bytes) +
+			    " bytes");
+	std::vector<uint8_t> data(size);
+	uint64_t done = 0;
+	while (done < size) {
+		unsigned int want = static_cast<unsigned int>(std::min<uint64_t>(size - done, 1u << 20));
+		unsigned int got = 0;
+		err = ext2fs_file_read(file, data.data() + done, want, &got);
+		if (err)
+			fail("cannot read " + path + " in " + name_, err);
+		if (got == 0)
+			throw Error(path + " in " + name_ + " ends early");
+		done += got;
+	}
+	return data;
+}
+
+std::vector<std::string> ExtFs::list_dir(const std::string &path) const
+{
+	std::vector<std::string> names;
+	ext2_ino_t ino = 0;
+	if (ext2fs_namei_follow(fs_, EXT2_ROOT_INO, EXT2_ROOT_INO, path.c_str(), &ino) != 0)
+		return names;
+	auto collect = [](ext2_dir_entry *d, int, int, char *, void *priv) -> int {
+		std::string name(d->name, ext2fs_dirent_name_len(d));
+		if (name != "." && name != "..")
+			static_cast<std::vector<std::string> *>(priv)->push_back(name);
+		return 0;
+	};
+	ext2fs_dir_iterate(fs_, ino, 0, nullptr, collect, &names);
+	return names;
 }
 
 std::string ExtFs::read_raw_inode(uint32_t ino) const

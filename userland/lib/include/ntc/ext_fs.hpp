@@ -3,7 +3,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <vector>
 
 struct struct_ext2_filsys;
 
@@ -31,6 +33,13 @@ public:
 	void for_each_used_run(const std::function<void(Extent)> &fn) const;
 	bool block_in_use(uint64_t block) const;
 	bool inode_in_use(uint32_t ino) const;
+
+	// A regular file's contents, following symbolic links; nothing when the
+	// path does not exist.  Throws when it is larger than max_bytes.
+	std::optional<std::vector<uint8_t>> read_file(const std::string &path,
+						      uint64_t max_bytes) const;
+	// The names in a directory, without "." and ".."; empty when it is absent.
+	std::vector<std::string> list_dir(const std::string &path) const;
 
 	// Raw on-disk inode (the whole inode record, inode_size bytes).
 	std::string read_raw_inode(uint32_t ino) const;
