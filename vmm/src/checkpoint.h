@@ -1,8 +1,7 @@
 #pragma once
-// The NTC checkpoint header on disk 2 (disk-layout/ntc_format.h): swap page 0
-// with the hibernation signature and NTC's record in its first KiB.
-// (A host-side library for the same format is planned in userland/lib; until
-// it exists this small reader is ntc-vmm's own.)
+// The NTC checkpoint on disk 2 (disk-layout/ntc_format.h), as ntc-vmm resume
+// needs it.  Page 0 of a swap partition is classified by the ntcdisk library,
+// the same code ntc-info uses; this adds what resuming needs on top.
 #include <cstdint>
 #include <span>
 #include <string>
@@ -19,13 +18,11 @@ struct Checkpoint {
     ntc_record record;
 };
 
-// Checks one swap page 0: the checkpoint, or why there is none.
-std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint8_t> page);
+// Checks one swap page 0: the checkpoint's record, or why there is none.
+std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint8_t, NTC_PAGE_SIZE> page);
 
 // Scans the disk's partitions for a valid checkpoint; throws UserError
 // saying why when there is none.
 Checkpoint find_checkpoint(const std::string& disk, int fd, const std::vector<Partition>& partitions);
-
-uint32_t record_crc32(const ntc_record& record);
 
 }  // namespace ntcvmm

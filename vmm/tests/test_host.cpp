@@ -10,6 +10,7 @@
 
 #include "boot_entry.h"
 #include "checkpoint.h"
+#include <ntc/swap_area.hpp>
 #include "cli.h"
 #include "devices/serial.h"
 #include "error.h"
@@ -107,22 +108,20 @@ TEST_CASE("a PVM /dev/kvm is refused; so is none, or one without kvm_intel/kvm_a
 }
 
 namespace {
-std::vector<uint8_t> checkpoint_page(uint32_t state = NTC_STATE_CHECKPOINT) {
-    std::vector<uint8_t> page(NTC_PAGE_SIZE, 0);
+std::array<uint8_t, NTC_PAGE_SIZE> checkpoint_page(uint32_t state = NTC_STATE_CHECKPOINT) {
+    std::array<uint8_t, NTC_PAGE_SIZE> page{};
     ntc_record r{};
-    std::memcpy(r.magic, NTC_RECORD_MAGIC, 8);
-    r.version = NTC_RECORD_VERSION;
     r.state = state;
     r.cpus = 2;
     r.ram_bytes = 512ull << 20;
     std::strcpy(r.kernel_release, "6.1.0-56-amd64");
-    r.record_crc32 = record_crc32(r);
+    ntc::seal_record(r);
     std::memcpy(page.data(), &r, sizeof(r));
     std::memcpy(&page[NTC_OFF_SIG], NTC_HIBERNATE_SIG, 10);
     std::memcpy(&page[NTC_OFF_ORIG_SIG], NTC_SWAP_SIG, 10);
     return page;
 }
-std::string why(const std::vector<uint8_t>& page) {
+std::string why(const std::array<uint8_t, NTC_PAGE_SIZE>& page) {
     auto result = parse_checkpoint_page(page);
     return std::holds_alternative<std::string>(result) ? std::get<std::string>(result) : "";
 }
@@ -138,7 +137,7 @@ TEST_CASE("checkpoint header: a valid one, and each way of being invalid") {
     auto corrupt = good;
     corrupt[100] ^= 1;
     CHECK(why(corrupt).find("CRC") != std::string::npos);
-    CHECK(why(checkpoint_page(NTC_STATE_WRITING)).find("incomplete") != std::string::npos);
+    CHECK(why(checkpoint_page(NTC_STATE_WRITING)).find("not completed") != std::string::npos);
     auto area = good;
     std::memcpy(&area[NTC_OFF_SIG], NTC_AREA_SIG, 10);
     CHECK(why(area).find("without a checkpoint") != std::string::npos);
