@@ -1,0 +1,130 @@
+// libFuzzer target: an adversarial guest driving the PCI bus and a virtio-blk
+// device over fake guest RAM.  Input: u16 length of an operation stream, the
+// operations, then the initial RAM contents.  AddressSanitizer catches any
+// access outside the RAM buffer, which is allocated to its exact size.
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "devices/pci.h"
+#include "devices/virtio_blk.h"
+#include "devices/virtio_pci.h"
+#include "guest_memory.h"
+
+using namespace ntcvmm;
+
+namespace {
+
+constexpr size_t kRamSize = 64 * 1024;
+constexpr uint64_t kBar = 0xe0000000;
+
+struct Reader {
+    const uint8_t* p;
+    size_t n;
+    template <typename T>
+    T take() {
+        T v{};
+        size_t k = std::min(sizeof(T), n);
+        std::memcpy(&v, p, k);
+        p += k;
+        n -= k;
+        return v;
+    }
+};
+
+int disk_fd() {
+    static int fd = [] {
+        int f = ::memfd_create("fuzz-disk", 0);
+        if (::ftruncate(f, 64 * 1024) != 0) __builtin_trap();
+        return f;
+    }();
+    return fd;
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    Reader in{data, size};
+    uint16_t ops_len = in.take<uint16_t>();
+    Reader ops{in.p, std::min<size_t>(ops_len, in.n)};
+    in.p += ops.n;
+    in.n -= ops.n;
+
+    std::unique_ptr<uint8_t[]> ram(new uint8_t[kRamSize]());
+    std::memcpy(ram.get(), in.p, std::min(in.n, kRamSize));
+    GuestMemory memory({{0, kRamSize, ram.get()}});
+
+    PciBus bus;
+    auto device = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz"),
+                                                    memory, uint32_t(kBar), 16, [](bool) {});
+    bus.add(device);
+
+    while (ops.n) {
+        uint8_t op = ops.take<uint8_t>() % 7;
+        switch (op) {
+        case 0: {  // config write through 0xcf8/0xcfc
+            uint32_t address = ops.take<uint32_t>();
+            uint8_t port = ops.take<uint8_t>() % 8;
+            uint8_t width = uint8_t(1u << (ops.take<uint8_t>() % 3));
+            bus.io_write(0xcf8, 4, address);
+            bus.io_write(uint16_t(0xcf8 + port), width, ops.take<uint32_t>());
+            break;
+        }
+        case 1: {  // config read
+            uint32_t address = ops.take<uint32_t>();
+            uint8_t port = ops.take<uint8_t>() % 8;
+            uint8_t width = uint8_t(1u << (ops.take<uint8_t>() % 3));
+            bus.io_write(0xcf8, 4, address);
+            bus.io_read(uint16_t(0xcf8 + port), width);
+            break;
+        }
+        case 2: {  // MMIO write near the BAR
+            uint32_t offset = ops.take<uint16_t>();
+            uint8_t width = uint8_t(1u << (ops.take<uint8_t>() % 4));
+            bus.mmio_write(kBar + offset, width, ops.take<uint64_t>());
+            break;
+        }
+        case 3: {  // MMIO read
+            uint32_t offset = ops.take<uint16_t>();
+            uint8_t width = uint8_t(1u << (ops.take<uint8_t>() % 4));
+            uint64_t value;
+            bus.mmio_read(kBar + offset, width, value);
+            break;
+        }
+        case 4:  // notify queue 0
+            bus.mmio_write(kBar + VirtioPciDevice::kNotifyOffset, 2, 0);
+            break;
+        case 5: {  // the guest changes RAM under the device
+            uint16_t at = ops.take<uint16_t>() % (kRamSize - 8);
+            uint64_t value = ops.take<uint64_t>();
+            std::memcpy(ram.get() + at, &value, 8);
+            break;
+        }
+        case 6: {  // a driver's bring-up in one step, with fuzzed ring placement
+            uint16_t queue_size = ops.take<uint16_t>();
+            uint64_t desc = ops.take<uint16_t>(), avail = ops.take<uint16_t>(), used = ops.take<uint16_t>();
+            device->config().write(0x04, 2, 0x6);
+            auto& d = *device;
+            d.bar_write(0, 0x14, 1, 0);
+            d.bar_write(0, 0x14, 1, 3);
+            d.bar_write(0, 0x08, 4, 0);
+            d.bar_write(0, 0x0c, 4, uint32_t(d.device().features()));
+            d.bar_write(0, 0x08, 4, 1);
+            d.bar_write(0, 0x0c, 4, 1);
+            d.bar_write(0, 0x14, 1, 11);
+            d.bar_write(0, 0x16, 2, 0);
+            d.bar_write(0, 0x18, 2, queue_size);
+            d.bar_write(0, 0x20, 8, desc);
+            d.bar_write(0, 0x28, 8, avail);
+            d.bar_write(0, 0x30, 8, used);
+            d.bar_write(0, 0x1c, 2, 1);
+            d.bar_write(0, 0x14, 1, 15);
+            break;
+        }
+        }
+    }
+    return 0;
+}
