@@ -111,9 +111,13 @@ class NestedVmm:
     in the work directory.
     """
 
-    def __init__(self, host, name, args, binary=None):
+    def __init__(self, host, name, args, binary=None, console_on_stdout=False):
+        """`args` follow the binary (ntc-vmm by default).  With
+        console_on_stdout the program's stdout is the console (QEMU's
+        -serial stdio) and no --console-log is added."""
         self.host, self.name, self.args = host, name, args
         self.binary = binary or os.path.join(BUILD, "bin", "ntc-vmm")
+        self.console_on_stdout = console_on_stdout
         self.log = os.path.join(host.workdir, name + ".console.log")
         self.err = os.path.join(host.workdir, name + ".stderr")
         self.rc_file = os.path.join(host.workdir, name + ".rc")
@@ -127,11 +131,14 @@ class NestedVmm:
             if os.path.exists(f):
                 os.unlink(f)
         fifo = f"/tmp/{self.name}.in"
-        cmd = " ".join(shlex.quote(a) for a in [self.binary] + self.args +
-                       ["--console-log", self.host.inside(self.log)])
+        log = self.host.inside(self.log)
+        console = [] if self.console_on_stdout else ["--console-log", log]
+        cmd = " ".join(shlex.quote(a) for a in [self.binary] + self.args + console)
+        out = f">{log} 2>{self.host.inside(self.err)}" if self.console_on_stdout \
+            else f">{self.host.inside(self.err)} 2>&1"
         self.fd = fd
         self.host.sh(f"rm -f {fifo}; mkfifo {fifo}; exec {fd}<>{fifo}; "
-                     f"({cmd} <{fifo} >{self.host.inside(self.err)} 2>&1; "
+                     f"({cmd} <{fifo} {out}; "
                      f"echo $? >{self.host.inside(self.rc_file)}) {fd}>&- & :")
         return self
 

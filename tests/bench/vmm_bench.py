@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""ntc-vmm against QEMU/KVM, side by side inside one nested-KVM host VM.
+
+For each VMM: time from start to the guest's NTC-GUEST-READY (init done),
+sequential virtio-blk write and read MB/s in the guest (busybox dd with
+O_DIRECT, 1 MiB blocks, on a scratch disk /dev/vdb), and the VMM's resident
+memory without guest RAM (smaps, mappings as large as guest RAM left out).
+Same guest disk, kernel, initrd, command line, RAM, CPUs and devices
+(virtio-blk over PCI, 16550 console).  Prints figures and ratios; asserts
+nothing about speed (the host VM runs under TCG, so absolute figures say
+little, and ratios only a little more).
+"""
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+import nested  # noqa: E402
+import ntclab  # noqa: E402
+
+MEM_MIB = 512
+CPUS = 2
+SCRATCH_MIB = 256
+
+
+def rss_without_guest_ram(host, process):
+    script = ("pid=$(pidof %s | cut -d' ' -f1); awk -v limit=%d "
+              "'/^Size:/ {size=$2} /^Rss:/ {if (size < limit) sum += $2} END {print sum}' "
+              "/proc/$pid/smaps" % (process, MEM_MIB * 1024))
+    return int(host.sh(script)[1].strip().splitlines()[-1]) / 1024
+
+
+def dd_rate(vm, cmd):
+    out = vm.sh(cmd + " 2>&1", timeout=300)[1]
+    m = re.search(r"copied, ([\d.]+) seconds", out)
+    if not m:
+        raise ntclab.LabError(f"no dd figures in: {out}")
+    return SCRATCH_MIB * 1048576 / float(m.group(1)) / 1e6
+
+
+def measure(host, vm, process):
+    t0 = time.monotonic()
+    vm.start()
+    vm.expect(r"NTC-GUEST-READY", 300)
+    boot = time.monotonic() - t0
+    vm.expect(r"ntc# ", 30)
+    vm.sh("stty -echo; PS1=''", 30)
+    write = dd_rate(vm, f"dd if=/dev/zero of=/dev/vdb bs=1M count={SCRATCH_MIB} oflag=direct")
+    read = dd_rate(vm, f"dd if=/dev/vdb of=/dev/null bs=1M count={SCRATCH_MIB} iflag=direct")
+    rss = rss_without_guest_ram(host, process)
+    vm.send("poweroff")
+    vm.wait_exit(120)
+    return {"boot_s": boot, "write_MBps": write, "read_MBps": read, "rss_MiB": rss}
+
+
+def main():
+    work = tempfile.mkdtemp(prefix="vmm-bench-", dir=ntclab.BUILD)
+    disk, scratch = os.path.join(work, "disk.img"), os.path.join(work, "scratch.img")
+    subprocess.run([os.path.join(ntclab.ROOT, "scripts", "build-guest-disk.sh"), disk], check=True, timeout=120)
+    with open(scratch, "wb") as f:
+        f.truncate(SCRATCH_MIB << 20)
+    with open(disk + ".cmdline") as f:
+        cmdline = f.read().strip()
+
+    with nested.HostVM("vmm-bench", work) as host:
+        host.wait_ready()
+        d, s = host.inside(disk), host.inside(scratch)
+        ntc = nested.NestedVmm(host, "bench-ntc-vmm", ["run", d, "--disk", s, "--mem", f"{MEM_MIB}M",
+                                                       "--cpus", str(CPUS)])
+        results = {"ntc-vmm": measure(host, ntc, "ntc-vmm")}
+        qemu_args = ["-accel", "kvm", "-cpu", "host", "-m", str(MEM_MIB), "-smp", str(CPUS),
+                     "-nodefaults", "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+                     "-kernel", host.inside(disk + ".vmlinuz"), "-initrd", host.inside(disk + ".initrd"),
+                     "-append", cmdline]
+        for i, image in enumerate((d, s)):
+            qemu_args += ["-drive", f"file={image},format=raw,if=none,id=d{i},cache=writeback",
+                          "-device", f"virtio-blk-pci,drive=d{i}"]
+        qemu = nested.NestedVmm(host, "bench-qemu", qemu_args, binary="qemu-system-x86_64",
+                                console_on_stdout=True)
+        results["qemu-kvm"] = measure(host, qemu, "qemu-system-x86_64")
+        host.send("poweroff -f")
+
+    a, b = results["ntc-vmm"], results["qemu-kvm"]
+    print(f"\nnested KVM inside a QEMU TCG host VM; guest {MEM_MIB} MiB, {CPUS} vCPUs")
+    print(f"{'':28}{'ntc-vmm':>10}{'qemu-kvm':>10}{'ratio':>8}   target")
+    print(f"{'boot to init (s)':28}{a['boot_s']:10.2f}{b['boot_s']:10.2f}{a['boot_s'] / b['boot_s']:8.2f}"
+          f"   ntc/qemu <= 1/0.8 (ntc-vmm no slower than 0.8x QEMU's speed)")
+    for key, label in (("write_MBps", "virtio-blk seq write (MB/s)"), ("read_MBps", "virtio-blk seq read (MB/s)")):
+        print(f"{label:28}{a[key]:10.1f}{b[key]:10.1f}{a[key] / b[key]:8.2f}   ntc/qemu >= 0.9")
+    print(f"{'VMM RSS w/o guest RAM (MiB)':28}{a['rss_MiB']:10.1f}{b['rss_MiB']:10.1f}"
+          f"{a['rss_MiB'] / b['rss_MiB']:8.2f}   ntc-vmm < 20 MiB")
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
