@@ -35,11 +35,13 @@ def rss_without_guest_ram(host, process):
 
 
 def dd_rate(vm, cmd):
-    out = vm.sh(cmd + " 2>&1", timeout=300)[1]
-    m = re.search(r"copied, ([\d.]+) seconds", out)
+    # busybox dd reports no time; the guest's uptime brackets it (10 ms steps).
+    out = vm.sh(f"a=$(cut -d' ' -f1 /proc/uptime); {cmd} 2>/dev/null; "
+                f"b=$(cut -d' ' -f1 /proc/uptime); echo ELAPSED $a $b", timeout=300)[1]
+    m = re.search(r"ELAPSED ([\d.]+) ([\d.]+)", out)
     if not m:
-        raise ntclab.LabError(f"no dd figures in: {out}")
-    return SCRATCH_MIB * 1048576 / float(m.group(1)) / 1e6
+        raise ntclab.LabError(f"no timing in: {out}")
+    return SCRATCH_MIB * 1048576 / (float(m.group(2)) - float(m.group(1))) / 1e6
 
 
 def measure(host, vm, process):
@@ -52,6 +54,8 @@ def measure(host, vm, process):
     write = dd_rate(vm, f"dd if=/dev/zero of=/dev/vdb bs=1M count={SCRATCH_MIB} oflag=direct")
     read = dd_rate(vm, f"dd if=/dev/vdb of=/dev/null bs=1M count={SCRATCH_MIB} iflag=direct")
     rss = rss_without_guest_ram(host, process)
+    warnings = vm.sh("dmesg | grep -c 'WARNING:' || true")[1].strip().splitlines()[-1]
+    print(f"{process}: guest kernel warnings at boot: {warnings}", flush=True)
     vm.send("poweroff")
     vm.wait_exit(120)
     return {"boot_s": boot, "write_MBps": write, "read_MBps": read, "rss_MiB": rss}
