@@ -3,7 +3,8 @@
 
 Inside a QEMU TCG host VM with kvm-amd: ntc-vmm boots disk 1 with disk 2 as a
 second disk and 2 vCPUs, the guest reads and writes files on both, syncs and
-powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  While it
+powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  A guest
+that reboots ends the VMM with status 2.  While it
 runs, a second VMM on the same disk is refused; the user errors (missing
 kernel, no boot entry, RAM too large) give plain messages and status 1.
 """
@@ -36,9 +37,12 @@ def main():
     builder = os.path.join(ntclab.ROOT, "scripts", "build-guest-disk.sh")
     subprocess.run([builder, disk1], check=True, timeout=120)
     subprocess.run([builder, disk2], check=True, timeout=120)
-    blank = os.path.join(work, "blank.img")
-    with open(blank, "wb") as f:
-        f.truncate(64 << 20)
+    blank, no_entry = os.path.join(work, "blank.img"), os.path.join(work, "no-entry.img")
+    for image in (blank, no_entry):
+        with open(image, "wb") as f:
+            f.truncate(64 << 20)
+    subprocess.run(["sgdisk", "-o", "-n", "1:1M:+32M", no_entry], check=True, capture_output=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-E", f"offset={1 << 20}", no_entry, "32M"], check=True)
 
     t0 = time.monotonic()
     with nested.HostVM("nested-vmm-boot", work) as host:
@@ -53,6 +57,7 @@ def main():
 
         d1, d2 = host.inside(disk1), host.inside(disk2)
         refused(f"run {host.inside(blank)}", "no partition table")
+        refused(f"run {host.inside(no_entry)}", "has no boot entry")
         refused(f"run {d1} --kernel /nonexistent/vmlinuz", "not found")
         refused(f"run {d1} --mem 100000G", "more than this host")
 
@@ -76,6 +81,14 @@ def main():
         rc = vmm.wait_exit(120)
         check(rc == 0, f"ntc-vmm should exit 0 after poweroff, got {rc}: {vmm.stderr()}")
         print(f"powered off, ntc-vmm exit status {rc}", flush=True)
+
+        again = nested.NestedVmm(host, "vmm2", ["run", d1, "--cpus", "1", "--mem", "256M"])
+        again.start()
+        again.wait_ready(timeout=300)
+        again.send("reboot")
+        rc = again.wait_exit(120)
+        check(rc == 2, f"ntc-vmm should exit 2 after the guest reboots, got {rc}: {again.stderr()}")
+        print(f"rebooted, ntc-vmm exit status {rc}", flush=True)
         host.send("poweroff -f")
 
     for disk in (disk1, disk2):

@@ -14,9 +14,7 @@
 
 namespace ntcvmm {
 
-std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-DiskImage::DiskImage(const std::string& path, bool read_only) : path_(path), read_only_(read_only) {
+DiskImage::DiskImage(const std::string& path, bool read_only) : read_only_(read_only) {
     fd_ = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
     if (fd_ < 0) throw UserError(errno_text("cannot open disk " + path));
     if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {

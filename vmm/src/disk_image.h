@@ -17,10 +17,8 @@ public:
     int fd() const { return fd_; }
     uint64_t size() const { return size_; }
     bool read_only() const { return read_only_; }
-    const std::string& path() const { return path_; }
 
 private:
-    std::string path_;
     int fd_ = -1;
     uint64_t size_ = 0;
     bool read_only_;

@@ -21,8 +21,6 @@ public:
     GuestMemory() = default;
     explicit GuestMemory(std::vector<MemoryRegion> regions) : regions_(std::move(regions)) {}
 
-    const std::vector<MemoryRegion>& regions() const { return regions_; }
-
     // Host pointer to [address, address + length), or nullptr when any byte of
     // it is outside guest RAM or the range crosses a region boundary.
     uint8_t* span(uint64_t address, uint64_t length) const {

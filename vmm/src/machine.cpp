@@ -409,6 +409,8 @@ int Machine::run() {
     sa.sa_handler = on_signal;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGHUP, &sa, nullptr);
+    // A console reader that goes away must not kill the VM with SIGPIPE.
+    ::signal(SIGPIPE, SIG_IGN);
     if (!::isatty(STDIN_FILENO)) ::sigaction(SIGINT, &sa, nullptr);
 
     std::optional<RawTerminal> raw;
