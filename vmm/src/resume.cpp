@@ -20,6 +20,11 @@ std::string resume_cmdline(const std::string& options, unsigned partition) {
     return out + "resume=/dev/vda" + std::to_string(partition);
 }
 
+uint64_t machine_ram_for_record(uint64_t ram_bytes) {
+    constexpr uint64_t kUnit = 2ull << 20;
+    return (ram_bytes + kUnit - 1) / kUnit * kUnit;
+}
+
 MachineConfig resume_config(const ResumeCommand& command) {
     int fd = ::open(command.disk.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw UserError(errno_text("cannot open disk " + command.disk));
@@ -36,7 +41,7 @@ MachineConfig resume_config(const ResumeCommand& command) {
     const ntc_record& r = checkpoint.record;
 
     MachineConfig config;
-    config.ram_bytes = r.ram_bytes;
+    config.ram_bytes = machine_ram_for_record(r.ram_bytes);
     config.cpus = r.cpus;
     config.console_log = command.console_log;
     std::string release(r.kernel_release);

@@ -8,6 +8,12 @@ namespace ntcvmm {
 
 MachineConfig resume_config(const ResumeCommand& command);
 
+// The machine RAM size for a record's ram_bytes.  ntc.ko records the
+// kernel's count of physical pages, which is the machine's RAM less what the
+// firmware map keeps for itself below 1 MiB; machine sizes are whole 2 MiB
+// units, so rounding up recovers the size.
+uint64_t machine_ram_for_record(uint64_t ram_bytes);
+
 // The boot entry's options with the resume device set to `partition` of the
 // first disk.
 std::string resume_cmdline(const std::string& options, unsigned partition);

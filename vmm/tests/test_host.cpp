@@ -13,6 +13,7 @@
 #include <ntc/swap_area.hpp>
 #include "cli.h"
 #include "devices/serial.h"
+#include "e820.h"
 #include "error.h"
 #include "kvm.h"
 #include "resume.h"
@@ -87,6 +88,17 @@ TEST_CASE("resume command line points at the checkpoint's swap partition") {
     CHECK(resume_cmdline("root=/dev/vda1 rw resume=/dev/vda3 console=ttyS0", 3) ==
           "root=/dev/vda1 rw console=ttyS0 resume=/dev/vda3");
     CHECK(resume_cmdline("noresume quiet", 4) == "quiet resume=/dev/vda4");
+}
+
+TEST_CASE("the machine size comes back from the page count a checkpoint records") {
+    for (uint64_t mib : {64ull, 256ull, 512ull, 4096ull}) {
+        uint64_t ram = mib << 20;
+        uint64_t present = 0;
+        for (const auto& e : e820_map(ram))
+            if (e.type == E820Type::Ram) present += e.size / 4096 * 4096;
+        CHECK(machine_ram_for_record(present) == ram);
+        CHECK(machine_ram_for_record(ram) == ram);
+    }
 }
 
 TEST_CASE("a PVM /dev/kvm is refused; so is none, or one without kvm_intel/kvm_amd") {

@@ -1,0 +1,78 @@
+#!/usr/bin/env python3
+"""The whole NTC path on ntc-vmm (level 3): checkpoint with ntc.ko, resume.
+
+Inside the nested-KVM host VM, ntc-vmm runs disk 1 with disk 2 (made by
+ntc-clone); a counter runs, `echo checkpoint > /proc/ntc` writes the
+checkpoint onto disk 2 while the guest goes on, and the guest powers off.
+`ntc-vmm resume disk2` then takes RAM and CPUs from the checkpoint record,
+boots the matching kernel from disk 2's /boot with resume= and a new sparse
+second disk, and the counter continues from its checkpoint value.  Disk 2 is
+clean afterwards.
+"""
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+sys.path.insert(0, os.path.join(HERE, "..", "guest"))
+import nested  # noqa: E402
+import ntcguest  # noqa: E402
+import ntclab  # noqa: E402
+
+MEM = "256M"
+CPUS = "2"
+
+
+def check(cond, what, vm=None):
+    if not cond:
+        if vm is not None:
+            vm.fail(what)
+        raise AssertionError(what)
+
+
+def main():
+    t0 = time.monotonic()
+    with ntcguest.workdir() as tmp:
+        disk1 = ntcguest.build_disk1(tmp)
+        disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "disk2.img"))
+        with nested.HostVM("nested-vmm-checkpoint", tmp) as host:
+            host.wait_ready()
+            d1, d2 = host.inside(disk1), host.inside(disk2)
+            a = nested.NestedVmm(host, "ckpt-a", ["run", d1, "--disk", d2, "--mem", MEM, "--cpus", CPUS])
+            a.start()
+            a.wait_ready(300)
+            a.sh("ntc-counter /data/counter.log 50 & :")
+            a.sh("sleep 1")
+            rc, st = ntcguest.checkpoint(a)
+            print("checkpoint:", st, flush=True)
+            check(rc == 0 and st.get("result") == "0", f"checkpoint failed: {rc} {st}", a)
+            snap_t = int(st["time_unix_ns"]) / 1e9
+            _, out = a.sh(f"awk '$3 < {snap_t:.6f} {{n=$2}} END {{print \"CKN\", n}}' /data/counter.log")
+            n_ck = int(out.split("CKN")[1].split()[0])
+            a.sh("sleep 2")
+            a.sh("killall ntc-counter; sync", check=False)
+            a.send("poweroff")
+            check(a.wait_exit(120) == 0, "guest A's poweroff should end ntc-vmm with 0", a)
+            check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
+
+            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2])
+            t1 = time.monotonic()
+            b.start()
+            m = b.expect(r"(NTC-GUEST-READY)|CNT (\d+) ", 300)
+            check(m.group(1) is None, "ntc-vmm resume booted fresh instead of resuming", b)
+            n_b = int(m.group(2))
+            print(f"resumed under ntc-vmm in {time.monotonic() - t1:.1f}s; counter {n_ck} -> {n_b}", flush=True)
+            check(n_b == n_ck + 1, f"counter resumed at {n_b}, checkpoint value was {n_ck}", b)
+            check(os.path.exists(disk2 + ".next"), "resume should create disk2.img.next as the second disk")
+            b.sh("killall ntc-counter; sleep 0.5", check=False)
+            b.send("poweroff")
+            check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
+            host.send("poweroff -f")
+        problems = ntcguest.e2fsck_disk(disk2)
+        check(not problems, f"e2fsck on disk 2: {problems}")
+    print(f"PASS in {time.monotonic() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
