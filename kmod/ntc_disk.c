@@ -340,12 +340,12 @@ static int find_area(void *page0, dev_t *found)
 	dev_t cand[64];
 	int n = 0, i;
 
-	if (ntc_target_param && ntc_target_param[0] &&
-	    strcmp(ntc_target_param, "auto")) {
-		char path[128];
+	char buf[128], *path = buf;
 
-		strscpy(path, ntc_target_param, sizeof(path));
-		strim(path);
+	/* written through sysfs, the parameter ends with a newline */
+	strscpy(buf, ntc_target_param ? ntc_target_param : "", sizeof(buf));
+	path = strim(buf);
+	if (path[0] && strcmp(path, "auto")) {
 		if (lookup_bdev(path, found)) {
 			pr_err("ntc: target %s: no such block device\n", path);
 			return -ENODEV;

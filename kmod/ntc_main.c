@@ -38,7 +38,11 @@ static int ntc_show(struct seq_file *m, void *v)
 
 	seq_printf(m, "state: %s\n", state_names[s->state]);
 	seq_printf(m, "source: %s\n", ntc_src_disk->disk_name);
-	seq_printf(m, "target: %s\n", s->target[0] ? s->target : ntc_target_param);
+	if (s->target[0])
+		seq_printf(m, "target: %s\n", s->target);
+	else	/* the parameter as given, up to a newline */
+		seq_printf(m, "target: %.*s\n", (int)strcspn(ntc_target_param, "\n"),
+			   ntc_target_param);
 	seq_printf(m, "sequence: %llu\n", s->sequence);
 	seq_printf(m, "time_unix_ns: %llu\n", s->time_unix_ns);
 	seq_printf(m, "result: %d\n", s->result);

@@ -85,31 +85,11 @@ def swap_partition(disk):
 
 
 def make_disk2(disk1, disk2):
-    """Disk 2 from disk 1 with ntc-clone (build/bin/ntc-clone)."""
+    """Disk 2 from disk 1 with ntc-clone (make host builds build/bin/ntc-clone)."""
     clone = os.path.join(ntclab.BUILD, "bin", "ntc-clone")
-    if os.access(clone, os.X_OK):
-        subprocess.run([clone, disk1, disk2], check=True, timeout=300)
-        return disk2
-    return _make_disk2_stopgap(disk1, disk2)
-
-
-def _make_disk2_stopgap(disk1, disk2):
-    # Stop-gap until ntc-clone exists: block copy, then turn the swap header
-    # into an empty NTC snapshot area as ntc-clone does.
-    subprocess.run(["cp", "--sparse=always", disk1, disk2], check=True, timeout=300)
-    part = swap_partition(disk2)
-    with open(disk2, "r+b") as f:
-        f.seek(part.offset)
-        page = bytearray(f.read(4096))
-        assert page[4086:] == SWAP_SIG, page[4086:]
-        rec = bytearray(1024)
-        rec[0:8] = RECORD_MAGIC
-        struct.pack_into("<III", rec, 8, 1, 0, STATE_EMPTY)
-        struct.pack_into("<I", rec, 12, zlib.crc32(bytes(rec)))
-        page[0:1024] = rec
-        page[4086:] = AREA_SIG
-        f.seek(part.offset)
-        f.write(page)
+    if not os.access(clone, os.X_OK):
+        raise ntclab.LabError(f"{clone} is missing: run 'make host' first")
+    subprocess.run([clone, disk1, disk2], check=True, timeout=300)
     return disk2
 
 
