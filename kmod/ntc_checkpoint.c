@@ -13,6 +13,7 @@
  * restored from the image (in_suspend == 0), which only thaws and reports.
  */
 #include <linux/kernel.h>
+#include <linux/module.h>
 #include <linux/suspend.h>
 #include <linux/ktime.h>
 #include <linux/timekeeping.h>
@@ -28,6 +29,11 @@ DEFINE_MUTEX(ntc_lock);
 u64 ntc_boot_id[2];
 static u64 ntc_sequence;
 
+/* Off only to measure what pre-copy saves (tests/bench/kmod_bench.py). */
+static bool precopy_enabled = true;
+module_param_named(precopy, precopy_enabled, bool, 0644);
+MODULE_PARM_DESC(precopy, "copy the disk delta before freezing (default on)");
+
 #define NTC_PRECOPY_MAX_ROUNDS 6
 #define NTC_PRECOPY_GOOD_ENOUGH 64	/* blocks: not worth another round */
 
@@ -37,6 +43,10 @@ static int precopy(struct ntc_target *t, unsigned long *swap_slots)
 	long n, prev = LONG_MAX;
 	int round;
 
+	if (!precopy_enabled) {
+		ksys_sync_helper();
+		return 0;
+	}
 	for (round = 0; round < NTC_PRECOPY_MAX_ROUNDS; round++) {
 		if (round == 0 || round == NTC_PRECOPY_MAX_ROUNDS - 1)
 			ksys_sync_helper();
