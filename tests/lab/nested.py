@@ -77,8 +77,11 @@ class HostVM(ntclab.Guest):
     """A TCG guest with nested KVM; `workdir` appears inside it as MOUNT_POINT."""
 
     def __init__(self, name, workdir, mem_mib=2048, cpus=2, log_dir=None):
+        import hashlib
         krel = ntclab.guest_kernel_release()
-        initrd = os.path.join(ntclab.BUILD, f"nested-host-initrd-{krel}.img")
+        # Named by its recipe, so a changed init script never meets a stale image.
+        recipe = hashlib.sha256((HOST_INIT + " ".join(HOST_MODULES)).encode()).hexdigest()[:12]
+        initrd = os.path.join(ntclab.BUILD, f"nested-host-initrd-{krel}-{recipe}.img")
         if not os.path.exists(initrd):
             _build_initramfs(krel, initrd)
         self.workdir = os.path.abspath(workdir)
