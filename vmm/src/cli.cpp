@@ -25,6 +25,12 @@ uint64_t parse_size(const std::string& text) {
     return value << shift;
 }
 
+NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac) {
+    if (!net.starts_with("tap:") || net.size() == 4)
+        throw UserError("bad --net '" + net + "' (want tap:NAME, NAME an existing TAP interface)");
+    return {net.substr(4), mac ? std::optional(parse_mac(*mac)) : std::nullopt};
+}
+
 Command parse_command_line(int argc, const char* const* argv) {
     CLI::App app{"ntc-vmm: a small KVM virtual machine monitor for NTC disks"};
     app.require_subcommand(1);
@@ -43,6 +49,14 @@ Command parse_command_line(int argc, const char* const* argv) {
     run_cmd->add_option("--initrd", run.initrd, "initramfs instead of the disk's boot entry");
     run_cmd->add_option("--append", run.append, "kernel command line instead of the disk's boot entry");
     run_cmd->add_option("--console-log", run.console_log, "write COM1 to this file instead of the terminal");
+    // One network card, after the disks; the same options on resume.
+    std::optional<std::string> net, mac;
+    auto add_net_options = [&](CLI::App* cmd) {
+        auto* net_opt = cmd->add_option("--net", net, "virtio-net card on a host TAP interface: tap:NAME");
+        cmd->add_option("--mac", mac, "the card's MAC (default: derived from the first disk's partition table)")
+            ->needs(net_opt);
+    };
+    add_net_options(run_cmd);
 
     ResumeCommand resume;
     auto* resume_cmd = app.add_subcommand("resume", "boot disk 2 and resume its NTC checkpoint");
@@ -50,13 +64,20 @@ Command parse_command_line(int argc, const char* const* argv) {
     resume_cmd->add_option("--disk", resume.next,
                            "disk to put where disk 2 was (default: a new sparse DISK.next of the same size)");
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
+    add_net_options(resume_cmd);
 
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
         return ExitNow{app.exit(e)};
     }
-    if (*resume_cmd) return resume;
+    std::optional<NetSpec> net_spec;
+    if (net) net_spec = parse_net(*net, mac);
+    if (*resume_cmd) {
+        resume.net = net_spec;
+        return resume;
+    }
+    run.net = net_spec;
     run.disks.push_back(first_disk);
     run.disks.insert(run.disks.end(), more_disks.begin(), more_disks.end());
     run.ram_bytes = parse_size(mem);

@@ -6,6 +6,8 @@
 #include <variant>
 #include <vector>
 
+#include "machine.h"
+
 namespace ntcvmm {
 
 struct RunCommand {
@@ -15,12 +17,14 @@ struct RunCommand {
     unsigned cpus = 2;
     std::optional<std::string> kernel, initrd, append;
     std::optional<std::string> console_log;
+    std::optional<NetSpec> net;
 };
 
 struct ResumeCommand {
     std::string disk;                 // disk 2, holding the checkpoint
     std::optional<std::string> next;  // what stands where disk 2 was
     std::optional<std::string> console_log;
+    std::optional<NetSpec> net;
 };
 
 struct ExitNow {
@@ -33,5 +37,8 @@ Command parse_command_line(int argc, const char* const* argv);
 
 // "512M", "2G", "1048576K"; a bare number is MiB.  Throws UserError.
 uint64_t parse_size(const std::string& text);
+
+// --net "tap:NAME" with an optional --mac; throws UserError.
+NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac);
 
 }  // namespace ntcvmm

@@ -57,11 +57,29 @@ struct Filesystem {
 
 }  // namespace
 
-std::vector<Partition> read_partitions(const std::string& disk) {
-    std::unique_ptr<blkid_struct_probe, decltype(&blkid_free_probe)> probe(
-        blkid_new_probe_from_filename(disk.c_str()), blkid_free_probe);
+namespace {
+
+using Probe = std::unique_ptr<blkid_struct_probe, decltype(&blkid_free_probe)>;
+
+Probe partition_probe(const std::string& disk) {
+    Probe probe(blkid_new_probe_from_filename(disk.c_str()), blkid_free_probe);
     if (!probe) throw UserError(errno_text("cannot read disk " + disk));
     blkid_probe_enable_partitions(probe.get(), 1);
+    return probe;
+}
+
+}  // namespace
+
+std::string partition_table_id(const std::string& disk) {
+    Probe probe = partition_probe(disk);
+    blkid_partlist list = blkid_probe_get_partitions(probe.get());
+    blkid_parttable table = list ? blkid_partlist_get_table(list) : nullptr;
+    const char* id = table ? blkid_parttable_get_id(table) : nullptr;
+    return id ? id : "";
+}
+
+std::vector<Partition> read_partitions(const std::string& disk) {
+    Probe probe = partition_probe(disk);
     blkid_partlist list = blkid_probe_get_partitions(probe.get());
     std::vector<Partition> parts;
     if (!list) return parts;

@@ -18,6 +18,9 @@ struct Partition {
 };
 
 std::vector<Partition> read_partitions(const std::string& disk);
+// The partition table's identifier (GPT disk GUID or MBR signature, as
+// blkid's PTUUID), or "" when the disk has none.
+std::string partition_table_id(const std::string& disk);
 
 struct BootFiles {
     std::vector<uint8_t> kernel;

@@ -23,7 +23,9 @@
 #include "devices/acpi_pm.h"
 #include "devices/pci.h"
 #include "devices/serial.h"
+#include "devices/tap.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
 #include "disk_image.h"
 #include "e820.h"
@@ -119,6 +121,7 @@ private:
     uint8_t* ram_ = nullptr;
     GuestMemory memory_;
     std::vector<std::unique_ptr<DiskImage>> disks_;
+    Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
 
     // Device state is touched by vCPU threads and the console thread under
@@ -128,6 +131,8 @@ private:
     std::unique_ptr<Serial> serial_;
     std::unique_ptr<PciBus> pci_;
     std::unique_ptr<AcpiPm> pm_;
+    VirtioNet* net_ = nullptr;  // owned by its PCI device
+    std::shared_ptr<VirtioPciDevice> net_pci_;
 
     int console_out_ = STDOUT_FILENO;
     int console_wake_[2] = {-1, -1};
@@ -142,6 +147,7 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
     if (auto why = kvm_unusable_reason()) throw UserError(*why);
     // Disks first: a locked disk is the likeliest refusal, and cheap to detect.
     for (const auto& spec : config_.disks) disks_.push_back(std::make_unique<DiskImage>(spec.path, spec.read_only));
+    if (config_.net) tap_ = open_tap(config_.net->tap);
     if (config_.console_log) {
         console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
         if (console_out_ < 0) throw UserError(errno_text("cannot create console log " + *config_.console_log));
@@ -202,15 +208,26 @@ void Machine::create_devices() {
         finish(r == GuestRequest::PowerOff ? kExitPowerOff : kExitReboot);
     });
     pci_ = std::make_unique<PciBus>();
-    for (size_t i = 0; i < disks_.size(); i++) {
-        unsigned slot = unsigned(i) + 1;
-        uint32_t gsi = layout::pci_gsi(slot);
-        auto blk = std::make_unique<VirtioBlock>(disks_[i]->fd(), disks_[i]->size(), disks_[i]->read_only(),
-                                                 "ntc-disk" + std::to_string(i));
-        auto device = std::make_shared<VirtioPciDevice>(
-            std::move(blk), memory_, uint32_t(layout::kPciMmioBase + i * VirtioPciDevice::kBarSize), uint8_t(gsi),
+    // Device i (disks, then the NIC) sits in slot i + 1 with BAR i and
+    // interrupt source i + 1 on its line.
+    auto add_virtio = [this](std::unique_ptr<VirtioDevice> device) {
+        size_t i = pci_->slots_used();
+        uint32_t gsi = layout::pci_gsi(unsigned(i) + 1);
+        auto pci_device = std::make_shared<VirtioPciDevice>(
+            std::move(device), memory_, uint32_t(layout::kPciMmioBase + i * VirtioPciDevice::kBarSize), uint8_t(gsi),
             [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); });
-        pci_->add(device);
+        pci_->add(pci_device);
+        return pci_device;
+    };
+    for (size_t i = 0; i < disks_.size(); i++)
+        add_virtio(std::make_unique<VirtioBlock>(disks_[i]->fd(), disks_[i]->size(), disks_[i]->read_only(),
+                                                 "ntc-disk" + std::to_string(i)));
+    if (config_.net) {
+        MacAddress mac = config_.net->mac ? *config_.net->mac
+                                          : mac_for_id(partition_table_id(config_.disks.front().path));
+        auto net = std::make_unique<VirtioNet>(tap_.get(), mac);
+        net_ = net.get();
+        net_pci_ = add_virtio(std::move(net));
     }
 }
 
@@ -362,8 +379,10 @@ void Machine::console_loop() {
     bool escape_pending = false;
     std::vector<uint8_t> pending;
     while (!stopping_) {
+        // A closed input is left out altogether: a hung-up pipe would
+        // otherwise report POLLHUP forever.
         pollfd fds[3] = {{console_wake_[0], POLLIN, 0}, {signal_pipe[0], POLLIN, 0},
-                         {STDIN_FILENO, short(input_open && pending.empty() ? POLLIN : 0), 0}};
+                         {input_open ? STDIN_FILENO : -1, short(pending.empty() ? POLLIN : 0), 0}};
         // Bytes the UART's FIFO could not take yet are retried shortly.
         int r = ::poll(fds, 3, pending.empty() ? -1 : 2);
         if (r < 0 && errno != EINTR) break;
@@ -419,6 +438,11 @@ int Machine::run() {
         std::fprintf(stderr, "ntc-vmm: console attached; Ctrl-A x quits\r\n");
     }
     std::thread console([this] { console_loop(); });
+    if (net_)
+        net_->start_input([this] {
+            std::lock_guard lock(io_lock_);
+            net_pci_->notify(VirtioNet::kRxQueue);
+        });
     for (auto& vcpu : vcpus_) vcpu->thread = std::thread([this, v = vcpu.get()] { vcpu_loop(*v); });
 
     {
@@ -431,6 +455,7 @@ int Machine::run() {
         ::pthread_kill(vcpu->thread.native_handle(), SIGUSR1);
     }
     for (auto& vcpu : vcpus_) vcpu->thread.join();
+    if (net_) net_->stop_input();
     char c = 0;
     [[maybe_unused]] ssize_t n = ::write(console_wake_[1], &c, 1);
     console.join();

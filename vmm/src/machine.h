@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "devices/virtio_net.h"
 #include "guest_disk.h"
 
 namespace ntcvmm {
@@ -15,10 +16,18 @@ struct DiskSpec {
     bool read_only = false;
 };
 
+// A network card on a host TAP interface.  Without `mac` the MAC is
+// mac_for_id() of the first disk's partition table UUID.
+struct NetSpec {
+    std::string tap;
+    std::optional<MacAddress> mac;
+};
+
 struct MachineConfig {
     uint64_t ram_bytes = 512ull << 20;
     unsigned cpus = 1;
     std::vector<DiskSpec> disks;  // in order: slot 1, 2, ... = /dev/vda, vdb, ...
+    std::optional<NetSpec> net;   // the slot after the disks
     BootFiles boot;
     std::optional<std::string> console_log;  // else the terminal (stdout)
 };

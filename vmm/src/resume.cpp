@@ -44,6 +44,7 @@ MachineConfig resume_config(const ResumeCommand& command) {
     config.ram_bytes = machine_ram_for_record(r.ram_bytes);
     config.cpus = r.cpus;
     config.console_log = command.console_log;
+    config.net = command.net;
     std::string release(r.kernel_release);
     config.boot = load_boot_files(command.disk, release);
     config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);

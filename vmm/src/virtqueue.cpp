@@ -1,6 +1,8 @@
 #include "virtqueue.h"
 
+#include <algorithm>
 #include <atomic>
+#include <cstring>
 
 #include "error.h"
 
@@ -21,6 +23,39 @@ struct RawDescriptor {
 static_assert(sizeof(RawDescriptor) == 16);
 
 }  // namespace
+
+uint64_t total(const std::vector<iovec>& buffers) {
+    uint64_t sum = 0;
+    for (const auto& b : buffers) sum += b.iov_len;
+    return sum;
+}
+
+std::vector<iovec> slice(const std::vector<iovec>& buffers, uint64_t skip, uint64_t count) {
+    std::vector<iovec> out;
+    for (const auto& b : buffers) {
+        if (count == 0) break;
+        if (skip >= b.iov_len) {
+            skip -= b.iov_len;
+            continue;
+        }
+        size_t n = std::min<uint64_t>(b.iov_len - skip, count);
+        out.push_back({static_cast<uint8_t*>(b.iov_base) + skip, n});
+        count -= n;
+        skip = 0;
+    }
+    return out;
+}
+
+size_t copy_to(const std::vector<iovec>& buffers, const void* data, size_t size) {
+    size_t done = 0;
+    for (const auto& b : buffers) {
+        if (done == size) break;
+        size_t n = std::min(b.iov_len, size - done);
+        std::memcpy(b.iov_base, static_cast<const uint8_t*>(data) + done, n);
+        done += n;
+    }
+    return done;
+}
 
 void Virtqueue::enable() {
     if (size == 0 || size > kMaxSize || (size & (size - 1)))

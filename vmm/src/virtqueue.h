@@ -20,6 +20,15 @@ struct DescriptorChain {
     std::vector<iovec> writable;  // device -> driver, in chain order
 };
 
+// Bytes in a list of buffers.
+uint64_t total(const std::vector<iovec>& buffers);
+// `count` bytes of `buffers` starting `skip` bytes in, as a new iovec list
+// (shorter when the buffers end first).
+std::vector<iovec> slice(const std::vector<iovec>& buffers, uint64_t skip, uint64_t count);
+// Copies `size` bytes into `buffers` from their start; returns the bytes
+// copied (fewer when the buffers are shorter).
+size_t copy_to(const std::vector<iovec>& buffers, const void* data, size_t size);
+
 class Virtqueue {
 public:
     static constexpr uint16_t kMaxSize = 256;

@@ -42,7 +42,7 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
 
     std::memset(&ram.bytes[0x11000], 0xab, 1024);
     request(q, 1, 8, 1024, false);
-    CHECK(blk.process(q.queue));
+    CHECK(blk.process(0, q.queue));
     CHECK(ram.get<uint8_t>(0x12000) == 0);
     uint8_t on_disk[1024];
     REQUIRE(::pread(disk.fd, on_disk, 1024, 8 * 512) == 1024);
@@ -51,21 +51,21 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
 
     std::memset(&ram.bytes[0x11000], 0, 1024);
     request(q, 0, 8, 1024, true);
-    CHECK(blk.process(q.queue));
+    CHECK(blk.process(0, q.queue));
     CHECK(ram.get<uint8_t>(0x12000) == 0);
     CHECK(ram.bytes[0x11000 + 1023] == 0xab);
     CHECK(q.used(1).second == 1025);
 
     request(q, 4, 0, 0, false);
-    blk.process(q.queue);
+    blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 0);
 
     request(q, 8, 0, 20, true);
-    blk.process(q.queue);
+    blk.process(0, q.queue);
     CHECK(std::string(reinterpret_cast<char*>(&ram.bytes[0x11000])) == "serial-1");
 
     request(q, 99, 0, 0, false);
-    blk.process(q.queue);
+    blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 2);  // unsupported
 }
 
@@ -75,19 +75,19 @@ TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to
     FakeQueue q(ram, 16);
     VirtioBlock blk(disk.fd, 1 << 20, false, "x");
     request(q, 0, 2047, 1024, true);  // runs past the end
-    blk.process(q.queue);
+    blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
     request(q, 0, ~0ull / 256, 512, true);  // sector * 512 would overflow
-    blk.process(q.queue);
+    blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
     request(q, 0, 0, 100, true);  // not whole sectors
-    blk.process(q.queue);
+    blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
 
     VirtioBlock ro(disk.fd, 1 << 20, true, "x");
     CHECK((ro.features() & VirtioBlock::kFeatureReadOnly));
     request(q, 1, 0, 512, false);
-    ro.process(q.queue);
+    ro.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
 }
 
@@ -98,7 +98,7 @@ TEST_CASE("virtio-blk requests without status byte are guest errors") {
     VirtioBlock blk(disk.fd, 1 << 20, false, "x");
     q.descriptor(0, 0x10000, 16, 0, 0);
     q.offer(0);
-    CHECK_THROWS_AS(blk.process(q.queue), GuestError);
+    CHECK_THROWS_AS(blk.process(0, q.queue), GuestError);
     // A zero-length last writable descriptor: the status goes in the one before.
     FakeQueue q2(ram, 16);
     q2.ram.put<uint32_t>(0x10000, 4);
@@ -107,6 +107,6 @@ TEST_CASE("virtio-blk requests without status byte are guest errors") {
     q2.descriptor(2, 0x13000, 0, WRITE, 0);
     q2.offer(0);
     ram.put<uint8_t>(0x12000, 0xff);
-    blk.process(q2.queue);
+    blk.process(0, q2.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 0);
 }

@@ -28,29 +28,6 @@ struct RequestHeader {
     uint64_t sector;
 };
 
-// `count` bytes of `buffers` starting `skip` bytes in, as a new iovec list.
-std::vector<iovec> slice(const std::vector<iovec>& buffers, uint64_t skip, uint64_t count) {
-    std::vector<iovec> out;
-    for (const auto& b : buffers) {
-        if (count == 0) break;
-        if (skip >= b.iov_len) {
-            skip -= b.iov_len;
-            continue;
-        }
-        size_t n = std::min<uint64_t>(b.iov_len - skip, count);
-        out.push_back({static_cast<uint8_t*>(b.iov_base) + skip, n});
-        count -= n;
-        skip = 0;
-    }
-    return out;
-}
-
-uint64_t total(const std::vector<iovec>& buffers) {
-    uint64_t sum = 0;
-    for (const auto& b : buffers) sum += b.iov_len;
-    return sum;
-}
-
 // Full transfer at `offset`, retrying short reads/writes.
 bool transfer(int fd, std::vector<iovec> iov, uint64_t offset, bool write) {
     size_t first = 0;
@@ -142,7 +119,7 @@ uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
     }
 }
 
-bool VirtioBlock::process(Virtqueue& queue) {
+bool VirtioBlock::process(unsigned, Virtqueue& queue) {
     bool used = false;
     while (auto chain = queue.pop()) {
         uint32_t written = 0;

@@ -22,7 +22,7 @@ public:
     uint64_t features() const override;
     unsigned queue_count() const override { return 1; }
     std::vector<uint8_t> config() const override;
-    bool process(Virtqueue& queue) override;
+    bool process(unsigned index, Virtqueue& queue) override;
 
 private:
     uint8_t serve(const DescriptorChain& chain, uint32_t& written);

@@ -10,13 +10,14 @@ namespace ntcvmm {
 class VirtioDevice {
 public:
     virtual ~VirtioDevice() = default;
-    virtual uint16_t device_id() const = 0;  // virtio device type, 2 = block
+    virtual uint16_t device_id() const = 0;  // virtio device type, 1 = network, 2 = block
     virtual uint64_t features() const = 0;
     virtual unsigned queue_count() const = 0;
     virtual std::vector<uint8_t> config() const = 0;  // device-specific config
-    // Serves whatever the driver made available on `queue`; returns whether
-    // used buffers were added.  Throws GuestError for a malformed request.
-    virtual bool process(Virtqueue& queue) = 0;
+    // Serves whatever the driver made available on `queue`, the device's
+    // queue number `index`; returns whether used buffers were added.  Throws
+    // GuestError for a malformed request.
+    virtual bool process(unsigned index, Virtqueue& queue) = 0;
 };
 
 }  // namespace ntcvmm

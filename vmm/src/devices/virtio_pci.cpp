@@ -14,6 +14,14 @@ constexpr uint16_t kModernDeviceBase = 0x1040;
 constexpr uint16_t kNoVector = 0xffff;
 constexpr uint64_t kFeatureVersion1 = 1ull << 32;
 
+uint32_t pci_class(uint16_t virtio_device_id) {
+    switch (virtio_device_id) {
+    case 1: return 0x020000;  // Ethernet controller
+    case 2: return 0x018000;  // mass storage, other
+    default: return 0xff0000;
+    }
+}
+
 enum CapType : uint8_t { kCommonCfg = 1, kNotifyCfg = 2, kIsrCfg = 3, kDeviceCfg = 4 };
 
 std::vector<uint8_t> virtio_capability(CapType type, uint32_t offset, uint32_t length,
@@ -47,7 +55,7 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
                                  uint32_t bar_address, uint8_t irq, InterruptLine interrupt)
     : device_(std::move(device)),
       config_(kVirtioVendor, uint16_t(kModernDeviceBase + device_->device_id()),
-              device_->device_id() == 2 ? 0x018000 : 0xff0000, 1),
+              pci_class(device_->device_id()), 1),
       interrupt_(std::move(interrupt)) {
     config_.set(0x2c, 2, kVirtioVendor);  // subsystem vendor
     config_.set(0x2e, 2, kModernDeviceBase + device_->device_id());
@@ -173,7 +181,7 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
 void VirtioPciDevice::notify(uint16_t queue) {
     if (queue >= queues_.size() || !(status_ & kStatusDriverOk) || (status_ & kStatusNeedsReset)) return;
     try {
-        if (device_->process(queues_[queue])) {
+        if (device_->process(queue, queues_[queue])) {
             isr_ |= 1;
             update_interrupt();
         }

@@ -37,10 +37,13 @@ public:
     uint8_t status() const { return status_; }
     VirtioDevice& device() { return *device_; }
 
+    // The driver's notification of `queue`; also how host-side input (a frame
+    // for virtio-net) gets served.  Caller holds the device lock.
+    void notify(uint16_t queue);
+
 private:
     uint64_t common_read(uint64_t offset, unsigned size);
     void common_write(uint64_t offset, unsigned size, uint64_t value);
-    void notify(uint16_t queue);
     void reset();
     void fail(const char* why);
     void update_interrupt();
