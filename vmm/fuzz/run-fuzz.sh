@@ -11,7 +11,8 @@ bin=$out/virtio_pci_fuzz
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-I "$src/src" \
 	"$src/fuzz/virtio_pci_fuzz.cpp" "$src/src/virtqueue.cpp" "$src/src/devices/pci.cpp" \
-	"$src/src/devices/virtio_pci.cpp" "$src/src/devices/virtio_blk.cpp" -o "$bin"
+	"$src/src/devices/virtio_pci.cpp" "$src/src/devices/virtio_blk.cpp" "$src/src/devices/virtio_net.cpp" \
+	"$src/src/error.cpp" "$src/src/kvm.cpp" -o "$bin"
 python3 "$src/fuzz/make-seed.py" > "$out/corpus/seed"
 # The device reports each malformed ring on stderr; the log keeps it, the
 # summary shows the verdict, and the fuzzer's status is the test's.

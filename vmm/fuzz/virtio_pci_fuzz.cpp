@@ -1,8 +1,11 @@
-// libFuzzer target: an adversarial guest driving the PCI bus and a virtio-blk
-// device over fake guest RAM.  Input: u16 length of an operation stream, the
-// operations, then the initial RAM contents.  AddressSanitizer catches any
-// access outside the RAM buffer, which is allocated to its exact size.
+// libFuzzer target: an adversarial guest driving the PCI bus, a virtio-blk
+// device (slot 1) and a virtio-net device (slot 2, its wire a socketpair the
+// fuzzer also writes frames into) over fake guest RAM.  Input: u16 length of
+// an operation stream, the operations, then the initial RAM contents.
+// AddressSanitizer catches any access outside the RAM buffer, which is
+// allocated to its exact size.
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <cstring>
@@ -11,6 +14,7 @@
 
 #include "devices/pci.h"
 #include "devices/virtio_blk.h"
+#include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
 #include "guest_memory.h"
 
@@ -44,6 +48,37 @@ int disk_fd() {
     return fd;
 }
 
+// [0] is the net device's end, [1] the wire's.
+const int* wire() {
+    static int fds[2] = {-1, -1};
+    if (fds[0] < 0 && ::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, fds) != 0) __builtin_trap();
+    return fds;
+}
+
+// A driver's bring-up in one step: reset, features, then every queue with
+// fuzzed size and ring placement, DRIVER_OK.
+void bring_up(VirtioPciDevice& d, Reader& ops) {
+    d.config().write(0x04, 2, 0x6);
+    d.bar_write(0, 0x14, 1, 0);
+    d.bar_write(0, 0x14, 1, 3);
+    d.bar_write(0, 0x08, 4, 0);
+    d.bar_write(0, 0x0c, 4, uint32_t(d.device().features()));
+    d.bar_write(0, 0x08, 4, 1);
+    d.bar_write(0, 0x0c, 4, 1);
+    d.bar_write(0, 0x14, 1, 11);
+    for (unsigned queue = 0; queue < d.device().queue_count(); queue++) {
+        uint16_t queue_size = ops.take<uint16_t>();
+        uint64_t desc = ops.take<uint16_t>(), avail = ops.take<uint16_t>(), used = ops.take<uint16_t>();
+        d.bar_write(0, 0x16, 2, queue);
+        d.bar_write(0, 0x18, 2, queue_size);
+        d.bar_write(0, 0x20, 8, desc);
+        d.bar_write(0, 0x28, 8, avail);
+        d.bar_write(0, 0x30, 8, used);
+        d.bar_write(0, 0x1c, 2, 1);
+    }
+    d.bar_write(0, 0x14, 1, 15);
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -61,9 +96,16 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     auto device = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz"),
                                                     memory, uint32_t(kBar), 16, [](bool) {});
     bus.add(device);
+    auto net = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioNet>(wire()[0], MacAddress{2, 0, 0, 0, 0, 1}),
+                                                 memory, uint32_t(kBar + VirtioPciDevice::kBarSize), 17, [](bool) {});
+    bus.add(net);
+    // Frames left on the wire by the previous input.
+    char drain[70000];
+    while (::read(wire()[0], drain, sizeof(drain)) > 0 || ::read(wire()[1], drain, sizeof(drain)) > 0) {
+    }
 
     while (ops.n) {
-        uint8_t op = ops.take<uint8_t>() % 7;
+        uint8_t op = ops.take<uint8_t>() % 10;
         switch (op) {
         case 0: {  // config write through 0xcf8/0xcfc
             uint32_t address = ops.take<uint32_t>();
@@ -103,25 +145,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
             std::memcpy(ram.get() + at, &value, 8);
             break;
         }
-        case 6: {  // a driver's bring-up in one step, with fuzzed ring placement
-            uint16_t queue_size = ops.take<uint16_t>();
-            uint64_t desc = ops.take<uint16_t>(), avail = ops.take<uint16_t>(), used = ops.take<uint16_t>();
-            device->config().write(0x04, 2, 0x6);
-            auto& d = *device;
-            d.bar_write(0, 0x14, 1, 0);
-            d.bar_write(0, 0x14, 1, 3);
-            d.bar_write(0, 0x08, 4, 0);
-            d.bar_write(0, 0x0c, 4, uint32_t(d.device().features()));
-            d.bar_write(0, 0x08, 4, 1);
-            d.bar_write(0, 0x0c, 4, 1);
-            d.bar_write(0, 0x14, 1, 11);
-            d.bar_write(0, 0x16, 2, 0);
-            d.bar_write(0, 0x18, 2, queue_size);
-            d.bar_write(0, 0x20, 8, desc);
-            d.bar_write(0, 0x28, 8, avail);
-            d.bar_write(0, 0x30, 8, used);
-            d.bar_write(0, 0x1c, 2, 1);
-            d.bar_write(0, 0x14, 1, 15);
+        case 6:  // a driver's bring-up of the block device
+            bring_up(*device, ops);
+            break;
+        case 7:  // a driver's bring-up of the network device
+            bring_up(*net, ops);
+            break;
+        case 8:  // notify a network queue
+            net->notify(ops.take<uint8_t>() % 2);
+            break;
+        case 9: {  // a frame arrives from the wire
+            size_t length = std::min<size_t>(ops.take<uint16_t>() % 2048, ops.n);
+            [[maybe_unused]] ssize_t n = ::write(wire()[1], ops.p, length);
+            ops.p += length;
+            ops.n -= length;
             break;
         }
         }

@@ -115,6 +115,8 @@ private:
     void console_loop();
     void console_output(uint8_t byte);
     void finish(int status);
+    template <typename Body>
+    void guarded(const char* thread, Body body);
 
     const MachineConfig& config_;
     Fd kvm_, vm_;
@@ -283,6 +285,17 @@ void Machine::create_vcpus() {
             kvm_ioctl(vcpu->fd.get(), KVM_SET_REGS, "SET_REGS", &regs);
         }
         vcpus_.push_back(std::move(vcpu));
+    }
+}
+
+template <typename Body>
+void Machine::guarded(const char* thread, Body body) {
+    // An exception must end the VM with an error, not std::terminate it.
+    try {
+        body();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ntc-vmm: %s thread failed: %s\n", thread, e.what());
+        finish(kExitError);
     }
 }
 

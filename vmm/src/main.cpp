@@ -51,5 +51,8 @@ int main(int argc, char** argv) {
     } catch (const UserError& e) {
         std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
         return kExitError;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ntc-vmm: internal error: %s\n", e.what());
+        return kExitError;
     }
 }
