@@ -16,7 +16,7 @@ import ntclab  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KMOD = os.path.join(ntclab.ROOT, "kmod")
-WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog")
+WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog", "ntc-echo")
 
 AREA_SIG = b"NTCAREA001"
 HIBERNATE_SIG = b"S1SUSPEND\0"
@@ -162,3 +162,57 @@ def blank_like(disk, path):
 def e2fsck_disk(disk):
     return ntclab.e2fsck_clean(disk, [p.offset for p in ntclab.partitions(disk)
                                       if p.fstype == "ext4"])
+
+
+def start_in_background(g, cmd, pattern, timeout=60):
+    """Starts cmd in the background on g and waits until it prints pattern
+    (which may come before or after the shell's own end marker)."""
+    start = g.cursor
+    g.sh(f"{cmd} & :")
+    g.cursor = start
+    return g.expect(pattern, timeout)
+
+
+def start_state_workloads(g):
+    """Starts the workloads whose state a resume must bring back: the
+    counter (console and /data/counter.log), a process holding SysV IPC
+    objects, and an fsync'ed file /data/filec.  Returns what the resumed
+    guest must show (see check_resumed_state)."""
+    g.sh("ntc-counter /data/counter.log 50 & :")
+    start_in_background(g, "ntc-ipc hold", r"IPCHOLD semid=\d+")
+    _, ipc = g.sh("ntc-ipc check")
+    g.sh("dd if=/dev/urandom of=/data/filec bs=4096 count=256 conv=fsync 2>/dev/null")
+    _, md5 = g.sh("md5sum /data/filec")
+    return {"ipc": re.search(r"IPCCHECK .*", ipc).group(0), "filec": re.search(r"[0-9a-f]{32}", md5).group(0)}
+
+
+def counter_before(g, time_unix_ns):
+    """The last value the counter wrote to /data/counter.log before an instant."""
+    _, out = g.sh(f"awk '$3 < {int(time_unix_ns) / 1e9:.6f} {{n=$2}} END {{print \"CKN\", n}}' /data/counter.log")
+    return int(re.search(r"CKN (\d+)", out).group(1))
+
+
+def write_after_checkpoint(g):
+    """A write the checkpoint must not carry (check_resumed_state looks for it)."""
+    g.sh("echo written-after-checkpoint > /data/after.txt && sync")
+
+
+def check_resumed_state(g, state):
+    """On a resumed guest: the IPC objects and /data/filec as start_state_workloads
+    saw them, no /data/after.txt, and /data/counter.log without a jump.
+    Returns a list of problems."""
+    problems = []
+    _, ipc = g.sh("ntc-ipc check")
+    ipc = re.search(r"IPCCHECK .*", ipc).group(0)
+    if ipc != state["ipc"] or "shm=ok" not in ipc:
+        problems.append(f"IPC differs: {state['ipc']} / {ipc}")
+    _, md5 = g.sh("md5sum /data/filec")
+    if state["filec"] not in md5:
+        problems.append(f"/data/filec differs: {state['filec']} / {md5}")
+    if g.sh("test -e /data/after.txt", check=False)[0] == 0:
+        problems.append("a write made after the checkpoint is on the resumed disk")
+    _, out = g.sh("awk '{if (NR>1 && $2!=p+1) print \"DISCONT\", p, $2; p=$2} END {print \"LAST\", p}' "
+                  "/data/counter.log")
+    if "DISCONT" in out:
+        problems.append(f"counter file not continuous: {out[-500:]}")
+    return problems
