@@ -51,6 +51,9 @@ struct ntc_kfuncs {
 	spinlock_t *swap_lock;
 	struct class *block_class;
 	u32 *swsusp_hardware_signature;		/* optional */
+	unsigned long (*shrink_all_memory)(unsigned long nr_to_reclaim);
+	unsigned long *image_size;		/* /sys/power/image_size */
+	unsigned long *reserved_size;		/* /sys/power/reserved_size */
 };
 
 extern struct ntc_kfuncs ntc_k;
@@ -134,6 +137,8 @@ struct ntc_status {
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;
 	u64 snapshot_us;	/* inside hibernation_snapshot() */
+	u64 shrink_us;		/* reclaim before the freeze */
+	u64 shrunk_pages;
 };
 
 extern struct ntc_status ntc_status;

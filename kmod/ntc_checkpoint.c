@@ -4,6 +4,7 @@
  *  - disk 2 is brought up to date with disk 1 before the freeze (pre-copy)
  *    and, for the last delta, while tasks are still frozen after the
  *    snapshot, so that disk 2 = disk 1 at the snapshot instant;
+ *  - memory is reclaimed for the image before the freeze, not during it;
  *  - the system is thawed right after that, and the image is written from
  *    the snapshot's in-memory copy while everything runs again;
  *  - there is no power_down(): the guest goes on.
@@ -60,6 +61,38 @@ static int precopy(struct ntc_target *t, unsigned long *swap_slots)
 		prev = n;
 	}
 	return 0;
+}
+
+/*
+ * Most of the time hibernation_snapshot() keeps the system frozen goes into
+ * hibernate_preallocate_memory() reclaiming memory until the image fits in
+ * image_size (shrink_all_memory(saveable - size), then allocating).  When
+ * the saveable pages already fit, it only allocates the copy pages.  So we
+ * do the reclaim here, while the guest still runs, with the same target
+ * (approximately: saveable ~ RAM pages not free).  Whatever tasks dirty
+ * again in between is reclaimed inside the freeze as before.
+ */
+static bool shrink_early = true;
+module_param_named(shrink_early, shrink_early, bool, 0644);
+MODULE_PARM_DESC(shrink_early, "reclaim memory for the image before freezing (default on)");
+
+static void shrink_before_freeze(void)
+{
+	unsigned long total = totalram_pages();
+	unsigned long free = global_zone_page_state(NR_FREE_PAGES);
+	unsigned long saveable = total > free ? total - free : 0;
+	unsigned long size = DIV_ROUND_UP(*ntc_k.image_size, PAGE_SIZE);
+	unsigned long max_size = total / 2 - 1024 -
+		2 * DIV_ROUND_UP(*ntc_k.reserved_size, PAGE_SIZE);
+	ktime_t t = ktime_get();
+
+	if (!shrink_early)
+		return;
+	size = min(size, max_size);
+	size -= size / 16;	/* a little headroom for what runs meanwhile */
+	if (saveable > size)
+		ntc_status.shrunk_pages = ntc_k.shrink_all_memory(saveable - size);
+	ntc_status.shrink_us = ktime_us_delta(ktime_get(), t);
 }
 
 /* Slots of the snapshot area that may take the image: free in disk 1's swap. */
@@ -129,6 +162,8 @@ int ntc_checkpoint(void)
 	if (err)
 		goto close;
 	memcpy(rec, t.page0, sizeof(*rec));
+	/* swap-outs of the reclaim are disk 1 writes: pre-copy them too */
+	shrink_before_freeze();
 	err = precopy(&t, &swap_slots);
 	if (err)
 		goto close;

@@ -55,6 +55,9 @@ static const struct {
 	NTC_SYM(swap_lock),
 	NTC_SYM(block_class),
 	NTC_SYM_OPT(swsusp_hardware_signature),
+	NTC_SYM(shrink_all_memory),
+	NTC_SYM(image_size),
+	NTC_SYM(reserved_size),
 };
 
 int ntc_syms_init(void)
