@@ -20,7 +20,7 @@ import nested  # noqa: E402
 import ntcguest  # noqa: E402
 import ntclab  # noqa: E402
 
-MEM = "256M"
+MEM = "512M"
 CPUS = "2"
 
 

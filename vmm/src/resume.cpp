@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "checkpoint.h"
+#include "disk_image.h"
 #include "error.h"
 
 namespace ntcvmm {
@@ -50,6 +51,8 @@ MachineConfig resume_config(const ResumeCommand& command) {
     config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);
 
     std::string next = command.next.value_or(command.disk + ".next");
+    // A disk in use is refused before anything is created beside it.
+    { DiskImage probe(command.disk, false); }
     if (!command.next) {
         int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (nfd < 0)
