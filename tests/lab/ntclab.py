@@ -12,7 +12,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.join(ROOT, "build")
+# The build tree: ctest passes its own in NTC_BUILD.
+BUILD = os.environ.get("NTC_BUILD") or os.path.join(ROOT, "build")
 
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")

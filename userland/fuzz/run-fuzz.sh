@@ -12,5 +12,9 @@ clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 	-I "$src/lib/include" -I "$root/disk-layout" \
 	"$src/fuzz/swap_area_fuzz.cpp" "$src/lib/src/swap_area.cpp" -lz -o "$bin"
 python3 "$src/fuzz/make-seed.py" "$out/corpus/checkpoint-seed"
+# The fuzzer's own status decides the test; only its tail is shown.
+status=0
 "$bin" -max_total_time="$secs" -max_len=$((64 * 4096)) -timeout=10 -rss_limit_mb=1024 \
-	-print_final_stats=1 "$out/corpus" 2>&1 | tail -n 15
+	-print_final_stats=1 -artifact_prefix="$out/" "$out/corpus" >"$out/fuzz.log" 2>&1 || status=$?
+tail -n 40 "$out/fuzz.log"
+exit $status
