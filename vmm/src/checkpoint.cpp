@@ -1,8 +1,9 @@
 #include "checkpoint.h"
 
-#include <unistd.h>
-
 #include <cstring>
+#include <ntc/disk_file.hpp>
+#include <ntc/error.hpp>
+#include <ntc/partition_table.hpp>
 #include <ntc/swap_area.hpp>
 
 #include "error.h"
@@ -31,18 +32,23 @@ std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint
     return r;
 }
 
-Checkpoint find_checkpoint(const std::string& disk, int fd, const std::vector<Partition>& partitions) {
+Checkpoint find_checkpoint(const std::string& disk) {
     std::string reasons;
-    for (const auto& part : partitions) {
-        std::array<uint8_t, NTC_PAGE_SIZE> page;
-        if (part.size < NTC_PAGE_SIZE ||
-            ::pread(fd, page.data(), page.size(), off_t(part.offset)) != ssize_t(page.size()))
-            continue;
-        auto result = parse_checkpoint_page(page);
-        if (auto* record = std::get_if<ntc_record>(&result)) return {part.number, *record};
-        const auto& why = std::get<std::string>(result);
-        if (why != "no swap or hibernation signature")
-            reasons += "\n  partition " + std::to_string(part.number) + ": " + why;
+    try {
+        ntc::DiskFile file(disk, ntc::DiskFile::Mode::read);
+        for (const auto& part : ntc::read_partition_table(file).partitions) {
+            ntc::Page page;
+            if (part.size < 2 * NTC_PAGE_SIZE) continue;
+            file.read_at(part.offset, page);
+            auto result = parse_checkpoint_page(page);
+            if (auto* record = std::get_if<ntc_record>(&result))
+                return {unsigned(part.number), *record, file.size()};
+            const auto& why = std::get<std::string>(result);
+            if (why != "no swap or hibernation signature")
+                reasons += "\n  partition " + std::to_string(part.number) + ": " + why;
+        }
+    } catch (const ntc::Error& e) {
+        throw UserError(e.what());
     }
     throw UserError("disk " + disk + " holds no valid NTC checkpoint, nothing to resume" +
                     (reasons.empty() ? std::string(" (no swap partition found)") : reasons));

@@ -8,7 +8,6 @@
 #include <variant>
 #include <vector>
 
-#include "guest_disk.h"
 #include "ntc_format.h"
 
 namespace ntcvmm {
@@ -16,6 +15,7 @@ namespace ntcvmm {
 struct Checkpoint {
     unsigned swap_partition;  // number of the partition that holds it
     ntc_record record;
+    uint64_t disk_bytes;      // size of the disk holding it
 };
 
 // Checks one swap page 0: the checkpoint's record, or why there is none.
@@ -23,6 +23,6 @@ std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint
 
 // Scans the disk's partitions for a valid checkpoint; throws UserError
 // saying why when there is none.
-Checkpoint find_checkpoint(const std::string& disk, int fd, const std::vector<Partition>& partitions);
+Checkpoint find_checkpoint(const std::string& disk);
 
 }  // namespace ntcvmm

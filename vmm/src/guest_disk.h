@@ -1,7 +1,7 @@
 #pragma once
-// Read-only access to a guest disk image from the host: its partitions
-// (libblkid) and files in its ext2/3/4 filesystems (libext2fs), nothing
-// mounted.
+// Read-only access to a guest disk image from the host, through libntcdisk
+// (the code ntc-clone and ntc-info use): its partition table and the boot
+// files in its ext2/3/4 filesystems, nothing mounted.
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -11,13 +11,9 @@
 
 namespace ntcvmm {
 
-struct Partition {
-    unsigned number;  // as the guest kernel names it: /dev/vdaN
-    uint64_t offset;  // bytes
-    uint64_t size;    // bytes
-};
-
-std::vector<Partition> read_partitions(const std::string& disk);
+// The disk's partition table identifier (GPT disk GUID or MBR signature),
+// which names the machine's MAC address; throws UserError when unreadable.
+std::string partition_table_id(const std::string& disk);
 // The partition table's identifier (GPT disk GUID or MBR signature, as
 // blkid's PTUUID), or "" when the disk has none.
 std::string partition_table_id(const std::string& disk);

@@ -7,6 +7,7 @@
 
 #include "checkpoint.h"
 #include "disk_image.h"
+#include "guest_disk.h"
 #include "error.h"
 
 namespace ntcvmm {
@@ -27,18 +28,7 @@ uint64_t machine_ram_for_record(uint64_t ram_bytes) {
 }
 
 MachineConfig resume_config(const ResumeCommand& command) {
-    int fd = ::open(command.disk.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) throw UserError(errno_text("cannot open disk " + command.disk));
-    Checkpoint checkpoint;
-    off_t disk_size;
-    try {
-        checkpoint = find_checkpoint(command.disk, fd, read_partitions(command.disk));
-        disk_size = ::lseek(fd, 0, SEEK_END);
-    } catch (...) {
-        ::close(fd);
-        throw;
-    }
-    ::close(fd);
+    Checkpoint checkpoint = find_checkpoint(command.disk);
     const ntc_record& r = checkpoint.record;
 
     MachineConfig config;
@@ -57,7 +47,7 @@ MachineConfig resume_config(const ResumeCommand& command) {
         int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (nfd < 0)
             throw UserError(errno_text("cannot create " + next + " as the second disk (pass --disk to choose one)"));
-        bool sized = ::ftruncate(nfd, disk_size) == 0;
+        bool sized = ::ftruncate(nfd, off_t(checkpoint.disk_bytes)) == 0;
         ::close(nfd);
         if (!sized) throw UserError(errno_text("cannot size " + next));
     }
