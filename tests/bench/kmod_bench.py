@@ -89,7 +89,13 @@ def run(mem, tmp):
             g.fail(f"checkpoint without pre-copy failed: {st}")
         r["frozen_nopre"] = int(st["disk_blocks_frozen"])
         r["pause_nopre_ms"] = float(st["pause_ms"])
-        g.sh("kill %1 2>/dev/null; killall dd sh 2>/dev/null; true", check=False)
+    # Stock hibernation of the same guest in a fresh boot with the same
+    # workload, so that its memory is as "cold" as at NTC's first checkpoint.
+    with ntclab.guest_for_disk(f"kmod-bench-{mem}-stock", disk1, disks=[disk1, disk2],
+                               mem_mib=mem, cpus=2) as g:
+        g.wait_ready()
+        g.sh(f"ntc-memhog {mem // 2} >/dev/null & :")
+        g.sh(f"sleep {max(5, mem // 64)}")
         g.sh("sync")
         r["stock_ms"] = stock_hibernation(g) * 1000
     for f in (disk1, disk2):
@@ -107,15 +113,18 @@ def main():
             r = run(mem, tmp)
             print(r, flush=True)
             rows.append(r)
-    head = ("| RAM MiB | image MB | pause ms | of which snapshot ms | stock stopped ms | "
-            "pause/stock (target <= 0.6) | write MB/s | raw MB/s | write/raw (target >= 0.8) | "
+    head = ("| RAM MiB | image MB | pause ms, 1st checkpoint | of which snapshot ms | "
+            "pause ms, later checkpoints | stock stopped ms | pause/stock 1st, later "
+            "(target <= 0.6) | write MB/s | raw MB/s | write/raw (target >= 0.8) | "
             "frozen blocks, pre-copy | frozen blocks, no pre-copy | blocks pre-copied |")
     lines = [head, "| " + " | ".join(["---"] * (head.count("|") - 1)) + " |"]
     for r in rows:
+        later = (r["pause_pre_ms"] + r["pause_nopre_ms"]) / 2
         lines.append(f"| {r['mem']} | {r['image_mb']:.0f} | {r['pause_ms']:.0f} | "
-                     f"{r['snapshot_ms']:.0f} | {r['stock_ms']:.0f} | "
-                     f"{r['pause_ms'] / r['stock_ms']:.2f} | {r['write_mbs']:.0f} | "
-                     f"{r['raw_mbs']:.0f} | {r['write_mbs'] / r['raw_mbs']:.2f} | "
+                     f"{r['snapshot_ms']:.0f} | {later:.0f} | {r['stock_ms']:.0f} | "
+                     f"{r['pause_ms'] / r['stock_ms']:.2f}, {later / r['stock_ms']:.2f} | "
+                     f"{r['write_mbs']:.0f} | {r['raw_mbs']:.0f} | "
+                     f"{r['write_mbs'] / r['raw_mbs']:.2f} | "
                      f"{r['frozen_pre']} | {r['frozen_nopre']} | {r['precopied']} |")
     table = "\n".join(lines)
     print(table)
@@ -126,7 +135,9 @@ def main():
                 "Workload: half of RAM filled by ntc-memhog; for the frozen disk "
                 "delta, a writer rewrites 2 MiB on /data in a loop. Pause = user space "
                 "frozen; stock stopped = freeze to power-off of `echo disk > "
-                "/sys/power/state`. Blocks are 4 KiB.\n\n" + table + "\n\n"
+                "/sys/power/state` in a fresh boot with the same workload (LZO, its "
+                "default). Later checkpoints find memory already reclaimed. Raw = busybox "
+                "dd of 1 MiB blocks to disk 2's area with fsync. Blocks are 4 KiB.\n\n" + table + "\n\n"
                 f"Run time {time.monotonic() - t0:.0f} s.\n")
     return 0
 
