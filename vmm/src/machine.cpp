@@ -182,6 +182,19 @@ void Machine::create_vm() {
     kvm_ioctl(vm_.get(), KVM_CREATE_IRQCHIP, "CREATE_IRQCHIP");
     kvm_pit_config pit{};
     kvm_ioctl(vm_.get(), KVM_CREATE_PIT2, "CREATE_PIT2", &pit);
+    // kvmclock counts from the host's wall clock, not from zero.  A restored
+    // kernel's pvclock never goes below the last value it read (without
+    // PVCLOCK_TSC_STABLE_BIT, which nested hosts do not give), so the clock
+    // of a machine that resumes a checkpoint must start ahead of the clock of
+    // the machine that took it, or the guest's time stands still until it
+    // catches up.  Wall clocks move forward from checkpoint to resume.
+    if (::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK) > 0) {
+        timespec now{};
+        ::clock_gettime(CLOCK_REALTIME, &now);
+        kvm_clock_data clock{};
+        clock.clock = uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec);
+        kvm_ioctl(vm_.get(), KVM_SET_CLOCK, "SET_CLOCK", &clock);
+    }
 
     void* ram = ::mmap(nullptr, config_.ram_bytes, PROT_READ | PROT_WRITE,
                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
