@@ -1,10 +1,14 @@
 /*
  * Guest workload: a TCP echo server for the network part of a checkpoint
- * test.  It listens on PORT, prints "ECHO-LISTENING <port>", accepts one
- * connection ("ECHO-CONNECTED"), and sends back every byte it receives, in
- * order, until the peer closes ("ECHO-DONE <bytes>") or the connection fails
- * ("ECHO-ERROR <what>"; exit status 1).  The client numbers its messages and
- * checks them; this side only has to keep the byte stream intact.
+ * test.  It listens on PORT, prints "ECHO-LISTENING <port>", and serves one
+ * connection at a time ("ECHO-CONNECTED"), sending back every byte it
+ * receives, in order, until the peer closes ("ECHO-DONE <bytes>") or the
+ * connection fails ("ECHO-ERROR <what>"); then it waits for the next one.
+ * It never exits by itself: the tests drive their guests from the console
+ * shell, which, once the system has been frozen for a checkpoint, exits when
+ * one of its background jobs ends, taking its session with it (Documentation/
+ * kmod.md, "Busybox ash on the console").  The client numbers its messages
+ * and checks them; this side only keeps the byte stream intact.
  *
  *   ntc-echo PORT
  */
@@ -16,48 +20,26 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-static int fail(const char *what)
+static void report(const char *what)
 {
 	printf("ECHO-ERROR %s: %s\n", what, strerror(errno));
-	return 1;
 }
 
-int main(int argc, char **argv)
+/* Echoes one connection until the peer closes it or it fails. */
+static void serve(int conn)
 {
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
 	unsigned long long total = 0;
 	char buf[4096];
-	int one = 1, listener, conn;
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: ntc-echo PORT\n");
-		return 2;
-	}
-	setvbuf(stdout, NULL, _IONBF, 0);
-	addr.sin_port = htons((unsigned short)atoi(argv[1]));
-	listener = socket(AF_INET, SOCK_STREAM, 0);
-	if (listener < 0)
-		return fail("socket");
-	setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0)
-		return fail("bind");
-	if (listen(listener, 1) < 0)
-		return fail("listen");
-	printf("ECHO-LISTENING %s\n", argv[1]);
-	do
-		conn = accept(listener, NULL, NULL);
-	while (conn < 0 && errno == EINTR);
-	if (conn < 0)
-		return fail("accept");
-	close(listener);
-	printf("ECHO-CONNECTED\n");
 	for (;;) {
 		ssize_t n = read(conn, buf, sizeof(buf)), done = 0;
 
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return fail("read");
+		if (n < 0) {
+			report("read");
+			return;
+		}
 		if (n == 0)
 			break;
 		while (done < n) {
@@ -65,12 +47,46 @@ int main(int argc, char **argv)
 
 			if (w < 0 && errno == EINTR)
 				continue;
-			if (w < 0)
-				return fail("write");
+			if (w < 0) {
+				report("write");
+				return;
+			}
 			done += w;
 		}
 		total += n;
 	}
 	printf("ECHO-DONE %llu\n", total);
-	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY) };
+	int one = 1, port = argc == 2 ? atoi(argv[1]) : 0, listener;
+
+	if (port < 1 || port > 65535) {
+		fprintf(stderr, "usage: ntc-echo PORT (1-65535)\n");
+		return 2;
+	}
+	setvbuf(stdout, NULL, _IONBF, 0);
+	addr.sin_port = htons((unsigned short)port);
+	listener = socket(AF_INET, SOCK_STREAM, 0);
+	if (listener < 0 || setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(listener, (struct sockaddr *)&addr, sizeof(addr)) < 0 || listen(listener, 1) < 0) {
+		report("listen");
+		return 1;
+	}
+	printf("ECHO-LISTENING %d\n", port);
+	for (;;) {
+		int conn = accept(listener, NULL, NULL);
+
+		if (conn < 0 && errno == EINTR)
+			continue;
+		if (conn < 0) {
+			report("accept");
+			return 1;
+		}
+		printf("ECHO-CONNECTED\n");
+		serve(conn);
+		close(conn);
+	}
 }
