@@ -4,12 +4,11 @@ Builds ntc.ko and the static workload programs, makes disk 1 with them and
 disk 2 from it, drives checkpoints over the console and reads back what a
 checkpoint left in disk 2's snapshot area.
 """
+import json
 import os
 import re
-import struct
 import subprocess
 import sys
-import zlib
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lab"))
 import ntclab  # noqa: E402
@@ -18,10 +17,6 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 KMOD = os.path.join(ntclab.ROOT, "kmod")
 WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog", "ntc-echo")
 
-AREA_SIG = b"NTCAREA001"
-HIBERNATE_SIG = b"S1SUSPEND\0"
-SWAP_SIG = b"SWAPSPACE2"
-RECORD_MAGIC = b"NTC-REC1"
 STATE_EMPTY, STATE_WRITING, STATE_CHECKPOINT = 0, 1, 2
 
 
@@ -94,31 +89,33 @@ def make_disk2(disk1, disk2):
 
 
 class Area:
-    """What page 0 of disk 2's snapshot area says."""
+    """What disk 2's snapshot area holds, as ntc-info reads it (--json):
+    the tests and the host tool share one parser of the format."""
 
     def __init__(self, disk):
-        part = swap_partition(disk)
-        with open(disk, "rb") as f:
-            f.seek(part.offset)
-            page = f.read(4096)
-        self.sig = page[4086:]
-        self.orig_sig = page[4076:4086]
-        self.image, self.flags = struct.unpack_from("<QI", page, 4096 - 20 - 12)
-        rec = bytearray(page[:1024])
-        self.magic = bytes(rec[0:8])
-        self.version, crc, self.state = struct.unpack_from("<III", rec, 8)
-        struct.pack_into("<I", rec, 12, 0)
-        self.record_ok = self.magic == RECORD_MAGIC and zlib.crc32(bytes(rec)) == crc
-        self.sequence, = struct.unpack_from("<Q", rec, 64)
-        self.image_pages, = struct.unpack_from("<Q", rec, 104)
+        tool = os.path.join(ntclab.BUILD, "bin", "ntc-info")
+        r = subprocess.run([tool, "--json", disk], capture_output=True, text=True, timeout=120)
+        if r.returncode == 1:
+            raise ntclab.LabError(f"ntc-info {disk}: {r.stderr}")
+        areas = [p["area"] for p in json.loads(r.stdout)["partitions"] if "area" in p]
+        if len(areas) != 1:
+            raise ntclab.LabError(f"{disk}: expected one swap partition, found {len(areas)}")
+        area = areas[0]
+        self.kind = area["kind"]            # swap, ntc-area, ntc-checkpoint, hibernation-image
+        self.problem = area.get("problem", "")
+        record = area.get("record")
+        self.record_ok = record is not None
+        record = record or {}
+        self.state = record.get("state")
+        self.sequence = record.get("sequence", 0)
+        self.image_pages = record.get("image_pages", 0)
 
     def valid_checkpoint(self):
-        return (self.sig == HIBERNATE_SIG and self.record_ok
-                and self.state == STATE_CHECKPOINT)
+        return self.kind == "ntc-checkpoint" and self.record_ok and self.state == STATE_CHECKPOINT
 
     def __repr__(self):
-        return (f"Area(sig={self.sig!r}, state={self.state}, record_ok={self.record_ok}, "
-                f"sequence={self.sequence}, image_pages={self.image_pages}, image={self.image})")
+        return (f"Area(kind={self.kind}, state={self.state}, record_ok={self.record_ok}, "
+                f"sequence={self.sequence}, image_pages={self.image_pages}, problem={self.problem!r})")
 
 
 def ntc_info_check(disk):

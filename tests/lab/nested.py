@@ -105,6 +105,29 @@ class HostVM(ntclab.Guest):
         self.sh("stty -echo; PS1=''", 60)
 
 
+class LocalHost(ntclab.Guest):
+    """This machine itself, as a host for NestedVmm, when its /dev/kvm runs
+    stock kernels (ntclab.usable_kvm()): a persistent shell in place of the
+    host VM's console, the work directory at its own path."""
+
+    def __init__(self, name, workdir, log_dir=None):
+        super().__init__(name, [], "", "", "", log_dir=log_dir)
+        self.args = ["bash", "--norc", "--noprofile"]
+        self.workdir = os.path.abspath(workdir)
+
+    def inside(self, path):
+        return os.path.abspath(path)
+
+    def wait_ready(self, timeout=30):
+        self.sh("true", timeout)
+
+
+def vmm_host(name, workdir):
+    """Where ntc-vmm can run here: this machine with a usable /dev/kvm, or
+    else a QEMU TCG host VM with nested KVM."""
+    return LocalHost(name, workdir) if ntclab.usable_kvm() else HostVM(name, workdir)
+
+
 class NestedVmm:
     """An ntc-vmm running inside a HostVM.
 
