@@ -1,0 +1,273 @@
+#!/usr/bin/env python3
+"""The whole journey on ntc-vmm, network up (level 3, issue 5).
+
+Inside the nested-KVM host VM, a network namespace holds a TAP device with
+the host side of a private link (10.0.2.1/24 <-> 10.0.2.2/24).  The office VM
+runs on ntc-vmm with disk 1, disk 2 (ntc-clone of disk 1) and a virtio-net
+card on that TAP.  Issue 3's workloads run in it (counter, SysV IPC holder,
+fsync'ed file) plus a TCP echo server, with a client in the namespace
+exchanging numbered messages continuously.  `echo checkpoint > /proc/ntc`
+succeeds while the exchange goes on: the connection is never reset, no
+message is lost or reordered, and the largest stall of the exchange is close
+to the reported pause.  The office VM runs on, writes a file, powers off.
+
+Travel 1: disk 3 = ntc-clone of disk 2; `ntc-vmm resume disk2 --disk disk3`
+continues from the checkpoint (counter, IPC, file, later write absent), with
+the card at its PCI address and MAC; a new TCP exchange works.  It takes a
+second checkpoint (onto disk 3) and powers off.
+
+Travel 2: `ntc-vmm resume disk3` continues from the second checkpoint.
+Disks 2 and 3 are e2fsck-clean at the end.
+
+Run with --client HOST PORT OUT STOP it is the echo client instead (started
+inside the host VM's namespace): one line per echoed message to OUT,
+"i t_sent t_received", until the file STOP exists, then "END ok" or
+"END <error>".
+"""
+import os
+import re
+import socket
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+sys.path.insert(0, os.path.join(HERE, "..", "guest"))
+
+MEM = "256M"
+CPUS = "2"
+NETNS = "ntcjourney"
+TAP = "ntcj0"
+HOST_ADDR, GUEST_ADDR = "10.0.2.1", "10.0.2.2"
+PORT = 7000
+INTERVAL = 0.02  # between messages, seconds
+
+
+def client(host, port, out, stop):
+    """The echo client: ping-pong of numbered messages, each checked."""
+    with open(out, "w", buffering=1) as log:
+        try:
+            s = socket.create_connection((host, port), timeout=60)
+            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            replies = s.makefile("rb")
+            i = 0
+            while not os.path.exists(stop):
+                i += 1
+                msg = f"{i:09d} ntc-journey\n".encode()
+                t_sent = time.time()
+                s.sendall(msg)
+                reply = replies.readline()
+                t_received = time.time()
+                if reply != msg:
+                    raise RuntimeError(f"message {i}: sent {msg!r}, got back {reply!r}")
+                log.write(f"{i} {t_sent:.6f} {t_received:.6f}\n")
+                time.sleep(INTERVAL)
+            s.close()
+            log.write("END ok\n")
+        except Exception as e:  # noqa: BLE001 - reported to the test, which fails on it
+            log.write(f"END {e!r}\n")
+
+
+if len(sys.argv) > 1 and sys.argv[1] == "--client":
+    client(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    sys.exit(0)
+
+import nested  # noqa: E402
+import ntcguest  # noqa: E402
+import ntclab  # noqa: E402
+
+
+def check(cond, what, vm=None):
+    if not cond:
+        if vm is not None:
+            vm.fail(what)
+        raise AssertionError(what)
+
+
+def expected_mac(disk):
+    """ntc-vmm's MAC rule (Documentation/vmm.md): 02:4e:54 + FNV-1a of PTUUID."""
+    import subprocess
+    ptuuid = subprocess.run(["blkid", "-p", "-s", "PTUUID", "-o", "value", disk], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    h = 2166136261
+    for c in ptuuid.encode():
+        h = ((h ^ c) * 16777619) & 0xffffffff
+    return "02:4e:54:%02x:%02x:%02x" % (h >> 16 & 0xff, h >> 8 & 0xff, h & 0xff)
+
+
+class Exchange:
+    """The echo client running inside the host VM's namespace."""
+
+    def __init__(self, host, tmp, name, port):
+        self.host, self.port = host, port
+        self.out = os.path.join(tmp, name + ".exchange")
+        self.stop_file = os.path.join(tmp, name + ".stop")
+        self.log = os.path.join(tmp, name + ".client.log")
+
+    def start(self):
+        h = self.host
+        h.sh(f"ip netns exec {NETNS} /usr/bin/python3 {os.path.abspath(__file__)} --client {GUEST_ADDR} "
+             f"{self.port} {h.inside(self.out)} {h.inside(self.stop_file)} >{h.inside(self.log)} 2>&1 & :")
+        return self
+
+    def lines(self):
+        try:
+            with open(self.out) as f:
+                return f.read().splitlines()
+        except FileNotFoundError:
+            return []
+
+    def wait_messages(self, n, timeout, vm):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            lines = self.lines()
+            if lines and lines[-1].startswith("END"):
+                vm.fail(f"echo client ended early: {lines[-1]}")
+            if len(lines) >= n:
+                return
+            time.sleep(0.5)
+        vm.fail(f"echo client exchanged {len(self.lines())} of {n} messages in {timeout}s")
+
+    def finish(self, timeout, vm):
+        """Stops the client; returns [(i, t_sent, t_received)], checked complete and in order."""
+        open(self.stop_file, "w").close()
+        deadline = time.monotonic() + timeout
+        while not (self.lines() and self.lines()[-1].startswith("END")):
+            if time.monotonic() > deadline:
+                vm.fail("echo client did not finish")
+            time.sleep(0.5)
+        lines = self.lines()
+        check(lines[-1] == "END ok", f"TCP exchange failed: {lines[-1]}", vm)
+        records = [(int(i), float(a), float(b)) for i, a, b in (line.split() for line in lines[:-1])]
+        check([r[0] for r in records] == list(range(1, len(records) + 1)), "messages lost or reordered", vm)
+        return records
+
+
+def largest_stall(records):
+    """The longest time without a reply (between successive replies, less the
+    client's own pause between messages), and the message after it."""
+    gaps = [(b[2] - a[2] - INTERVAL, b[0]) for a, b in zip(records, records[1:])]
+    return max(gaps)
+
+
+def configure_guest_network(vm, mac):
+    _, out = vm.sh("cat /sys/class/net/eth0/address; readlink -f /sys/class/net/eth0/device")
+    check(mac in out, f"eth0's MAC should be {mac}: {out}", vm)
+    # Slot 3: after the two disks, in the original and in the resumed machine.
+    check("/0000:00:03.0/" in out, f"eth0 should be at PCI 00:03.0: {out}", vm)
+    return out
+
+
+def main():
+    t0 = time.monotonic()
+    figures = {}
+    with ntcguest.workdir() as tmp:
+        disk1 = ntcguest.build_disk1(tmp)
+        disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "disk2.img"))
+        disk3 = os.path.join(tmp, "disk3.img")
+        mac = expected_mac(disk1)
+        with nested.HostVM("nested-journey", tmp) as host:
+            host.wait_ready()
+            print(f"host VM ready after {time.monotonic() - t0:.0f}s", flush=True)
+            host.sh(f"modprobe tun && ip netns add {NETNS} && ip -n {NETNS} link set lo up && "
+                    f"ip -n {NETNS} tuntap add dev {TAP} mode tap && "
+                    f"ip -n {NETNS} addr add {HOST_ADDR}/24 dev {TAP} && ip -n {NETNS} link set {TAP} up")
+            vmm = os.path.join(nested.BUILD, "bin", "ntc-vmm")
+            net = ["--net", f"tap:{TAP}"]
+
+            def vm(name, *args):
+                # ntc-vmm inside the namespace, where the TAP is.
+                return nested.NestedVmm(host, name, ["netns", "exec", NETNS, vmm, *args], binary="ip")
+
+            # -- the office VM ------------------------------------------------
+            d1, d2, d3 = host.inside(disk1), host.inside(disk2), host.inside(disk3)
+            a = vm("journey-a", "run", d1, "--disk", d2, "--mem", MEM, "--cpus", CPUS, *net).start()
+            a.wait_ready(300)
+            print(f"office VM up after {time.monotonic() - t0:.0f}s", flush=True)
+            configure_guest_network(a, mac)
+            a.sh(f"ip addr add {GUEST_ADDR}/24 dev eth0 && ip link set eth0 up")
+            state = ntcguest.start_state_workloads(a)
+            ntcguest.start_in_background(a, f"ntc-echo {PORT}", r"ECHO-LISTENING")
+            exchange = Exchange(host, tmp, "travel0", PORT).start()
+            exchange.wait_messages(50, 120, a)
+
+            rc, st = ntcguest.checkpoint(a)
+            print("checkpoint 1:", st, flush=True)
+            check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
+            pause = float(st["pause_ms"]) / 1000
+            n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
+            done = len(exchange.lines())
+            exchange.wait_messages(done + 100, 120, a)
+            records = exchange.finish(60, a)
+            stall, at = largest_stall(records)
+            figures.update(pause_s=pause, stall_s=stall, messages=len(records))
+            print(f"pause {pause:.3f}s; TCP exchange: {len(records)} messages, none lost or reordered, "
+                  f"largest stall {stall:.3f}s (before message {at}); counter at checkpoint {n_ck}", flush=True)
+            check(abs(stall - pause) <= max(0.5, 0.5 * pause),
+                  f"largest stall {stall:.3f}s is not close to the pause {pause:.3f}s", a)
+            a.expect(r"ECHO-DONE \d+", 30)
+            ntcguest.write_after_checkpoint(a)
+            a.send("poweroff")
+            check(a.wait_exit(120) == 0, "office VM's poweroff should end ntc-vmm with 0", a)
+            check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
+
+            # -- travel 1: disk 2 resumes, with disk 3 where disk 2 was ------
+            ntcguest.make_disk2(disk2, disk3)
+            b = vm("journey-b", "resume", d2, "--disk", d3, *net)
+            t1 = time.monotonic()
+            b.start()
+            m = b.expect(r"(NTC-GUEST-READY)|CNT (\d+) ", 300)
+            check(m.group(1) is None, "ntc-vmm resume booted fresh instead of resuming", b)
+            figures["resume1_s"] = time.monotonic() - t1
+            n_b = int(m.group(2))
+            print(f"travel 1: resumed in {figures['resume1_s']:.1f}s, counter {n_ck} -> {n_b}", flush=True)
+            check(n_b == n_ck + 1, f"counter resumed at {n_b}, checkpoint value was {n_ck}", b)
+            b.sh("stty -echo; PS1=''")
+            problems = ntcguest.check_resumed_state(b, state)
+            check(not problems, f"resumed state: {problems}", b)
+            configure_guest_network(b, mac)
+            ntcguest.start_in_background(b, f"ntc-echo {PORT + 1}", r"ECHO-LISTENING")
+            again = Exchange(host, tmp, "travel1", PORT + 1).start()
+            again.wait_messages(20, 120, b)
+            check(len(again.finish(60, b)) >= 20, "no TCP exchange after the resume", b)
+            b.expect(r"ECHO-DONE \d+", 30)
+
+            rc, st2 = ntcguest.checkpoint(b)
+            print("checkpoint 2:", st2, flush=True)
+            check(rc == 0 and st2.get("result") == "0", f"checkpoint in the resumed guest failed: {rc} {st2}", b)
+            n_ck2 = ntcguest.counter_before(b, st2["time_unix_ns"])
+            b.sh("sleep 2")
+            b.send("poweroff")
+            check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
+            check(ntcguest.Area(disk3).valid_checkpoint(), "disk 3 holds no checkpoint")
+
+            # -- travel 2: disk 3 resumes the second checkpoint ---------------
+            c = vm("journey-c", "resume", d3, *net)
+            t2 = time.monotonic()
+            c.start()
+            m = c.expect(r"(NTC-GUEST-READY)|CNT (\d+) ", 300)
+            check(m.group(1) is None, "ntc-vmm resume of disk 3 booted fresh instead of resuming", c)
+            figures["resume2_s"] = time.monotonic() - t2
+            n_c = int(m.group(2))
+            print(f"travel 2: resumed in {figures['resume2_s']:.1f}s, counter {n_ck2} -> {n_c}", flush=True)
+            check(n_c == n_ck2 + 1, f"counter resumed at {n_c}, second checkpoint value was {n_ck2}", c)
+            c.sh("stty -echo; PS1=''")
+            _, ipc = c.sh("ntc-ipc check")
+            check(state["ipc"] in ipc, f"IPC after the second travel: {ipc}", c)
+            # The workloads stay: after a checkpoint, a background job that
+            # ends takes the console shell and its session with it
+            # (Documentation/kmod.md, "Busybox ash on the console").
+            c.send("poweroff")
+            check(c.wait_exit(120) == 0, "guest resumed from disk 3 should power off with 0", c)
+            host.send("poweroff -f")
+
+        for disk in (disk2, disk3):
+            problems = ntcguest.e2fsck_disk(disk)
+            check(not problems, f"e2fsck on {os.path.basename(disk)}: {problems}")
+    print("figures:", " ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in figures.items()))
+    print(f"PASS in {time.monotonic() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
