@@ -1,132 +1,147 @@
-"""make demo: the NTC story on this machine's terminal, with timings.
+"""make demo: the NTC story on this terminal, with timings, on ntc-vmm.
 
-1. build a guest disk (Debian kernel, busybox, ntc.ko, an animation);
-2. ntc-clone it into disk 2 and show what ntc-info says;
-3. the office guest (disk 1 + disk 2) runs the animation; a checkpoint is
-   taken from inside while it runs, and it does not stop;
-4. ntc-info --check proves disk 2 resumable without booting it;
-5. the "laptop" guest boots disk 2 alone and resumes: the animation continues
+1. build the guest disk (Debian kernel, busybox, ntc.ko, an animation) and
+   make disk 2 with ntc-clone;
+2. the office VM (ntc-vmm, disk 1 + disk 2) animates a counter; a checkpoint
+   is taken from inside while it runs, and the animation does not stop;
+3. ntc-info --check proves disk 2 resumable without booting it;
+4. the "laptop" (ntc-vmm resume disk2.img) resumes: the animation continues
    from the frame the checkpoint caught.
 
-Both guests run on the same machine model: QEMU with identical options (TCG
-here, since this machine has no usable KVM).
+ntc-vmm needs a /dev/kvm that runs stock kernels; where there is none (or it
+is PVM), the same story runs inside a QEMU TCG host VM with nested KVM.
 """
 import os
 import re
 import subprocess
 import sys
-import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lab"))
+for sub in ("lab", "guest"):
+    sys.path.insert(0, os.path.join(ROOT, "tests", sub))
+import nested  # noqa: E402
+import ntcguest  # noqa: E402
 import ntclab  # noqa: E402
 
 BIN = os.path.join(ntclab.BUILD, "bin")
-MEM_MIB, CPUS = 256, 2
+MEM, CPUS = "512M", "2"
+FRAME = re.compile(r"FRAME +(\d+) \[[^\]]*\] (\d+)\.(\d+)")
 
 
 def say(text):
     print(f"\n\033[1m== {text}\033[0m", flush=True)
 
 
-def run(cmd, **kw):
-    print("$ " + " ".join(os.path.relpath(c, ROOT) if c.startswith(ROOT) else c for c in cmd),
-          flush=True)
-    return subprocess.run(cmd, check=kw.pop("check", True), **kw)
+def run(cmd, check=True):
+    shown = [os.path.basename(c) if c.startswith(BIN) else os.path.relpath(c, ROOT)
+             if c.startswith(ROOT) else c for c in cmd]
+    print("$ " + " ".join(shown), flush=True)
+    return subprocess.run(cmd, check=check)
+
+
+def animate(vm, seconds, label, until=None):
+    """Shows the guest's animation for a while (or until `until` is found)."""
+    end = time.monotonic() + seconds
+    seen = len(vm.text())
+    while time.monotonic() < end:
+        text = vm.text()
+        for m in FRAME.finditer(text, seen):
+            print(f"\r  {label}: {m.group(0)[:40]}", end="", flush=True)
+        seen = len(text)
+        if until and re.search(until, text[vm.cursor:]):
+            break
+        time.sleep(0.1)
+    print(flush=True)
 
 
 def frames(text):
-    return [int(n) for n in re.findall(r"FRAME +(\d+)", text)]
+    return [(int(n), int(s) * 10**9 + int(ms) * 10**6) for n, s, ms in FRAME.findall(text)]
 
 
-def show_frames(g, start, seconds, label):
-    """Copies the animation from the guest console to the terminal for a while."""
-    end = time.monotonic() + seconds
-    shown = start
-    while time.monotonic() < end:
-        text = g.text(shown)
-        for line in re.findall(r"FRAME [^\r\n]*", text):
-            print(f"\r  {label} {line}", end="", flush=True)
-        shown += len(text.encode())
-        time.sleep(0.1)
-    print()
-    return shown
+def build_disk1(work):
+    say("1. Build the guest disk (Debian kernel, busybox, ntc.ko, the animation)")
+    animation = os.path.join(work, "demo-overlay", "usr", "bin")
+    os.makedirs(animation, exist_ok=True)
+    run(["gcc", "-static", "-O2", "-o", os.path.join(animation, "ntc-animate"),
+         os.path.join(ROOT, "scripts", "demo", "ntc-animate.c")])
+    return ntcguest.build_disk1(work, extra=("--overlay", os.path.dirname(os.path.dirname(animation))))
+
+
+def host_run(host, cmd, timeout=300):
+    """Runs a host command where the VMs run, showing it and what it prints."""
+    print(f"host$ {cmd.replace(BIN + '/', '')}", flush=True)
+    rc, out = host.sh(cmd, timeout, check=False)
+    print(out, flush=True)
+    return rc
 
 
 def main():
-    krel = ntclab.guest_kernel_release()
-    work = tempfile.mkdtemp(prefix="demo-", dir=ntclab.BUILD)
-    disk1, disk2 = os.path.join(work, "disk1.img"), os.path.join(work, "disk2.img")
     times = {}
+    with ntcguest.workdir() as work:
+        built = build_disk1(work)
+        where = "this machine's /dev/kvm" if ntclab.usable_kvm() else \
+            "a QEMU TCG host VM with nested KVM (this machine has no /dev/kvm that runs stock kernels)"
+        say(f"2. Make disk 2; the office VM runs on ntc-vmm, on {where}")
+        with nested.vmm_host("demo-host", work) as host:
+            host.wait_ready()
+            # In the host VM the disks live in its RAM: its share of this
+            # machine's files is far slower than a real disk.
+            scratch = "/tmp/ntc-demo" if isinstance(host, nested.HostVM) else host.inside(work)
+            disk1, disk2 = f"{scratch}/disk1.img", f"{scratch}/disk2.img"
+            host.sh(f"mkdir -p {scratch} && cp --sparse=always {host.inside(built)} {disk1}", 300)
+            t = time.monotonic()
+            host_run(host, f"{BIN}/ntc-clone {disk1} {disk2}")
+            times["ntc-clone"] = time.monotonic() - t
+            office = nested.NestedVmm(host, "demo-office",
+                                      ["run", disk1, "--disk", disk2, "--mem", MEM, "--cpus", CPUS])
+            t = time.monotonic()
+            office.start()
+            office.wait_ready(300)
+            times["office boot"] = time.monotonic() - t
+            office.send("ntc-animate &")
+            animate(office, 4, "office")
+            print("guest# echo checkpoint > /proc/ntc      (the animation keeps running)", flush=True)
+            t = time.monotonic()
+            office.send("echo checkpoint > /proc/ntc; echo CHECKPOINT-DONE=$?")
+            animate(office, 600, "office", until=r"CHECKPOINT-DONE=\d+")
+            m = office.expect(r"CHECKPOINT-DONE=(\d+)", 60)
+            times["checkpoint"] = time.monotonic() - t
+            if m.group(1) != "0":
+                office.fail("the checkpoint failed; see the console log")
+            st = ntcguest.status(office)
+            animate(office, 3, "office")
+            caught = [n for n, ns in frames(office.text()) if ns <= int(st["time_unix_ns"])]
+            shown = max(n for n, _ in frames(office.text()))
+            print(f"checkpoint #{st['sequence']}: pause {st['pause_ms']} ms, "
+                  f"image {st.get('image_pages', '?')} pages; it caught frame {caught[-1]}, "
+                  f"the office VM went on to frame {shown}", flush=True)
+            office.send("poweroff")
+            office.wait_exit(120)
 
-    say(f"1. Build the guest disk (Debian kernel {krel}, busybox, ntc.ko)")
-    overlay = os.path.join(work, "overlay", "usr", "bin")
-    os.makedirs(overlay)
-    run(["gcc", "-static", "-O2", "-o", os.path.join(overlay, "ntc-animate"),
-         os.path.join(ROOT, "scripts", "demo", "ntc-animate.c")])
-    run([os.path.join(ROOT, "scripts", "build-guest-disk.sh"), disk1, "--swap-mib", "256",
-         "--module", os.path.join(ROOT, "kmod", "ntc.ko"), "--overlay", os.path.join(work, "overlay")])
+            say("3. ntc-info --check: disk 2 can be resumed (nothing booted)")
+            if host_run(host, f"{BIN}/ntc-info --check {disk2}") != 0:
+                raise SystemExit("demo: ntc-info --check rejected disk 2")
 
-    say("2. host$ ntc-clone disk1.img disk2.img")
-    t = time.monotonic()
-    run([os.path.join(BIN, "ntc-clone"), disk1, disk2])
-    times["clone"] = time.monotonic() - t
-    run([os.path.join(BIN, "ntc-info"), disk2], check=False)
-
-    say(f"3. The office guest runs the animation (QEMU {ntclab.accel().upper()}, {MEM_MIB} MiB, {CPUS} CPUs)")
-    with ntclab.guest_for_disk("demo-office", disk1, disks=[disk1, disk2], mem_mib=MEM_MIB,
-                               cpus=CPUS) as a:
-        t = time.monotonic()
-        a.wait_ready()
-        times["boot"] = time.monotonic() - t
-        a.sh("ntc-animate & :")
-        pos = show_frames(a, a.cursor, 3, "office")
-        print("guest# echo checkpoint > /proc/ntc        (the animation keeps running)")
-        a.send("echo checkpoint > /proc/ntc; echo CHECKPOINT-DONE $?")
-        t = time.monotonic()
-        pos = show_frames(a, pos, 1.0, "office")
-        a.expect(r"CHECKPOINT-DONE (\d+)", 600)
-        times["checkpoint"] = time.monotonic() - t
-        rc, status = a.sh("cat /proc/ntc")
-        st = dict(re.findall(r"^(\w+): (.*?)\s*$", status, re.M))
-        if st.get("result") != "0":
-            a.fail(f"the checkpoint failed: {status}")
-        print(status)
-        pos = show_frames(a, pos, 2, "office")
-        ck_ns = int(st["time_unix_ns"])
-        caught = [int(n) for n, s, ms in re.findall(r"FRAME +(\d+) \[[^\]]*\] (\d+)\.(\d+)", a.text())
-                  if int(s) * 10**9 + int(ms) * 10**6 <= ck_ns]
-        last_office = max(frames(a.text()))
-        print(f"office guest: the checkpoint caught frame {caught[-1] if caught else '?'}; "
-              f"it ran on to frame {last_office}, then powers off")
-        a.poweroff()
-
-    say("4. host$ ntc-info --check disk2.img")
-    run([os.path.join(BIN, "ntc-info"), "--check", disk2])
-
-    say("5. laptop$ resume disk 2 (same machine model; disk 2 is now the first disk)")
-    spare = os.path.join(work, "spare.img")
-    with open(spare, "wb") as f:
-        f.truncate(os.path.getsize(disk2))
-    with ntclab.guest_for_disk("demo-laptop", disk1, disks=[disk2, spare], mem_mib=MEM_MIB,
-                               cpus=CPUS) as b:
-        t = time.monotonic()
-        b.expect(r"FRAME +\d+", 300)
-        times["resume"] = time.monotonic() - t
-        show_frames(b, b.cursor - 200 if b.cursor > 200 else 0, 3, "laptop")
-        first = frames(b.text())[0]
-        print(f"laptop guest: resumed at frame {first} "
-              f"(the office guest had shown up to {last_office})")
-        b.send("")
-        b.sh("kill %1 2>/dev/null; killall ntc-animate; true", 30)
-        b.poweroff()
+            say("4. laptop$ ntc-vmm resume disk2.img")
+            laptop = nested.NestedVmm(host, "demo-laptop", ["resume", disk2])
+            t = time.monotonic()
+            laptop.start()
+            laptop.expect(r"FRAME +\d+", 300)
+            times["resume"] = time.monotonic() - t
+            animate(laptop, 4, "laptop")
+            first = frames(laptop.text())[0][0]
+            print(f"the laptop resumed at frame {first}: the checkpoint caught frame {caught[-1]}",
+                  flush=True)
+            laptop.send("killall ntc-animate; poweroff")
+            laptop.wait_exit(120)
+            if isinstance(host, nested.HostVM):
+                host.send("poweroff -f")
 
     say("Timings")
-    for k in ("clone", "boot", "checkpoint", "resume"):
-        print(f"  {k:12s} {times[k]:6.2f} s")
-    print(f"  pause        {float(st['pause_ms']):6.1f} ms (the office guest's only stop)")
-    print(f"\nThe disks are in {os.path.relpath(work, ROOT)}/")
+    for k, v in times.items():
+        print(f"  {k:12s} {v:7.2f} s")
+    print(f"  {'pause':12s} {float(st['pause_ms']) / 1000:7.2f} s  (the only time the office VM stood still)")
 
 
 if __name__ == "__main__":
