@@ -9,6 +9,7 @@
 
 #include "cli.h"
 #include "devices/pci.h"
+#include "devices/tap.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
 #include "error.h"
@@ -257,4 +258,20 @@ TEST_CASE("MAC addresses and --net") {
     CHECK_THROWS_AS(parse({"run", "d1.img", "--net", "user"}), UserError);
     CHECK_THROWS_AS(parse({"run", "d1.img", "--net", "tap:"}), UserError);
     CHECK(std::holds_alternative<ExitNow>(parse({"run", "d1.img", "--mac", "02:00:00:00:00:01"})));
+}
+
+TEST_CASE("a missing TAP interface is refused with what to do") {
+    auto message = [](const std::string& name) {
+        try {
+            open_tap(name);
+        } catch (const UserError& e) {
+            return std::string(e.what());
+        }
+        return std::string("accepted");
+    };
+    std::string missing = message("ntc-no-such0");
+    CHECK(missing.find("does not exist") != std::string::npos);
+    CHECK(missing.find("ip tuntap add dev ntc-no-such0 mode tap") != std::string::npos);
+    CHECK(message("a-name-longer-than-15").find("1 to 15 characters") != std::string::npos);
+    CHECK(message("").find("1 to 15 characters") != std::string::npos);
 }
