@@ -81,7 +81,9 @@ std::vector<uint8_t> aml_package(const std::vector<std::vector<uint8_t>>& elemen
 }
 
 std::vector<uint8_t> aml_name(std::string_view name, const std::vector<uint8_t>& value) {
-    std::vector<uint8_t> out = {0x08};  // NameOp
+    std::vector<uint8_t> out;
+    out.reserve(1 + name.size() + value.size());
+    out.push_back(0x08);  // NameOp
     out.insert(out.end(), name.begin(), name.end());
     out.insert(out.end(), value.begin(), value.end());
     return out;
