@@ -81,11 +81,10 @@ std::vector<uint8_t> aml_package(const std::vector<std::vector<uint8_t>>& elemen
 }
 
 std::vector<uint8_t> aml_name(std::string_view name, const std::vector<uint8_t>& value) {
-    std::vector<uint8_t> out;
-    out.reserve(1 + name.size() + value.size());
-    out.push_back(0x08);  // NameOp
-    out.insert(out.end(), name.begin(), name.end());
-    out.insert(out.end(), value.begin(), value.end());
+    std::vector<uint8_t> out(1 + name.size() + value.size());
+    out[0] = 0x08;  // NameOp
+    auto rest = std::copy(name.begin(), name.end(), out.begin() + 1);
+    std::copy(value.begin(), value.end(), rest);
     return out;
 }
 
