@@ -14,9 +14,6 @@ namespace ntcvmm {
 // The disk's partition table identifier (GPT disk GUID or MBR signature),
 // which names the machine's MAC address; throws UserError when unreadable.
 std::string partition_table_id(const std::string& disk);
-// The partition table's identifier (GPT disk GUID or MBR signature, as
-// blkid's PTUUID), or "" when the disk has none.
-std::string partition_table_id(const std::string& disk);
 
 struct BootFiles {
     std::vector<uint8_t> kernel;
