@@ -24,6 +24,13 @@ mkdir -p /host
 mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose hostroot /host || exec sh
 for d in tmp run var/tmp root; do mount -t tmpfs tmpfs /host/$d; done
 work=$(sed -n 's/.*ntc.work=\([^ ]*\).*/\1/p' /proc/cmdline)
+# The project (its build/bin) must stay visible where the tmpfs mounts above
+# would hide it, as when it is checked out under /tmp.
+proj=$(sed -n 's/.*ntc.proj=\([^ ]*\).*/\1/p' /proc/cmdline)
+case "$proj" in /tmp/*|/run/*|/var/tmp/*|/root/*)
+	mkdir -p "/host$proj"
+	mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144,cache=loose proj "/host$proj" || exec sh ;;
+esac
 mount -t tmpfs tmpfs /host/mnt
 mkdir -p /host/mnt/work
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 work /host/mnt/work || exec sh
@@ -34,6 +41,8 @@ exec chroot /host /bin/sh -c 'mount -t proc proc /proc; mount -t sysfs sysfs /sy
 
 HOST_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "kvm-amd"]
 MOUNT_POINT = "/mnt/work"
+# The tree holding the project and its build (ntc-vmm, ntc-clone, ntc-info).
+PROJECT = os.path.commonpath([ntclab.ROOT, os.path.abspath(os.environ.get("NTC_BUILD") or ntclab.BUILD)])
 # ctest passes the build tree; ntc-vmm is taken from there.
 BUILD = os.environ.get("NTC_BUILD") or ntclab.BUILD
 
@@ -86,8 +95,9 @@ class HostVM(ntclab.Guest):
             _build_initramfs(krel, initrd)
         self.workdir = os.path.abspath(workdir)
         extra = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
-                 "-virtfs", f"local,path={self.workdir},mount_tag=work,security_model=none"]
-        append = f"console=ttyS0 loglevel=3 panic=-1 ntc.work={self.workdir}"
+                 "-virtfs", f"local,path={self.workdir},mount_tag=work,security_model=none",
+                 "-virtfs", f"local,path={PROJECT},mount_tag=proj,security_model=none,readonly=on,multidevs=remap"]
+        append = f"console=ttyS0 loglevel=3 panic=-1 ntc.work={self.workdir} ntc.proj={PROJECT}"
         os.environ.setdefault("NTC_ACCEL", "tcg")
         super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
                          mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra)

@@ -76,9 +76,9 @@ PartitionTable read_partition_table(const DiskFile &disk)
 	blkid_partlist list = blkid_probe_get_partitions(pr.get());
 	blkid_parttable root = list ? blkid_partlist_get_table(list) : nullptr;
 	if (!root)
-		throw Error("no valid partition table on " + disk.path() +
-			    " (a damaged GPT or no table at all)\n"
-			    "ntc-clone works on whole partitioned disks such as those scripts/build-guest-disk.sh makes");
+		throw Error("no partition table found on " + disk.path() +
+			    " (none at all, or a damaged GPT)\n"
+			    "NTC works on whole partitioned disks, such as scripts/build-guest-disk.sh makes");
 	table.scheme = blkid_parttable_get_type(root);
 	if (const char *id = blkid_parttable_get_id(root))
 		table.disk_id = id;
