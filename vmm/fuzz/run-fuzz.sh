@@ -14,6 +14,7 @@ clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 	"$src/src/devices/virtio_pci.cpp" "$src/src/devices/virtio_blk.cpp" "$src/src/devices/virtio_net.cpp" \
 	"$src/src/error.cpp" "$src/src/kvm.cpp" -o "$bin"
 python3 "$src/fuzz/make-seed.py" > "$out/corpus/seed"
+python3 "$src/fuzz/make-seed.py" net > "$out/corpus/seed-net"
 # The device reports each malformed ring on stderr; the log keeps it, the
 # summary shows the verdict, and the fuzzer's status is the test's.
 status=0
