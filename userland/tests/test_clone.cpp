@@ -216,6 +216,21 @@ TEST_CASE("a damaged ext filesystem is copied raw with a warning, or refused wit
 	}
 }
 
+TEST_CASE("a filesystem whose journal needs recovery is copied whole")
+{
+	Fixture f;
+	uint64_t free_off = f.free_block_offset();
+	write_bytes(f.src.path, free_off, std::vector<uint8_t>(4096, 0xee));
+	must("debugfs -w -R 'feature needs_recovery' '" + f.src.path + "?offset=" +
+	     std::to_string(f.src.ext_offset) + "'");
+	clone_disk(f.src.path, f.dst, f.opts);
+	REQUIRE(f.warnings.size() == 1);
+	CHECK(f.warnings[0].find("needs recovery") != std::string::npos);
+	// Even a block its bitmap calls free is there: the journal may own it.
+	CHECK(read_bytes(f.dst, free_off, 4096) == std::vector<uint8_t>(4096, 0xee));
+	CHECK(verify_clone(f.src.path, f.dst).ok());	// byte for byte, as raw
+}
+
 TEST_CASE("--update writes only what changed")
 {
 	Fixture f;

@@ -174,6 +174,15 @@ void warn_about_fstab(const ClonePlan &plan, const CloneOptions &opts)
 	}
 }
 
+bool ext_needs_recovery(const DiskFile &src, const Partition &p)
+{
+	try {
+		return ExtFs::needs_recovery(src.path(), p.offset);
+	} catch (const Error &) {
+		return false;	// unreadable: the damage path below reports it
+	}
+}
+
 } // namespace
 
 ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
@@ -184,7 +193,13 @@ ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
 		plan.parts.push_back({ClonePlan::How::raw, gap, 0, {}});
 	for (const Partition &p : plan.table.partitions) {
 		ClonePlan::Part part{ClonePlan::How::raw, {p.offset, p.size}, p.number, p.fs_type};
-		if (p.is_ext()) {
+		if (p.is_ext() && ext_needs_recovery(src, p)) {
+			// Blocks its journal will write home may still be free in its
+			// bitmaps; only a copy of every block keeps them.
+			opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
+				  ") has a journal that needs recovery (mounted, or not cleanly "
+				  "unmounted): copying all of it, not only the blocks in use");
+		} else if (p.is_ext()) {
 			try {
 				part.fs = std::make_shared<const ExtFs>(src.path(), p.offset, p.size);
 				part.how = ClonePlan::How::ext_used_blocks;

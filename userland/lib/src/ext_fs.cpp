@@ -15,7 +15,23 @@ namespace {
 
 [[noreturn]] void fail(const std::string &what, errcode_t err)
 {
+	static const bool table_registered = [] {
+		initialize_ext2_error_table();
+		return true;
+	}();
+	(void)table_registered;
 	throw Error(what + ": " + error_message(err));
+}
+
+ext2_filsys open_fs(const std::string &image, uint64_t offset, int flags, const std::string &name)
+{
+	std::string io_options = "offset=" + std::to_string(offset);
+	ext2_filsys fs = nullptr;
+	errcode_t err = ext2fs_open2(image.c_str(), io_options.c_str(), flags | EXT2_FLAG_64BITS, 0,
+				     0, unix_io_manager, &fs);
+	if (err)
+		fail("cannot open the ext filesystem in " + name, err);
+	return fs;
 }
 
 } // namespace
@@ -23,20 +39,14 @@ namespace {
 ExtFs::ExtFs(const std::string &image, uint64_t offset, uint64_t partition_size)
 	: name_(image + " at byte " + std::to_string(offset))
 {
-	std::string io_options = "offset=" + std::to_string(offset);
-	ext2_filsys fs = nullptr;
-	errcode_t err = ext2fs_open2(image.c_str(), io_options.c_str(), EXT2_FLAG_64BITS, 0, 0,
-				     unix_io_manager, &fs);
-	if (err)
-		fail("cannot open the ext filesystem in " + name_, err);
-	fs_ = fs;
+	fs_ = open_fs(image, offset, 0, name_);
 	if (blocks_count() * block_size() > partition_size) {
 		ext2fs_close_free(&fs_);
 		throw Error("the ext filesystem in " + name_ + " is larger than its partition");
 	}
 	// What e2fsck checks first: group descriptors pointing inside their
 	// groups.  Bitmaps read through garbled descriptors would be garbage.
-	err = ext2fs_check_desc(fs_);
+	errcode_t err = ext2fs_check_desc(fs_);
 	if (err) {
 		ext2fs_close_free(&fs_);
 		fail("the ext filesystem in " + name_ + " has damaged group descriptors", err);
@@ -46,6 +56,14 @@ ExtFs::ExtFs(const std::string &image, uint64_t offset, uint64_t partition_size)
 		ext2fs_close_free(&fs_);
 		fail("cannot read the bitmaps of the ext filesystem in " + name_, err);
 	}
+}
+
+bool ExtFs::needs_recovery(const std::string &image, uint64_t offset)
+{
+	ext2_filsys fs = open_fs(image, offset, 0, image + " at byte " + std::to_string(offset));
+	bool dirty = ext2fs_has_feature_journal_needs_recovery(fs->super);
+	ext2fs_close_free(&fs);
+	return dirty;
 }
 
 ExtFs::~ExtFs()

@@ -22,6 +22,10 @@ public:
 	ExtFs &operator=(const ExtFs &) = delete;
 	~ExtFs();
 
+	// The journal holds transactions not yet written home (the filesystem is
+	// mounted, or was not unmounted cleanly): its bitmaps may lag behind.
+	static bool needs_recovery(const std::string &image, uint64_t offset);
+
 	uint32_t block_size() const;
 	uint64_t blocks_count() const;
 	uint64_t used_blocks() const;
