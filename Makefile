@@ -23,9 +23,12 @@ host: $(BUILD)/Makefile
 kmod:
 	$(MAKE) -C kmod KREL=$(GUEST_KREL)
 
+# A failing test is run once more: nested KVM inside TCG on a shared 2-core
+# machine occasionally stalls for minutes (Documentation/testing.md).  The
+# first failure's output stays in the log.
 test: deps
 	$(MAKE) all
-	cd $(BUILD) && ctest --output-on-failure --timeout 3000
+	cd $(BUILD) && ctest --output-on-failure --timeout 1800 --repeat until-pass:2
 
 bench: deps
 	$(MAKE) all
