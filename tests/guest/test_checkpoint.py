@@ -21,11 +21,7 @@ MEM_MIB = 256
 CPUS = 2
 
 
-def check(cond, what, g=None):
-    if not cond:
-        if g is not None:
-            g.fail(what)
-        raise ntclab.LabError(what)
+check = ntclab.check
 
 
 def main():

@@ -17,11 +17,7 @@ import ntcguest  # noqa: E402
 from ntcguest import ntclab  # noqa: E402
 
 
-def check(cond, what, g=None):
-    if not cond:
-        if g is not None:
-            g.fail(what)
-        raise ntclab.LabError(what)
+check = ntclab.check
 
 
 def no_checkpoint(g, disk2, what):

@@ -21,11 +21,7 @@ CPUS = 2
 HOG_MIB = 200
 
 
-def check(cond, what, g=None):
-    if not cond:
-        if g is not None:
-            g.fail(what)
-        raise ntclab.LabError(what)
+check = ntclab.check
 
 
 def swap_used_kib(g):

@@ -138,7 +138,7 @@ def vmm_host(name, workdir):
     return LocalHost(name, workdir) if ntclab.usable_kvm() else HostVM(name, workdir)
 
 
-class NestedVmm:
+class NestedVmm(ntclab.ConsoleShell):
     """An ntc-vmm running inside a HostVM.
 
     Its console goes to a log file in the work directory, read directly from
@@ -223,23 +223,8 @@ class NestedVmm:
         import shlex
         self.host.sh(f"printf '%s\\n' {shlex.quote(line)} >&{self.fd}")
 
-    def sh(self, cmd, timeout=60, check=True):
-        """Runs a command on the nested guest's console; returns (rc, output)."""
-        self.marker += 1
-        tag = f"{self.name}-{self.marker}"
-        start = self.cursor
-        self.send(f"{cmd}; echo \"@@NTC-END\"\"-{tag}=$?@@\"")
-        m = self.expect(rf"@@NTC-END-{tag}=(\d+)@@", timeout)
-        body = ntclab.ANSI_ESCAPE.sub("", self.text()[start:m.start()]).replace("\r", "")
-        rc = int(m.group(1))
-        if check and rc != 0:
-            self.fail(f"command failed with {rc}: {cmd}\n{body[-2000:]}")
-        return rc, body.strip("\n")
-
-    def wait_ready(self, timeout=240):
-        self.expect(r"NTC-GUEST-READY", timeout)
-        self.expect(r"ntc# ", 30)
-        self.sh("stty -echo; PS1=''", 30)
+    def console_between(self, start, end):
+        return self.text()[start:end]
 
     def wait_exit(self, timeout):
         import time

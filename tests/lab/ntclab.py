@@ -23,6 +23,14 @@ class LabError(Exception):
     pass
 
 
+def check(cond, what, vm=None):
+    """Fails a test with `what`; with the VM, its console tail comes along."""
+    if not cond:
+        if vm is not None:
+            vm.fail(what)
+        raise LabError(what)
+
+
 def usable_kvm():
     """True only for a /dev/kvm that runs stock kernels.
 
@@ -38,7 +46,38 @@ def accel():
     return os.environ.get("NTC_ACCEL") or ("kvm" if usable_kvm() else "tcg")
 
 
-class Guest:
+class ConsoleShell:
+    """The shell protocol on a guest's serial console (prompt off, echo off,
+    an end marker with the exit status after each command), over a class's
+    send(), expect() and console_between()."""
+
+    marker = 0
+
+    def sh(self, cmd, timeout=60, check=True):
+        """Runs a shell command on the console; returns (rc, output)."""
+        self.marker += 1
+        tag = f"{self.name}-{self.marker}"
+        start = self.cursor
+        # The quotes keep the typed command, if echoed, from matching its marker.
+        typed = f"{cmd}; echo \"@@NTC-END\"\"-{tag}=$?@@\""
+        self.send(typed)
+        m = self.expect(rf"@@NTC-END-{tag}=(\d+)@@", timeout)
+        body = ANSI_ESCAPE.sub("", self.console_between(start, m.start())).replace("\r", "")
+        if typed in body:
+            body = body.split(typed, 1)[1]
+        rc = int(m.group(1))
+        if check and rc != 0:
+            self.fail(f"command failed with {rc}: {cmd}\n{body[-2000:]}")
+        return rc, body.strip("\n")
+
+    def wait_ready(self, timeout=240):
+        self.expect(r"NTC-GUEST-READY", timeout)
+        self.expect(r"ntc# ", 30)
+        # No echo and no prompt: what a command prints is all there is.
+        self.sh("stty -echo; PS1=''", 30)
+
+
+class Guest(ConsoleShell):
     """One QEMU virtual machine whose COM1 is this object's stdin/stdout."""
 
     def __init__(self, name, disks, kernel, initrd, append, mem_mib=512, cpus=2,
@@ -142,33 +181,13 @@ class Guest:
         self.fail(f"timed out after {timeout}s waiting for {pattern!r}"
                   if self.alive() else f"exited ({self.proc.poll()}) while waiting for {pattern!r}")
 
+    def console_between(self, start, end):
+        with self.lock:
+            return self.out[start:end].decode("utf-8", "replace")
+
     def send(self, line):
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
-
-    def sh(self, cmd, timeout=60, check=True):
-        """Runs a shell command on the console; returns (rc, output)."""
-        self.marker += 1
-        tag = f"{self.marker}"
-        start = self.cursor
-        # The quotes keep the typed command, if echoed, from matching its marker.
-        typed = f"{cmd}; echo \"@@NTC-END\"\"-{tag}=$?@@\""
-        self.send(typed)
-        m = self.expect(rf"@@NTC-END-{tag}=(\d+)@@", timeout)
-        body = self.out[start:m.start()].decode("utf-8", "replace")
-        body = ANSI_ESCAPE.sub("", body).replace("\r", "")
-        if typed in body:
-            body = body.split(typed, 1)[1]
-        rc = int(m.group(1))
-        if check and rc != 0:
-            self.fail(f"command failed with {rc}: {cmd}\n{body[-2000:]}")
-        return rc, body.strip("\n")
-
-    def wait_ready(self, timeout=240):
-        self.expect(r"NTC-GUEST-READY", timeout)
-        self.expect(r"ntc# ", 30)
-        # No echo and no prompt: what a command prints is all there is.
-        self.sh("stty -echo; PS1=''", 30)
 
     def poweroff(self, timeout=120):
         self.send("poweroff")

@@ -80,11 +80,7 @@ import ntcguest  # noqa: E402
 import ntclab  # noqa: E402
 
 
-def check(cond, what, vm=None):
-    if not cond:
-        if vm is not None:
-            vm.fail(what)
-        raise AssertionError(what)
+check = ntclab.check
 
 
 def expected_mac(disk):

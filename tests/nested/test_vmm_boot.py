@@ -20,9 +20,7 @@ import nested  # noqa: E402
 import ntclab  # noqa: E402
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
+check = ntclab.check
 
 
 def debugfs_cat(image, offset, path):

@@ -24,11 +24,7 @@ MEM = "512M"
 CPUS = "2"
 
 
-def check(cond, what, vm=None):
-    if not cond:
-        if vm is not None:
-            vm.fail(what)
-        raise AssertionError(what)
+check = ntclab.check
 
 
 def main():

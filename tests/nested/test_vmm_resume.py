@@ -28,9 +28,7 @@ assert RECORD.size == 1024
 NTC_STATE_CHECKPOINT = 2
 
 
-def check(cond, what):
-    if not cond:
-        raise AssertionError(what)
+check = ntclab.check
 
 
 def write_ntc_record(disk, swap_offset, ram_bytes, cpus, release):
