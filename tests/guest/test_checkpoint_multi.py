@@ -75,7 +75,7 @@ def main():
         with ntclab.guest_for_disk("multi-B", disk1, disks=[disk2, blank],
                                    mem_mib=MEM_MIB, cpus=CPUS) as b:
             # The resumed shell finishes A's `echo checkpoint` and prints its end marker.
-            m = b.expect(r"(NTC-GUEST-READY)|@@NTC-END-\d+=0@@", 300)
+            m = b.expect(r"(NTC-GUEST-READY)|@@NTC-END-[\w-]+=0@@", 300)
             check(m.group(1) is None, "guest B booted fresh instead of resuming", b)
             st_b = ntcguest.status(b)
             check(st_b.get("state") == "resumed" and st_b.get("resumed_from") == "3",
