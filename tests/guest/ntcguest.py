@@ -70,15 +70,6 @@ def build_disk1(tmp, name="disk1.img", swap_mib=256, module=True, extra=()):
     return disk
 
 
-def swap_partition(disk):
-    for p in ntclab.partitions(disk):
-        if p.fstype == "swap" or p.fstype == "":
-            if p.number == 3:
-                return p
-    parts = ntclab.partitions(disk)
-    return parts[-1]
-
-
 def make_disk2(disk1, disk2):
     """Disk 2 from disk 1 with ntc-clone (make host builds build/bin/ntc-clone)."""
     clone = os.path.join(ntclab.BUILD, "bin", "ntc-clone")
@@ -119,10 +110,8 @@ class Area:
 
 
 def ntc_info_check(disk):
-    """Runs ntc-info --check if it has been built; None when it is not there."""
+    """ntc-info --check's exit status on disk."""
     tool = os.path.join(ntclab.BUILD, "bin", "ntc-info")
-    if not os.access(tool, os.X_OK):
-        return None
     r = subprocess.run([tool, "--check", disk], capture_output=True, text=True, timeout=300)
     return r.returncode
 
@@ -137,16 +126,6 @@ def checkpoint(g, timeout=600):
     """echo checkpoint > /proc/ntc; returns (rc, /proc/ntc)."""
     rc, _ = g.sh("echo checkpoint > /proc/ntc", timeout, check=False)
     return rc, status(g)
-
-
-def counter_lines(text):
-    """(n, t) pairs of the counter's lines, in order."""
-    return [(int(n), float(t)) for n, t in re.findall(r"CNT (\d+) (\d+\.\d+)", text)]
-
-
-def largest_gap(pairs):
-    gaps = [(b[1] - a[1], a, b) for a, b in zip(pairs, pairs[1:])]
-    return max(gaps) if gaps else (0.0, None, None)
 
 
 def blank_like(disk, path):
@@ -170,13 +149,13 @@ def start_in_background(g, cmd, pattern, timeout=60):
     return g.expect(pattern, timeout)
 
 
-def start_state_workloads(g):
+def start_state_workloads(g, ipc_timeout=60):
     """Starts the workloads whose state a resume must bring back: the
     counter (console and /data/counter.log), a process holding SysV IPC
     objects, and an fsync'ed file /data/filec.  Returns what the resumed
     guest must show (see check_resumed_state)."""
     g.sh("ntc-counter /data/counter.log 50 & :")
-    start_in_background(g, "ntc-ipc hold", r"IPCHOLD semid=\d+")
+    start_in_background(g, "ntc-ipc hold", r"IPCHOLD semid=\d+", ipc_timeout)
     _, ipc = g.sh("ntc-ipc check")
     g.sh("dd if=/dev/urandom of=/data/filec bs=4096 count=256 conv=fsync 2>/dev/null")
     _, md5 = g.sh("md5sum /data/filec")
@@ -187,6 +166,16 @@ def counter_before(g, time_unix_ns):
     """The last value the counter wrote to /data/counter.log before an instant."""
     _, out = g.sh(f"awk '$3 < {int(time_unix_ns) / 1e9:.6f} {{n=$2}} END {{print \"CKN\", n}}' /data/counter.log")
     return int(re.search(r"CKN (\d+)", out).group(1))
+
+
+def expect_counter_resumed(vm, n_ck, timeout=300):
+    """Waits for a guest started from a checkpoint: it must resume, not boot
+    fresh, and its counter must go on at the checkpoint's value + 1."""
+    m = vm.expect(r"(NTC-GUEST-READY)|CNT (\d+) ", timeout)
+    ntclab.check(m.group(1) is None, "booted fresh instead of resuming", vm)
+    n = int(m.group(2))
+    ntclab.check(n == n_ck + 1, f"counter resumed at {n}, checkpoint value was {n_ck}", vm)
+    return n
 
 
 def write_after_checkpoint(g):
