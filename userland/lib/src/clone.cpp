@@ -22,11 +22,15 @@ Page read_page(const DiskFile &disk, uint64_t offset)
 	return page;
 }
 
-bool has_swap_header(const DiskFile &disk, const Partition &p)
+// Page 0 of a partition that holds a swap (or hibernation, or NTC) header.
+std::optional<Page> swap_header(const DiskFile &disk, const Partition &p)
 {
 	if (p.size < 2 * NTC_PAGE_SIZE)
-		return false;
-	return inspect_swap_area(read_page(disk, p.offset)).kind != AreaKind::not_swap;
+		return std::nullopt;
+	Page page = read_page(disk, p.offset);
+	if (inspect_swap_area(page).kind == AreaKind::not_swap)
+		return std::nullopt;
+	return page;
 }
 
 bool same_layout(const PartitionTable &a, const PartitionTable &b)
@@ -43,14 +47,14 @@ bool same_layout(const PartitionTable &a, const PartitionTable &b)
 	return true;
 }
 
-AreaSource area_source(const PartitionTable &table, const Partition &p)
+AreaSource area_source(const PartitionTable &table, int partno)
 {
 	AreaSource s;
 	if (table.scheme == "gpt")
 		parse_guid(table.disk_id, s.disk_guid);
 	else
 		s.mbr_id = static_cast<uint32_t>(std::strtoul(table.disk_id.c_str(), nullptr, 16));
-	s.partno = static_cast<uint32_t>(p.number);
+	s.partno = static_cast<uint32_t>(partno);
 	s.disk_bytes = table.disk_size;
 	s.created_unix = static_cast<uint64_t>(std::time(nullptr));
 	return s;
@@ -210,8 +214,10 @@ ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
 				opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
 					  ") looks damaged, copying it raw: " + e.what());
 			}
-		} else if (has_swap_header(src, p)) {
-			part.how = ClonePlan::How::snapshot_area;
+		} else {
+			part.swap_header = swap_header(src, p);
+			if (part.swap_header)
+				part.how = ClonePlan::How::snapshot_area;
 		}
 		plan.parts.push_back(part);
 	}
@@ -234,7 +240,6 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
 	BlockCopier copier(src, dst.file, dst.mode, [&](uint64_t n) { progress.advance(n); });
 	try {
-		std::vector<Page> areas;
 		for (const ClonePlan::Part &part : plan.parts) {
 			switch (part.how) {
 			case ClonePlan::How::raw:
@@ -255,12 +260,8 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 		for (const ClonePlan::Part &part : plan.parts) {
 			if (part.how != ClonePlan::How::snapshot_area)
 				continue;
-			const Partition *p = nullptr;
-			for (const Partition &q : plan.table.partitions)
-				if (q.number == part.partno)
-					p = &q;
-			Page page = make_area_page(read_page(src, part.extent.offset),
-						   area_source(plan.table, *p));
+			Page page = make_area_page(*part.swap_header,
+						   area_source(plan.table, part.partno));
 			dst.file.write_at(part.extent.offset, page);
 		}
 		dst.file.sync();

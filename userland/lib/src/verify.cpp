@@ -127,10 +127,9 @@ private:
 
 	void compare_area(const ClonePlan::Part &part)
 	{
-		Page sp, dp;
-		src_.read_at(part.extent.offset, sp);
+		Page dp;
 		dst_.read_at(part.extent.offset, dp);
-		SwapArea s = inspect_swap_area(sp), d = inspect_swap_area(dp);
+		SwapArea s = inspect_swap_area(*part.swap_header), d = inspect_swap_area(dp);
 		if (!d.record) {
 			differ(where(part) + ": not an NTC snapshot area" +
 			       (d.problem.empty() ? "" : " (" + d.problem + ")"));

@@ -5,6 +5,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,7 @@ struct ClonePlan {
 		int partno = 0;		// 0 for space outside partitions
 		std::string fs_type;
 		std::shared_ptr<const ExtFs> fs;	// open, for ext_used_blocks
+		std::optional<Page> swap_header;	// the source's page 0, for snapshot_area
 	};
 	PartitionTable table;
 	std::vector<Part> parts;	// in disk order, covering the whole disk
