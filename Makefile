@@ -14,7 +14,7 @@ all: host kmod
 deps:
 	@sh scripts/install-deps.sh
 
-$(BUILD)/build.ninja $(BUILD)/Makefile:
+$(BUILD)/Makefile:
 	cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=$(CMAKE_TYPE)
 
 host: $(BUILD)/Makefile
