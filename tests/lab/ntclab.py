@@ -81,12 +81,11 @@ class Guest(ConsoleShell):
     """One QEMU virtual machine whose COM1 is this object's stdin/stdout."""
 
     def __init__(self, name, disks, kernel, initrd, append, mem_mib=512, cpus=2,
-                 log_dir=None, extra_args=(), qmp=False):
+                 log_dir=None, extra_args=()):
         self.name = name
         self.log_dir = log_dir or os.path.join(BUILD, "lab-logs")
         os.makedirs(self.log_dir, exist_ok=True)
         self.log_path = os.path.join(self.log_dir, name + ".console.log")
-        self.qmp_path = os.path.join(self.log_dir, name + ".qmp") if qmp else None
         self.args = ["qemu-system-x86_64", "-accel", accel(), "-cpu", "max",
                      "-m", str(mem_mib), "-smp", str(cpus),
                      "-display", "none", "-monitor", "none", "-serial", "stdio",
@@ -97,8 +96,6 @@ class Guest(ConsoleShell):
         for i, disk in enumerate(disks):
             self.args += ["-drive", f"file={disk},format=raw,if=none,id=d{i},cache=writeback",
                           "-device", f"virtio-blk-pci,drive=d{i},addr={0x4 + i:#x}"]
-        if self.qmp_path:
-            self.args += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
         self.args += list(extra_args)
         self.proc = None
         self.out = bytearray()

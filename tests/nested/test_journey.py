@@ -6,7 +6,7 @@ the host side of a private link (10.0.2.1/24 <-> 10.0.2.2/24).  The office VM
 runs on ntc-vmm with disk 1, disk 2 (ntc-clone of disk 1) and a virtio-net
 card on that TAP.  Issue 3's workloads run in it (counter, SysV IPC holder,
 fsync'ed file) plus a TCP echo server, with a client in the namespace
-exchanging numbered messages continuously.  `echo checkpoint > /proc/ntc`
+exchanging numbered messages continuously (tests/lab/echo_exchange.py).  `echo checkpoint > /proc/ntc`
 succeeds while the exchange goes on: the connection is never reset, no
 message is lost or reordered, and the stall of the exchange across the
 freeze is close to the reported pause.  Other stalls come from the
@@ -21,15 +21,8 @@ second checkpoint (onto disk 3) and powers off.
 
 Travel 2: `ntc-vmm resume disk3` continues from the second checkpoint.
 Disks 2 and 3 are e2fsck-clean at the end.
-
-Run with --client HOST PORT OUT STOP it is the echo client instead (started
-inside the host VM's namespace): one line per echoed message to OUT,
-"i t_sent t_received", until the file STOP exists, then "END ok" or
-"END <error>".
 """
 import os
-import re
-import socket
 import sys
 import time
 
@@ -43,38 +36,8 @@ NETNS = "ntcjourney"
 TAP = "ntcj0"
 HOST_ADDR, GUEST_ADDR = "10.0.2.1", "10.0.2.2"
 PORT = 7000
-INTERVAL = 0.02  # between messages, seconds
 
-
-def client(host, port, out, stop):
-    """The echo client: ping-pong of numbered messages, each checked."""
-    with open(out, "w", buffering=1) as log:
-        try:
-            s = socket.create_connection((host, port), timeout=60)
-            s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            replies = s.makefile("rb")
-            i = 0
-            while not os.path.exists(stop):
-                i += 1
-                msg = f"{i:09d} ntc-journey\n".encode()
-                t_sent = time.time()
-                s.sendall(msg)
-                reply = replies.readline()
-                t_received = time.time()
-                if reply != msg:
-                    raise RuntimeError(f"message {i}: sent {msg!r}, got back {reply!r}")
-                log.write(f"{i} {t_sent:.6f} {t_received:.6f}\n")
-                time.sleep(INTERVAL)
-            s.close()
-            log.write("END ok\n")
-        except Exception as e:  # noqa: BLE001 - reported to the test, which fails on it
-            log.write(f"END {e!r}\n")
-
-
-if len(sys.argv) > 1 and sys.argv[1] == "--client":
-    client(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
-    sys.exit(0)
-
+import echo_exchange  # noqa: E402
 import nested  # noqa: E402
 import ntcguest  # noqa: E402
 import ntclab  # noqa: E402
@@ -92,68 +55,6 @@ def expected_mac(disk):
     for c in ptuuid.encode():
         h = ((h ^ c) * 16777619) & 0xffffffff
     return "02:4e:54:%02x:%02x:%02x" % (h >> 16 & 0xff, h >> 8 & 0xff, h & 0xff)
-
-
-class Exchange:
-    """The echo client running inside the host VM's namespace."""
-
-    def __init__(self, host, tmp, name, port):
-        self.host, self.port = host, port
-        self.out = os.path.join(tmp, name + ".exchange")
-        self.stop_file = os.path.join(tmp, name + ".stop")
-        self.log = os.path.join(tmp, name + ".client.log")
-
-    def start(self):
-        h = self.host
-        h.sh(f"ip netns exec {NETNS} /usr/bin/python3 {os.path.abspath(__file__)} --client {GUEST_ADDR} "
-             f"{self.port} {h.inside(self.out)} {h.inside(self.stop_file)} >{h.inside(self.log)} 2>&1 & :")
-        return self
-
-    def lines(self):
-        try:
-            with open(self.out) as f:
-                return f.read().splitlines()
-        except FileNotFoundError:
-            return []
-
-    def wait_messages(self, n, timeout, vm):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            lines = self.lines()
-            if lines and lines[-1].startswith("END"):
-                vm.fail(f"echo client ended early: {lines[-1]}")
-            if len(lines) >= n:
-                return
-            time.sleep(0.5)
-        vm.fail(f"echo client exchanged {len(self.lines())} of {n} messages in {timeout}s")
-
-    def finish(self, timeout, vm):
-        """Stops the client; returns [(i, t_sent, t_received)], checked complete and in order."""
-        open(self.stop_file, "w").close()
-        deadline = time.monotonic() + timeout
-        while not (self.lines() and self.lines()[-1].startswith("END")):
-            if time.monotonic() > deadline:
-                vm.fail("echo client did not finish")
-            time.sleep(0.5)
-        lines = self.lines()
-        check(lines[-1] == "END ok", f"TCP exchange failed: {lines[-1]}", vm)
-        records = [(int(i), float(a), float(b)) for i, a, b in (line.split() for line in lines[:-1])]
-        check([r[0] for r in records] == list(range(1, len(records) + 1)), "messages lost or reordered", vm)
-        return records
-
-
-def stalls(records):
-    """Times without a reply (between successive replies, less the client's
-    own pause between messages): (stall, the message after it, its start)."""
-    return [(b[2] - a[2] - INTERVAL, b[0], a[2]) for a, b in zip(records, records[1:])]
-
-
-def freeze_stall(gaps, answered, pause):
-    """The stall across the freeze: the last one of at least half the pause
-    among the messages answered by the time the checkpoint command returned
-    (after the thaw the guest only writes the image out)."""
-    big = [g for g in gaps if g[1] <= answered and g[0] >= 0.5 * pause]
-    return big[-1] if big else None
 
 
 def configure_guest_network(vm, mac):
@@ -175,9 +76,7 @@ def main():
         with nested.HostVM("nested-journey", tmp) as host:
             host.wait_ready()
             print(f"host VM ready after {time.monotonic() - t0:.0f}s", flush=True)
-            host.sh(f"modprobe tun && ip netns add {NETNS} && ip -n {NETNS} link set lo up && "
-                    f"ip -n {NETNS} tuntap add dev {TAP} mode tap && "
-                    f"ip -n {NETNS} addr add {HOST_ADDR}/24 dev {TAP} && ip -n {NETNS} link set {TAP} up")
+            echo_exchange.add_tap(host, NETNS, TAP, HOST_ADDR)
             vmm = os.path.join(nested.BUILD, "bin", "ntc-vmm")
             net = ["--net", f"tap:{TAP}"]
 
@@ -194,7 +93,7 @@ def main():
             a.sh(f"ip addr add {GUEST_ADDR}/24 dev eth0 && ip link set eth0 up")
             state = ntcguest.start_state_workloads(a)
             ntcguest.start_in_background(a, f"ntc-echo {PORT}", r"ECHO-LISTENING")
-            exchange = Exchange(host, tmp, "travel0", PORT).start()
+            exchange = echo_exchange.Exchange(host, NETNS, tmp, "travel0", GUEST_ADDR, PORT).start()
             exchange.wait_messages(50, 300, a)
 
             rc, st = ntcguest.checkpoint(a)
@@ -205,9 +104,9 @@ def main():
             n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
             exchange.wait_messages(answered + 100, 300, a)
             records = exchange.finish(60, a)
-            gaps = stalls(records)
+            gaps = echo_exchange.stalls(records)
             largest, at, _ = max(gaps)
-            frozen = freeze_stall(gaps, answered, pause)
+            frozen = echo_exchange.freeze_stall(gaps, answered, pause)
             check(frozen is not None, f"no stall of the exchange as long as half the pause {pause:.3f}s", a)
             figures.update(pause_s=pause, freeze_stall_s=frozen[0], largest_stall_s=largest, messages=len(records))
             print(f"pause {pause:.3f}s; TCP exchange: {len(records)} messages, none lost or reordered; "
@@ -236,7 +135,7 @@ def main():
             check(not problems, f"resumed state: {problems}", b)
             configure_guest_network(b, mac)
             ntcguest.start_in_background(b, f"ntc-echo {PORT + 1}", r"ECHO-LISTENING")
-            again = Exchange(host, tmp, "travel1", PORT + 1).start()
+            again = echo_exchange.Exchange(host, NETNS, tmp, "travel1", GUEST_ADDR, PORT + 1).start()
             again.wait_messages(20, 300, b)
             check(len(again.finish(60, b)) >= 20, "no TCP exchange after the resume", b)
             b.expect(r"ECHO-DONE \d+", 30)
