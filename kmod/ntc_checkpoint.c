@@ -21,6 +21,9 @@
 #include <linux/utsname.h>
 #include <linux/cpumask.h>
 #include <linux/mm.h>
+#include <linux/vmstat.h>
+#include <linux/delay.h>
+#include <linux/jiffies.h>
 #include <linux/slab.h>
 #include <linux/bitmap.h>
 #include "ntc.h"
@@ -37,6 +40,8 @@ MODULE_PARM_DESC(precopy, "copy the disk delta before freezing (default on)");
 
 #define NTC_PRECOPY_MAX_ROUNDS 6
 #define NTC_PRECOPY_GOOD_ENOUGH 64	/* blocks: not worth another round */
+#define NTC_WRITEBACK_WAIT (30 * HZ)	/* longest wait for the reclaim's swap-outs */
+#define NTC_SHRINK_MAX_ROUNDS 32
 
 /* Copies the changed blocks while the guest runs, while the delta shrinks. */
 static int precopy(struct ntc_target *t, unsigned long *swap_slots)
@@ -68,30 +73,65 @@ static int precopy(struct ntc_target *t, unsigned long *swap_slots)
  * hibernate_preallocate_memory() reclaiming memory until the image fits in
  * image_size (shrink_all_memory(saveable - size), then allocating).  When
  * the saveable pages already fit, it only allocates the copy pages.  So we
- * do the reclaim here, while the guest still runs, with the same target
- * (approximately: saveable ~ RAM pages not free).  Whatever tasks dirty
- * again in between is reclaimed inside the freeze as before.
+ * do the reclaim here, while the guest still runs, with the same target.
+ * What tasks take again in between is reclaimed inside the freeze.
  */
 static bool shrink_early = true;
 module_param_named(shrink_early, shrink_early, bool, 0644);
 MODULE_PARM_DESC(shrink_early, "reclaim memory for the image before freezing (default on)");
 
+/*
+ * Reclaim returns as soon as it has queued anonymous pages for swap; their
+ * writes to disk 1 complete later.  Pre-copy only sees completed writes, so
+ * without this wait it would leave them to the frozen delta.
+ */
+static void wait_for_writeback(void)
+{
+	unsigned long deadline = jiffies + NTC_WRITEBACK_WAIT;
+
+	while (global_node_page_state(NR_WRITEBACK) > NTC_PRECOPY_GOOD_ENOUGH &&
+	       time_before(jiffies, deadline))
+		msleep(10);
+}
+
+/*
+ * What the snapshot would have to save, roughly: every page not free,
+ * including those reserved at boot (kernel image, struct pages), which
+ * totalram_pages() leaves out but the image holds.
+ */
+static unsigned long pages_in_use(void)
+{
+	unsigned long present = get_num_physpages();
+	unsigned long free = global_zone_page_state(NR_FREE_PAGES);
+
+	return present > free ? present - free : 0;
+}
+
 static void shrink_before_freeze(void)
 {
 	unsigned long total = totalram_pages();
-	unsigned long free = global_zone_page_state(NR_FREE_PAGES);
-	unsigned long saveable = total > free ? total - free : 0;
 	unsigned long size = DIV_ROUND_UP(*ntc_k.image_size, PAGE_SIZE);
 	unsigned long max_size = total / 2 - 1024 -
 		2 * DIV_ROUND_UP(*ntc_k.reserved_size, PAGE_SIZE);
+	unsigned long n;
 	ktime_t t = ktime_get();
+	int round;
 
 	if (!shrink_early)
 		return;
 	size = min(size, max_size);
-	size -= size / 16;	/* a little headroom for what runs meanwhile */
-	if (saveable > size)
-		ntc_status.shrunk_pages = ntc_k.shrink_all_memory(saveable - size);
+	size -= size / 16;	/* headroom for what runs meanwhile */
+	/*
+	 * One call frees only part of what it is asked: the pages it sends to
+	 * swap are freed once their writes are done, by a later call.
+	 */
+	for (round = 0; round < NTC_SHRINK_MAX_ROUNDS && pages_in_use() > size; round++) {
+		n = ntc_k.shrink_all_memory(pages_in_use() - size);
+		wait_for_writeback();
+		if (!n)
+			break;
+		ntc_status.shrunk_pages += n;
+	}
 	ntc_status.shrink_us = ktime_us_delta(ktime_get(), t);
 }
 
