@@ -2,8 +2,10 @@
 
 One guest, disk 1 with a swap partition too small for the image, disk 2 made
 from it.  Garbage written to /proc/ntc is refused (-EINVAL); a missing or
-unmarked target fails (-ENODEV, -EINVAL); a second checkpoint while one runs
-fails with -EBUSY; the running one fails with -ENOSPC.  After each, the
+unmarked target fails (-ENODEV, -EINVAL); with most of RAM held by a tmpfs
+and no swap active, there is no memory for the snapshot's copy (-ENOMEM); a
+second checkpoint while one runs fails with -EBUSY; the running one fails
+with -ENOSPC.  After each, the
 guest runs on, and disk 2 holds nothing that looks like a checkpoint
 (ntc-info --check rejects it).  Finally the idle module unloads and loads.
 """
@@ -18,6 +20,8 @@ from ntcguest import ntclab  # noqa: E402
 
 
 check = ntclab.check
+MEM_MIB = 256
+FILL_MIB = MEM_MIB * 6 // 10
 
 
 def no_checkpoint(g, disk2, what):
@@ -41,7 +45,7 @@ def main():
         disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "disk2.img"))
 
         with ntclab.guest_for_disk("errors-A", disk1, disks=[disk1, disk2],
-                                   mem_mib=256, cpus=2) as a:
+                                   mem_mib=MEM_MIB, cpus=2) as a:
             a.wait_ready()
             for garbage in ("garbage", "checkpoint now", "", "disk"):
                 rc, out = a.sh(f"echo '{garbage}' > /proc/ntc", check=False)
@@ -64,10 +68,24 @@ def main():
             a.sh(f"echo auto > {param}")
             alive(a)
 
+            # -ENOMEM: tmpfs pages cannot be reclaimed without swap, and the
+            # snapshot needs a free page for each page it copies.
+            a.sh(f"mkdir -p /tmp/fill && mount -t tmpfs -o size={FILL_MIB}m fill /tmp/fill && "
+                 f"dd if=/dev/urandom of=/tmp/fill/x bs=1M count={FILL_MIB} 2>/dev/null", 300)
+            rc, st = ntcguest.checkpoint(a)
+            check(rc != 0 and st["result"] == "-12", f"no memory for the snapshot: rc {rc}, {st}", a)
+            print("ENOMEM checkpoint:", st)
+            no_checkpoint(a, disk2, "-ENOMEM")
+            alive(a)
+            a.sh("umount /tmp/fill")
+
             # -EBUSY while the first one runs; that one fails with -ENOSPC.  The
             # console shell waits for both instead of reading the console:
             # busybox ash's line editor ends the shell when its console read
-            # spans a freeze (Documentation/kmod.md, known problems).
+            # spans a freeze (Documentation/kmod.md, known problems).  New
+            # data on disk 1 gives the first one a pre-copy to work on while
+            # the second one comes.
+            a.sh("dd if=/dev/urandom of=/data/busy bs=1M count=32 conv=fsync 2>/dev/null", 300)
             _, out = a.sh("(echo checkpoint > /proc/ntc; echo \"FIRST=$?\") & "
                           "(i=0; while ! grep -q 'state: checkpointing' /proc/ntc && "
                           "[ $i -lt 100000 ]; do i=$((i+1)); done; "
