@@ -16,8 +16,8 @@ namespace {
 
 // 128 KiB: measured faster than 1 MiB here (the buffer stays in cache).
 constexpr size_t chunk_size = 128 << 10;
-// Writeback is started every this many bytes, so that the final fsync that
-// orders data before the snapshot-area marker has little left to wait for.
+// Writeback is started every this many bytes, so that a final fsync has
+// little left to wait for.
 constexpr uint64_t writeback_step = 32 << 20;
 constexpr size_t block = 4096;
 
@@ -47,9 +47,9 @@ std::optional<Extent> next_data(const DiskFile &f, uint64_t pos, uint64_t end)
 
 } // namespace
 
-BlockCopier::BlockCopier(const DiskFile &src, const DiskFile &dst, Target target,
+BlockCopier::BlockCopier(const DiskFile &src, const DiskFile &dst, Target target, bool flush_later,
 			 std::function<void(uint64_t)> progress)
-	: src_(src), dst_(dst), target_(target), progress_(std::move(progress)),
+	: src_(src), dst_(dst), target_(target), flush_later_(flush_later), progress_(std::move(progress)),
 	  reflink_ok_(target == Target::fresh && S_ISREG(src.stat().st_mode) &&
 		      S_ISREG(dst.stat().st_mode) && src.stat().st_dev == dst.stat().st_dev),
 	  sbuf_(chunk_size), dbuf_(target == Target::update ? chunk_size : 0)
@@ -162,7 +162,7 @@ void BlockCopier::write_changed_blocks(uint64_t offset, size_t length)
 void BlockCopier::start_writeback(uint64_t just_written)
 {
 	unsynced_ += just_written;
-	if (unsynced_ < writeback_step)
+	if (!flush_later_ || unsynced_ < writeback_step)
 		return;
 	unsynced_ = 0;
 	// Asynchronous: queues the dirty pages for writing and returns.

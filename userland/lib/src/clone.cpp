@@ -237,8 +237,15 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	Target dst = open_target(dst_path, src, plan, opts);
 	warn_about_fstab(plan, opts);
 
+	// A new file is left to the page cache to write back, as cp leaves it:
+	// the markers still come last, so a clone stopped part-way never looks
+	// finished, and nothing trusts a clone's blocks unchecked (ntc.ko's
+	// first checkpoint onto a disk compares every block with disk 1).  A DST that existed is flushed, data before
+	// markers: a disk may be unplugged when we return, and an earlier clone
+	// must never look finished with half of the new data.
+	const bool flush = !dst.created;
 	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
-	BlockCopier copier(src, dst.file, dst.mode, [&](uint64_t n) { progress.advance(n); });
+	BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
 	try {
 		for (const ClonePlan::Part &part : plan.parts) {
 			switch (part.how) {
@@ -254,9 +261,8 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 				break;
 			}
 		}
-		// Everything else is durable before any snapshot-area marker exists:
-		// a DST without markers is never taken for a finished clone.
-		dst.file.sync();
+		if (flush)
+			dst.file.sync();
 		for (const ClonePlan::Part &part : plan.parts) {
 			if (part.how != ClonePlan::How::snapshot_area)
 				continue;
@@ -264,7 +270,8 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 						   area_source(plan.table, part.partno));
 			dst.file.write_at(part.extent.offset, page);
 		}
-		dst.file.sync();
+		if (flush)
+			dst.file.sync();
 	} catch (...) {
 		if (dst.created)
 			::unlink(dst_path.c_str());

@@ -22,7 +22,9 @@ public:
 		uint64_t skipped = 0;	// bytes in ranges not written (zeros, equal)
 	};
 
-	BlockCopier(const DiskFile &src, const DiskFile &dst, Target target,
+	// With flush_later, writeback of what is written starts early, so that
+	// the caller's flush of dst finds little left to write.
+	BlockCopier(const DiskFile &src, const DiskFile &dst, Target target, bool flush_later,
 		    std::function<void(uint64_t)> progress);
 	void copy(Extent range);
 	const Stats &stats() const { return stats_; }
@@ -37,6 +39,7 @@ private:
 	const DiskFile &src_;
 	const DiskFile &dst_;
 	Target target_;
+	bool flush_later_;
 	std::function<void(uint64_t)> progress_;
 	bool reflink_ok_;
 	uint64_t unsynced_ = 0;
