@@ -84,14 +84,14 @@ def tools(src, dst):
     return {
         "ntc-clone": [os.path.join(BIN, "ntc-clone"), "-q", src, dst],
         "cp --sparse=always": ["cp", "--sparse=always", src, dst],
-        # ntc-clone makes its clone durable before marking it; this is cp doing the same.
+        # cp made durable, as ntc-clone makes a block device or an existing file.
         "cp --sparse=always + sync": ["sh", "-c", f"cp --sparse=always {src} {dst} && sync {dst}"],
         "e2image -ra": ["e2image", "-ra", "-o", str(PART_OFFSET), "-O", str(PART_OFFSET), src, dst],
         "dd conv=sparse": ["dd", f"if={src}", f"of={dst}", "bs=1M", "conv=sparse", "status=none"],
     }
 
 
-def bench(report, label, src, work, rounds=3):
+def bench(report, label, src, work, rounds=5):
     dst = os.path.join(work, "out.img")
     sh(f"cat {src} > /dev/null")  # all tools start with the source in the page cache
     results = {}
@@ -120,8 +120,6 @@ def main():
         n = "ntc-clone"
         rows = [
             ("(a) ntc-clone / cp time", ra[n][0] / ra["cp --sparse=always"][0], "<= 1.1"),
-            ("(a) ntc-clone / (cp + sync) time", ra[n][0] / ra["cp --sparse=always + sync"][0],
-             "(like for like)"),
             ("(b) cp / ntc-clone time", rb["cp --sparse=always"][0] / rb[n][0], ">= 1.5"),
             ("(a) e2image / ntc-clone time", ra["e2image -ra"][0] / ra[n][0], ">= 5"),
             ("(b) e2image / ntc-clone time", rb["e2image -ra"][0] / rb[n][0], ">= 5"),
