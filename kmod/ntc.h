@@ -41,6 +41,8 @@ struct ntc_kfuncs {
 	void (*pm_restore_gfp_mask)(void);
 	unsigned long (*snapshot_get_image_size)(void);
 	int (*snapshot_read_next)(struct ntc_snapshot_handle *handle);
+	int (*pm_notifier_call_chain_robust)(unsigned long val_up, unsigned long val_down);
+	int (*pm_notifier_call_chain)(unsigned long val);
 	bool (*hibernate_acquire)(void);
 	void (*hibernate_release)(void);
 	void (*lock_device_hotplug)(void);

@@ -214,10 +214,18 @@ int ntc_checkpoint(void)
 		err = -EBUSY;
 		goto unlock;
 	}
+	/*
+	 * As hibernate() does.  Among the listeners, the CPU hotplug one keeps
+	 * hotplug disabled across the snapshot, which the restored kernel's
+	 * arch_resume_nosmt() expects (else "Unbalanced cpu hotplug enable").
+	 */
+	err = ntc_k.pm_notifier_call_chain_robust(PM_HIBERNATION_PREPARE, PM_POST_HIBERNATION);
+	if (err)
+		goto release;
 	frozen = ktime_get();
 	err = ntc_k.freeze_processes();
 	if (err)
-		goto release;
+		goto notify_post;
 	ntc_k.lock_device_hotplug();
 	err = ntc_k.create_basic_memory_bitmaps();
 	if (err)
@@ -253,6 +261,7 @@ int ntc_checkpoint(void)
 	ntc_k.swsusp_free();
 	*ntc_k.in_suspend = 0;
 	ntc_k.free_basic_memory_bitmaps();
+	ntc_k.pm_notifier_call_chain(PM_POST_HIBERNATION);
 	ntc_k.hibernate_release();
 	unlock_system_sleep(sleep_flags);
 	ntc_status.write_ms = st.write_us / 1000;
@@ -270,6 +279,8 @@ thaw:
 	ntc_k.unlock_device_hotplug();
 	ntc_k.thaw_processes();
 	ntc_status.pause_us = ktime_us_delta(ktime_get(), frozen);
+notify_post:
+	ntc_k.pm_notifier_call_chain(PM_POST_HIBERNATION);
 release:
 	ntc_k.hibernate_release();
 unlock:

@@ -45,6 +45,8 @@ static const struct {
 	NTC_SYM(pm_restore_gfp_mask),
 	NTC_SYM(snapshot_get_image_size),
 	NTC_SYM(snapshot_read_next),
+	NTC_SYM(pm_notifier_call_chain_robust),
+	NTC_SYM(pm_notifier_call_chain),
 	NTC_SYM(hibernate_acquire),
 	NTC_SYM(hibernate_release),
 	NTC_SYM(lock_device_hotplug),
