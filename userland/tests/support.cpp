@@ -1,5 +1,6 @@
 #include "support.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <doctest/doctest.h>
@@ -124,10 +125,14 @@ std::string file_digest(const std::string &path)
 }
 
 FakeImage write_fake_checkpoint(const std::string &disk, uint64_t area_offset, uint64_t data_pages,
-				uint64_t sequence)
+				uint64_t sequence, const FakeStream &stream)
 {
+	constexpr uint64_t pfns_per_page = NTC_PAGE_SIZE / sizeof(uint64_t);
+	if (!stream.pfns.empty())
+		data_pages = stream.pfns.size();
+	uint64_t pfn_pages = (stream.pfns.size() + pfns_per_page - 1) / pfns_per_page;
 	FakeImage img;
-	img.pages = 1 + data_pages;
+	img.pages = 1 + pfn_pages + data_pages;
 	// Map pages first, then image pages, from page 1 on, as free slots.
 	uint64_t nmaps = (img.pages + NTC_MAP_PAGE_ENTRIES - 1) / NTC_MAP_PAGE_ENTRIES;
 	uint64_t next = 1;
@@ -142,12 +147,20 @@ FakeImage write_fake_checkpoint(const std::string &disk, uint64_t area_offset, u
 		ntc::Page page{};
 		if (i == 0) {
 			ntc_swsusp_info info{};
+			info.jump_address = stream.jump_address;
+			info.jump_address_phys = stream.jump_address_phys;
+			info.cr3 = stream.cr3;
 			info.magic = NTC_X86_RESTORE_MAGIC;
+			info.e820_checksum = stream.e820_checksum;
 			info.num_physpages = 131072;
 			info.image_pages = data_pages;
 			info.pages = img.pages;
 			info.size = img.pages * NTC_PAGE_SIZE;
 			std::memcpy(page.data(), &info, sizeof info);
+		} else if (i <= pfn_pages) {
+			uint64_t first = (i - 1) * pfns_per_page;
+			uint64_t n = std::min<uint64_t>(pfns_per_page, stream.pfns.size() - first);
+			std::memcpy(page.data(), stream.pfns.data() + first, n * sizeof(uint64_t));
 		} else {
 			for (size_t b = 0; b < page.size(); b++)
 				page[b] = static_cast<uint8_t>(i * 7 + b);

@@ -43,17 +43,27 @@ std::vector<uint8_t> read_bytes(const std::string &path, uint64_t offset, size_t
 void write_bytes(const std::string &path, uint64_t offset, const std::vector<uint8_t> &data);
 std::string file_digest(const std::string &path);	// sha256 of the whole file
 
-// Writes a synthetic NTC checkpoint image into the swap area at
-// area_offset: header page, data pages with a pattern, stock swap map,
-// swsusp_header with S1SUSPEND and an NTC record (state checkpoint) that
-// counts and CRCs the pages the way ntc.ko does.
 struct FakeImage {
-	uint64_t pages = 0;		// all image pages (header + data)
+	uint64_t pages = 0;		// all image pages (header + PFN pages + data)
 	uint64_t first_map_page = 0;
 	std::vector<uint64_t> entries;	// page offsets of the image pages
 	std::vector<uint64_t> map_pages;
 };
+
+// The image stream as snapshot.c lays it out, for readers that restore it:
+// the header's restore fields, and the page frames of the data pages, which
+// then follow PFN pages (unsigned longs) instead of the header directly.
+struct FakeStream {
+	std::vector<uint64_t> pfns;
+	uint64_t jump_address = 0, jump_address_phys = 0, cr3 = 0, e820_checksum = 0;
+};
+
+// Writes a synthetic NTC checkpoint image into the swap area at
+// area_offset: header page, data pages with a pattern (byte b of stream
+// page i is i * 7 + b), stock swap map, swsusp_header with S1SUSPEND and an
+// NTC record (state checkpoint) that counts and CRCs the pages the way
+// ntc.ko does.  With stream.pfns, there is one data page per frame.
 FakeImage write_fake_checkpoint(const std::string &disk, uint64_t area_offset, uint64_t data_pages,
-				uint64_t sequence = 1);
+				uint64_t sequence = 1, const FakeStream &stream = {});
 
 } // namespace testsupport

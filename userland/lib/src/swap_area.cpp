@@ -174,7 +174,7 @@ public:
 
 } // namespace
 
-ImageCheck check_image(PageReader &reader, const SwapArea &area)
+ImageCheck check_image(PageReader &reader, const SwapArea &area, const ImagePageSink &sink)
 {
 	ImageCheck out;
 	if (area.kind != AreaKind::ntc_checkpoint && area.kind != AreaKind::stock_image) {
@@ -240,6 +240,8 @@ ImageCheck check_image(PageReader &reader, const SwapArea &area)
 			if (!compressed)
 				expected = info.pages;
 		}
+		if (sink)
+			sink(out.pages_walked, page);
 		out.pages_walked++;
 	}
 	for (unsigned i = k; i < NTC_MAP_PAGE_ENTRIES && !compressed; i++) {

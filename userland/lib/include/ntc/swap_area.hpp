@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -76,10 +77,15 @@ struct ImageCheck {
 	bool ok() const { return problems.empty(); }
 };
 
+// Called with each page of the image stream in order (0 is the swsusp_info
+// header, then the PFN pages, then the data pages); may throw to stop.
+using ImagePageSink = std::function<void(uint64_t index, PageView page)>;
+
 // Walks the swap map of a hibernation image without booting anything: every
 // entry inside the partition, no page used twice, as many pages as the image
-// header says, and (for NTC checkpoints) the CRC of the page stream.
-ImageCheck check_image(PageReader &reader, const SwapArea &area);
+// header says, and (for NTC checkpoints) the CRC of the page stream.  A sink
+// sees every page as it is read, before the stream as a whole is judged.
+ImageCheck check_image(PageReader &reader, const SwapArea &area, const ImagePageSink &sink = {});
 
 std::string uuid_string(const std::array<uint8_t, 16> &uuid);
 // "12345678-..." (any case) to bytes; false when it is not a GUID.
