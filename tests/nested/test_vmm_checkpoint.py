@@ -5,9 +5,9 @@ Inside the nested-KVM host VM, ntc-vmm runs disk 1 with disk 2 (made by
 ntc-clone); a counter runs, `echo checkpoint > /proc/ntc` writes the
 checkpoint onto disk 2 while the guest goes on, and the guest powers off.
 `ntc-vmm resume disk2` then takes RAM and CPUs from the checkpoint record,
-boots the matching kernel from disk 2's /boot with resume= and a new sparse
-second disk, and the counter continues from its checkpoint value.  Disk 2 is
-clean afterwards.
+loads the image into guest RAM itself, with a new sparse second disk, and
+the counter continues from its checkpoint value, with no kernel warning.
+Disk 2 is clean afterwards and no longer holds a checkpoint.
 """
 import os
 import sys
@@ -56,9 +56,13 @@ def main():
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
             print(f"resumed under ntc-vmm in {time.monotonic() - t1:.1f}s; counter {n_ck} -> {n_b}", flush=True)
             check(os.path.exists(disk2 + ".next"), "resume should create disk2.img.next as the second disk")
+            warnings = ntcguest.kernel_warnings(b)
+            check(not warnings, f"the resumed kernel logged: {warnings[:5]}", b)
             b.sh("killall ntc-counter; sleep 0.5", check=False)
             b.send("poweroff")
             check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
+            area = ntcguest.Area(disk2)
+            check(area.kind == "swap", f"a resumed checkpoint's area should be swap again, not {area}")
             host.send("poweroff -f")
         problems = ntcguest.e2fsck_disk(disk2)
         check(not problems, f"e2fsck on disk 2: {problems}")

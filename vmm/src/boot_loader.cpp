@@ -59,9 +59,7 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
     cmdline.push_back('\0');
     copy_in(memory, layout::kCmdline, cmdline.data(), cmdline.size(), "command line");
 
-    auto acpi = build_acpi_tables(layout::kAcpiTables, cpus, pci_slots);
-    if (acpi.size() > layout::kAcpiTablesEnd - layout::kAcpiTables) throw UserError("ACPI tables too large");
-    copy_in(memory, layout::kAcpiTables, acpi.data(), acpi.size(), "ACPI tables");
+    load_firmware_tables(memory, cpus, pci_slots);
 
     auto params = make_boot_params(kernel, {layout::kCmdline, initrd_address, boot.initrd.size(), layout::kAcpiTables},
                                    e820_map(ram_bytes));
@@ -83,11 +81,21 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
     return {layout::kKernelLoad + 0x200, layout::kZeroPage, layout::kPml4};
 }
 
+void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots) {
+    auto acpi = build_acpi_tables(layout::kAcpiTables, cpus, pci_slots);
+    if (acpi.size() > layout::kAcpiTablesEnd - layout::kAcpiTables) throw UserError("ACPI tables too large");
+    copy_in(memory, layout::kAcpiTables, acpi.data(), acpi.size(), "ACPI tables");
+}
+
 void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs) {
+    long_mode_registers(boot.entry, boot.page_table, regs, sregs);
+    regs.rsi = boot.zero_page;
+}
+
+void long_mode_registers(uint64_t rip, uint64_t cr3, kvm_regs& regs, kvm_sregs& sregs) {
     std::memset(&regs, 0, sizeof(regs));
     regs.rflags = 2;
-    regs.rip = boot.entry;
-    regs.rsi = boot.zero_page;
+    regs.rip = rip;
 
     sregs.cs = segment(kGdtEntries[2], 0x10);
     sregs.ds = sregs.es = sregs.fs = sregs.gs = sregs.ss = segment(kGdtEntries[3], 0x18);
@@ -98,7 +106,7 @@ void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs)
     sregs.idt.base = 0;
     sregs.idt.limit = 0;
     sregs.cr0 = 0x80000011;  // PG, ET, PE
-    sregs.cr3 = boot.page_table;
+    sregs.cr3 = cr3;
     sregs.cr4 = 0x20;  // PAE
     sregs.efer = 0x500;  // LME, LMA
 }

@@ -22,4 +22,13 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
 // Register state of the boot CPU at the kernel's 64-bit entry.
 void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs);
 
+// The ACPI tables the firmware leaves in memory, for a booting kernel and,
+// the same bytes, for a resuming one (they lie outside RAM in the E820 map,
+// so no image holds them).
+void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots);
+
+// Long mode at `rip` on the page tables at `cr3`, flat 64-bit code and data
+// segments (__BOOT_CS, __BOOT_DS), interrupts off.
+void long_mode_registers(uint64_t rip, uint64_t cr3, kvm_regs& regs, kvm_sregs& sregs);
+
 }  // namespace ntcvmm

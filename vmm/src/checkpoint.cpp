@@ -42,7 +42,7 @@ Checkpoint find_checkpoint(const std::string& disk) {
             file.read_at(part.offset, page);
             auto result = parse_checkpoint_page(page);
             if (auto* record = std::get_if<ntc_record>(&result))
-                return {unsigned(part.number), *record, file.size()};
+                return {unsigned(part.number), part.offset, part.size, *record, file.size()};
             const auto& why = std::get<std::string>(result);
             if (why != "no swap or hibernation signature")
                 reasons += "\n  partition " + std::to_string(part.number) + ": " + why;

@@ -14,6 +14,7 @@ namespace ntcvmm {
 
 struct Checkpoint {
     unsigned swap_partition;  // number of the partition that holds it
+    uint64_t partition_offset, partition_bytes;
     ntc_record record;
     uint64_t disk_bytes;      // size of the disk holding it
 };

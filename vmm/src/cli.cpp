@@ -59,10 +59,13 @@ Command parse_command_line(int argc, const char* const* argv) {
     add_net_options(run_cmd);
 
     ResumeCommand resume;
-    auto* resume_cmd = app.add_subcommand("resume", "boot disk 2 and resume its NTC checkpoint");
+    auto* resume_cmd = app.add_subcommand("resume", "resume disk 2's NTC checkpoint");
     resume_cmd->add_option("disk", resume.disk, "disk 2, holding the checkpoint")->required();
     resume_cmd->add_option("--disk", resume.next,
                            "disk to put where disk 2 was (default: a new sparse DISK.next of the same size)");
+    resume_cmd->add_flag("--boot-kernel", resume.boot_kernel,
+                         "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
+                         "slower, but reads compressed images too");
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
     add_net_options(resume_cmd);
 

@@ -23,6 +23,7 @@ struct RunCommand {
 struct ResumeCommand {
     std::string disk;                 // disk 2, holding the checkpoint
     std::optional<std::string> next;  // what stands where disk 2 was
+    bool boot_kernel = false;         // resume through a booted kernel's resume=
     std::optional<std::string> console_log;
     std::optional<NetSpec> net;
 };

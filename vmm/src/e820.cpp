@@ -1,6 +1,8 @@
 #include "e820.h"
 
 #include <algorithm>
+#include <cstring>
+#include <ntc/swap_area.hpp>
 
 #include "layout.h"
 
@@ -21,6 +23,20 @@ std::vector<E820Entry> e820_map(uint64_t ram_bytes) {
     };
     if (high) map.push_back({layout::kHighRamStart, high, E820Type::Ram});
     return map;
+}
+
+uint32_t e820_checksum(const std::vector<E820Entry>& map) {
+    std::vector<uint8_t> table(4 + 20 * map.size());
+    uint32_t count = uint32_t(map.size());
+    std::memcpy(table.data(), &count, 4);
+    for (size_t i = 0; i < map.size(); i++) {
+        uint8_t* entry = table.data() + 4 + 20 * i;
+        uint32_t type = uint32_t(map[i].type);
+        std::memcpy(entry, &map[i].address, 8);
+        std::memcpy(entry + 8, &map[i].size, 8);
+        std::memcpy(entry + 16, &type, 4);
+    }
+    return ntc::crc32_update(0, table);
 }
 
 }  // namespace ntcvmm

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
@@ -254,7 +255,18 @@ void Machine::create_vcpus() {
     CpuidTable supported{{cpuid->entries, cpuid->entries + cpuid->nent}};
     bool tsc_deadline = ::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, KVM_CAP_TSC_DEADLINE_TIMER) > 0;
 
-    BootState boot = load_boot(memory_, config_.ram_bytes, config_.cpus, pci_->slots_used(), config_.boot);
+    std::optional<BootState> boot;
+    std::optional<RestoreEntry> restore;
+    if (config_.image) {
+        load_firmware_tables(memory_, config_.cpus, pci_->slots_used());
+        auto start = std::chrono::steady_clock::now();
+        restore = load_image(*config_.image, memory_, config_.ram_bytes);
+        std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
+        std::fprintf(stderr, "ntc-vmm: image of %.1f MiB loaded in %.2f s; resuming\n",
+                     double(restore->image_bytes) / double(1 << 20), took.count());
+    } else {
+        boot = load_boot(memory_, config_.ram_bytes, config_.cpus, pci_->slots_used(), config_.boot);
+    }
 
     for (unsigned i = 0; i < config_.cpus; i++) {
         auto vcpu = std::make_unique<Vcpu>();
@@ -287,13 +299,14 @@ void Machine::create_vcpus() {
         fpu.mxcsr = 0x1f80;
         kvm_ioctl(vcpu->fd.get(), KVM_SET_FPU, "SET_FPU", &fpu);
 
-        // The boot CPU starts at the kernel's entry; the others wait in KVM
-        // for the kernel's INIT/SIPI.
+        // The boot CPU starts at the kernel's entry, or the image kernel's;
+        // the others wait in KVM for the kernel's INIT/SIPI.
         if (i == 0) {
             kvm_regs regs;
             kvm_sregs sregs;
             kvm_ioctl(vcpu->fd.get(), KVM_GET_SREGS, "GET_SREGS", &sregs);
-            boot_cpu_registers(boot, regs, sregs);
+            if (restore) restore_cpu_registers(*restore, regs, sregs);
+            else boot_cpu_registers(*boot, regs, sregs);
             kvm_ioctl(vcpu->fd.get(), KVM_SET_SREGS, "SET_SREGS", &sregs);
             kvm_ioctl(vcpu->fd.get(), KVM_SET_REGS, "SET_REGS", &regs);
         }
@@ -446,6 +459,8 @@ void Machine::console_loop() {
 }
 
 int Machine::run() {
+    // Everything is in place: from here on the image is used up.
+    if (config_.image) retire_image(*config_.image);
     if (::pipe2(console_wake_, O_CLOEXEC) != 0 || (signal_pipe[0] < 0 && ::pipe2(signal_pipe, O_CLOEXEC) != 0))
         throw UserError(errno_text("pipe"));
     struct sigaction sa{};

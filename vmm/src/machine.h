@@ -8,6 +8,7 @@
 
 #include "devices/virtio_net.h"
 #include "guest_disk.h"
+#include "image_restore.h"
 
 namespace ntcvmm {
 
@@ -28,7 +29,8 @@ struct MachineConfig {
     unsigned cpus = 1;
     std::vector<DiskSpec> disks;  // in order: slot 1, 2, ... = /dev/vda, vdb, ...
     std::optional<NetSpec> net;   // the slot after the disks
-    BootFiles boot;
+    BootFiles boot;                     // what boots, unless...
+    std::optional<ImageLocation> image; // ...the machine resumes this image
     std::optional<std::string> console_log;  // else the terminal (stdout)
 };
 

@@ -44,10 +44,8 @@ int main(int argc, char** argv) {
         Command command = parse_command_line(argc, argv);
         if (auto* exit_now = std::get_if<ExitNow>(&command)) return exit_now->status;
         if (auto why = kvm_unusable_reason()) throw UserError(*why);
-        MachineConfig config = std::holds_alternative<RunCommand>(command)
-                                   ? run_config(std::get<RunCommand>(command))
-                                   : resume_config(std::get<ResumeCommand>(command));
-        return run_machine(config);
+        if (auto* resume = std::get_if<ResumeCommand>(&command)) return run_resume(resume_plan(*resume));
+        return run_machine(run_config(std::get<RunCommand>(command)));
     } catch (const UserError& e) {
         std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
         return kExitError;

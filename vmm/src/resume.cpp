@@ -27,7 +27,7 @@ uint64_t machine_ram_for_record(uint64_t ram_bytes) {
     return (ram_bytes + kUnit - 1) / kUnit * kUnit;
 }
 
-MachineConfig resume_config(const ResumeCommand& command) {
+ResumePlan resume_plan(const ResumeCommand& command) {
     Checkpoint checkpoint = find_checkpoint(command.disk);
     const ntc_record& r = checkpoint.record;
 
@@ -36,9 +36,12 @@ MachineConfig resume_config(const ResumeCommand& command) {
     config.cpus = r.cpus;
     config.console_log = command.console_log;
     config.net = command.net;
-    std::string release(r.kernel_release);
-    config.boot = load_boot_files(command.disk, release);
-    config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);
+    if (command.boot_kernel) {
+        config.boot = load_boot_files(command.disk, std::string(r.kernel_release));
+        config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);
+    } else {
+        config.image = ImageLocation{command.disk, checkpoint.partition_offset, checkpoint.partition_bytes};
+    }
 
     std::string next = command.next.value_or(command.disk + ".next");
     // A disk in use is refused before anything is created beside it.
@@ -49,10 +52,23 @@ MachineConfig resume_config(const ResumeCommand& command) {
             throw UserError(errno_text("cannot create " + next + " as the second disk (pass --disk to choose one)"));
         bool sized = ::ftruncate(nfd, off_t(checkpoint.disk_bytes)) == 0;
         ::close(nfd);
-        if (!sized) throw UserError(errno_text("cannot size " + next));
+        if (!sized) {
+            UserError error(errno_text("cannot size " + next));
+            ::unlink(next.c_str());
+            throw error;
+        }
     }
     config.disks = {{command.disk, false}, {next, false}};
-    return config;
+    return {config, command.next ? std::nullopt : std::optional(next)};
+}
+
+int run_resume(const ResumePlan& plan) {
+    try {
+        return run_machine(plan.config);
+    } catch (const UserError&) {
+        if (plan.created_disk) ::unlink(plan.created_disk->c_str());
+        throw;
+    }
 }
 
 }  // namespace ntcvmm

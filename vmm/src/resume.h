@@ -6,7 +6,16 @@
 
 namespace ntcvmm {
 
-MachineConfig resume_config(const ResumeCommand& command);
+struct ResumePlan {
+    MachineConfig config;
+    std::optional<std::string> created_disk;  // the new DISK2.next, if made
+};
+
+ResumePlan resume_plan(const ResumeCommand& command);
+
+// Runs the plan's machine.  When the machine cannot start (a damaged image,
+// say), a second disk made for it is removed again: a refusal leaves nothing.
+int run_resume(const ResumePlan& plan);
 
 // The machine RAM size for a record's ram_bytes.  ntc.ko records the
 // kernel's count of physical pages, which is the machine's RAM less what the
