@@ -1,7 +1,9 @@
 #include "ntc/clone.hpp"
 #include "ntc/disk_report.hpp"
+#include "ntc/error.hpp"
 #include "support.hpp"
 
+#include <algorithm>
 #include <doctest/doctest.h>
 
 using namespace ntc;
@@ -89,4 +91,29 @@ TEST_CASE("partition type names")
 	CHECK(partition_type_name("0657fd6d-a4ab-43c4-84e5-0933c84b4f4f") == "linux-swap");
 	CHECK(partition_type_name("0x83") == "linux");
 	CHECK(partition_type_name("something") == "something");
+}
+
+TEST_CASE("the partition page reader gives each page of its partition, in any order, and nothing past it")
+{
+	TempDir dir;
+	std::string path = dir / "pages.img";
+	std::vector<uint8_t> bytes(100 * NTC_PAGE_SIZE);
+	for (size_t i = 0; i < 100; i++)
+		std::fill_n(bytes.begin() + static_cast<ptrdiff_t>(i * NTC_PAGE_SIZE), NTC_PAGE_SIZE, uint8_t(i));
+	must("truncate -s 400K '" + path + "'");
+	write_bytes(path, 0, bytes);
+	DiskFile disk(path, DiskFile::Mode::read);
+	Partition part;
+	part.offset = 3 * NTC_PAGE_SIZE;
+	part.size = 70 * NTC_PAGE_SIZE;
+	PartitionPageReader reader(disk, part);
+	CHECK(reader.page_count() == 70);
+	Page page;
+	// Back and forth across read-ahead windows, up to the last page.
+	for (uint64_t i : {69, 0, 65, 1, 63, 64, 2, 69}) {
+		reader.read_page(i, page);
+		CHECK(page.front() == uint8_t(i + 3));
+		CHECK(page.back() == uint8_t(i + 3));
+	}
+	CHECK_THROWS_AS(reader.read_page(70, page), Error);
 }

@@ -4,7 +4,9 @@
 #include "ntc/ext_fs.hpp"
 #include "ntc/progress.hpp"
 
+#include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <ctime>
 #include <sstream>
 
@@ -19,7 +21,13 @@ void PartitionPageReader::read_page(uint64_t index, std::span<uint8_t, NTC_PAGE_
 {
 	if (index >= pages_)
 		throw Error("page " + std::to_string(index) + " is outside the partition");
-	disk_.read_at(offset_ + index * NTC_PAGE_SIZE, out);
+	if (index < window_first_ || index >= window_first_ + window_count_) {
+		window_count_ = std::min(window_pages, pages_ - index);
+		window_.resize(window_count_ * NTC_PAGE_SIZE);
+		disk_.read_at(offset_ + index * NTC_PAGE_SIZE, window_);
+		window_first_ = index;
+	}
+	std::memcpy(out.data(), window_.data() + (index - window_first_) * NTC_PAGE_SIZE, NTC_PAGE_SIZE);
 }
 
 std::string partition_type_name(const std::string &type)
