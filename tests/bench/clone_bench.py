@@ -10,6 +10,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lab"))
+import bench_report  # noqa: E402
 import ntclab  # noqa: E402
 
 GIB = 1 << 30
@@ -130,9 +131,7 @@ def main():
             report.append(f"| {name} | {value:.2f} | {target} |")
         text = "\n".join(report) + "\n"
         print(text)
-        os.makedirs(os.path.join(ntclab.BUILD, "bench"), exist_ok=True)
-        with open(os.path.join(ntclab.BUILD, "bench", "clone.md"), "w") as f:
-            f.write(text)
+        bench_report.write("clone", text)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -21,9 +21,9 @@ import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guest"))
 import ntcguest  # noqa: E402
+import bench_report  # noqa: E402
 from ntcguest import ntclab  # noqa: E402
 
-OUT = os.path.join(ntclab.BUILD, "bench")
 
 
 def uptime_pair(out, tag):
@@ -128,17 +128,15 @@ def main():
                      f"{r['frozen_pre']} | {r['frozen_nopre']} | {r['precopied']} |")
     table = "\n".join(lines)
     print(table)
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "kmod.md"), "w") as f:
-        f.write("## kmod: ntc.ko checkpoint vs stock hibernation (QEMU "
-                f"{ntclab.accel().upper()}, 2 vCPUs)\n\n"
-                "Workload: half of RAM filled by ntc-memhog; for the frozen disk "
-                "delta, a writer rewrites 2 MiB on /data in a loop. Pause = user space "
-                "frozen; stock stopped = freeze to power-off of `echo disk > "
-                "/sys/power/state` in a fresh boot with the same workload (LZO, its "
-                "default). Later checkpoints find memory already reclaimed. Raw = busybox "
-                "dd of 1 MiB blocks to disk 2's area with fsync. Blocks are 4 KiB.\n\n" + table + "\n\n"
-                f"Run time {time.monotonic() - t0:.0f} s.\n")
+    bench_report.write("kmod", "## kmod: ntc.ko checkpoint vs stock hibernation (QEMU "
+                       f"{ntclab.accel().upper()}, 2 vCPUs)\n\n"
+                       "Workload: half of RAM filled by ntc-memhog; for the frozen disk "
+                       "delta, a writer rewrites 2 MiB on /data in a loop. Pause = user space "
+                       "frozen; stock stopped = freeze to power-off of `echo disk > "
+                       "/sys/power/state` in a fresh boot with the same workload (LZO, its "
+                       "default). Later checkpoints find memory already reclaimed. Raw = busybox "
+                       "dd of 1 MiB blocks to disk 2's area with fsync. Blocks are 4 KiB.\n\n" + table + "\n\n"
+                       f"Run time {time.monotonic() - t0:.0f} s.\n")
     return 0
 
 

@@ -7,9 +7,9 @@ import os
 import subprocess
 import sys
 
+from bench_report import OUT
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-OUT = os.path.join(ROOT, "build", "bench")
 
 
 def main():

@@ -31,6 +31,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 sys.path.insert(0, os.path.join(HERE, "..", "guest"))
+import bench_report  # noqa: E402
 import echo_exchange  # noqa: E402
 import nested  # noqa: E402
 import ntcguest  # noqa: E402
@@ -42,7 +43,6 @@ HOST_ADDR, GUEST_ADDR = "10.0.3.1", "10.0.3.2"
 PORT = 7100
 SCRATCH = "/tmp/travel"     # inside the host VM: tmpfs
 QMP = os.path.abspath(os.path.join(HERE, "..", "lab", "qmp.py"))
-OUT = os.path.join(ntclab.BUILD, "bench")
 
 
 def timed(host, cmd, timeout=600):
@@ -243,14 +243,12 @@ def main():
             host.send("poweroff -f")
     table = report(rows)
     print("\n" + table)
-    os.makedirs(OUT, exist_ok=True)
-    with open(os.path.join(OUT, "travel.md"), "w") as f:
-        f.write("## travel: NTC against QEMU's save and restore\n\n"
-                f"Nested KVM inside a QEMU TCG host VM; {CPUS} vCPUs; half of RAM filled by ntc-memhog, "
-                "a counter and a TCP echo exchange running. QEMU: -accel kvm, same kernel, disks, "
-                "virtio-blk and virtio-net; stop, migrate to a file (bandwidth cap lifted), copy of "
-                "the disks, cont; restore with -incoming and cont. All files in the host VM's tmpfs.\n\n"
-                + table + f"\n\nRun time {time.monotonic() - t0:.0f} s.\n")
+    bench_report.write("travel", "## travel: NTC against QEMU's save and restore\n\n"
+                       f"Nested KVM inside a QEMU TCG host VM; {CPUS} vCPUs; half of RAM filled by ntc-memhog, "
+                       "a counter and a TCP echo exchange running. QEMU: -accel kvm, same kernel, disks, "
+                       "virtio-blk and virtio-net; stop, migrate to a file (bandwidth cap lifted), copy of "
+                       "the disks, cont; restore with -incoming and cont. All files in the host VM's tmpfs.\n\n"
+                       + table + f"\n\nRun time {time.monotonic() - t0:.0f} s.\n")
     return 0
 
 

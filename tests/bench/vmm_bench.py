@@ -21,6 +21,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+import bench_report  # noqa: E402
 import nested  # noqa: E402
 import ntclab  # noqa: E402
 
@@ -106,10 +107,7 @@ def main():
                 f"| {a['rss_MiB'] / b['rss_MiB']:.2f} | ntc-vmm < 20 MiB |")
     report = "\n".join(rows) + "\n"
     print("\n" + report)
-    out_dir = os.path.join(ntclab.ROOT, "build", "bench")
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, "vmm.md"), "w") as f:
-        f.write("## vmm: ntc-vmm against QEMU/KVM\n\n" + report)
+    bench_report.write("vmm", "## vmm: ntc-vmm against QEMU/KVM\n\n" + report)
     shutil.rmtree(work)
 
 
