@@ -65,6 +65,18 @@ def configure_guest_network(vm, mac):
     return out
 
 
+def travel(vm, label, n_ck):
+    """Starts a resuming VM and waits until its counter continues from the
+    checkpoint value n_ck; returns the seconds that took."""
+    t0 = time.monotonic()
+    vm.start()
+    n = ntcguest.expect_counter_resumed(vm, n_ck)
+    seconds = time.monotonic() - t0
+    print(f"{label}: resumed in {seconds:.1f}s, counter {n_ck} -> {n}", flush=True)
+    vm.sh("stty -echo; PS1=''")
+    return seconds
+
+
 def main():
     t0 = time.monotonic()
     figures = {}
@@ -125,12 +137,7 @@ def main():
             # -- travel 1: disk 2 resumes, with disk 3 where disk 2 was ------
             ntcguest.make_disk2(disk2, disk3)
             b = vm("journey-b", "resume", d2, "--disk", d3, *net)
-            t1 = time.monotonic()
-            b.start()
-            n_b = ntcguest.expect_counter_resumed(b, n_ck)
-            figures["resume1_s"] = time.monotonic() - t1
-            print(f"travel 1: resumed in {figures['resume1_s']:.1f}s, counter {n_ck} -> {n_b}", flush=True)
-            b.sh("stty -echo; PS1=''")
+            figures["resume1_s"] = travel(b, "travel 1", n_ck)
             problems = ntcguest.check_resumed_state(b, state)
             check(not problems, f"resumed state: {problems}", b)
             configure_guest_network(b, mac)
@@ -151,12 +158,7 @@ def main():
 
             # -- travel 2: disk 3 resumes the second checkpoint ---------------
             c = vm("journey-c", "resume", d3, *net)
-            t2 = time.monotonic()
-            c.start()
-            n_c = ntcguest.expect_counter_resumed(c, n_ck2)
-            figures["resume2_s"] = time.monotonic() - t2
-            print(f"travel 2: resumed in {figures['resume2_s']:.1f}s, counter {n_ck2} -> {n_c}", flush=True)
-            c.sh("stty -echo; PS1=''")
+            figures["resume2_s"] = travel(c, "travel 2", n_ck2)
             _, ipc = c.sh("ntc-ipc check")
             check(state["ipc"] in ipc, f"IPC after the second travel: {ipc}", c)
             # The workloads stay: after a checkpoint, a background job that
