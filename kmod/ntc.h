@@ -136,11 +136,12 @@ struct ntc_status {
 	u64 precopy_rounds;
 	u64 frozen_blocks;
 	u64 swap_slots;
-	u64 resumed_from;	/* sequence resumed from, 0 = none */
-	u64 resumed_time_ns;
 	u64 snapshot_us;	/* inside hibernation_snapshot() */
 	u64 shrink_us;		/* reclaim before the freeze */
 	u64 shrunk_pages;
+	/* From here on, kept across checkpoints (not cleared by a new one). */
+	u64 resumed_from;	/* sequence resumed from, 0 = none */
+	u64 resumed_time_ns;
 };
 
 extern struct ntc_status ntc_status;

@@ -185,7 +185,6 @@ int ntc_checkpoint(void)
 	if (!mutex_trylock(&ntc_lock))
 		return -EBUSY;
 	memset(&ntc_status, 0, offsetof(struct ntc_status, resumed_from));
-	ntc_status.snapshot_us = ntc_status.shrink_us = ntc_status.shrunk_pages = 0;
 	ntc_status.state = NTC_RUNNING;
 	ntc_status.sequence = ++ntc_sequence;
 
