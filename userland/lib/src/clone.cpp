@@ -240,9 +240,10 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	// A new file is left to the page cache to write back, as cp leaves it:
 	// the markers still come last, so a clone stopped part-way never looks
 	// finished, and nothing trusts a clone's blocks unchecked (ntc.ko's
-	// first checkpoint onto a disk compares every block with disk 1).  A DST that existed is flushed, data before
-	// markers: a disk may be unplugged when we return, and an earlier clone
-	// must never look finished with half of the new data.
+	// first checkpoint onto a disk compares every block with disk 1).  A
+	// DST that existed is flushed, data before markers: a disk may be
+	// unplugged when we return, and an earlier clone must never look
+	// finished with half of the new data.
 	const bool flush = !dst.created;
 	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
 	BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
