@@ -5,19 +5,28 @@
 #include <algorithm>
 #include <blkid/blkid.h>
 #include <cstdio>
+#include <fcntl.h>
 #include <memory>
 
 namespace ntc {
 namespace {
 
+// blkid_probe_set_device() advises the kernel that the descriptor will be
+// read at random, which turns readahead off for it.  The descriptor is ours
+// and the copy that follows reads it in order, so the advice is taken back.
 struct ProbeDeleter {
-	void operator()(blkid_probe pr) const { blkid_free_probe(pr); }
+	int fd;
+	void operator()(blkid_probe pr) const
+	{
+		blkid_free_probe(pr);
+		::posix_fadvise(fd, 0, 0, POSIX_FADV_NORMAL);
+	}
 };
 using Probe = std::unique_ptr<std::remove_pointer_t<blkid_probe>, ProbeDeleter>;
 
 Probe new_probe(const DiskFile &disk, uint64_t offset, uint64_t size)
 {
-	Probe pr(blkid_new_probe());
+	Probe pr(blkid_new_probe(), ProbeDeleter{disk.fd()});
 	if (!pr || blkid_probe_set_device(pr.get(), disk.fd(), static_cast<blkid_loff_t>(offset),
 					  static_cast<blkid_loff_t>(size)) != 0)
 		throw Error("libblkid cannot probe " + disk.path());
