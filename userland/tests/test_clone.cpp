@@ -6,7 +6,10 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <linux/fiemap.h>
+#include <linux/fs.h>
 #include <sys/file.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -51,6 +54,24 @@ struct Fixture {
 	}
 };
 
+// Whether the 4 KiB block at offset has storage in the file: written data or
+// a preallocated (unwritten) extent.  A hole has none.
+bool has_storage(const std::string &path, uint64_t offset)
+{
+	int fd = ::open(path.c_str(), O_RDONLY);
+	REQUIRE(fd >= 0);
+	alignas(struct fiemap) uint8_t buf[sizeof(struct fiemap) + sizeof(struct fiemap_extent)] = {};
+	auto *map = reinterpret_cast<struct fiemap *>(buf);
+	map->fm_start = offset;
+	map->fm_length = 4096;
+	map->fm_flags = FIEMAP_FLAG_SYNC;	// delayed allocations first
+	map->fm_extent_count = 1;
+	int rc = ::ioctl(fd, FS_IOC_FIEMAP, map);
+	::close(fd);
+	REQUIRE(rc == 0);
+	return map->fm_mapped_extents > 0;
+}
+
 void check_is_clone(const Fixture &f)
 {
 	VerifyResult v = verify_clone(f.src.path, f.dst);
@@ -92,6 +113,19 @@ TEST_CASE("clone of a GPT disk: used blocks, raw partition, snapshot area")
 	REQUIRE(stat(f.dst.c_str(), &st) == 0);
 	CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < 20 * MiB);
 	CHECK(sh("e2fsck -fn '" + f.dst + "?offset=" + std::to_string(f.src.ext_offset) + "'") == 0);
+}
+
+TEST_CASE("a new clone has storage for the data it was written, and none for zeros")
+{
+	Fixture f;
+	uint64_t zeroed = f.used_data_offset();
+	write_bytes(f.src.path, zeroed, std::vector<uint8_t>(4096, 0));
+	clone_disk(f.src.path, f.dst, f.opts);
+	check_is_clone(f);
+	// The blocks around it hold random data, written in the same run.
+	CHECK(has_storage(f.dst, zeroed - 4096));
+	CHECK(!has_storage(f.dst, zeroed));
+	CHECK(has_storage(f.dst, zeroed + 4096));
 }
 
 TEST_CASE("an fstab that names filesystems by UUID or LABEL draws a warning")

@@ -14,8 +14,8 @@
 namespace ntc {
 namespace {
 
-// 128 KiB: measured faster than 1 MiB here (the buffer stays in cache).
-constexpr size_t chunk_size = 128 << 10;
+// 1 MiB: a quarter faster than 128 KiB into ext4 with a warm page cache.
+constexpr size_t chunk_size = 1 << 20;
 // Writeback is started every this many bytes, so that a final fsync has
 // little left to wait for.
 constexpr uint64_t writeback_step = 32 << 20;
@@ -52,6 +52,7 @@ BlockCopier::BlockCopier(const DiskFile &src, const DiskFile &dst, Target target
 	: src_(src), dst_(dst), target_(target), flush_later_(flush_later), progress_(std::move(progress)),
 	  reflink_ok_(target == Target::fresh && S_ISREG(src.stat().st_mode) &&
 		      S_ISREG(dst.stat().st_mode) && src.stat().st_dev == dst.stat().st_dev),
+	  preallocate_(target == Target::fresh && S_ISREG(dst.stat().st_mode)),
 	  sbuf_(chunk_size), dbuf_(target == Target::update ? chunk_size : 0)
 {
 }
@@ -136,6 +137,7 @@ void BlockCopier::write_changed_blocks(uint64_t offset, size_t length)
 	size_t run_start = 0, run_len = 0;
 	auto flush = [&] {
 		if (run_len) {
+			preallocate(offset + run_start, run_len);
 			dst_.write_at(offset + run_start, {sbuf_.data() + run_start, run_len});
 			start_writeback(run_len);
 		}
@@ -157,6 +159,22 @@ void BlockCopier::write_changed_blocks(uint64_t offset, size_t length)
 		run_len += n;
 	}
 	flush();
+}
+
+// Allocates a run of a fresh file just before it is written.  ext4 then
+// finds the blocks mapped (unwritten) and skips the per-block work of its
+// delayed allocation: 1 GiB from a warm page cache copied in 0.16 s instead
+// of 0.30 s here.  Runs come in disk order, so the blocks are laid out in
+// order as delayed allocation would; only runs, so zeros stay holes.
+void BlockCopier::preallocate(uint64_t offset, size_t length)
+{
+	if (!preallocate_)
+		return;
+	if (::fallocate(dst_.fd(), 0, static_cast<off_t>(offset), static_cast<off_t>(length)) == 0)
+		return;
+	if (errno != EOPNOTSUPP && errno != ENOSYS)
+		throw_errno("cannot allocate space in " + dst_.path() + " at byte " + std::to_string(offset));
+	preallocate_ = false;	// the filesystem has no fallocate: write without
 }
 
 void BlockCopier::start_writeback(uint64_t just_written)

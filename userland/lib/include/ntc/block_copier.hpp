@@ -9,7 +9,7 @@
 namespace ntc {
 
 // Copies byte ranges between two disks at the same offsets, with bounded
-// memory (two 128 KiB buffers) whatever the disk size.
+// memory (two 1 MiB buffers) whatever the disk size.
 class BlockCopier {
 public:
 	enum class Target {
@@ -32,6 +32,7 @@ public:
 private:
 	void copy_data(Extent range);
 	bool clone_extent(Extent range);
+	void preallocate(uint64_t offset, size_t length);
 	void start_writeback(uint64_t just_written);
 	void copy_hole(Extent range);
 	void write_changed_blocks(uint64_t offset, size_t length);
@@ -42,6 +43,7 @@ private:
 	bool flush_later_;
 	std::function<void(uint64_t)> progress_;
 	bool reflink_ok_;
+	bool preallocate_;
 	uint64_t unsynced_ = 0;
 	std::vector<uint8_t> sbuf_, dbuf_;
 	Stats stats_;
