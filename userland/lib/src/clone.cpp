@@ -247,6 +247,7 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	const bool flush = !dst.created;
 	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
 	BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
+	BlockCopier::Stats stats;
 	try {
 		for (const ClonePlan::Part &part : plan.parts) {
 			switch (part.how) {
@@ -262,6 +263,7 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 				break;
 			}
 		}
+		stats = copier.finish();
 		if (flush)
 			dst.file.sync();
 		for (const ClonePlan::Part &part : plan.parts) {
@@ -280,8 +282,8 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	}
 	progress.finish();
 	CloneResult result;
-	result.bytes_written = copier.stats().written;
-	result.bytes_skipped = src.size() - std::min(src.size(), copier.stats().written);
+	result.bytes_written = stats.written;
+	result.bytes_skipped = src.size() - std::min(src.size(), stats.written);
 	result.seconds = progress.elapsed_seconds();
 	return result;
 }

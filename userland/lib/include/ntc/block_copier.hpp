@@ -1,4 +1,5 @@
 #pragma once
+#include "ntc/chunk_writer.hpp"
 #include "ntc/disk_file.hpp"
 #include "ntc/partition_table.hpp"
 
@@ -8,8 +9,9 @@
 
 namespace ntc {
 
-// Copies byte ranges between two disks at the same offsets, with bounded
-// memory (two 1 MiB buffers) whatever the disk size.
+// Copies byte ranges between two disks at the same offsets: this thread
+// reads and picks the blocks to write, a ChunkWriter writes them.  Memory
+// stays bounded whatever the disk size (a few 1 MiB buffers).
 class BlockCopier {
 public:
 	enum class Target {
@@ -26,27 +28,25 @@ public:
 	// the caller's flush of dst finds little left to write.
 	BlockCopier(const DiskFile &src, const DiskFile &dst, Target target, bool flush_later,
 		    std::function<void(uint64_t)> progress);
+	// Throws a write error of an earlier range, if there was one.
 	void copy(Extent range);
-	const Stats &stats() const { return stats_; }
+	// Waits until everything is written; throws a write error.
+	Stats finish();
 
 private:
 	void copy_data(Extent range);
 	bool clone_extent(Extent range);
-	void preallocate(uint64_t offset, size_t length);
-	void start_writeback(uint64_t just_written);
 	void copy_hole(Extent range);
-	void write_changed_blocks(uint64_t offset, size_t length);
+	void submit_changed_blocks(ChunkWriter::Chunk &chunk, uint64_t offset, size_t length);
 
 	const DiskFile &src_;
 	const DiskFile &dst_;
 	Target target_;
-	bool flush_later_;
 	std::function<void(uint64_t)> progress_;
 	bool reflink_ok_;
-	bool preallocate_;
-	uint64_t unsynced_ = 0;
-	std::vector<uint8_t> sbuf_, dbuf_;
-	Stats stats_;
+	std::vector<uint8_t> dbuf_;
+	uint64_t cloned_ = 0, skipped_ = 0;
+	ChunkWriter writer_;	// last: its thread stops before the rest goes
 };
 
 // The first offset in [range) where the two disks differ, or nothing.
