@@ -112,6 +112,8 @@ def main():
             st = ntcguest.status(office)
             animate(office, 3, "office")
             caught = [n for n, ns in frames(office.text()) if ns <= int(st["time_unix_ns"])]
+            if not caught:
+                office.fail("demo: no frame of the animation was drawn before the checkpoint")
             shown = max(n for n, _ in frames(office.text()))
             print(f"checkpoint #{st['sequence']}: pause {st['pause_ms']} ms, "
                   f"image {st.get('image_pages', '?')} pages; it caught frame {caught[-1]}, "
@@ -133,6 +135,11 @@ def main():
             first = frames(laptop.text())[0][0]
             print(f"the laptop resumed at frame {first}: the checkpoint caught frame {caught[-1]}",
                   flush=True)
+            # The frame being drawn when the snapshot was taken may show on
+            # either side of it; anything else is not a resume.
+            if not caught[-1] <= first <= caught[-1] + 2:
+                laptop.fail(f"demo: the laptop resumed at frame {first}, but the checkpoint "
+                            f"caught frame {caught[-1]}")
             laptop.send("killall ntc-animate; poweroff")
             laptop.wait_exit(120)
             if isinstance(host, nested.HostVM):
