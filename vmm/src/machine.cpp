@@ -459,8 +459,6 @@ void Machine::console_loop() {
 }
 
 int Machine::run() {
-    // Everything is in place: from here on the image is used up.
-    if (config_.image) retire_image(*config_.image);
     if (::pipe2(console_wake_, O_CLOEXEC) != 0 || (signal_pipe[0] < 0 && ::pipe2(signal_pipe, O_CLOEXEC) != 0))
         throw UserError(errno_text("pipe"));
     struct sigaction sa{};
@@ -478,6 +476,9 @@ int Machine::run() {
         raw.emplace(STDIN_FILENO);
         std::fprintf(stderr, "ntc-vmm: console attached; Ctrl-A x quits\r\n");
     }
+    // Last before the guest runs, after every step that can still fail:
+    // from here on the image is used up.
+    if (config_.image) retire_image(*config_.image);
     std::thread console([this] { console_loop(); });
     if (net_)
         net_->start_input([this] {
