@@ -377,6 +377,20 @@ void Machine::handle_mmio(kvm_run* run) {
     }
 }
 
+// A triple fault that is not a reboot leaves nothing on the guest's
+// console; where the CPU was is the only clue to what went wrong.
+void report_triple_fault(const Vcpu& vcpu) {
+    kvm_regs regs{};
+    kvm_sregs sregs{};
+    if (::ioctl(vcpu.fd.get(), KVM_GET_REGS, &regs) != 0 || ::ioctl(vcpu.fd.get(), KVM_GET_SREGS, &sregs) != 0) {
+        std::fprintf(stderr, "ntc-vmm: the guest triple-faulted\n");
+        return;
+    }
+    std::fprintf(stderr, "ntc-vmm: the guest triple-faulted at RIP %#llx (RSP %#llx, CR2 %#llx, CR3 %#llx)\n",
+                 (unsigned long long)regs.rip, (unsigned long long)regs.rsp, (unsigned long long)sregs.cr2,
+                 (unsigned long long)sregs.cr3);
+}
+
 void Machine::vcpu_loop(Vcpu& vcpu) {
     kvm_run* run = vcpu.run;
     while (!stopping_) {
@@ -393,6 +407,7 @@ void Machine::vcpu_loop(Vcpu& vcpu) {
             handle_mmio(run);
             break;
         case KVM_EXIT_SHUTDOWN:  // triple fault: the kernel's last way to reboot
+            report_triple_fault(vcpu);
             return finish(kExitReboot);
         case KVM_EXIT_SYSTEM_EVENT:
             return finish(run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? kExitPowerOff : kExitReboot);
