@@ -68,11 +68,15 @@ static void find_tp(struct tracepoint *tp, void *priv)
 		tp_complete = tp;
 }
 
+/*
+ * Starts tracking the writes to disk.  On success ntc_src_disk holds a
+ * reference of its own to disk, which ntc_track_stop() drops; the caller
+ * keeps (and puts) its own reference either way.
+ */
 int ntc_track_start(struct gendisk *disk)
 {
 	int err;
 
-	ntc_src_disk = disk;
 	nr_blocks = (get_capacity(disk) + NTC_SECT_PER_BLK - 1) >> 3;
 	dirty = vzalloc(BITS_TO_LONGS(nr_blocks) * sizeof(long));
 	if (!dirty)
@@ -80,20 +84,35 @@ int ntc_track_start(struct gendisk *disk)
 	for_each_kernel_tracepoint(find_tp, NULL);
 	if (!tp_complete) {
 		pr_err("ntc: tracepoint block_rq_complete not found\n");
-		vfree(dirty);
-		return -ENOENT;
+		err = -ENOENT;
+		goto err_free;
 	}
+	/* the probe compares against ntc_src_disk, so set it first */
+	get_device(disk_to_dev(disk));
+	ntc_src_disk = disk;
 	err = tracepoint_probe_register(tp_complete, ntc_rq_complete, NULL);
 	if (err)
-		vfree(dirty);
+		goto err_put;
+	return 0;
+
+err_put:
+	ntc_src_disk = NULL;
+	put_disk(disk);
+err_free:
+	vfree(dirty);
+	dirty = NULL;
 	return err;
 }
 
+/* Undoes a successful ntc_track_start(), including its disk reference. */
 void ntc_track_stop(void)
 {
 	tracepoint_probe_unregister(tp_complete, ntc_rq_complete, NULL);
 	tracepoint_synchronize_unregister();
 	vfree(dirty);
+	dirty = NULL;
+	put_disk(ntc_src_disk);
+	ntc_src_disk = NULL;
 }
 
 void ntc_track_mark_all(void)
@@ -505,9 +524,37 @@ int ntc_target_open(struct ntc_target *t)
 		goto fail;
 	}
 	t->area_partno = t->area->bd_partno;
+	if (!t->area_partno) {	/* the marker seen on a whole disk */
+		pr_err("ntc: %pg is a whole disk, not a partition: it cannot be a snapshot area\n",
+		       t->area);
+		err = -EINVAL;
+		goto fail;
+	}
 	t->area_start = t->area->bd_start_sect;
 	t->area_pages = bdev_nr_sectors(t->area) >> 3;
+	/*
+	 * check_layout() only showed that disk 1's partitions are on disk 2;
+	 * disk 2 may have more.  The area must mirror disk 1's partition with
+	 * its number (disk 1's swap partition).  disk_part() takes no
+	 * reference, so there is nothing to put on the way out.
+	 */
 	srcpart = disk_part(ntc_src_disk, t->area_partno);
+	if (!srcpart) {
+		pr_err("ntc: snapshot area %pg is partition %d of %s, but %s has no partition %d\n",
+		       t->area, t->area_partno, t->dst->bd_disk->disk_name,
+		       ntc_src_disk->disk_name, t->area_partno);
+		err = -EINVAL;
+		goto fail;
+	}
+	if (srcpart->bd_start_sect != t->area_start ||
+	    bdev_nr_sectors(srcpart) != bdev_nr_sectors(t->area)) {
+		pr_err("ntc: snapshot area %pg (start %llu, %llu sectors) does not match partition %d of %s (start %llu, %llu sectors)\n",
+		       t->area, t->area_start, bdev_nr_sectors(t->area),
+		       t->area_partno, ntc_src_disk->disk_name,
+		       srcpart->bd_start_sect, bdev_nr_sectors(srcpart));
+		err = -EINVAL;
+		goto fail;
+	}
 	t->src_swap_start = srcpart->bd_start_sect;
 	t->src_swap = active_swap(ntc_src_disk, t->area_partno);
 	if (active_swap(ntc_src_disk, -1) && !t->src_swap) {

@@ -15,6 +15,7 @@
 #include <linux/uaccess.h>
 #include <linux/fs_struct.h>
 #include <linux/mount.h>
+#include <linux/path.h>
 #include <linux/random.h>
 #include <linux/sched.h>
 #include <linux/string.h>
@@ -93,9 +94,15 @@ static const struct proc_ops ntc_proc_ops = {
 	.proc_write = ntc_write,
 };
 
+/*
+ * Disk 1, with a reference the caller drops with put_disk(), or NULL.  The
+ * reference is taken while the bdev (or the mounted root) still pins the disk.
+ */
 static struct gendisk *find_source_disk(void)
 {
 	struct block_device *bdev;
+	struct gendisk *disk = NULL;
+	struct path root;
 	dev_t dev;
 
 	if (source_param[0]) {
@@ -104,11 +111,19 @@ static struct gendisk *find_source_disk(void)
 		bdev = blkdev_get_by_dev(dev, FMODE_READ, NULL);
 		if (IS_ERR(bdev))
 			return NULL;
-		blkdev_put(bdev, FMODE_READ);	/* the disk stays: it is disk 1 */
-		return bdev->bd_disk;
+		disk = bdev->bd_disk;
+		get_device(disk_to_dev(disk));
+		blkdev_put(bdev, FMODE_READ);
+		return disk;
 	}
-	bdev = current->fs->root.mnt->mnt_sb->s_bdev;
-	return bdev ? bdev->bd_disk : NULL;
+	get_fs_root(current->fs, &root);
+	bdev = root.mnt->mnt_sb->s_bdev;
+	if (bdev) {
+		disk = bdev->bd_disk;
+		get_device(disk_to_dev(disk));
+	}
+	path_put(&root);
+	return disk;
 }
 
 static int __init ntc_init(void)
@@ -127,13 +142,16 @@ static int __init ntc_init(void)
 	get_random_bytes(ntc_boot_id, sizeof(ntc_boot_id));
 	err = ntc_track_start(disk);
 	if (err)
-		return err;
+		goto out;
 	if (!proc_create("ntc", 0600, NULL, &ntc_proc_ops)) {
 		ntc_track_stop();
-		return -ENOMEM;
+		err = -ENOMEM;
+		goto out;
 	}
 	pr_info("ntc: loaded, disk 1 is %s, tracking its writes\n", disk->disk_name);
-	return 0;
+out:
+	put_disk(disk);		/* tracking holds its own reference */
+	return err;
 }
 
 static void __exit ntc_exit(void)
