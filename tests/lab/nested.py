@@ -40,6 +40,7 @@ exec chroot /host /bin/sh -c 'mount -t proc proc /proc; mount -t sysfs sysfs /sy
 """
 
 HOST_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "kvm-amd"]
+KVM_TRACE_EVENTS = ("kvm_exit", "kvm_inj_exception", "kvm_inj_virq", "kvm_page_fault", "kvm_apic_ipi")
 MOUNT_POINT = "/mnt/work"
 # The tree holding the project and its build (ntc-vmm, ntc-clone, ntc-info).
 PROJECT = os.path.commonpath([ntclab.ROOT, os.path.abspath(os.environ.get("NTC_BUILD") or ntclab.BUILD)])
@@ -97,7 +98,7 @@ class HostVM(ntclab.Guest):
         extra = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
                  "-virtfs", f"local,path={self.workdir},mount_tag=work,security_model=none",
                  "-virtfs", f"local,path={PROJECT},mount_tag=proj,security_model=none,readonly=on,multidevs=remap"]
-        append = f"console=ttyS0 loglevel=3 panic=-1 ntc.work={self.workdir} ntc.proj={PROJECT}"
+        append = f"console=ttyS0 loglevel=" + os.environ.get("NTC_HOST_LOGLEVEL", "3") + f" softlockup_all_cpu_backtrace=1 panic=-1 ntc.work={self.workdir} ntc.proj={PROJECT}"
         os.environ.setdefault("NTC_ACCEL", "tcg")
         super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
                          mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra)
@@ -113,6 +114,20 @@ class HostVM(ntclab.Guest):
             self.fail("kvm-amd did not give the host VM a /dev/kvm")
         self.expect(r"NTC-HOST-READY", 60)
         self.sh("stty -echo; PS1=''", 60)
+        self.trace_kvm()
+
+    def trace_kvm(self):
+        """Keeps the host kernel's record of the guests' last VM exits and
+        injected exceptions: after a triple fault, the only account of
+        where a nested guest was (Documentation/testing.md)."""
+        events = " ".join(f"events/kvm/{e}/enable" for e in KVM_TRACE_EVENTS)
+        self.sh(f"mount -t tracefs nodev /sys/kernel/tracing && cd /sys/kernel/tracing && "
+                f"echo 4096 >buffer_size_kb && for e in {events}; do echo 1 >$e; done; cd /", 60)
+
+    def kvm_trace_tail(self, lines=60):
+        """The last KVM events the host kernel recorded, or why not."""
+        rc, out = self.sh(f"tail -n {lines} /sys/kernel/tracing/trace", 120, check=False)
+        return out if rc == 0 else f"(no KVM trace: {out.strip()[-200:]})"
 
 
 class LocalHost(ntclab.Guest):
@@ -138,6 +153,25 @@ def vmm_host(name, workdir):
     return LocalHost(name, workdir) if ntclab.usable_kvm() else HostVM(name, workdir)
 
 
+# What a dying kernel says; its printk ring holds each message as plain text.
+_KERNEL_TROUBLE = rb"(?:BUG|WARNING|Oops|panic|RIP: |general protection|Call Trace|ntc: |PM: |double fault|" \
+                  rb"stack segment|invalid opcode|page fault|rcu: |watchdog: |Kernel |slab|SLUB|Corrupted)"
+
+
+def kernel_messages(ram_file, limit=80):
+    """Lines of the guest kernel's log that look like trouble, read from a RAM
+    dump.  The ring's order is lost; the text is enough to name the fault."""
+    import re
+    with open(ram_file, "rb") as f:
+        data = f.read()
+    found = []
+    for m in re.finditer(rb"[\x20-\x7e]{12,200}", data):
+        line = m.group(0)
+        if re.search(_KERNEL_TROUBLE, line) and line not in found:
+            found.append(line)
+    return [l.decode() for l in found[-limit:]]
+
+
 class NestedVmm(ntclab.ConsoleShell):
     """An ntc-vmm running inside a HostVM.
 
@@ -157,18 +191,23 @@ class NestedVmm(ntclab.ConsoleShell):
         self.log = os.path.join(host.workdir, name + ".console.log")
         self.err = os.path.join(host.workdir, name + ".stderr")
         self.rc_file = os.path.join(host.workdir, name + ".rc")
+        # Guest RAM after a triple fault: its kernel log is plain text there.
+        self.crash_dump = os.path.join(host.workdir, name + ".ram") \
+            if os.path.basename(self.binary) == "ntc-vmm" or any(a.endswith("/ntc-vmm") for a in args) else None
         self.cursor = 0
         self.marker = 0
         self.fd = None
 
     def start(self, fd=3):
         import shlex
-        for f in (self.log, self.err, self.rc_file):
-            if os.path.exists(f):
+        for f in (self.log, self.err, self.rc_file, self.crash_dump):
+            if f and os.path.exists(f):
                 os.unlink(f)
         fifo = f"/tmp/{self.name}.in"
         log = self.host.inside(self.log)
         console = [] if self.console_on_stdout else ["--console-log", log]
+        if self.crash_dump:
+            console += ["--crash-dump", self.host.inside(self.crash_dump)]
         cmd = " ".join(shlex.quote(a) for a in [self.binary] + self.args + console)
         out = f">{log} 2>{self.host.inside(self.err)}" if self.console_on_stdout \
             else f">{self.host.inside(self.err)} 2>&1"
@@ -201,8 +240,14 @@ class NestedVmm(ntclab.ConsoleShell):
             return None
 
     def fail(self, why):
+        evidence = ""
+        if self.crash_dump and os.path.exists(self.crash_dump):
+            evidence += f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
+            evidence += "\n".join(kernel_messages(self.crash_dump)) + "\n"
+        if self.exit_status() == 2 and hasattr(self.host, "kvm_trace_tail"):
+            evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
         raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n"
-                              f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}")
+                              f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}\n{evidence}")
 
     def expect(self, pattern, timeout):
         import re

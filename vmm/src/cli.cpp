@@ -31,6 +31,11 @@ NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac)
     return {net.substr(4), mac ? std::optional(parse_mac(*mac)) : std::nullopt};
 }
 
+namespace {
+constexpr const char* kCrashDumpHelp =
+    "if the guest triple-faults, write its RAM to this file (its kernel log is plain text there)";
+}  // namespace
+
 Command parse_command_line(int argc, const char* const* argv) {
     CLI::App app{"ntc-vmm: a small KVM virtual machine monitor for NTC disks"};
     app.require_subcommand(1);
@@ -49,6 +54,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     run_cmd->add_option("--initrd", run.initrd, "initramfs instead of the disk's boot entry");
     run_cmd->add_option("--append", run.append, "kernel command line instead of the disk's boot entry");
     run_cmd->add_option("--console-log", run.console_log, "write COM1 to this file instead of the terminal");
+    run_cmd->add_option("--crash-dump", run.crash_dump, kCrashDumpHelp);
     // One network card, after the disks; the same options on resume.
     std::optional<std::string> net, mac;
     auto add_net_options = [&](CLI::App* cmd) {
@@ -67,6 +73,7 @@ Command parse_command_line(int argc, const char* const* argv) {
                          "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
                          "slower, but reads compressed images too");
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
+    resume_cmd->add_option("--crash-dump", resume.crash_dump, kCrashDumpHelp);
     add_net_options(resume_cmd);
 
     try {

@@ -17,6 +17,7 @@ struct RunCommand {
     unsigned cpus = 2;
     std::optional<std::string> kernel, initrd, append;
     std::optional<std::string> console_log;
+    std::optional<std::string> crash_dump;
     std::optional<NetSpec> net;
 };
 
@@ -25,6 +26,7 @@ struct ResumeCommand {
     std::optional<std::string> next;  // what stands where disk 2 was
     bool boot_kernel = false;         // resume through a booted kernel's resume=
     std::optional<std::string> console_log;
+    std::optional<std::string> crash_dump;
     std::optional<NetSpec> net;
 };
 

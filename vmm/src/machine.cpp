@@ -110,7 +110,9 @@ private:
     void create_vm();
     void create_devices();
     void create_vcpus();
-    void vcpu_loop(Vcpu& vcpu);
+    void vcpu_loop(unsigned index, Vcpu& vcpu);
+    void report_triple_fault(unsigned index, const Vcpu& vcpu);
+    void write_guest_ram(const std::string& path);
     void handle_io(kvm_run* run);
     void handle_mmio(kvm_run* run);
     void console_loop();
@@ -220,7 +222,8 @@ void Machine::create_devices() {
     // Source 0 on each line is the serial port; virtio devices are 1 + index.
     serial_ = std::make_unique<Serial>([this](uint8_t b) { console_output(b); },
                                        [this](bool on) { irqs_->set(layout::kCom1Irq, 0, on); });
-    pm_ = std::make_unique<AcpiPm>([this](GuestRequest r) {
+    pm_ = std::make_unique<AcpiPm>([this](GuestRequest r, const char* how) {
+        if (r == GuestRequest::Reboot) std::fprintf(stderr, "ntc-vmm: the guest asked for a reset (%s)\n", how);
         finish(r == GuestRequest::PowerOff ? kExitPowerOff : kExitReboot);
     });
     pci_ = std::make_unique<PciBus>();
@@ -378,20 +381,48 @@ void Machine::handle_mmio(kvm_run* run) {
 }
 
 // A triple fault that is not a reboot leaves nothing on the guest's
-// console; where the CPU was is the only clue to what went wrong.
-void report_triple_fault(const Vcpu& vcpu) {
+// console.  kvm-amd re-initialises the vCPU before KVM_EXIT_SHUTDOWN
+// returns, so its registers then are the reset state and say nothing; the
+// guest's RAM (its printk buffer is plain text) and the host kernel's KVM
+// tracepoints do.
+void Machine::report_triple_fault(unsigned index, const Vcpu& vcpu) {
     kvm_regs regs{};
     kvm_sregs sregs{};
-    if (::ioctl(vcpu.fd.get(), KVM_GET_REGS, &regs) != 0 || ::ioctl(vcpu.fd.get(), KVM_GET_SREGS, &sregs) != 0) {
-        std::fprintf(stderr, "ntc-vmm: the guest triple-faulted\n");
-        return;
+    bool have = ::ioctl(vcpu.fd.get(), KVM_GET_REGS, &regs) == 0 && ::ioctl(vcpu.fd.get(), KVM_GET_SREGS, &sregs) == 0;
+    if (have && !(regs.rip == 0xfff0 && sregs.cs.base == 0xffff0000))
+        std::fprintf(stderr, "ntc-vmm: vCPU %u triple-faulted at RIP %#llx (RSP %#llx, CR2 %#llx, CR3 %#llx)\n", index,
+                     (unsigned long long)regs.rip, (unsigned long long)regs.rsp, (unsigned long long)sregs.cr2,
+                     (unsigned long long)sregs.cr3);
+    else
+        std::fprintf(stderr, "ntc-vmm: vCPU %u triple-faulted (KVM reset its registers, so where is unknown)\n", index);
+    if (!config_.crash_dump) return;
+    try {
+        write_guest_ram(*config_.crash_dump);
+        std::fprintf(stderr, "ntc-vmm: guest RAM written to %s\n", config_.crash_dump->c_str());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
     }
-    std::fprintf(stderr, "ntc-vmm: the guest triple-faulted at RIP %#llx (RSP %#llx, CR2 %#llx, CR3 %#llx)\n",
-                 (unsigned long long)regs.rip, (unsigned long long)regs.rsp, (unsigned long long)sregs.cr2,
-                 (unsigned long long)sregs.cr3);
 }
 
-void Machine::vcpu_loop(Vcpu& vcpu) {
+// Guest RAM as one flat file, low part then high part, for a post-mortem.
+void Machine::write_guest_ram(const std::string& path) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) throw UserError(errno_text("cannot create crash dump " + path));
+    uint64_t done = 0;
+    while (done < config_.ram_bytes) {
+        ssize_t n = ::write(fd, ram_ + done, size_t(std::min<uint64_t>(config_.ram_bytes - done, 1 << 20)));
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            UserError error(errno_text("cannot write crash dump " + path));
+            ::close(fd);
+            throw error;
+        }
+        done += uint64_t(n);
+    }
+    ::close(fd);
+}
+
+void Machine::vcpu_loop(unsigned index, Vcpu& vcpu) {
     kvm_run* run = vcpu.run;
     while (!stopping_) {
         if (::ioctl(vcpu.fd.get(), KVM_RUN, 0) < 0) {
@@ -407,7 +438,7 @@ void Machine::vcpu_loop(Vcpu& vcpu) {
             handle_mmio(run);
             break;
         case KVM_EXIT_SHUTDOWN:  // triple fault: the kernel's last way to reboot
-            report_triple_fault(vcpu);
+            report_triple_fault(index, vcpu);
             return finish(kExitReboot);
         case KVM_EXIT_SYSTEM_EVENT:
             return finish(run->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? kExitPowerOff : kExitReboot);
@@ -500,7 +531,8 @@ int Machine::run() {
             std::lock_guard lock(io_lock_);
             net_pci_->notify(VirtioNet::kRxQueue);
         });
-    for (auto& vcpu : vcpus_) vcpu->thread = std::thread([this, v = vcpu.get()] { vcpu_loop(*v); });
+    for (unsigned i = 0; i < vcpus_.size(); i++)
+        vcpus_[i]->thread = std::thread([this, i, v = vcpus_[i].get()] { vcpu_loop(i, *v); });
 
     {
         std::unique_lock lock(exit_lock_);

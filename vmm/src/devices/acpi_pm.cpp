@@ -47,12 +47,12 @@ bool AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
         unsigned shift = 8 * (port - kPm1ControlBlock);
         uint32_t mask = (size >= 2 ? 0xffffu : 0xffu) << shift;
         uint16_t v = uint16_t(((pm1_control_ & ~mask) | ((value << shift) & mask)));
-        if ((v & kSleepEnable) && ((v >> 10) & 7) == kSleepTypeS5) request_(GuestRequest::PowerOff);
+        if ((v & kSleepEnable) && ((v >> 10) & 7) == kSleepTypeS5) request_(GuestRequest::PowerOff, "ACPI S5");
         pm1_control_ = uint16_t((v & ~kSleepEnable) | 1);
     } else if (port == kI8042Command) {
-        if ((value & 0xff) == 0xfe) request_(GuestRequest::Reboot);  // pulse reset line
+        if ((value & 0xff) == 0xfe) request_(GuestRequest::Reboot, "port 0x64, command 0xfe");  // pulse reset line
     } else if (port == kResetControl) {
-        if (value & 0x04) request_(GuestRequest::Reboot);
+        if (value & 0x04) request_(GuestRequest::Reboot, "port 0xcf9");
     } else {
         return false;
     }

@@ -12,7 +12,8 @@ enum class GuestRequest { PowerOff, Reboot };
 
 class AcpiPm {
 public:
-    using Request = std::function<void(GuestRequest)>;
+    // `how` names the register the guest wrote, for the VMM's message.
+    using Request = std::function<void(GuestRequest, const char* how)>;
     explicit AcpiPm(Request request);
 
     // Whether the port is one of this device's; `value` is the result.
