@@ -30,9 +30,9 @@ std::vector<uint8_t> table_header(const char sig[4], uint8_t revision) {
     std::vector<uint8_t> t(36, 0);
     std::memcpy(&t[0], sig, 4);
     t[8] = revision;
-    std::memcpy(&t[10], "NTCVMM", 6);
-    std::memcpy(&t[16], "NTCVMM  ", 8);
-    put(t, 24, 1, 4);
+    std::memcpy(&t[10], layout::kAcpiOemId, 6);
+    std::memcpy(&t[16], layout::kAcpiOemTableId, 8);
+    put(t, 24, layout::kMachineModel, 4);
     std::memcpy(&t[28], "NTC ", 4);
     put(t, 32, 1, 4);
     return t;
@@ -237,7 +237,7 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pc
 
     std::vector<uint8_t> out(dsdt_off + dsdt.size(), 0);
     std::memcpy(&out[0], "RSD PTR ", 8);
-    std::memcpy(&out[9], "NTCVMM", 6);
+    std::memcpy(&out[9], layout::kAcpiOemId, 6);
     out[15] = 2;  // revision: ACPI 2.0+, XSDT
     put(out, 20, 36, 4);
     put(out, 24, base + xsdt_off, 8);

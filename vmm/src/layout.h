@@ -31,6 +31,19 @@ constexpr uint64_t kIdentityMapAddress = 0xfffbc000;
 
 constexpr uint64_t kMinRam = 64 * kMiB;
 
+// The firmware's OEM fields (every ACPI table's header).  The revision is
+// the machine model's version: raise it whenever a guest could tell the
+// machine apart from the one before (a device, an address, a table); a
+// checkpoint records it and resumes only on the same model.
+constexpr char kAcpiOemId[] = "NTCVMM";
+constexpr char kAcpiOemTableId[] = "NTCVMM  ";
+constexpr uint32_t kMachineModel = 1;
+
+// PCI functions on bus 0.
+constexpr uint16_t kHostBridgeVendor = 0x8086, kHostBridgeDevice = 0x0d57;
+constexpr uint16_t kVirtioVendor = 0x1af4;
+constexpr uint16_t kVirtioPciDeviceBase = 0x1040;  // + virtio device type (modern only)
+
 // I/O ports.
 constexpr uint16_t kCom1 = 0x3f8;
 constexpr uint32_t kCom1Irq = 4;

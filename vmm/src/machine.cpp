@@ -21,6 +21,7 @@
 #include <thread>
 
 #include "boot_loader.h"
+#include "console_output.h"
 #include "devices/acpi_pm.h"
 #include "devices/pci.h"
 #include "devices/serial.h"
@@ -116,7 +117,6 @@ private:
     void handle_io(kvm_run* run);
     void handle_mmio(kvm_run* run);
     void console_loop();
-    void console_output(uint8_t byte);
     void finish(int status);
     template <typename Body>
     void guarded(const char* thread, Body body);
@@ -129,8 +129,8 @@ private:
     Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
 
-    // Device state is touched by vCPU threads and the console thread under
-    // this one lock.
+    // Device state is touched by vCPU threads, the console thread and the
+    // virtio workers under this one lock; no I/O is done while holding it.
     std::mutex io_lock_;
     std::unique_ptr<InterruptLines> irqs_;
     std::unique_ptr<Serial> serial_;
@@ -138,8 +138,10 @@ private:
     std::unique_ptr<AcpiPm> pm_;
     VirtioNet* net_ = nullptr;  // owned by its PCI device
     std::shared_ptr<VirtioPciDevice> net_pci_;
+    std::vector<std::shared_ptr<VirtioPciDevice>> virtio_;
 
     int console_out_ = STDOUT_FILENO;
+    std::unique_ptr<ConsoleOutput> console_output_;
     int console_wake_[2] = {-1, -1};
 
     std::mutex exit_lock_;
@@ -163,6 +165,7 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
 }
 
 Machine::~Machine() {
+    console_output_.reset();  // writes out what is left while the file is open
     if (ram_) ::munmap(ram_, config_.ram_bytes);
     if (config_.console_log && console_out_ >= 0) ::close(console_out_);
     for (int fd : console_wake_)
@@ -220,7 +223,8 @@ void Machine::create_vm() {
 void Machine::create_devices() {
     irqs_ = std::make_unique<InterruptLines>(vm_.get());
     // Source 0 on each line is the serial port; virtio devices are 1 + index.
-    serial_ = std::make_unique<Serial>([this](uint8_t b) { console_output(b); },
+    console_output_ = std::make_unique<ConsoleOutput>(console_out_);
+    serial_ = std::make_unique<Serial>([this](uint8_t b) { console_output_->put(b); },
                                        [this](bool on) { irqs_->set(layout::kCom1Irq, 0, on); });
     pm_ = std::make_unique<AcpiPm>([this](GuestRequest r, const char* how) {
         if (r == GuestRequest::Reboot) std::fprintf(stderr, "ntc-vmm: the guest asked for a reset (%s)\n", how);
@@ -236,6 +240,7 @@ void Machine::create_devices() {
             std::move(device), memory_, uint32_t(layout::kPciMmioBase + i * VirtioPciDevice::kBarSize), uint8_t(gsi),
             [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); });
         pci_->add(pci_device);
+        virtio_.push_back(pci_device);
         return pci_device;
     };
     for (size_t i = 0; i < disks_.size(); i++)
@@ -333,12 +338,6 @@ void Machine::finish(int status) {
     if (!exit_status_) exit_status_ = status;
     stopping_ = true;
     exit_cv_.notify_all();
-}
-
-void Machine::console_output(uint8_t byte) {
-    ssize_t n;
-    do n = ::write(console_out_, &byte, 1);
-    while (n < 0 && errno == EINTR);
 }
 
 void Machine::handle_io(kvm_run* run) {
@@ -526,6 +525,9 @@ int Machine::run() {
     // from here on the image is used up.
     if (config_.image) retire_image(*config_.image);
     std::thread console([this] { console_loop(); });
+    // Disk and network I/O run in the devices' workers: a vCPU that notifies
+    // a queue never waits for the host's disk or TAP.
+    for (auto& device : virtio_) device->start_worker(io_lock_);
     if (net_)
         net_->start_input([this] {
             std::lock_guard lock(io_lock_);
@@ -545,9 +547,14 @@ int Machine::run() {
     }
     for (auto& vcpu : vcpus_) vcpu->thread.join();
     if (net_) net_->stop_input();
+    for (auto& device : virtio_) device->stop_worker();
     char c = 0;
     [[maybe_unused]] ssize_t n = ::write(console_wake_[1], &c, 1);
     console.join();
+    console_output_->drain();
+    if (uint64_t lost = console_output_->dropped())
+        std::fprintf(stderr, "ntc-vmm: %llu bytes of console output were dropped (nobody read them)\n",
+                     (unsigned long long)lost);
     for (auto& disk : disks_)
         if (!disk->read_only()) ::fdatasync(disk->fd());
     return *exit_status_;

@@ -1,12 +1,14 @@
 #include "devices/pci.h"
 
+#include "layout.h"
+
 namespace ntcvmm {
 
 namespace {
 
 class HostBridge : public PciDevice {
 public:
-    HostBridge() : config_(0x8086, 0x0d57, 0x060000, 0) {}
+    HostBridge() : config_(layout::kHostBridgeVendor, layout::kHostBridgeDevice, 0x060000, 0) {}
     PciConfigSpace& config() override { return config_; }
     uint64_t bar_read(unsigned, uint64_t, unsigned) override { return ~0ull; }
     void bar_write(unsigned, uint64_t, unsigned, uint64_t) override {}

@@ -2,15 +2,16 @@
 
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <utility>
 
 #include "error.h"
+#include "layout.h"
 
 namespace ntcvmm {
 
 namespace {
 
-constexpr uint16_t kVirtioVendor = 0x1af4;
-constexpr uint16_t kModernDeviceBase = 0x1040;
 constexpr uint16_t kNoVector = 0xffff;
 constexpr uint64_t kFeatureVersion1 = 1ull << 32;
 
@@ -54,11 +55,11 @@ uint64_t merge(uint64_t reg, unsigned lo, unsigned size, uint64_t value) {
 VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
                                  uint32_t bar_address, uint8_t irq, InterruptLine interrupt)
     : device_(std::move(device)),
-      config_(kVirtioVendor, uint16_t(kModernDeviceBase + device_->device_id()),
+      config_(layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + device_->device_id()),
               pci_class(device_->device_id()), 1),
       interrupt_(std::move(interrupt)) {
-    config_.set(0x2c, 2, kVirtioVendor);  // subsystem vendor
-    config_.set(0x2e, 2, kModernDeviceBase + device_->device_id());
+    config_.set(0x2c, 2, layout::kVirtioVendor);  // subsystem vendor
+    config_.set(0x2e, 2, layout::kVirtioPciDeviceBase + device_->device_id());
     config_.add_memory_bar(0, bar_address, kBarSize);
     config_.set_interrupt(irq, 1);
     config_.add_capability(virtio_capability(kCommonCfg, kCommonOffset, 0x38, false));
@@ -68,11 +69,69 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
     for (unsigned i = 0; i < device_->queue_count(); i++) queues_.emplace_back(memory);
 }
 
+VirtioPciDevice::~VirtioPciDevice() { stop_worker(); }
+
+void VirtioPciDevice::start_worker(std::mutex& lock) {
+    lock_ = &lock;
+    worker_ = std::thread([this] { work_loop(); });
+}
+
+void VirtioPciDevice::stop_worker() {
+    if (!worker_.joinable()) return;
+    {
+        std::lock_guard guard(*lock_);
+        stopping_ = true;
+    }
+    work_ready_.notify_all();
+    worker_.join();
+}
+
+void VirtioPciDevice::work_loop() {
+    std::unique_lock lock(*lock_);
+    for (;;) {
+        work_ready_.wait(lock, [this] { return stopping_ || pending_queues_; });
+        if (stopping_) return;
+        unsigned queues = std::exchange(pending_queues_, 0u);
+        if (!(status_ & kStatusDriverOk) || (status_ & kStatusNeedsReset)) continue;
+        busy_ = true;
+        lock.unlock();
+        std::string error;
+        bool used = false;
+        try {
+            used = serve(queues);
+        } catch (const std::exception& e) {  // GuestError, or the host out of memory
+            error = e.what();
+        }
+        lock.lock();
+        busy_ = false;
+        idle_.notify_all();
+        if (!error.empty()) {
+            fail(error.c_str());
+        } else if (used) {
+            isr_ |= 1;
+            update_interrupt();
+        }
+    }
+}
+
+// Serves each queue whose bit is set; throws GuestError.
+bool VirtioPciDevice::serve(unsigned queues) {
+    bool used = false;
+    for (unsigned q = 0; q < queues_.size(); q++)
+        if (queues & (1u << q)) used |= device_->process(q, queues_[q]);
+    return used;
+}
+
 Virtqueue* VirtioPciDevice::selected_queue() {
     return queue_select_ < queues_.size() ? &queues_[queue_select_] : nullptr;
 }
 
 void VirtioPciDevice::reset() {
+    if (worker_.joinable()) {
+        // The caller holds *lock_; the wait lets the worker complete.
+        idle_.wait(*lock_, [this] { return !busy_; });
+        pending_queues_ = 0;
+    }
     for (auto& q : queues_) q.reset();
     device_feature_select_ = driver_feature_select_ = 0;
     driver_features_ = 0;
@@ -180,8 +239,13 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
 
 void VirtioPciDevice::notify(uint16_t queue) {
     if (queue >= queues_.size() || !(status_ & kStatusDriverOk) || (status_ & kStatusNeedsReset)) return;
+    if (worker_.joinable()) {
+        pending_queues_ |= 1u << queue;
+        work_ready_.notify_one();
+        return;
+    }
     try {
-        if (device_->process(queue, queues_[queue])) {
+        if (serve(1u << queue)) {
             isr_ |= 1;
             update_interrupt();
         }

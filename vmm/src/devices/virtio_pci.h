@@ -2,9 +2,11 @@
 // The virtio 1.x PCI transport (modern only): common, notify, ISR and device
 // configuration structures in BAR 0, found through vendor capabilities;
 // interrupts as legacy INTx, level-triggered while the ISR is non-zero.
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <vector>
 
 #include "devices/pci.h"
@@ -29,6 +31,7 @@ public:
 
     VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
                     uint32_t bar_address, uint8_t irq, InterruptLine interrupt);
+    ~VirtioPciDevice() override;
 
     PciConfigSpace& config() override { return config_; }
     uint64_t bar_read(unsigned bar, uint64_t offset, unsigned size) override;
@@ -38,10 +41,22 @@ public:
     VirtioDevice& device() { return *device_; }
 
     // The driver's notification of `queue`; also how host-side input (a frame
-    // for virtio-net) gets served.  Caller holds the device lock.
+    // for virtio-net) gets served.  Caller holds the device lock.  Without a
+    // worker the queue is served before this returns.
     void notify(uint16_t queue);
 
+    // From now on a thread of this device serves the notified queues, so the
+    // vCPU that notified goes on at once.  `lock` is the device lock the
+    // callers hold around register accesses and notify(); the worker takes
+    // it only to pick up work and to complete it, never during a request's
+    // I/O.  A device reset waits for the request being served to complete.
+    void start_worker(std::mutex& lock);
+    // Ends the worker after the request it serves; caller does not hold the lock.
+    void stop_worker();
+
 private:
+    bool serve(unsigned queues);
+    void work_loop();
     uint64_t common_read(uint64_t offset, unsigned size);
     void common_write(uint64_t offset, unsigned size, uint64_t value);
     void reset();
@@ -60,6 +75,13 @@ private:
     uint8_t status_ = 0;
     uint8_t isr_ = 0;
     uint8_t config_generation_ = 0;
+
+    std::mutex* lock_ = nullptr;
+    std::condition_variable_any work_ready_, idle_;
+    unsigned pending_queues_ = 0;  // bit q: queue q was notified
+    bool busy_ = false;            // the worker serves a request unlocked
+    bool stopping_ = false;
+    std::thread worker_;
 };
 
 }  // namespace ntcvmm
