@@ -126,6 +126,19 @@ struct ntc_swsusp_info {
 #define NTC_STATE_CHECKPOINT 2u	/* complete checkpoint: sig is S1SUSPEND */
 
 /*
+ * One PCI function on bus 0 of the checkpointed machine, in devfn order.
+ * NTC_MAX_DEVICES is more than ntc-vmm has slots for disks and a card.
+ */
+#define NTC_MAX_DEVICES 24u
+struct ntc_machine_device {
+	__u8 devfn;			/* slot << 3 | function */
+	__u8 pad;			/* zero */
+	__u16 vendor;
+	__u16 device;
+	__u8 mac[6];			/* a network card's permanent MAC, else zero */
+};
+
+/*
  * NTC's record in bootbits[0..1023] of swap page 0.  Written whole, with
  * record_crc32 = CRC-32 (IEEE 802.3, as zlib's crc32()) of the 1024 bytes with
  * the record_crc32 field taken as zero.
@@ -161,7 +174,19 @@ struct ntc_record {
 	char kernel_release[65];	/* utsname()->release */
 	char kernel_version[65];	/* utsname()->version */
 	char machine[65];		/* utsname()->machine */
-	__u8 reserved[677];		/* zero */
+	__u8 pad;			/* zero */
+
+	/*
+	 * The virtual machine the checkpoint was taken on, which the machine
+	 * that resumes it must equal (its devices where the restored drivers
+	 * left them).  All zero in a record written before these fields.
+	 */
+	char acpi_oem_id[6];		/* FADT OEM ID: "NTCVMM" on ntc-vmm */
+	char acpi_oem_table_id[8];	/* FADT OEM table ID */
+	__u16 device_count;		/* entries used in devices[] */
+	__u32 acpi_oem_revision;	/* FADT OEM revision: ntc-vmm's machine model */
+	struct ntc_machine_device devices[NTC_MAX_DEVICES];
+	__u8 reserved[368];		/* zero */
 };
 
 NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
@@ -172,6 +197,12 @@ NTC_STATIC_ASSERT(sizeof(struct ntc_swap_map_page) == NTC_PAGE_SIZE,
 		  "swap map page is one page");
 NTC_STATIC_ASSERT(sizeof(struct ntc_swsusp_info) == 440,
 		  "swsusp_info fields end at 440");
+NTC_STATIC_ASSERT(sizeof(struct ntc_machine_device) == 12,
+		  "machine device entry is 12 bytes");
+NTC_STATIC_ASSERT(offsetof(struct ntc_record, acpi_oem_id) == 348,
+		  "machine fields follow the utsname strings");
+NTC_STATIC_ASSERT(offsetof(struct ntc_record, devices) == 368,
+		  "machine devices are 4-byte aligned");
 NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 		  "NTC record fills bootbits exactly");
 

@@ -168,6 +168,7 @@ static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st
 	strscpy(rec->kernel_release, u->release, sizeof(rec->kernel_release));
 	strscpy(rec->kernel_version, u->version, sizeof(rec->kernel_version));
 	strscpy(rec->machine, u->machine, sizeof(rec->machine));
+	ntc_machine_describe(rec);
 }
 
 int ntc_checkpoint(void)

@@ -136,6 +136,12 @@ def main():
 
             # -- travel 1: disk 2 resumes, with disk 3 where disk 2 was ------
             ntcguest.make_disk2(disk2, disk3)
+            # Another machine than the office VM (no card) is refused first,
+            # and disk 2 stays resumable.
+            rc, out = host.sh(f"ip netns exec {NETNS} {vmm} resume {d2} --disk {d3} </dev/null 2>&1", check=False)
+            check(rc == 1 and "another machine" in out and "network card" in out,
+                  f"a resume without the office VM's card should be refused: {rc} {out}")
+            check(ntcguest.Area(disk2).valid_checkpoint(), "a refused resume changed disk 2")
             b = vm("journey-b", "resume", d2, "--disk", d3, *net)
             figures["resume1_s"] = travel(b, "travel 1", n_ck)
             problems = ntcguest.check_resumed_state(b, state)

@@ -34,6 +34,7 @@
 #include "error.h"
 #include "kvm.h"
 #include "layout.h"
+#include "machine_model.h"
 
 namespace ntcvmm {
 
@@ -247,9 +248,7 @@ void Machine::create_devices() {
         add_virtio(std::make_unique<VirtioBlock>(disks_[i]->fd(), disks_[i]->size(), disks_[i]->read_only(),
                                                  "ntc-disk" + std::to_string(i)));
     if (config_.net) {
-        MacAddress mac = config_.net->mac ? *config_.net->mac
-                                          : mac_for_id(partition_table_id(config_.disks.front().path));
-        auto net = std::make_unique<VirtioNet>(tap_.get(), mac);
+        auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
         net_ = net.get();
         net_pci_ = add_virtio(std::move(net));
     }

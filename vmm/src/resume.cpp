@@ -8,6 +8,7 @@
 #include "checkpoint.h"
 #include "disk_image.h"
 #include "guest_disk.h"
+#include "machine_model.h"
 #include "error.h"
 
 namespace ntcvmm {
@@ -45,6 +46,13 @@ ResumePlan resume_plan(const ResumeCommand& command) {
     }
 
     std::string next = command.next.value_or(command.disk + ".next");
+    config.disks = {{command.disk, false}, {next, false}};
+    // The restored drivers expect their devices where they left them.
+    if (auto differences = machine_differences(r, config); !differences.empty()) {
+        std::string text = "the checkpoint was taken on another machine than this resume would build:";
+        for (const auto& d : differences) text += "\n  " + d;
+        throw UserError(text + "\nResume it with the options it ran with (--net, --mac).");
+    }
     // A disk in use is refused before anything is created beside it.
     { DiskImage probe(command.disk, false); }
     if (!command.next) {
@@ -59,7 +67,6 @@ ResumePlan resume_plan(const ResumeCommand& command) {
             throw error;
         }
     }
-    config.disks = {{command.disk, false}, {next, false}};
     return {config, command.next ? std::nullopt : std::optional(next)};
 }
 

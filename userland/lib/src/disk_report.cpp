@@ -148,6 +148,19 @@ std::string area_summary(const SwapArea &area)
 	return "";
 }
 
+// "00:03.0 1af4:1041 02:4e:54:12:34:56": a PCI function of the checkpointed
+// machine, with its MAC when it is a network card.
+std::string device_text(const ntc_machine_device &d)
+{
+	char text[64];
+	int n = std::snprintf(text, sizeof text, "00:%02x.%x %04x:%04x", d.devfn >> 3, d.devfn & 7, d.vendor,
+			      d.device);
+	if (std::any_of(d.mac, d.mac + 6, [](uint8_t b) { return b != 0; }))
+		std::snprintf(text + n, sizeof text - size_t(n), " %02x:%02x:%02x:%02x:%02x:%02x", d.mac[0],
+			      d.mac[1], d.mac[2], d.mac[3], d.mac[4], d.mac[5]);
+	return text;
+}
+
 void print_checkpoint(std::ostringstream &o, const PartitionReport &pr)
 {
 	const SwapArea &a = *pr.area;
@@ -165,6 +178,15 @@ void print_checkpoint(std::ostringstream &o, const PartitionReport &pr)
 		  << cstr(r.kernel_version, sizeof r.kernel_version) << "\n";
 		o << "  machine      " << cstr(r.machine, sizeof r.machine) << ", "
 		  << human_bytes(r.ram_bytes) << " RAM, " << r.cpus << " CPUs\n";
+		if (r.acpi_oem_id[0]) {
+			std::snprintf(line, sizeof line, "  firmware     %s %s revision %u\n",
+				      cstr(r.acpi_oem_id, sizeof r.acpi_oem_id).c_str(),
+				      cstr(r.acpi_oem_table_id, sizeof r.acpi_oem_table_id).c_str(),
+				      r.acpi_oem_revision);
+			o << line;
+		}
+		for (unsigned i = 0; i < std::min<unsigned>(r.device_count, NTC_MAX_DEVICES); i++)
+			o << "  device       " << device_text(r.devices[i]) << "\n";
 		o << "  image        " << r.image_pages << " pages ("
 		  << human_bytes(r.image_pages * NTC_PAGE_SIZE) << ")\n";
 		o << "  disk delta   " << r.disk_blocks_precopy << " blocks before the freeze, "
@@ -265,7 +287,15 @@ nlohmann::json render_json(const DiskReport &r)
 					{"source_disk_guid",
 					 uuid_string(std::to_array(rec.source_disk_guid))},
 					{"source_partno", rec.source_partno},
+					{"firmware", {{"oem_id", cstr(rec.acpi_oem_id, sizeof rec.acpi_oem_id)},
+						      {"oem_table_id", cstr(rec.acpi_oem_table_id,
+									    sizeof rec.acpi_oem_table_id)},
+						      {"oem_revision", rec.acpi_oem_revision}}},
 				};
+				auto devices = nlohmann::json::array();
+				for (unsigned i = 0; i < std::min<unsigned>(rec.device_count, NTC_MAX_DEVICES); i++)
+					devices.push_back(device_text(rec.devices[i]));
+				area["record"]["devices"] = devices;
 			}
 			if (pr.check) {
 				area["check"] = {{"ok", pr.check->ok()},

@@ -1,0 +1,35 @@
+#pragma once
+// What ntc-vmm's machine presents to a guest that drivers bind to: the
+// firmware's identity and the PCI functions on bus 0.  A checkpoint's record
+// holds what the checkpointed kernel saw (disk-layout/ntc_format.h); a
+// resume builds the machine only if it presents the same.
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "machine.h"
+#include "ntc_format.h"
+
+namespace ntcvmm {
+
+struct PciFunction {
+    uint8_t devfn;
+    uint16_t vendor, device;
+    MacAddress mac{};  // a network card's, else zero
+    bool operator==(const PciFunction&) const = default;
+};
+
+// The network card's MAC: --mac, or else derived from the first disk's
+// partition table, which ntc-clone copies, so every clone gives the same.
+MacAddress card_mac(const MachineConfig& config);
+
+// The functions `config` gives the guest: the host bridge at 00:00.0, a
+// virtio-blk per disk from 00:01.0 on, then the virtio-net card.
+std::vector<PciFunction> machine_functions(const MachineConfig& config);
+
+// What differs between the machine `record` was taken on and `config`, one
+// sentence each; empty when they match.  A record that predates the
+// machine fields yields no differences.
+std::vector<std::string> machine_differences(const ntc_record& record, const MachineConfig& config);
+
+}  // namespace ntcvmm
