@@ -1,15 +1,19 @@
 #include "ntc/clone.hpp"
 #include "ntc/disk_file.hpp"
+#include "ntc/disk_report.hpp"
 #include "ntc/error.hpp"
 #include "ntc/ext_fs.hpp"
 #include "support.hpp"
 
+#include <algorithm>
+#include <csignal>
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/file.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -71,6 +75,29 @@ bool has_storage(const std::string &path, uint64_t offset)
 	REQUIRE(rc == 0);
 	return map->fm_mapped_extents > 0;
 }
+
+// Writes at or past `limit` bytes of any file fail with EFBIG while this
+// lives (RLIMIT_FSIZE, SIGXFSZ ignored): a copy that fails part-way.
+class FileSizeLimit {
+public:
+	explicit FileSizeLimit(uint64_t limit)
+	{
+		REQUIRE(getrlimit(RLIMIT_FSIZE, &old_) == 0);
+		old_handler_ = std::signal(SIGXFSZ, SIG_IGN);
+		struct rlimit lim = old_;
+		lim.rlim_cur = limit;
+		REQUIRE(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+	}
+	~FileSizeLimit()
+	{
+		setrlimit(RLIMIT_FSIZE, &old_);
+		std::signal(SIGXFSZ, old_handler_);
+	}
+
+private:
+	struct rlimit old_ {};
+	void (*old_handler_)(int) = nullptr;
+};
 
 void check_is_clone(const Fixture &f)
 {
@@ -312,4 +339,50 @@ TEST_CASE("--verify notices a different inode and a different raw partition")
 	}
 	CHECK(inode);
 	CHECK(raw);
+}
+
+TEST_CASE("an --update stopped part-way does not look finished, and --update finishes it")
+{
+	Fixture f;
+	clone_disk(f.src.path, f.dst, f.opts);
+	// Changes early on the disk (a new file) and late (data in the space
+	// after the last partition).
+	must("printf 'new contents' > '" + (f.dir / "new.txt") + "'");
+	must("debugfs -w -R 'write " + (f.dir / "new.txt") + " /etc/new.txt' '" + f.src.path +
+	     "?offset=" + std::to_string(f.src.ext_offset) + "'");
+	std::vector<uint8_t> late(64 * 1024, 0x5a);
+	write_bytes(f.src.path, 40 * MiB, late);
+	auto ext = [&](const std::string &path) { return read_bytes(path, f.src.ext_offset, 16 * MiB); };
+	REQUIRE(ext(f.dst) != ext(f.src.path));
+
+	f.opts.update = true;
+	{
+		// Writes stop between the snapshot area (at 21 MiB) and the late
+		// change: the earlier clone's marker must not stand over the
+		// half-updated disk.
+		FileSizeLimit limit(38 * MiB);
+		CHECK_THROWS_AS(clone_disk(f.src.path, f.dst, f.opts), Error);
+	}
+	CHECK(ext(f.dst) == ext(f.src.path));	// the early change was written
+	Page page0;
+	DiskFile(f.dst, DiskFile::Mode::read).read_at(f.src.swap_offset, page0);
+	CHECK(inspect_swap_area(page0).kind == AreaKind::not_swap);
+	CHECK(is_unfinished_area_page(page0));
+	DiskReport r = describe_disk(f.dst, true);
+	CHECK_FALSE(r.parts.at(2).area);
+	CHECK(r.parts.at(2).unfinished_clone);
+	CHECK(render_text(r).find("unfinished ntc-clone") != std::string::npos);
+	CHECK(render_json(r)["partitions"][2]["unfinished_clone"] == true);
+	CHECK(info_exit_code(r) == info_no_checkpoint);
+	VerifyResult v = verify_clone(f.src.path, f.dst);
+	REQUIRE_FALSE(v.ok());
+	CHECK(std::any_of(v.differences.begin(), v.differences.end(), [](const std::string &d) {
+		return d.find("partition 3: an unfinished clone") != std::string::npos;
+	}));
+
+	clone_disk(f.src.path, f.dst, f.opts);
+	check_is_clone(f);
+	CHECK(read_bytes(f.dst, 40 * MiB, late.size()) == late);
+	DiskFile(f.dst, DiskFile::Mode::read).read_at(f.src.swap_offset, page0);
+	CHECK(inspect_swap_area(page0).kind == AreaKind::ntc_area);
 }

@@ -138,6 +138,30 @@ TEST_CASE("a snapshot area keeps the swap identity and carries a sealed record")
 	}
 }
 
+TEST_CASE("an unfinished clone's area page carries the record but no signature at all")
+{
+	TempDir dir;
+	Page src = mkswap_page(dir);
+	AreaSource from;
+	from.partno = 3;
+	Page unfinished = make_unfinished_area_page(src, from);
+	// Nothing takes it for swap, a snapshot area or an image.
+	SwapArea a = inspect_swap_area(unfinished);
+	CHECK(a.kind == AreaKind::not_swap);
+	CHECK_FALSE(a.record);
+	CHECK(std::all_of(unfinished.begin() + NTC_OFF_SIG, unfinished.end(), [](uint8_t b) { return b == 0; }));
+	CHECK(is_unfinished_area_page(unfinished));
+	// The finished page differs only in the signature.
+	Page done = make_area_page(src, from);
+	CHECK(std::equal(unfinished.begin(), unfinished.begin() + NTC_OFF_SIG, done.begin()));
+
+	CHECK_FALSE(is_unfinished_area_page(done));
+	CHECK_FALSE(is_unfinished_area_page(src));
+	CHECK_FALSE(is_unfinished_area_page(Page{}));
+	unfinished[100] ^= 0x40;	// a damaged record
+	CHECK_FALSE(is_unfinished_area_page(unfinished));
+}
+
 TEST_CASE("a page without a swap signature is not swap, and cannot become an area")
 {
 	Page zero{};

@@ -89,8 +89,8 @@ void check_update_target(const DiskFile &src, const ClonePlan &plan, const DiskF
 	for (const ClonePlan::Part &part : plan.parts) {
 		if (part.how != ClonePlan::How::snapshot_area)
 			continue;
-		SwapArea area = inspect_swap_area(read_page(dst, part.extent.offset));
-		if (!area.record)
+		Page page = read_page(dst, part.extent.offset);
+		if (!inspect_swap_area(page).record && !is_unfinished_area_page(page))
 			throw Error("--update: partition " + std::to_string(part.partno) + " of " +
 				    dst.path() + " is not an NTC snapshot area; make a new clone with --force");
 	}
@@ -178,6 +178,19 @@ void warn_about_fstab(const ClonePlan &plan, const CloneOptions &opts)
 	}
 }
 
+// Page 0 of every snapshot area of DST: a finished area's, or an unfinished
+// clone's (a record without a signature, see make_unfinished_area_page).
+void write_area_pages(const DiskFile &dst, const ClonePlan &plan, bool finished)
+{
+	for (const ClonePlan::Part &part : plan.parts) {
+		if (part.how != ClonePlan::How::snapshot_area)
+			continue;
+		AreaSource source = area_source(plan.table, part.partno);
+		dst.write_at(part.extent.offset, finished ? make_area_page(*part.swap_header, source)
+							  : make_unfinished_area_page(*part.swap_header, source));
+	}
+}
+
 bool ext_needs_recovery(const DiskFile &src, const Partition &p)
 {
 	try {
@@ -237,18 +250,26 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 	Target dst = open_target(dst_path, src, plan, opts);
 	warn_about_fstab(plan, opts);
 
+	// Before any data, each snapshot area's page 0 becomes an unfinished
+	// clone's, which has no signature: DST may be an earlier clone (--update,
+	// a block device), whose marker must not stand over half-rewritten
+	// partitions.  The markers come back last, so a clone stopped part-way,
+	// killed or not, never looks finished; ntc-clone --update finishes it.
 	// A new file is left to the page cache to write back, as cp leaves it:
-	// the markers still come last, so a clone stopped part-way never looks
-	// finished, and nothing trusts a clone's blocks unchecked (ntc.ko's
-	// first checkpoint onto a disk compares every block with disk 1).  A
-	// DST that existed is flushed, data before markers: a disk may be
-	// unplugged when we return, and an earlier clone must never look
-	// finished with half of the new data.
+	// nothing trusts a clone's blocks unchecked (ntc.ko's first checkpoint
+	// onto a disk compares every block with disk 1).  A DST that existed is
+	// flushed after the unfinished marks, after the data and after the
+	// markers: a disk may be unplugged when we return, and an earlier clone
+	// must never look finished with half of the new data, even after a
+	// power cut.
 	const bool flush = !dst.created;
 	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
 	BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
 	BlockCopier::Stats stats;
 	try {
+		write_area_pages(dst.file, plan, false);
+		if (flush)
+			dst.file.sync();
 		for (const ClonePlan::Part &part : plan.parts) {
 			switch (part.how) {
 			case ClonePlan::How::raw:
@@ -266,13 +287,7 @@ CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 		stats = copier.finish();
 		if (flush)
 			dst.file.sync();
-		for (const ClonePlan::Part &part : plan.parts) {
-			if (part.how != ClonePlan::How::snapshot_area)
-				continue;
-			Page page = make_area_page(*part.swap_header,
-						   area_source(plan.table, part.partno));
-			dst.file.write_at(part.extent.offset, page);
-		}
+		write_area_pages(dst.file, plan, true);
 		if (flush)
 			dst.file.sync();
 	} catch (...) {

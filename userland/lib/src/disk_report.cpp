@@ -70,6 +70,8 @@ DiskReport describe_disk(const std::string &path, bool check)
 			SwapArea area = inspect_swap_area(page);
 			if (area.kind != AreaKind::not_swap)
 				pr.area = area;
+			else
+				pr.unfinished_clone = is_unfinished_area_page(page);
 			bool has_image = area.kind == AreaKind::ntc_checkpoint ||
 					 area.kind == AreaKind::stock_image;
 			if (check && has_image) {
@@ -228,6 +230,8 @@ std::string render_text(const DiskReport &r)
 			content += " \"" + p.fs_label + "\"";
 		if (pr.area)
 			content = area_summary(*pr.area);
+		else if (pr.unfinished_clone)
+			content = "unfinished ntc-clone (no snapshot area; ntc-clone --update finishes it)";
 		std::snprintf(line, sizeof line, "  %-2d %-10s %-10s %-12s %-10s %-10s %s\n", p.number,
 			      human_bytes(p.offset).c_str(), human_bytes(p.size).c_str(),
 			      partition_type_name(p.type).c_str(), p.name.c_str(),
@@ -259,6 +263,8 @@ nlohmann::json render_json(const DiskReport &r)
 			  {"fs_label", p.fs_label}, {"fs_uuid", p.fs_uuid}};
 		if (pr.used_bytes)
 			j["used_bytes"] = *pr.used_bytes;
+		if (pr.unfinished_clone)
+			j["unfinished_clone"] = true;
 		if (pr.area) {
 			const SwapArea &a = *pr.area;
 			json area = {{"kind", area_kind_name(a.kind)},

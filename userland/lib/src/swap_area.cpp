@@ -2,6 +2,7 @@
 
 #include "ntc/error.hpp"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -133,6 +134,23 @@ Page make_area_page(PageView source, const AreaSource &src)
 	std::memcpy(page.data() + NTC_OFF_RECORD, &rec, sizeof rec);
 	std::memcpy(page.data() + NTC_OFF_SIG, NTC_AREA_SIG, NTC_SIG_LEN);
 	return page;
+}
+
+Page make_unfinished_area_page(PageView source, const AreaSource &src)
+{
+	Page page = make_area_page(source, src);
+	std::memset(page.data() + NTC_OFF_SIG, 0, NTC_SIG_LEN);
+	return page;
+}
+
+bool is_unfinished_area_page(PageView page)
+{
+	const uint8_t *sig = page.data() + NTC_OFF_SIG;
+	if (std::any_of(sig, sig + NTC_SIG_LEN, [](uint8_t b) { return b != 0; }))
+		return false;
+	ntc_record rec;
+	std::memcpy(&rec, page.data() + NTC_OFF_RECORD, sizeof rec);
+	return record_is_valid(rec);
 }
 
 namespace {

@@ -131,8 +131,12 @@ private:
 		dst_.read_at(part.extent.offset, dp);
 		SwapArea s = inspect_swap_area(*part.swap_header), d = inspect_swap_area(dp);
 		if (!d.record) {
-			differ(where(part) + ": not an NTC snapshot area" +
-			       (d.problem.empty() ? "" : " (" + d.problem + ")"));
+			if (is_unfinished_area_page(dp))
+				differ(where(part) + ": an unfinished clone (ntc-clone was interrupted; "
+				       "ntc-clone --update finishes it)");
+			else
+				differ(where(part) + ": not an NTC snapshot area" +
+				       (d.problem.empty() ? "" : " (" + d.problem + ")"));
 			return;
 		}
 		if (s.uuid != d.uuid || s.label != d.label)

@@ -45,9 +45,11 @@ struct ClonePlan {
 // damaged ext filesystem, which is then copied raw.
 ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts);
 
-// ntc-clone SRC DST.  Every refusal happens before DST is touched; a clone
-// that fails part-way leaves no snapshot-area marker on DST (the marker is
-// written last), and a DST the clone created is removed.
+// ntc-clone SRC DST.  Every refusal happens before DST is touched.  Each
+// snapshot area of DST is first made an unfinished clone's (no signature)
+// and gets its marker last, so a clone that fails or is killed part-way
+// never looks finished, and --update finishes it; a DST the clone created
+// is removed when the clone fails.
 CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
 		       const CloneOptions &opts);
 

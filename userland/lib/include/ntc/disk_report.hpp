@@ -21,6 +21,7 @@ struct PartitionReport {
 	Partition part;
 	std::optional<uint64_t> used_bytes;	// ext: blocks in use
 	std::optional<SwapArea> area;		// partitions holding a swap header
+	bool unfinished_clone = false;		// page 0 of an interrupted ntc-clone's area
 	std::optional<ImageCheck> check;	// with --check, for areas holding an image
 };
 

@@ -60,6 +60,15 @@ struct AreaSource {
 // Throws ntc::Error when source_page0 is not a swap header.
 Page make_area_page(PageView source_page0, const AreaSource &source);
 
+// Page 0 of a snapshot area while ntc-clone writes the rest of the disk:
+// make_area_page's NTC record with no signature at all, so that nothing
+// (swapon, blkid, ntc.ko, inspect_swap_area) takes the partition for swap
+// or for a snapshot area, while ntc-clone --update still knows the disk for
+// an unfinished clone to finish.
+Page make_unfinished_area_page(PageView source_page0, const AreaSource &source);
+// True for page 0 of an unfinished clone: a valid NTC record, no signature.
+bool is_unfinished_area_page(PageView page0);
+
 // Reads pages of a partition by index; out-of-range reads must throw.
 class PageReader {
 public:
