@@ -19,6 +19,7 @@
 #include <memory>
 #include <mutex>
 #include <thread>
+#include <tuple>
 
 #include "boot_loader.h"
 #include "console_output.h"
@@ -42,6 +43,28 @@ namespace {
 
 constexpr uint8_t kEscape = 0x01;  // Ctrl-A, then 'x' quits
 
+// Local APIC registers (offsets in its page) and LVT fields.
+constexpr size_t kApicLvt0 = 0x350, kApicLvt1 = 0x360;
+constexpr uint32_t kLvtDeliveryMode = 0x700, kLvtMasked = 1u << 16;
+constexpr uint32_t kDeliveryNmi = 4, kDeliveryExtInt = 7;
+
+// The 8259 pair as a PC's firmware leaves it: vectors 0x08 and 0x70, every
+// line masked but the cascade.  KVM creates it uninitialised, all lines open
+// at vector 0; a kernel resumed without booting never programs it until its
+// own syscore resume, so it must not meet that state.
+void initialise_pic(int vm_fd) {
+    for (auto [chip, base, mask] : {std::tuple{KVM_IRQCHIP_PIC_MASTER, 0x08, 0xfb}, {KVM_IRQCHIP_PIC_SLAVE, 0x70, 0xff}}) {
+        kvm_irqchip state{};
+        state.chip_id = uint32_t(chip);
+        kvm_ioctl(vm_fd, KVM_GET_IRQCHIP, "GET_IRQCHIP", &state);
+        state.chip.pic.irq_base = uint8_t(base);
+        state.chip.pic.imr = uint8_t(mask);
+        state.chip.pic.init_state = 0;
+        state.chip.pic.init4 = 1;
+        kvm_ioctl(vm_fd, KVM_SET_IRQCHIP, "SET_IRQCHIP", &state);
+    }
+}
+
 int signal_pipe[2] = {-1, -1};
 
 void on_signal(int) {
@@ -50,6 +73,25 @@ void on_signal(int) {
 }
 
 void on_kick(int) {}
+
+// Guest RAM on a 2 MiB boundary and advised for transparent huge pages, as
+// QEMU maps it: KVM then maps the guest's memory with 2 MiB nested pages from
+// the first touch on (a tenth of the nested page faults and TLB misses), and
+// khugepaged never collapses pages under a running guest.
+uint8_t* map_guest_ram(uint64_t bytes) {
+    constexpr uint64_t kHuge = 2 * layout::kMiB;
+    void* area = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
+                        -1, 0);
+    if (area == MAP_FAILED) throw UserError(errno_text("cannot reserve guest RAM"));
+    auto start = reinterpret_cast<uintptr_t>(area);
+    uintptr_t aligned = (start + kHuge - 1) & ~(kHuge - 1);
+    if (aligned > start) ::munmap(area, aligned - start);
+    if (uintptr_t end = start + bytes + kHuge; end > aligned + bytes)
+        ::munmap(reinterpret_cast<void*>(aligned + bytes), end - (aligned + bytes));
+    // Without THP in the host kernel this fails, and RAM is simply 4 KiB pages.
+    ::madvise(reinterpret_cast<void*>(aligned), bytes, MADV_HUGEPAGE);
+    return reinterpret_cast<uint8_t*>(aligned);
+}
 
 // Puts the terminal into raw mode for the guest and restores it.
 class RawTerminal {
@@ -187,6 +229,7 @@ void Machine::create_vm() {
     uint64_t identity_map = layout::kIdentityMapAddress;
     kvm_ioctl(vm_.get(), KVM_SET_IDENTITY_MAP_ADDR, "SET_IDENTITY_MAP_ADDR", &identity_map);
     kvm_ioctl(vm_.get(), KVM_CREATE_IRQCHIP, "CREATE_IRQCHIP");
+    initialise_pic(vm_.get());
     kvm_pit_config pit{};
     kvm_ioctl(vm_.get(), KVM_CREATE_PIT2, "CREATE_PIT2", &pit);
     // kvmclock counts from the host's wall clock, not from zero.  A restored
@@ -203,10 +246,7 @@ void Machine::create_vm() {
         kvm_ioctl(vm_.get(), KVM_SET_CLOCK, "SET_CLOCK", &clock);
     }
 
-    void* ram = ::mmap(nullptr, config_.ram_bytes, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (ram == MAP_FAILED) throw UserError(errno_text("cannot reserve guest RAM"));
-    ram_ = static_cast<uint8_t*>(ram);
+    ram_ = map_guest_ram(config_.ram_bytes);
     auto [low, high] = split_ram(config_.ram_bytes);
     std::vector<MemoryRegion> regions = {{0, low, ram_}};
     if (high) regions.push_back({layout::kHighRamStart, high, ram_ + low});
@@ -288,17 +328,18 @@ void Machine::create_vcpus() {
         std::copy(table.entries.begin(), table.entries.end(), cpuid->entries);
         kvm_ioctl(vcpu->fd.get(), kKvmSetCpuid2, "SET_CPUID2", cpuid.get());
 
-        // LINT0 delivers the 8259's ExtINT, LINT1 NMI, as a PC's firmware sets them.
+        // As a PC's firmware leaves them: LINT0 takes the 8259's ExtINT on
+        // the boot CPU only (the others keep it masked), LINT1 is NMI.
         kvm_lapic_state lapic;
         kvm_ioctl(vcpu->fd.get(), KVM_GET_LAPIC, "GET_LAPIC", &lapic);
         auto set_lvt = [&](size_t offset, uint32_t mode) {
             uint32_t v;
             std::memcpy(&v, &lapic.regs[offset], 4);
-            v = (v & ~0x700u & ~0x10000u) | (mode << 8);
+            v = (v & ~kLvtDeliveryMode & ~kLvtMasked) | (mode << 8);
             std::memcpy(&lapic.regs[offset], &v, 4);
         };
-        set_lvt(0x350, 7);
-        set_lvt(0x360, 4);
+        if (i == 0) set_lvt(kApicLvt0, kDeliveryExtInt);
+        set_lvt(kApicLvt1, kDeliveryNmi);
         kvm_ioctl(vcpu->fd.get(), KVM_SET_LAPIC, "SET_LAPIC", &lapic);
 
         kvm_fpu fpu{};
@@ -523,7 +564,7 @@ int Machine::run() {
     // Last before the guest runs, after every step that can still fail:
     // from here on the image is used up.
     if (config_.image) retire_image(*config_.image);
-    std::thread console([this] { console_loop(); });
+    std::thread console([this] { guarded("console", [this] { console_loop(); }); });
     // Disk and network I/O run in the devices' workers: a vCPU that notifies
     // a queue never waits for the host's disk or TAP.
     for (auto& device : virtio_) device->start_worker(io_lock_);
@@ -533,7 +574,7 @@ int Machine::run() {
             net_pci_->notify(VirtioNet::kRxQueue);
         });
     for (unsigned i = 0; i < vcpus_.size(); i++)
-        vcpus_[i]->thread = std::thread([this, i, v = vcpus_[i].get()] { vcpu_loop(i, *v); });
+        vcpus_[i]->thread = std::thread([this, i, v = vcpus_[i].get()] { guarded("vCPU", [&] { vcpu_loop(i, *v); }); });
 
     {
         std::unique_lock lock(exit_lock_);
