@@ -86,7 +86,8 @@ def _build_initramfs(krel, out):
 class HostVM(ntclab.Guest):
     """A TCG guest with nested KVM; `workdir` appears inside it as MOUNT_POINT."""
 
-    def __init__(self, name, workdir, mem_mib=2048, cpus=2, log_dir=None):
+    def __init__(self, name, workdir, mem_mib=2048, cpus=None, log_dir=None):
+        cpus = cpus or int(os.environ.get("NTC_HOST_CPUS", "2"))
         import hashlib
         krel = ntclab.guest_kernel_release()
         # Named by its recipe, so a changed init script never meets a stale image.
@@ -98,7 +99,11 @@ class HostVM(ntclab.Guest):
         extra = ["-virtfs", "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap",
                  "-virtfs", f"local,path={self.workdir},mount_tag=work,security_model=none",
                  "-virtfs", f"local,path={PROJECT},mount_tag=proj,security_model=none,readonly=on,multidevs=remap"]
-        append = f"console=ttyS0 loglevel=" + os.environ.get("NTC_HOST_LOGLEVEL", "3") + f" softlockup_all_cpu_backtrace=1 panic=-1 ntc.work={self.workdir} ntc.proj={PROJECT}"
+        # NTC_HOST_LOGLEVEL=5 shows the host kernel's backtraces on its console
+        # (Documentation/testing.md, "Known failure modes").
+        loglevel = os.environ.get("NTC_HOST_LOGLEVEL", "3")
+        append = (f"console=ttyS0 loglevel={loglevel} softlockup_all_cpu_backtrace=1 panic=-1 "
+                  f"ntc.work={self.workdir} ntc.proj={PROJECT}")
         os.environ.setdefault("NTC_ACCEL", "tcg")
         super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
                          mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra)
@@ -153,9 +158,11 @@ def vmm_host(name, workdir):
     return LocalHost(name, workdir) if ntclab.usable_kvm() else HostVM(name, workdir)
 
 
-# What a dying kernel says; its printk ring holds each message as plain text.
-_KERNEL_TROUBLE = rb"(?:BUG|WARNING|Oops|panic|RIP: |general protection|Call Trace|ntc: |PM: |double fault|" \
-                  rb"stack segment|invalid opcode|page fault|rcu: |watchdog: |Kernel |slab|SLUB|Corrupted)"
+# What a dying kernel says.  Its printk ring holds each message as plain
+# text: a run of printable bytes with spaces in it (symbol names have none)
+# and no format directives (those are the kernel's own format strings).
+_KERNEL_TROUBLE = rb"(?:BUG|WARNING|Oops|[Pp]anic|RIP: |general protection|Call Trace|ntc: |PM: |double fault|" \
+                  rb"stack segment|invalid opcode|page fault|rcu: |watchdog: |Kernel |SLUB|Corrupted|Freezing|Restarting)"
 
 
 def kernel_messages(ram_file, limit=80):
@@ -165,9 +172,9 @@ def kernel_messages(ram_file, limit=80):
     with open(ram_file, "rb") as f:
         data = f.read()
     found = []
-    for m in re.finditer(rb"[\x20-\x7e]{12,200}", data):
+    for m in re.finditer(rb"[\x20-\x7e]{16,300}", data):
         line = m.group(0)
-        if re.search(_KERNEL_TROUBLE, line) and line not in found:
+        if b" " in line.strip() and b"%" not in line and re.search(_KERNEL_TROUBLE, line) and line not in found:
             found.append(line)
     return [l.decode() for l in found[-limit:]]
 
@@ -244,7 +251,7 @@ class NestedVmm(ntclab.ConsoleShell):
         if self.crash_dump and os.path.exists(self.crash_dump):
             evidence += f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
             evidence += "\n".join(kernel_messages(self.crash_dump)) + "\n"
-        if self.exit_status() == 2 and hasattr(self.host, "kvm_trace_tail"):
+        if self.exit_status() == 2 and hasattr(self.host, "kvm_trace_tail") and self.host.alive():
             evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
         raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n"
                               f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}\n{evidence}")
@@ -261,8 +268,18 @@ class NestedVmm(ntclab.ConsoleShell):
                 return m
             if self.exit_status() is not None:
                 self.fail(f"exited ({self.exit_status()}) while waiting for {pattern!r}")
+            self.check_host()
             time.sleep(0.2)
         self.fail(f"timed out after {timeout}s waiting for {pattern!r}")
+
+    def check_host(self):
+        """Fails at once, with the host VM's console, when the host VM itself
+        is gone (its kernel died: QEMU runs it with -no-reboot)."""
+        proc = getattr(self.host, "proc", None)
+        if proc is not None and proc.poll() is not None:
+            tail = self.host.text()[-3000:] if hasattr(self.host, "text") else ""
+            self.fail(f"the host VM exited ({proc.returncode}): its kernel died under this guest\n"
+                      f"--- host VM console tail ---\n{tail}")
 
     def send(self, line):
         import shlex
@@ -278,5 +295,6 @@ class NestedVmm(ntclab.ConsoleShell):
             rc = self.exit_status()
             if rc is not None:
                 return rc
+            self.check_host()
             time.sleep(0.2)
         self.fail(f"did not exit within {timeout}s")

@@ -1,0 +1,230 @@
+#!/usr/bin/env python3
+"""make stress: checkpoints in a row and resumes of one saved disk 2, in the
+nested lab (issue: the running VM survives every checkpoint, every resume
+works).  Not part of make test: at the defaults it runs for most of an hour.
+
+One office VM on ntc-vmm (2 vCPUs, disk 1's swap active, a memory hog that
+keeps part of its memory swapped out, an fsync'ed writer on the data
+partition, a TCP echo exchange with the host VM) takes --checkpoints
+checkpoints in a row; after each, the guest must run on (the counter moves,
+the exchange is answered, no kernel warning) and ntc-info --check must
+accept disk 2.  Then the disk 2 saved after the first checkpoint is resumed
+--resumes times, each time from a fresh copy: the counter must continue at
+its checkpoint value + 1 and the guest must power off cleanly.
+
+With --vmm qemu the same runs on QEMU -accel kvm in the same host VM (the
+baseline that tells a defect of the lab from one of ntc-vmm); resumes there
+boot disk 2's kernel with resume=, as a PC would.  Prints what succeeded of
+each, exits 1 on any failure.  Every failure keeps the console, ntc-vmm's
+messages, and after a triple fault the kernel messages found in the guest's
+RAM and the host kernel's last KVM events.
+"""
+import argparse
+import os
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lab"))
+sys.path.insert(0, os.path.join(HERE, "..", "guest"))
+
+import echo_exchange  # noqa: E402
+import nested  # noqa: E402
+import ntcguest  # noqa: E402
+import ntclab  # noqa: E402
+
+MEM = 384
+CPUS = 2
+HOG_MIB = 160
+NETNS, TAP = "ntcstress", "ntcs0"
+HOST_ADDR, GUEST_ADDR = "10.0.3.1", "10.0.3.2"
+PORT = 7100
+
+check = ntclab.check
+start_in_background = ntcguest.start_in_background
+
+
+RAM_DIR = "/tmp/ntc-disks"  # in the host VM: a tmpfs
+
+
+class Office:
+    """How one VMM runs the office VM and a resumed copy of disk 2.  The
+    guests' disks live in the host VM's RAM (RAM_DIR), not on the 9p share:
+    see Documentation/testing.md, "Known failure modes"."""
+
+    def __init__(self, kind, host, tmp, disk1):
+        self.kind, self.host, self.tmp = kind, host, tmp
+        self.boot = [disk1 + ".vmlinuz", disk1 + ".initrd", open(disk1 + ".cmdline").read().strip()]
+        host.sh(f"mkdir -p {RAM_DIR} && cp --sparse=always {host.inside(disk1)} {RAM_DIR}/disk1.img", 600)
+        self.disk1 = f"{RAM_DIR}/disk1.img"
+
+    def _vm(self, name, args):
+        if self.kind == "ntc-vmm":
+            vmm = os.path.join(nested.BUILD, "bin", "ntc-vmm")
+            return nested.NestedVmm(self.host, name, ["netns", "exec", NETNS, vmm, *args], binary="ip")
+        return nested.NestedVmm(self.host, name, ["netns", "exec", NETNS, "qemu-system-x86_64", *args],
+                                binary="ip", console_on_stdout=True)
+
+    def _qemu(self, disks, cmdline):
+        kernel, initrd, _ = self.boot
+        args = ["-accel", "kvm", "-cpu", "host", "-m", str(MEM), "-smp", str(CPUS), "-nodefaults",
+                "-display", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
+                "-kernel", self.host.inside(kernel), "-initrd", self.host.inside(initrd), "-append", cmdline]
+        for i, d in enumerate(disks):
+            args += ["-drive", f"file={d},format=raw,if=none,id=d{i},cache=writeback",
+                     "-device", f"virtio-blk-pci,drive=d{i}"]
+        return args + ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no",
+                       "-device", "virtio-net-pci,netdev=n0"]
+
+    def office(self, disk2):
+        if self.kind == "ntc-vmm":
+            return self._vm("stress-office", ["run", self.disk1, "--disk",
+                                              disk2, "--mem", f"{MEM}M", "--cpus", str(CPUS),
+                                              "--net", f"tap:{TAP}"])
+        return self._vm("stress-office", self._qemu([self.disk1, disk2], self.boot[2]))
+
+    def resumed(self, name, disk, blank):
+        if self.kind == "ntc-vmm":
+            return self._vm(name, ["resume", disk, "--disk", blank,
+                                   "--net", f"tap:{TAP}"])
+        # disk 2 first, as the laptop sees it; its initramfs resumes from resume=
+        return self._vm(name, self._qemu([disk, blank], self.boot[2]))
+
+
+def counter_moves(vm):
+    _, a = vm.sh("tail -n 1 /data/counter.log")
+    vm.sh("sleep 1")
+    _, b = vm.sh("tail -n 1 /data/counter.log")
+    return a != b
+
+
+def info_check(host, disk):
+    """ntc-info --check's status on a disk in the host VM."""
+    tool = os.path.join(nested.BUILD, "bin", "ntc-info")
+    return host.sh(f"{tool} --check {disk} >/dev/null 2>&1", 300, check=False)[0]
+
+
+def checkpoints(office, n):
+    """Takes n checkpoints onto a fresh clone; returns (succeeded, n_ck of the
+    first, failure text).  Disk 2 as the first checkpoint left it is saved."""
+    host = office.host
+    disk2, saved = f"{RAM_DIR}/disk2.img", f"{RAM_DIR}/disk2.saved"
+    host.sh(f"{os.path.join(nested.BUILD, 'bin', 'ntc-clone')} {office.disk1} {disk2} >/dev/null", 600)
+    vm = office.office(disk2).start()
+    done, n_ck = 0, None
+    try:
+        vm.wait_ready(300)
+        vm.sh(f"ip addr add {GUEST_ADDR}/24 dev eth0 && ip link set eth0 up")
+        swap = vm.sh("swapon --show=NAME --noheadings 2>/dev/null || cat /proc/swaps")[1]
+        check("/dev/vda3" in swap, f"disk 1's swap is not active: {swap}", vm)
+        ntcguest.start_state_workloads(vm)
+        start_in_background(vm, f"ntc-memhog {HOG_MIB}", r"HOG READY", 600)
+        vm.sh("(while :; do dd if=/dev/urandom of=/data/churn bs=4096 count=64 conv=fsync 2>/dev/null; "
+              "sleep 0.5; done) >/dev/null 2>&1 & :")
+        start_in_background(vm, f"ntc-echo {PORT}", r"ECHO-LISTENING")
+        exchange = echo_exchange.Exchange(office.host, NETNS, office.tmp, "stress", GUEST_ADDR, PORT).start()
+        exchange.wait_messages(20, 300, vm)
+        for i in range(1, n + 1):
+            rc, st = ntcguest.checkpoint(vm, 900)
+            check(rc == 0 and st.get("result") == "0", f"checkpoint {i}: rc {rc}, {st}", vm)
+            answered = len(exchange.lines())
+            exchange.wait_messages(answered + 10, 120, vm)
+            check(counter_moves(vm), f"after checkpoint {i} the counter stands still", vm)
+            warnings = ntcguest.kernel_warnings(vm)
+            check(not warnings, f"after checkpoint {i} the kernel warned: {warnings[:5]}", vm)
+            check(info_check(host, disk2) == 0, f"ntc-info --check refuses disk 2 after checkpoint {i}", vm)
+            if i == 1:
+                n_ck = ntcguest.counter_before(vm, st["time_unix_ns"])
+                host.sh(f"cp --sparse=always {disk2} {saved}", 600)
+            done = i
+            print(f"{office.kind}: checkpoint {i}/{n} ok, pause {st['pause_ms']} ms, "
+                  f"{st['image_pages']} pages", flush=True)
+        exchange.finish(60, vm)
+        vm.sh("killall ntc-echo", check=False)
+        vm.send("poweroff")
+        check(vm.wait_exit(180) == 0, "the office VM's poweroff should end with status 0", vm)
+        return done, n_ck, None
+    except ntclab.LabError as e:
+        print(f"{office.kind}: checkpoint {done + 1}/{n} FAILED", flush=True)
+        if host.alive():  # the office VM must not hold the TAP and disks for the resumes
+            host.sh("pkill -9 -f stress-office; sleep 1", check=False)
+        return done, n_ck, str(e)
+
+
+def resumes(office, n_ck, n):
+    """Resumes copies of the saved disk 2 n times; returns (succeeded, failures)."""
+    done, failures = 0, []
+    saved, copy, blank = f"{RAM_DIR}/disk2.saved", f"{RAM_DIR}/resume.img", f"{RAM_DIR}/blank.img"
+    for i in range(1, n + 1):
+        office.host.sh(f"cp --sparse=always {saved} {copy} && rm -f {blank} && "
+                       f"truncate -s $(stat -c %s {saved}) {blank}", 600)
+        vm = office.resumed(f"stress-resume-{i}", copy, blank)
+        try:
+            vm.start()
+            t0 = time.monotonic()
+            ntcguest.expect_counter_resumed(vm, n_ck)
+            vm.sh("stty -echo; PS1=''")
+            check(counter_moves(vm), f"resume {i}: the counter stands still", vm)
+            warnings = ntcguest.kernel_warnings(vm)
+            check(not warnings, f"resume {i}: the kernel warned: {warnings[:5]}", vm)
+            vm.send("poweroff")
+            check(vm.wait_exit(180) == 0, f"resume {i}: poweroff should end with status 0", vm)
+            done += 1
+            print(f"{office.kind}: resume {i}/{n} ok in {time.monotonic() - t0:.1f}s", flush=True)
+        except ntclab.LabError as e:
+            failures.append(str(e))
+            print(f"{office.kind}: resume {i}/{n} FAILED", flush=True)
+            if not office.host.alive():
+                break
+            office.host.sh(f"pkill -f {os.path.basename(copy)}; sleep 1", check=False)
+    return done, failures
+
+
+def run(kind, n_checkpoints, n_resumes):
+    with ntcguest.workdir() as tmp:
+        disk1 = ntcguest.build_disk1(tmp, swap_mib=512)
+        # RAM for the guest's and the disks' (RAM_DIR)
+        with nested.HostVM(f"stress-{kind}", tmp, mem_mib=4096) as host:
+            host.wait_ready()
+            echo_exchange.add_tap(host, NETNS, TAP, HOST_ADDR)
+            office = Office(kind, host, tmp, disk1)
+            ck, n_ck, failure = checkpoints(office, n_checkpoints)
+            failures = [failure] if failure else []
+            rs = 0
+            if n_ck is not None and host.alive():
+                rs, more = resumes(office, n_ck, n_resumes)
+                failures += more
+            if host.alive():
+                host.send("poweroff -f")
+    return ck, rs, failures
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoints", type=int, default=30)
+    parser.add_argument("--resumes", type=int, default=20)
+    parser.add_argument("--vmm", choices=("ntc-vmm", "qemu", "both"), default="both")
+    args = parser.parse_args()
+    kinds = ["ntc-vmm", "qemu"] if args.vmm == "both" else [args.vmm]
+    results, ok = [], True
+    for kind in kinds:
+        t0 = time.monotonic()
+        try:
+            ck, rs, failures = run(kind, args.checkpoints, args.resumes)
+        except Exception:  # the lab itself failed: report it as this VMM's failure
+            ck, rs, failures = 0, 0, [traceback.format_exc()]
+        for f in failures:
+            print(f"--- {kind} failure ---\n{f}", flush=True)
+        ok &= not failures and ck == args.checkpoints and rs == args.resumes
+        results.append((kind, ck, rs, time.monotonic() - t0))
+    print()
+    print("| VMM | checkpoints | resumes | minutes |")
+    print("| --- | ---: | ---: | ---: |")
+    for kind, ck, rs, seconds in results:
+        print(f"| {kind} | {ck}/{args.checkpoints} | {rs}/{args.resumes} | {seconds / 60:.1f} |")
+    sys.exit(0 if ok else 1)
+
+
+if __name__ == "__main__":
+    main()
