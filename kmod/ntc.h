@@ -148,6 +148,7 @@ extern struct ntc_status ntc_status;
 extern struct mutex ntc_lock;
 extern u64 ntc_boot_id[2];
 int ntc_checkpoint(void);
+void ntc_test_point(const char *name);
 void ntc_machine_describe(struct ntc_record *rec);
 
 #endif

@@ -38,6 +38,25 @@ static bool precopy_enabled = true;
 module_param_named(precopy, precopy_enabled, bool, 0644);
 MODULE_PARM_DESC(precopy, "copy the disk delta before freezing (default on)");
 
+/*
+ * For the crash-safety test only (tests/guest/test_checkpoint_kill.py): the
+ * checkpoint stops at the named point for a while and says so on the
+ * console, so that the test can cut the machine's power exactly there.
+ */
+static char *stall_at = "";
+module_param(stall_at, charp, 0644);
+MODULE_PARM_DESC(stall_at, "test only: stop the checkpoint for a minute at this point (Documentation/kmod.md)");
+
+#define NTC_STALL_SECONDS 60
+
+void ntc_test_point(const char *name)
+{
+	if (!sysfs_streq(stall_at, name))
+		return;
+	pr_err("ntc: stalled at %s\n", name);
+	ssleep(NTC_STALL_SECONDS);
+}
+
 #define NTC_PRECOPY_MAX_ROUNDS 6
 #define NTC_PRECOPY_GOOD_ENOUGH 64	/* blocks: not worth another round */
 #define NTC_WRITEBACK_WAIT (30 * HZ)	/* longest wait for the reclaim's swap-outs */
@@ -199,15 +218,19 @@ int ntc_checkpoint(void)
 		goto close;
 	}
 	/* From here on disk 2 changes: first make sure it cannot be resumed. */
+	ntc_test_point("start");
 	err = ntc_area_invalidate(&t);
 	if (err)
 		goto close;
+	ntc_test_point("invalidated");
 	memcpy(rec, t.page0, sizeof(*rec));
 	/* swap-outs of the reclaim are disk 1 writes: pre-copy them too */
 	shrink_before_freeze();
+	ntc_test_point("reclaimed");
 	err = precopy(&t, &swap_slots);
 	if (err)
 		goto close;
+	ntc_test_point("precopied");
 
 	sleep_flags = lock_system_sleep();
 	if (!ntc_k.hibernate_acquire()) {
@@ -250,6 +273,7 @@ int ntc_checkpoint(void)
 		ntc_status.frozen_blocks = n;
 	fill_free_map(&t, free_map);
 	ntc_status.swap_slots = swap_slots;
+	ntc_test_point("frozen");
 	ntc_k.pm_restore_gfp_mask();
 	ntc_k.unlock_device_hotplug();
 	ntc_k.thaw_processes();
@@ -267,9 +291,12 @@ int ntc_checkpoint(void)
 	ntc_status.write_ms = st.write_us / 1000;
 	ntc_status.image_pages = st.pages;
 	if (!err) {
+		ntc_test_point("written");
 		ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
 		fill_record(rec, &st);
 		err = ntc_area_commit(&t, rec, st.first_map);
+		if (!err)
+			ntc_test_point("committed");
 	}
 	goto close;
 

@@ -152,7 +152,8 @@ int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
 		err = ntc_batch_add(&batch, p, t->area_start + ((sector_t)slot << 3));
 		if (err)
 			break;
-		k++;
+		if (++k == pages / 2)
+			ntc_test_point("writing");
 	}
 	for (i = 0; !err && i < nmap; i++)
 		err = ntc_batch_add(&batch, virt_to_page(map[i]),
