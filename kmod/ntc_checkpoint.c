@@ -26,6 +26,7 @@
 #include <linux/jiffies.h>
 #include <linux/slab.h>
 #include <linux/bitmap.h>
+#include <linux/swap.h>
 #include "ntc.h"
 
 struct ntc_status ntc_status;
@@ -61,6 +62,7 @@ void ntc_test_point(const char *name)
 #define NTC_PRECOPY_GOOD_ENOUGH 64	/* blocks: not worth another round */
 #define NTC_WRITEBACK_WAIT (30 * HZ)	/* longest wait for the reclaim's swap-outs */
 #define NTC_SHRINK_MAX_ROUNDS 32
+#define NTC_PAGES_FOR_IO 1024	/* kernel/power/power.h: PAGES_FOR_IO */
 
 /* Copies the changed blocks while the guest runs, while the delta shrinks. */
 static int precopy(struct ntc_target *t, unsigned long *swap_slots)
@@ -154,6 +156,33 @@ static void shrink_before_freeze(void)
 	ntc_status.shrink_us = ktime_us_delta(ktime_get(), t);
 }
 
+/*
+ * Whether the atomic copy can fit at all: every page in use that reclaim
+ * cannot free (anonymous memory beyond the free swap, unreclaimable slab,
+ * the kernel) needs a free page for its copy, and only what is free now or
+ * reclaimable can provide it.  When it cannot fit, the snapshot's
+ * preallocation fails anyway, but only after its reclaim has evicted every
+ * file page; on a guest that was already short of memory the OOM killer
+ * then ran right after the thaw and killed the largest process.  So the
+ * hopeless case is refused before anything is reclaimed or written.
+ */
+static bool image_can_fit(void)
+{
+	unsigned long file = global_node_page_state(NR_ACTIVE_FILE) +
+			     global_node_page_state(NR_INACTIVE_FILE);
+	unsigned long anon = global_node_page_state(NR_ACTIVE_ANON) +
+			     global_node_page_state(NR_INACTIVE_ANON);
+	unsigned long slab = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B);
+	long swap = get_nr_swap_pages();
+	unsigned long reclaimable = file + slab + min_t(unsigned long, anon, max(swap, 0L));
+	unsigned long in_use = pages_in_use();
+	unsigned long must_copy = in_use > reclaimable ? in_use - reclaimable : 0;
+	unsigned long margin = NTC_PAGES_FOR_IO +
+			       2 * DIV_ROUND_UP(*ntc_k.reserved_size, PAGE_SIZE);
+
+	return must_copy + margin <= global_zone_page_state(NR_FREE_PAGES) + reclaimable;
+}
+
 /* Slots of the snapshot area that may take the image: free in disk 1's swap. */
 static void fill_free_map(struct ntc_target *t, unsigned long *free_map)
 {
@@ -218,6 +247,11 @@ int ntc_checkpoint(void)
 		goto close;
 	}
 	/* From here on disk 2 changes: first make sure it cannot be resumed. */
+	if (!image_can_fit()) {
+		pr_err("ntc: not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
+		err = -ENOMEM;
+		goto close;
+	}
 	ntc_test_point("start");
 	err = ntc_area_invalidate(&t);
 	if (err)
