@@ -65,6 +65,22 @@ def configure_guest_network(vm, mac):
     return out
 
 
+def check_wall_clock(host, vm):
+    """The resumed guest's wall clock agrees with its host's within a second:
+    the host's reading falls between two of the guest's, give or take one
+    second.  The guest's readings are its counter's latest ticks, which carry
+    CLOCK_REALTIME in nanoseconds (busybox date has no %N).  Returns the
+    offset seen."""
+    import re
+    _, before = vm.sh("tail -n 1 /data/counter.log")
+    _, now = host.sh("date +%s.%N")
+    vm.sh("sleep 0.2")
+    _, after = vm.sh("tail -n 1 /data/counter.log")
+    g0, h, g1 = (float(re.findall(r"\d+\.\d+", t)[-1]) for t in (before, now, after))
+    check(g0 - 1 <= h <= g1 + 1, f"the resumed guest's clock is off: guest {g0:.3f}..{g1:.3f}, host {h:.3f}", vm)
+    return h - (g0 + g1) / 2
+
+
 def travel(vm, label, n_ck):
     """Starts a resuming VM and waits until its counter continues from the
     checkpoint value n_ck; returns the seconds that took."""
@@ -146,6 +162,7 @@ def main():
             figures["resume1_s"] = travel(b, "travel 1", n_ck)
             problems = ntcguest.check_resumed_state(b, state)
             check(not problems, f"resumed state: {problems}", b)
+            figures["clock_offset_s"] = check_wall_clock(host, b)
             configure_guest_network(b, mac)
             ntcguest.start_in_background(b, f"ntc-echo {PORT + 1}", r"ECHO-LISTENING")
             again = echo_exchange.Exchange(host, NETNS, tmp, "travel1", GUEST_ADDR, PORT + 1).start()
