@@ -108,6 +108,15 @@ void check_is_clone(const Fixture &f)
 	CHECK(v.inodes_compared > 20);
 }
 
+// Changes the source: a new file /etc/new.txt, written with debugfs
+// (nothing mounted).
+void add_file_to_source(const Fixture &f)
+{
+	must("printf 'new contents' > '" + (f.dir / "new.txt") + "'");
+	must("debugfs -w -R 'write " + (f.dir / "new.txt") + " /etc/new.txt' '" + f.src.path +
+	     "?offset=" + std::to_string(f.src.ext_offset) + "'");
+}
+
 } // namespace
 
 TEST_CASE("clone of a GPT disk: used blocks, raw partition, snapshot area")
@@ -296,10 +305,7 @@ TEST_CASE("--update writes only what changed")
 {
 	Fixture f;
 	clone_disk(f.src.path, f.dst, f.opts);
-	// Change the source: a new file, written with debugfs (nothing mounted).
-	must("printf 'new contents' > '" + (f.dir / "new.txt") + "'");
-	must("debugfs -w -R 'write " + (f.dir / "new.txt") + " /etc/new.txt' '" + f.src.path +
-	     "?offset=" + std::to_string(f.src.ext_offset) + "'");
+	add_file_to_source(f);
 	REQUIRE_FALSE(verify_clone(f.src.path, f.dst).ok());
 
 	f.opts.update = true;
@@ -347,9 +353,7 @@ TEST_CASE("an --update stopped part-way does not look finished, and --update fin
 	clone_disk(f.src.path, f.dst, f.opts);
 	// Changes early on the disk (a new file) and late (data in the space
 	// after the last partition).
-	must("printf 'new contents' > '" + (f.dir / "new.txt") + "'");
-	must("debugfs -w -R 'write " + (f.dir / "new.txt") + " /etc/new.txt' '" + f.src.path +
-	     "?offset=" + std::to_string(f.src.ext_offset) + "'");
+	add_file_to_source(f);
 	std::vector<uint8_t> late(64 * 1024, 0x5a);
 	write_bytes(f.src.path, 40 * MiB, late);
 	auto ext = [&](const std::string &path) { return read_bytes(path, f.src.ext_offset, 16 * MiB); };
