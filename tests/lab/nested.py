@@ -166,7 +166,8 @@ def vmm_host(name, workdir):
 # text: a run of printable bytes with spaces in it (symbol names have none)
 # and no format directives (those are the kernel's own format strings).
 _KERNEL_TROUBLE = rb"(?:BUG|WARNING|Oops|[Pp]anic|RIP: |general protection|Call Trace|ntc: |PM: |double fault|" \
-                  rb"stack segment|invalid opcode|page fault|rcu: |watchdog: |Kernel |SLUB|Corrupted|Freezing|Restarting)"
+                  rb"stack segment|invalid opcode|page fault|rcu: |watchdog: |Kernel |SLUB|Corrupted|Freezing|Restarting|" \
+                  rb"INFO: |blocked for more than|hung_task|clocksource|timekeeping|APIC|smpboot|CPU[0-9]+ )"
 
 
 def kernel_messages(ram_file, limit=80):
@@ -250,7 +251,20 @@ class NestedVmm(ntclab.ConsoleShell):
         except FileNotFoundError:
             return None
 
-    def fail(self, why):
+    def request_report(self, timeout=120):
+        """Asks a hung ntc-vmm for its vCPUs' state and guest RAM (SIGQUIT)
+        and waits for them: a hang leaves no other evidence."""
+        import time
+        if not self.crash_dump or self.exit_status() is not None or not self.host.alive():
+            return
+        self.host.sh(f"pkill -QUIT -f -- {self.host.inside(self.log)} || true", 60, check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and "guest RAM written to" not in self.stderr():
+            time.sleep(0.5)
+
+    def fail(self, why, hung=False):
+        if hung:
+            self.request_report()
         evidence = ""
         if self.crash_dump and os.path.exists(self.crash_dump):
             evidence += f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
@@ -274,7 +288,7 @@ class NestedVmm(ntclab.ConsoleShell):
                 self.fail(f"exited ({self.exit_status()}) while waiting for {pattern!r}")
             self.check_host()
             time.sleep(0.2)
-        self.fail(f"timed out after {timeout}s waiting for {pattern!r}")
+        self.fail(f"timed out after {timeout}s waiting for {pattern!r}", hung=True)
 
     def check_host(self):
         """Fails at once, with the host VM's console, when the host VM itself
@@ -301,4 +315,4 @@ class NestedVmm(ntclab.ConsoleShell):
                 return rc
             self.check_host()
             time.sleep(0.2)
-        self.fail(f"did not exit within {timeout}s")
+        self.fail(f"did not exit within {timeout}s", hung=True)

@@ -33,7 +33,7 @@ NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac)
 
 namespace {
 constexpr const char* kCrashDumpHelp =
-    "if the guest triple-faults, write its RAM to this file (its kernel log is plain text there)";
+    "if the guest triple-faults, or on SIGQUIT, write its RAM to this file (its kernel log is plain text there)";
 }  // namespace
 
 Command parse_command_line(int argc, const char* const* argv) {

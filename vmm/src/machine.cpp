@@ -36,6 +36,7 @@
 #include "kvm.h"
 #include "layout.h"
 #include "machine_model.h"
+#include "vcpu_report.h"
 
 namespace ntcvmm {
 
@@ -67,8 +68,11 @@ void initialise_pic(int vm_fd) {
 
 int signal_pipe[2] = {-1, -1};
 
-void on_signal(int) {
-    char c = 0;
+// SIGQUIT asks for a state report (a hung guest's evidence); the others end the VM.
+constexpr char kSignalReport = 'r', kSignalQuit = 'q';
+
+void on_signal(int signal) {
+    char c = signal == SIGQUIT ? kSignalReport : kSignalQuit;
     [[maybe_unused]] ssize_t n = ::write(signal_pipe[1], &c, 1);
 }
 
@@ -139,6 +143,7 @@ struct Vcpu {
     kvm_run* run = nullptr;
     size_t run_size = 0;
     std::thread thread;
+    std::atomic<bool> report_requested{false};
     ~Vcpu() {
         if (run) ::munmap(run, run_size);
     }
@@ -156,7 +161,9 @@ private:
     void create_vcpus();
     void vcpu_loop(unsigned index, Vcpu& vcpu);
     void report_triple_fault(unsigned index, const Vcpu& vcpu);
+    void dump_guest_ram();
     void write_guest_ram(const std::string& path);
+    void report_state();
     void handle_io(kvm_run* run);
     void handle_mmio(kvm_run* run);
     void console_loop();
@@ -434,6 +441,10 @@ void Machine::report_triple_fault(unsigned index, const Vcpu& vcpu) {
                      (unsigned long long)sregs.cr3);
     else
         std::fprintf(stderr, "ntc-vmm: vCPU %u triple-faulted (KVM reset its registers, so where is unknown)\n", index);
+    dump_guest_ram();
+}
+
+void Machine::dump_guest_ram() {
     if (!config_.crash_dump) return;
     try {
         write_guest_ram(*config_.crash_dump);
@@ -461,9 +472,24 @@ void Machine::write_guest_ram(const std::string& path) {
     ::close(fd);
 }
 
+// Each vCPU leaves KVM_RUN and prints its own state (KVM's GET ioctls wait
+// for KVM_RUN); guest RAM goes to the crash dump file for its kernel log.
+void Machine::report_state() {
+    for (auto& vcpu : vcpus_) {
+        vcpu->report_requested = true;
+        vcpu->run->immediate_exit = 1;
+        ::pthread_kill(vcpu->thread.native_handle(), SIGUSR1);
+    }
+    dump_guest_ram();
+}
+
 void Machine::vcpu_loop(unsigned index, Vcpu& vcpu) {
     kvm_run* run = vcpu.run;
     while (!stopping_) {
+        if (vcpu.report_requested.exchange(false)) {
+            std::fprintf(stderr, "ntc-vmm: %s\n", describe_vcpu(index, vcpu.fd.get()).c_str());
+            if (!stopping_) run->immediate_exit = 0;
+        }
         if (::ioctl(vcpu.fd.get(), KVM_RUN, 0) < 0) {
             if (errno == EINTR || errno == EAGAIN) continue;
             std::fprintf(stderr, "ntc-vmm: KVM_RUN: %s\n", std::strerror(errno));
@@ -512,8 +538,13 @@ void Machine::console_loop() {
         if (r < 0 && errno != EINTR) break;
         if (fds[0].revents) break;
         if (fds[1].revents) {
-            finish(kExitQuit);
-            break;
+            char c = kSignalQuit;
+            if (::read(signal_pipe[0], &c, 1) == 1 && c == kSignalReport) {
+                report_state();
+            } else {
+                finish(kExitQuit);
+                break;
+            }
         }
         if (fds[2].revents) {
             uint8_t buf[256];
@@ -552,6 +583,7 @@ int Machine::run() {
     sa.sa_handler = on_signal;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGHUP, &sa, nullptr);
+    ::sigaction(SIGQUIT, &sa, nullptr);
     // A console reader that goes away must not kill the VM with SIGPIPE.
     ::signal(SIGPIPE, SIG_IGN);
     if (!::isatty(STDIN_FILENO)) ::sigaction(SIGINT, &sa, nullptr);

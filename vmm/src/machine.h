@@ -32,7 +32,7 @@ struct MachineConfig {
     BootFiles boot;                     // what boots, unless...
     std::optional<ImageLocation> image; // ...the machine resumes this image
     std::optional<std::string> console_log;  // else the terminal (stdout)
-    std::optional<std::string> crash_dump;   // guest RAM goes here on a triple fault
+    std::optional<std::string> crash_dump;   // guest RAM goes here on a triple fault or SIGQUIT
 };
 
 // ntc-vmm's exit statuses (Documentation/vmm.md).
