@@ -15,6 +15,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,7 @@
 #include "disk_image.h"
 #include "e820.h"
 #include "error.h"
+#include "io_bus.h"
 #include "kvm.h"
 #include "layout.h"
 #include "machine_model.h"
@@ -182,6 +184,7 @@ private:
     // Device state is touched by vCPU threads, the console thread and the
     // virtio workers under this one lock; no I/O is done while holding it.
     std::mutex io_lock_;
+    IoBus ports_, mmio_;
     std::unique_ptr<InterruptLines> irqs_;
     std::unique_ptr<Serial> serial_;
     std::unique_ptr<PciBus> pci_;
@@ -299,6 +302,7 @@ void Machine::create_devices() {
         net_ = net.get();
         net_pci_ = add_virtio(std::move(net));
     }
+    map_devices(ports_, mmio_, *serial_, *pci_, *pm_);
 }
 
 void Machine::create_vcpus() {
@@ -393,19 +397,12 @@ void Machine::handle_io(kvm_run* run) {
     unsigned size = run->io.size;
     std::lock_guard lock(io_lock_);
     for (uint32_t i = 0; i < run->io.count; i++, data += size) {
-        uint32_t value = 0;
         if (run->io.direction == KVM_EXIT_IO_OUT) {
+            uint32_t value = 0;
             std::memcpy(&value, data, size);
-            if (port >= layout::kCom1 && port < layout::kCom1 + 8) serial_->write(port - layout::kCom1, uint8_t(value));
-            else if (port == layout::kResetControl && size == 1) pm_->write(port, size, value);
-            else if (port >= layout::kPciConfigAddress && port < layout::kPciConfigAddress + 8) pci_->io_write(port, size, value);
-            else pm_->write(port, size, value);
+            ports_.write(port, size, value);
         } else {
-            value = ~0u;
-            if (port >= layout::kCom1 && port < layout::kCom1 + 8) value = serial_->read(port - layout::kCom1);
-            else if (port == layout::kResetControl && size == 1) pm_->read(port, size, value);
-            else if (port >= layout::kPciConfigAddress && port < layout::kPciConfigAddress + 8) value = pci_->io_read(port, size);
-            else pm_->read(port, size, value);
+            uint64_t value = ports_.read(port, size);
             std::memcpy(data, &value, size);
         }
     }
@@ -418,10 +415,9 @@ void Machine::handle_mmio(kvm_run* run) {
     if (run->mmio.is_write) {
         uint64_t value = 0;
         std::memcpy(&value, run->mmio.data, size);
-        pci_->mmio_write(address, size, value);
+        mmio_.write(address, size, value);
     } else {
-        uint64_t value = ~0ull;
-        pci_->mmio_read(address, size, value);
+        uint64_t value = mmio_.read(address, size);
         std::memcpy(run->mmio.data, &value, size);
     }
 }
@@ -632,7 +628,69 @@ int Machine::run() {
     return *exit_status_;
 }
 
+// For a device that decodes whole port numbers itself, on one of its ranges.
+using PortRead = std::function<uint32_t(uint16_t port, unsigned size)>;
+using PortWrite = std::function<void(uint16_t port, unsigned size, uint32_t value)>;
+BusDevice by_port(uint16_t base, PortRead read, PortWrite write) {
+    return {[base, read](uint64_t offset, unsigned size) { return uint64_t(read(uint16_t(base + offset), size)); },
+            [base, write](uint64_t offset, unsigned size, uint64_t value) {
+                write(uint16_t(base + offset), size, uint32_t(value));
+            }};
+}
+
 }  // namespace
+
+void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm& pm) {
+    using namespace layout;
+    ports.add(kCom1, 8,
+              {[&serial](uint64_t offset, unsigned) { return uint64_t(serial.read(uint16_t(offset))); },
+               [&serial](uint64_t offset, unsigned, uint64_t value) {
+                   serial.write(uint16_t(offset), uint8_t(value));
+               }},
+              "COM1");
+
+    PortRead pm_read = [&pm](uint16_t port, unsigned size) {
+        uint32_t value = ~0u;
+        pm.read(port, size, value);
+        return value;
+    };
+    PortWrite pm_write = [&pm](uint16_t port, unsigned size, uint32_t value) { pm.write(port, size, value); };
+    for (auto [base, length, name] : {std::tuple<uint16_t, uint64_t, const char*>{kPm1EventBlock, 4, "PM1 event block"},
+                                      {kPm1ControlBlock, 2, "PM1 control block"},
+                                      {kPmTimer, 4, "PM timer"},
+                                      {kI8042Command, 1, "i8042 command port"}})
+        ports.add(base, length, by_port(base, pm_read, pm_write), name);
+
+    // Configuration mechanism 1 (PciBus decodes the ports).  The address
+    // register answers only whole-dword accesses, and those start at 0xcf8,
+    // so its range is that one port: 0xcf9 is the reset control register,
+    // which answers byte accesses only, as on Intel chipsets.
+    PortRead pci_read = [&pci](uint16_t port, unsigned size) { return pci.io_read(port, size); };
+    PortWrite pci_write = [&pci](uint16_t port, unsigned size, uint32_t value) { pci.io_write(port, size, value); };
+    ports.add(kPciConfigAddress, 1, by_port(kPciConfigAddress, pci_read, pci_write), "PCI configuration address");
+    ports.add(kPciConfigData, 4, by_port(kPciConfigData, pci_read, pci_write), "PCI configuration data");
+    PortRead reset_read = [pm_read](uint16_t port, unsigned size) { return size == 1 ? pm_read(port, size) : ~0u; };
+    PortWrite reset_write = [pm_write](uint16_t port, unsigned size, uint32_t value) {
+        if (size == 1) pm_write(port, size, value);
+    };
+    ports.add(kResetControl, 1, by_port(kResetControl, reset_read, reset_write), "reset control register");
+
+    // The guest can move a BAR (its address bits are writable) and switch
+    // decoding off, so BARs are not claimed one by one: the PCI bus takes the
+    // whole memory window the DSDT gives it and decodes the BARs itself.  A
+    // BAR moved outside the window is not reached, as behind a host bridge
+    // that forwards only its window.
+    mmio.add(kPciMmioBase, kPciMmioEnd - kPciMmioBase,
+             {[&pci](uint64_t offset, unsigned size) {
+                  uint64_t value = ~0ull;
+                  pci.mmio_read(kPciMmioBase + offset, size, value);
+                  return value;
+              },
+              [&pci](uint64_t offset, unsigned size, uint64_t value) {
+                  pci.mmio_write(kPciMmioBase + offset, size, value);
+              }},
+             "PCI memory window");
+}
 
 void check_machine_config(const MachineConfig& config) {
     if (config.cpus < 1 || config.cpus > kMaxCpus)

@@ -12,6 +12,11 @@
 
 namespace ntcvmm {
 
+class AcpiPm;
+class IoBus;
+class PciBus;
+class Serial;
+
 struct DiskSpec {
     std::string path;
     bool read_only = false;
@@ -52,5 +57,8 @@ void check_machine_config(const MachineConfig& config);
 // Runs the VM until it ends; returns the exit status.  Throws UserError when
 // the VM cannot be set up.
 int run_machine(const MachineConfig& config);
+
+// Puts the devices at their ports and MMIO ranges (Documentation/vmm.md).
+void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm& pm);
 
 }  // namespace ntcvmm

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <cstring>
 
 #include "error.h"
@@ -10,17 +11,11 @@ namespace ntcvmm {
 
 namespace {
 
-constexpr uint16_t kDescNext = 1;
-constexpr uint16_t kDescWrite = 2;
-constexpr uint16_t kDescIndirect = 4;
-
-struct RawDescriptor {
-    uint64_t addr;
-    uint32_t len;
-    uint16_t flags;
-    uint16_t next;
-};
-static_assert(sizeof(RawDescriptor) == 16);
+// Flags and index, an entry per descriptor, then the event index.
+uint64_t avail_ring_bytes(uint16_t size) { return offsetof(vring_avail, ring) + sizeof(uint16_t) * (size + 1ull); }
+uint64_t used_ring_bytes(uint16_t size) {
+    return offsetof(vring_used, ring) + sizeof(vring_used_elem) * size + sizeof(uint16_t);
+}
 
 }  // namespace
 
@@ -60,10 +55,11 @@ size_t copy_to(const std::vector<iovec>& buffers, const void* data, size_t size)
 void Virtqueue::enable() {
     if (size == 0 || size > kMaxSize || (size & (size - 1)))
         throw GuestError("queue size is not a power of two up to 256");
-    if (desc_address % 16 || avail_address % 2 || used_address % 4)
+    if (desc_address % VRING_DESC_ALIGN_SIZE || avail_address % VRING_AVAIL_ALIGN_SIZE ||
+        used_address % VRING_USED_ALIGN_SIZE)
         throw GuestError("misaligned ring");
-    if (!memory_->span(desc_address, 16ull * size) || !memory_->span(avail_address, 6 + 2ull * size) ||
-        !memory_->span(used_address, 6 + 8ull * size))
+    if (!memory_->span(desc_address, sizeof(vring_desc) * size) ||
+        !memory_->span(avail_address, avail_ring_bytes(size)) || !memory_->span(used_address, used_ring_bytes(size)))
         throw GuestError("ring outside guest RAM");
     last_avail_ = 0;
     next_used_ = 0;
@@ -86,39 +82,40 @@ void Virtqueue::add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t
         if (index >= count) throw GuestError("descriptor index out of range");
         if (steps >= count || budget == 0) throw GuestError("descriptor chain too long (loop?)");
         budget--;
-        auto desc = memory_->read<RawDescriptor>(table + 16ull * index);
+        auto desc = memory_->read<vring_desc>(table + sizeof(vring_desc) * index);
         if (!desc) throw GuestError("descriptor table outside guest RAM");
-        if (desc->flags & kDescIndirect) {
+        if (desc->flags & VRING_DESC_F_INDIRECT) {
             if (!indirect_allowed) throw GuestError("nested indirect descriptor table");
-            if (desc->flags & kDescNext) throw GuestError("indirect descriptor with NEXT");
-            if (desc->len == 0 || desc->len % 16) throw GuestError("bad indirect table length");
+            if (desc->flags & VRING_DESC_F_NEXT) throw GuestError("indirect descriptor with NEXT");
+            if (desc->len == 0 || desc->len % sizeof(vring_desc)) throw GuestError("bad indirect table length");
             if (!memory_->span(desc->addr, desc->len)) throw GuestError("indirect table outside guest RAM");
-            add_descriptors(chain, desc->addr, desc->len / 16, 0, false, budget);
+            add_descriptors(chain, desc->addr, uint32_t(desc->len / sizeof(vring_desc)), 0, false, budget);
             return;
         }
         uint8_t* host = memory_->span(desc->addr, desc->len);
         if (!host) throw GuestError("descriptor buffer outside guest RAM");
-        if (desc->flags & kDescWrite) {
+        if (desc->flags & VRING_DESC_F_WRITE) {
             chain.writable.push_back({host, desc->len});
         } else {
             if (!chain.writable.empty()) throw GuestError("readable descriptor after writable one");
             chain.readable.push_back({host, desc->len});
         }
-        if (!(desc->flags & kDescNext)) return;
+        if (!(desc->flags & VRING_DESC_F_NEXT)) return;
         index = desc->next;
     }
 }
 
 std::optional<DescriptorChain> Virtqueue::pop() {
     if (!ready_) return std::nullopt;
-    auto avail_idx = memory_->read<uint16_t>(avail_address + 2);
+    auto avail_idx = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, idx));
     if (!avail_idx) throw GuestError("available ring outside guest RAM");
     uint16_t pending = uint16_t(*avail_idx - last_avail_);
     if (pending == 0) return std::nullopt;
     if (pending > size) throw GuestError("available index ran ahead of the ring");
     // The ring entry must be read after the index that published it.
     std::atomic_thread_fence(std::memory_order_acquire);
-    auto head = memory_->read<uint16_t>(avail_address + 4 + 2ull * (last_avail_ % size));
+    uint64_t entry = avail_address + offsetof(vring_avail, ring) + sizeof(uint16_t) * (last_avail_ % size);
+    auto head = memory_->read<uint16_t>(entry);
     if (!head) throw GuestError("available ring outside guest RAM");
     last_avail_++;
     DescriptorChain chain{*head, {}, {}};
@@ -128,13 +125,12 @@ std::optional<DescriptorChain> Virtqueue::pop() {
 }
 
 void Virtqueue::push_used(uint16_t head, uint32_t written) {
-    uint64_t entry = used_address + 4 + 8ull * (next_used_ % size);
-    struct { uint32_t id; uint32_t len; } element{head, written};
-    if (!memory_->write(entry, element)) throw GuestError("used ring outside guest RAM");
+    uint64_t entry = used_address + offsetof(vring_used, ring) + sizeof(vring_used_elem) * (next_used_ % size);
+    if (!memory_->write(entry, vring_used_elem{head, written})) throw GuestError("used ring outside guest RAM");
     // The element must be visible before the index that publishes it.
     std::atomic_thread_fence(std::memory_order_release);
     next_used_++;
-    if (!memory_->write<uint16_t>(used_address + 2, next_used_))
+    if (!memory_->write<uint16_t>(used_address + offsetof(vring_used, idx), next_used_))
         throw GuestError("used ring outside guest RAM");
 }
 

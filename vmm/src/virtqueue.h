@@ -6,6 +6,10 @@
 // turns into NEEDS_RESET.
 #include <sys/uio.h>
 
+// Without the legacy part, which C++ cannot compile (vring_init).
+#define VIRTIO_RING_NO_LEGACY
+#include <linux/virtio_ring.h>
+
 #include <cstdint>
 #include <optional>
 #include <vector>

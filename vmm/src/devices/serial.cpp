@@ -1,33 +1,28 @@
 #include "devices/serial.h"
 
+#include <linux/serial_reg.h>
+
 namespace ntcvmm {
 
 namespace {
-constexpr uint8_t kLcrDlab = 0x80;
-constexpr uint8_t kMcrLoop = 0x10;
-constexpr uint8_t kIerRx = 0x01;
-constexpr uint8_t kIerThr = 0x02;
-constexpr uint8_t kIirNone = 0x01;
-constexpr uint8_t kIirThr = 0x02;
-constexpr uint8_t kIirRx = 0x04;
-constexpr uint8_t kIirFifo = 0xc0;
-constexpr uint8_t kLsrDataReady = 0x01;
-constexpr uint8_t kLsrThrEmpty = 0x20;
-constexpr uint8_t kLsrIdle = 0x40;
+// IIR bits 7:6 with the FIFOs on; <linux/serial_reg.h> of Linux 6.1 has no name for them.
+constexpr uint8_t kIirFifosEnabled = 0xc0;
+constexpr uint8_t kIerMask = UART_IER_MSI | UART_IER_RLSI | UART_IER_THRI | UART_IER_RDI;
+constexpr uint8_t kMcrMask = UART_MCR_LOOP | UART_MCR_OUT2 | UART_MCR_OUT1 | UART_MCR_RTS | UART_MCR_DTR;
 }  // namespace
 
 Serial::Serial(Output output, InterruptLine interrupt)
     : output_(std::move(output)), interrupt_(std::move(interrupt)) {}
 
 uint8_t Serial::pending_interrupt() const {
-    if ((ier_ & kIerRx) && !rx_.empty()) return kIirRx;
-    if ((ier_ & kIerThr) && thr_interrupt_) return kIirThr;
-    return kIirNone;
+    if ((ier_ & UART_IER_RDI) && !rx_.empty()) return UART_IIR_RDI;
+    if ((ier_ & UART_IER_THRI) && thr_interrupt_) return UART_IIR_THRI;
+    return UART_IIR_NO_INT;
 }
 
 void Serial::update_interrupt() {
     // OUT2 gates the interrupt line on PCs.
-    if (interrupt_) interrupt_((mcr_ & 0x08) && pending_interrupt() != kIirNone);
+    if (interrupt_) interrupt_((mcr_ & UART_MCR_OUT2) && pending_interrupt() != UART_IIR_NO_INT);
 }
 
 void Serial::receive(uint8_t byte) {
@@ -38,32 +33,33 @@ void Serial::receive(uint8_t byte) {
 uint8_t Serial::read(uint16_t reg) {
     uint8_t value = 0;
     switch (reg) {
-    case 0:
-        if (lcr_ & kLcrDlab) return dll_;
+    case UART_RX:
+        if (lcr_ & UART_LCR_DLAB) return dll_;
         if (!rx_.empty()) {
             value = rx_.front();
             rx_.pop_front();
         }
         break;
-    case 1:
-        return (lcr_ & kLcrDlab) ? dlm_ : ier_;
-    case 2:
-        value = pending_interrupt() | ((fcr_ & 1) ? kIirFifo : 0);
-        if (value & kIirThr) thr_interrupt_ = false;  // reading IIR acknowledges THRE
+    case UART_IER:
+        return (lcr_ & UART_LCR_DLAB) ? dlm_ : ier_;
+    case UART_IIR:
+        value = pending_interrupt() | ((fcr_ & UART_FCR_ENABLE_FIFO) ? kIirFifosEnabled : 0);
+        if (value & UART_IIR_THRI) thr_interrupt_ = false;  // reading IIR acknowledges THRE
         break;
-    case 3:
+    case UART_LCR:
         return lcr_;
-    case 4:
+    case UART_MCR:
         return mcr_;
-    case 5:
-        return uint8_t((rx_.empty() ? 0 : kLsrDataReady) | kLsrThrEmpty | kLsrIdle);
-    case 6:
+    case UART_LSR:
+        return uint8_t((rx_.empty() ? 0 : UART_LSR_DR) | UART_LSR_THRE | UART_LSR_TEMT);
+    case UART_MSR:
         // In loopback the modem inputs follow the outputs; otherwise a modem
-        // that is present and ready (DCD, DSR, CTS).
-        if (mcr_ & kMcrLoop)
-            return uint8_t(((mcr_ & 0x01) << 5) | ((mcr_ & 0x02) << 3) | ((mcr_ & 0x04) << 4) | ((mcr_ & 0x08) << 4));
-        return 0xb0;
-    case 7:
+        // that is present and ready.
+        if (mcr_ & UART_MCR_LOOP)
+            return uint8_t(((mcr_ & UART_MCR_DTR) ? UART_MSR_DSR : 0) | ((mcr_ & UART_MCR_RTS) ? UART_MSR_CTS : 0) |
+                           ((mcr_ & UART_MCR_OUT1) ? UART_MSR_RI : 0) | ((mcr_ & UART_MCR_OUT2) ? UART_MSR_DCD : 0));
+        return UART_MSR_DCD | UART_MSR_DSR | UART_MSR_CTS;
+    case UART_SCR:
         return scr_;
     }
     update_interrupt();
@@ -72,38 +68,38 @@ uint8_t Serial::read(uint16_t reg) {
 
 void Serial::write(uint16_t reg, uint8_t value) {
     switch (reg) {
-    case 0:
-        if (lcr_ & kLcrDlab) {
+    case UART_TX:
+        if (lcr_ & UART_LCR_DLAB) {
             dll_ = value;
             return;
         }
-        if (mcr_ & kMcrLoop) {
+        if (mcr_ & UART_MCR_LOOP) {
             if (rx_.size() < kFifoSize) rx_.push_back(value);
         } else if (output_) {
             output_(value);
         }
         thr_interrupt_ = true;  // the byte left at once
         break;
-    case 1:
-        if (lcr_ & kLcrDlab) {
+    case UART_IER:
+        if (lcr_ & UART_LCR_DLAB) {
             dlm_ = value;
             return;
         }
         // Enabling THRE interrupts with an empty transmitter raises one.
-        if ((value & kIerThr) && !(ier_ & kIerThr)) thr_interrupt_ = true;
-        ier_ = value & 0x0f;
+        if ((value & UART_IER_THRI) && !(ier_ & UART_IER_THRI)) thr_interrupt_ = true;
+        ier_ = value & kIerMask;
         break;
-    case 2:
+    case UART_FCR:
         fcr_ = value;
-        if (value & 0x02) rx_.clear();
+        if (value & UART_FCR_CLEAR_RCVR) rx_.clear();
         break;
-    case 3:
+    case UART_LCR:
         lcr_ = value;
         return;
-    case 4:
-        mcr_ = value & 0x1f;
+    case UART_MCR:
+        mcr_ = value & kMcrMask;
         break;
-    case 7:
+    case UART_SCR:
         scr_ = value;
         return;
     default:

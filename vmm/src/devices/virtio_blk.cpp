@@ -13,20 +13,7 @@ namespace ntcvmm {
 
 namespace {
 
-constexpr uint32_t kTypeIn = 0;
-constexpr uint32_t kTypeOut = 1;
-constexpr uint32_t kTypeFlush = 4;
-constexpr uint32_t kTypeGetId = 8;
-constexpr uint8_t kStatusOk = 0;
-constexpr uint8_t kStatusIoError = 1;
-constexpr uint8_t kStatusUnsupported = 2;
 constexpr uint64_t kSector = 512;
-
-struct RequestHeader {
-    uint32_t type;
-    uint32_t reserved;
-    uint64_t sector;
-};
 
 // Full transfer at `offset`, retrying short reads/writes.
 bool transfer(int fd, std::vector<iovec> iov, uint64_t offset, bool write) {
@@ -66,14 +53,15 @@ uint64_t VirtioBlock::features() const {
 }
 
 std::vector<uint8_t> VirtioBlock::config() const {
-    std::vector<uint8_t> c(24, 0);
-    std::memcpy(&c[0], &sectors_, 8);
-    std::memcpy(&c[12], &kSegMax, 4);
-    return c;
+    virtio_blk_config c{};
+    c.capacity = sectors_;
+    c.seg_max = kSegMax;
+    auto bytes = reinterpret_cast<const uint8_t*>(&c);
+    return {bytes, bytes + sizeof(c)};
 }
 
 uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
-    RequestHeader header;
+    virtio_blk_outhdr header;
     auto header_buffers = slice(chain.readable, 0, sizeof(header));
     if (total(header_buffers) < sizeof(header) || chain.writable.empty() || total(chain.writable) < 1)
         throw GuestError("block request without header or status byte");
@@ -91,31 +79,31 @@ uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
         return bytes % kSector == 0 && header.sector <= sectors_ && bytes / kSector <= sectors_ - header.sector;
     };
     switch (header.type) {
-    case kTypeIn:
-        if (!in_range(in_bytes)) return kStatusIoError;
-        if (!transfer(fd_, in_data, header.sector * kSector, false)) return kStatusIoError;
+    case VIRTIO_BLK_T_IN:
+        if (!in_range(in_bytes)) return VIRTIO_BLK_S_IOERR;
+        if (!transfer(fd_, in_data, header.sector * kSector, false)) return VIRTIO_BLK_S_IOERR;
         written = uint32_t(in_bytes);
-        return kStatusOk;
-    case kTypeOut:
-        if (read_only_ || !in_range(out_bytes)) return kStatusIoError;
-        return transfer(fd_, out_data, header.sector * kSector, true) ? kStatusOk : kStatusIoError;
-    case kTypeFlush:
-        return ::fdatasync(fd_) == 0 ? kStatusOk : kStatusIoError;
-    case kTypeGetId: {
-        uint64_t n = std::min<uint64_t>({in_bytes, uint64_t(20), uint64_t(id_.size())});
-        uint8_t id[20] = {};
+        return VIRTIO_BLK_S_OK;
+    case VIRTIO_BLK_T_OUT:
+        if (read_only_ || !in_range(out_bytes)) return VIRTIO_BLK_S_IOERR;
+        return transfer(fd_, out_data, header.sector * kSector, true) ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    case VIRTIO_BLK_T_FLUSH:
+        return ::fdatasync(fd_) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+    case VIRTIO_BLK_T_GET_ID: {
+        uint64_t n = std::min<uint64_t>({in_bytes, uint64_t(VIRTIO_BLK_ID_BYTES), uint64_t(id_.size())});
+        uint8_t id[VIRTIO_BLK_ID_BYTES] = {};
         std::memcpy(id, id_.data(), n);
         uint64_t copied = 0;
         for (const auto& b : in_data) {
-            uint64_t step = std::min<uint64_t>(b.iov_len, std::min<uint64_t>(in_bytes, 20) - copied);
+            uint64_t step = std::min<uint64_t>(b.iov_len, std::min<uint64_t>(in_bytes, VIRTIO_BLK_ID_BYTES) - copied);
             std::memcpy(b.iov_base, id + copied, step);
             copied += step;
         }
         written = uint32_t(copied);
-        return kStatusOk;
+        return VIRTIO_BLK_S_OK;
     }
     default:
-        return kStatusUnsupported;
+        return VIRTIO_BLK_S_UNSUPP;
     }
 }
 

@@ -1,6 +1,8 @@
 #pragma once
 // virtio-blk: reads, writes, flush (fdatasync: a checkpoint relies on it),
 // get-id; the request's sector range is checked against the disk's size.
+#include <linux/virtio_blk.h>
+
 #include <string>
 
 #include "devices/virtio_device.h"
@@ -9,16 +11,16 @@ namespace ntcvmm {
 
 class VirtioBlock : public VirtioDevice {
 public:
-    static constexpr uint64_t kFeatureSegMax = 1ull << 2;
-    static constexpr uint64_t kFeatureReadOnly = 1ull << 5;
-    static constexpr uint64_t kFeatureFlush = 1ull << 9;
-    static constexpr uint64_t kFeatureIndirect = 1ull << 28;
+    static constexpr uint64_t kFeatureSegMax = 1ull << VIRTIO_BLK_F_SEG_MAX;
+    static constexpr uint64_t kFeatureReadOnly = 1ull << VIRTIO_BLK_F_RO;
+    static constexpr uint64_t kFeatureFlush = 1ull << VIRTIO_BLK_F_FLUSH;
+    static constexpr uint64_t kFeatureIndirect = 1ull << VIRTIO_RING_F_INDIRECT_DESC;
     static constexpr uint32_t kSegMax = 126;
 
-    // `fd` is borrowed; `id` is what VIRTIO_BLK_T_GET_ID answers (20 bytes max).
+    // `fd` is borrowed; `id` is what VIRTIO_BLK_T_GET_ID answers (VIRTIO_BLK_ID_BYTES at most).
     VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id);
 
-    uint16_t device_id() const override { return 2; }
+    uint16_t device_id() const override { return VIRTIO_ID_BLOCK; }
     uint64_t features() const override;
     unsigned queue_count() const override { return 1; }
     std::vector<uint8_t> config() const override;

@@ -45,12 +45,12 @@ VirtioNet::VirtioNet(int fd, MacAddress mac) : fd_(fd), mac_(mac), frame_(kMaxFr
 VirtioNet::~VirtioNet() { stop_input(); }
 
 std::vector<uint8_t> VirtioNet::config() const {
-    // mac[6], status, max_virtqueue_pairs
-    std::vector<uint8_t> c(10, 0);
-    std::memcpy(&c[0], mac_.data(), 6);
-    std::memcpy(&c[6], &kStatusLinkUp, 2);
-    c[8] = 1;
-    return c;
+    virtio_net_config c{};
+    std::memcpy(c.mac, mac_.data(), sizeof(c.mac));
+    c.status = kStatusLinkUp;
+    c.max_virtqueue_pairs = 1;
+    auto bytes = reinterpret_cast<const uint8_t*>(&c);
+    return {bytes, bytes + sizeof(c)};
 }
 
 bool VirtioNet::process(unsigned index, Virtqueue& queue) {
@@ -99,9 +99,9 @@ bool VirtioNet::receive(Virtqueue& queue) {
         // A frame larger than the buffer is dropped; the buffer goes back
         // empty (the driver counts a length error).
         if (pending_ <= room - kHeaderSize) {
-            uint8_t header[kHeaderSize] = {};
-            header[10] = 1;  // num_buffers
-            copy_to(chain->writable, header, kHeaderSize);
+            virtio_net_hdr_v1 header{};
+            header.num_buffers = 1;
+            copy_to(chain->writable, &header, kHeaderSize);
             copy_to(slice(chain->writable, kHeaderSize, pending_), frame_.data(), pending_);
             written = uint32_t(kHeaderSize + pending_);
         }

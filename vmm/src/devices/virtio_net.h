@@ -13,6 +13,13 @@
 // posted no receive buffers the thread stops watching the descriptor (the
 // frames wait in the TAP's queue) until the driver's next receive
 // notification finds buffers again.
+
+// A member of struct virtio_net_ctrl_hdr is called `class`, a C++ keyword.
+#pragma push_macro("class")
+#define class class_
+#include <linux/virtio_net.h>
+#pragma pop_macro("class")
+
 #include <array>
 #include <atomic>
 #include <functional>
@@ -38,19 +45,19 @@ MacAddress mac_for_id(const std::string& id);
 
 class VirtioNet : public VirtioDevice {
 public:
-    static constexpr uint64_t kFeatureMac = 1ull << 5;
-    static constexpr uint64_t kFeatureStatus = 1ull << 16;
+    static constexpr uint64_t kFeatureMac = 1ull << VIRTIO_NET_F_MAC;
+    static constexpr uint64_t kFeatureStatus = 1ull << VIRTIO_NET_F_STATUS;
     static constexpr unsigned kRxQueue = 0;
     static constexpr unsigned kTxQueue = 1;
-    static constexpr size_t kHeaderSize = 12;  // struct virtio_net_hdr_v1
+    static constexpr size_t kHeaderSize = sizeof(virtio_net_hdr_v1);
     static constexpr size_t kMaxFrame = 65535;
-    static constexpr uint16_t kStatusLinkUp = 1;
+    static constexpr uint16_t kStatusLinkUp = VIRTIO_NET_S_LINK_UP;
 
     // `fd` is borrowed and must be non-blocking.
     VirtioNet(int fd, MacAddress mac);
     ~VirtioNet() override;
 
-    uint16_t device_id() const override { return 1; }
+    uint16_t device_id() const override { return VIRTIO_ID_NET; }
     uint64_t features() const override { return kFeatureMac | kFeatureStatus; }
     unsigned queue_count() const override { return 2; }
     std::vector<uint8_t> config() const override;

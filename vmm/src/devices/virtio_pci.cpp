@@ -1,5 +1,10 @@
 #include "devices/virtio_pci.h"
 
+#include <linux/pci_regs.h>
+#include <linux/virtio_ids.h>
+#include <linux/virtio_pci.h>
+
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -12,30 +17,32 @@ namespace ntcvmm {
 
 namespace {
 
-constexpr uint16_t kNoVector = 0xffff;
-constexpr uint64_t kFeatureVersion1 = 1ull << 32;
+constexpr uint64_t kFeatureVersion1 = 1ull << VIRTIO_F_VERSION_1;
+// ISR bit 0, used buffers: <linux/virtio_pci.h> names only bit 1 (VIRTIO_PCI_ISR_CONFIG).
+constexpr uint8_t kIsrQueue = 1;
+
+using CommonConfig = virtio_pci_common_cfg;
 
 uint32_t pci_class(uint16_t virtio_device_id) {
     switch (virtio_device_id) {
-    case 1: return 0x020000;  // Ethernet controller
-    case 2: return 0x018000;  // mass storage, other
+    case VIRTIO_ID_NET: return 0x020000;    // Ethernet controller
+    case VIRTIO_ID_BLOCK: return 0x018000;  // mass storage, other
     default: return 0xff0000;
     }
 }
 
-enum CapType : uint8_t { kCommonCfg = 1, kNotifyCfg = 2, kIsrCfg = 3, kDeviceCfg = 4 };
-
-std::vector<uint8_t> virtio_capability(CapType type, uint32_t offset, uint32_t length,
-                                       bool with_multiplier) {
-    std::vector<uint8_t> cap(with_multiplier ? 20 : 16, 0);
-    cap[0] = 0x09;  // vendor-specific
-    cap[2] = uint8_t(cap.size());
-    cap[3] = type;
-    cap[4] = 0;  // BAR 0
-    std::memcpy(&cap[8], &offset, 4);
-    std::memcpy(&cap[12], &length, 4);
-    if (with_multiplier) std::memcpy(&cap[16], &VirtioPciDevice::kNotifyMultiplier, 4);
-    return cap;
+// A structure in BAR 0; the notify capability carries the multiplier too.
+std::vector<uint8_t> virtio_capability(uint8_t type, uint32_t offset, uint32_t length) {
+    virtio_pci_notify_cap cap{};
+    cap.cap.cap_vndr = PCI_CAP_ID_VNDR;
+    cap.cap.cap_len = type == VIRTIO_PCI_CAP_NOTIFY_CFG ? sizeof(virtio_pci_notify_cap) : sizeof(virtio_pci_cap);
+    cap.cap.cfg_type = type;
+    cap.cap.bar = 0;
+    cap.cap.offset = offset;
+    cap.cap.length = length;
+    cap.notify_off_multiplier = VirtioPciDevice::kNotifyMultiplier;
+    auto bytes = reinterpret_cast<const uint8_t*>(&cap);
+    return {bytes, bytes + cap.cap.cap_len};
 }
 
 uint64_t bytes_of(const std::vector<uint8_t>& data, uint64_t offset, unsigned size) {
@@ -58,14 +65,14 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
       config_(layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + device_->device_id()),
               pci_class(device_->device_id()), 1),
       interrupt_(std::move(interrupt)) {
-    config_.set(0x2c, 2, layout::kVirtioVendor);  // subsystem vendor
-    config_.set(0x2e, 2, layout::kVirtioPciDeviceBase + device_->device_id());
+    config_.set(PCI_SUBSYSTEM_VENDOR_ID, 2, layout::kVirtioVendor);
+    config_.set(PCI_SUBSYSTEM_ID, 2, layout::kVirtioPciDeviceBase + device_->device_id());
     config_.add_memory_bar(0, bar_address, kBarSize);
     config_.set_interrupt(irq, 1);
-    config_.add_capability(virtio_capability(kCommonCfg, kCommonOffset, 0x38, false));
-    config_.add_capability(virtio_capability(kNotifyCfg, kNotifyOffset, 0x1000, true));
-    config_.add_capability(virtio_capability(kIsrCfg, kIsrOffset, 1, false));
-    config_.add_capability(virtio_capability(kDeviceCfg, kDeviceConfigOffset, 0x1000, false));
+    config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_COMMON_CFG, kCommonOffset, sizeof(CommonConfig)));
+    config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset, 0x1000));
+    config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1));
+    config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceConfigOffset, 0x1000));
     for (unsigned i = 0; i < device_->queue_count(); i++) queues_.emplace_back(memory);
 }
 
@@ -92,7 +99,7 @@ void VirtioPciDevice::work_loop() {
         work_ready_.wait(lock, [this] { return stopping_ || pending_queues_; });
         if (stopping_) return;
         unsigned queues = std::exchange(pending_queues_, 0u);
-        if (!(status_ & kStatusDriverOk) || (status_ & kStatusNeedsReset)) continue;
+        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) continue;
         busy_ = true;
         lock.unlock();
         std::string error;
@@ -108,7 +115,7 @@ void VirtioPciDevice::work_loop() {
         if (!error.empty()) {
             fail(error.c_str());
         } else if (used) {
-            isr_ |= 1;
+            isr_ |= kIsrQueue;
             update_interrupt();
         }
     }
@@ -143,8 +150,8 @@ void VirtioPciDevice::reset() {
 
 void VirtioPciDevice::fail(const char* why) {
     std::fprintf(stderr, "ntc-vmm: virtio device %u: %s; device needs reset\n", device_->device_id(), why);
-    status_ |= kStatusNeedsReset;
-    isr_ |= 2;  // configuration change
+    status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    isr_ |= VIRTIO_PCI_ISR_CONFIG;
     update_interrupt();
 }
 
@@ -180,23 +187,26 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
         return (reg >> (8 * (offset - base))) & (size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1));
     };
     uint64_t features = device_->features() | kFeatureVersion1;
+    // The queue addresses are read as one 64-bit register from their _lo half.
     const std::pair<std::pair<uint64_t, unsigned>, uint64_t> registers[] = {
-        {{0x00, 4}, device_feature_select_},
-        {{0x04, 4}, device_feature_select_ < 2 ? uint32_t(features >> (32 * device_feature_select_)) : 0},
-        {{0x08, 4}, driver_feature_select_},
-        {{0x0c, 4}, driver_feature_select_ < 2 ? uint32_t(driver_features_ >> (32 * driver_feature_select_)) : 0},
-        {{0x10, 2}, kNoVector},
-        {{0x12, 2}, queues_.size()},
-        {{0x14, 1}, status_},
-        {{0x15, 1}, config_generation_},
-        {{0x16, 2}, queue_select_},
-        {{0x18, 2}, q ? uint64_t(q->size) : 0},
-        {{0x1a, 2}, kNoVector},
-        {{0x1c, 2}, q ? uint64_t(q->ready()) : 0},
-        {{0x1e, 2}, queue_select_},  // notify offset = queue index
-        {{0x20, 8}, q ? q->desc_address : 0},
-        {{0x28, 8}, q ? q->avail_address : 0},
-        {{0x30, 8}, q ? q->used_address : 0},
+        {{offsetof(CommonConfig, device_feature_select), 4}, device_feature_select_},
+        {{offsetof(CommonConfig, device_feature), 4},
+         device_feature_select_ < 2 ? uint32_t(features >> (32 * device_feature_select_)) : 0},
+        {{offsetof(CommonConfig, guest_feature_select), 4}, driver_feature_select_},
+        {{offsetof(CommonConfig, guest_feature), 4},
+         driver_feature_select_ < 2 ? uint32_t(driver_features_ >> (32 * driver_feature_select_)) : 0},
+        {{offsetof(CommonConfig, msix_config), 2}, VIRTIO_MSI_NO_VECTOR},
+        {{offsetof(CommonConfig, num_queues), 2}, queues_.size()},
+        {{offsetof(CommonConfig, device_status), 1}, status_},
+        {{offsetof(CommonConfig, config_generation), 1}, config_generation_},
+        {{offsetof(CommonConfig, queue_select), 2}, queue_select_},
+        {{offsetof(CommonConfig, queue_size), 2}, q ? uint64_t(q->size) : 0},
+        {{offsetof(CommonConfig, queue_msix_vector), 2}, VIRTIO_MSI_NO_VECTOR},
+        {{offsetof(CommonConfig, queue_enable), 2}, q ? uint64_t(q->ready()) : 0},
+        {{offsetof(CommonConfig, queue_notify_off), 2}, queue_select_},  // notify offset = queue index
+        {{offsetof(CommonConfig, queue_desc_lo), 8}, q ? q->desc_address : 0},
+        {{offsetof(CommonConfig, queue_avail_lo), 8}, q ? q->avail_address : 0},
+        {{offsetof(CommonConfig, queue_used_lo), 8}, q ? q->used_address : 0},
     };
     for (const auto& [where, reg] : registers)
         if (auto v = field(where.first, where.second, reg)) return *v;
@@ -206,39 +216,42 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
 void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t value) {
     Virtqueue* q = selected_queue();
     auto in = [&](uint64_t base, unsigned width) { return offset >= base && offset + size <= base + width; };
-    if (in(0x00, 4)) device_feature_select_ = uint32_t(value);
-    else if (in(0x08, 4)) driver_feature_select_ = uint32_t(value);
-    else if (in(0x0c, 4)) {
-        if (driver_feature_select_ < 2 && !(status_ & kStatusFeaturesOk))
+    if (in(offsetof(CommonConfig, device_feature_select), 4)) device_feature_select_ = uint32_t(value);
+    else if (in(offsetof(CommonConfig, guest_feature_select), 4)) driver_feature_select_ = uint32_t(value);
+    else if (in(offsetof(CommonConfig, guest_feature), 4)) {
+        if (driver_feature_select_ < 2 && !(status_ & VIRTIO_CONFIG_S_FEATURES_OK))
             driver_features_ = merge(driver_features_, 4 * driver_feature_select_, 4, value);
-    } else if (in(0x14, 1)) {
+    } else if (in(offsetof(CommonConfig, device_status), 1)) {
         uint8_t status = uint8_t(value);
         if (status == 0) return reset();
-        if ((status & kStatusFeaturesOk) && !(status_ & kStatusFeaturesOk)) {
+        if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(status_ & VIRTIO_CONFIG_S_FEATURES_OK)) {
             uint64_t offered = device_->features() | kFeatureVersion1;
             // Without VERSION_1 or with features we never offered, refuse.
             if ((driver_features_ & ~offered) || !(driver_features_ & kFeatureVersion1))
-                status &= ~kStatusFeaturesOk;
+                status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
         }
-        status_ = uint8_t(status | (status_ & kStatusNeedsReset));
-    } else if (in(0x16, 2)) queue_select_ = uint16_t(value);
+        status_ = uint8_t(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
+    } else if (in(offsetof(CommonConfig, queue_select), 2)) queue_select_ = uint16_t(value);
     else if (q && !q->ready()) {
         // Queue layout can change only while the queue is disabled.
-        if (in(0x18, 2)) q->size = uint16_t(value);
-        else if (in(0x1c, 2) && value == 1) {
+        constexpr size_t kDesc = offsetof(CommonConfig, queue_desc_lo), kAvail = offsetof(CommonConfig, queue_avail_lo),
+                         kUsed = offsetof(CommonConfig, queue_used_lo);
+        if (in(offsetof(CommonConfig, queue_size), 2)) q->size = uint16_t(value);
+        else if (in(offsetof(CommonConfig, queue_enable), 2) && value == 1) {
             try {
                 q->enable();
             } catch (const GuestError& e) {
                 fail(e.what());
             }
-        } else if (in(0x20, 8)) q->desc_address = merge(q->desc_address, unsigned(offset - 0x20), size, value);
-        else if (in(0x28, 8)) q->avail_address = merge(q->avail_address, unsigned(offset - 0x28), size, value);
-        else if (in(0x30, 8)) q->used_address = merge(q->used_address, unsigned(offset - 0x30), size, value);
+        } else if (in(kDesc, 8)) q->desc_address = merge(q->desc_address, unsigned(offset - kDesc), size, value);
+        else if (in(kAvail, 8)) q->avail_address = merge(q->avail_address, unsigned(offset - kAvail), size, value);
+        else if (in(kUsed, 8)) q->used_address = merge(q->used_address, unsigned(offset - kUsed), size, value);
     }
 }
 
 void VirtioPciDevice::notify(uint16_t queue) {
-    if (queue >= queues_.size() || !(status_ & kStatusDriverOk) || (status_ & kStatusNeedsReset)) return;
+    if (queue >= queues_.size() || !(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET))
+        return;
     if (worker_.joinable()) {
         pending_queues_ |= 1u << queue;
         work_ready_.notify_one();
@@ -246,7 +259,7 @@ void VirtioPciDevice::notify(uint16_t queue) {
     }
     try {
         if (serve(1u << queue)) {
-            isr_ |= 1;
+            isr_ |= kIsrQueue;
             update_interrupt();
         }
     } catch (const GuestError& e) {

@@ -2,6 +2,8 @@
 // The virtio 1.x PCI transport (modern only): common, notify, ISR and device
 // configuration structures in BAR 0, found through vendor capabilities;
 // interrupts as legacy INTx, level-triggered while the ISR is non-zero.
+#include <linux/virtio_config.h>
+
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -23,9 +25,7 @@ public:
     static constexpr uint64_t kNotifyOffset = 0x3000;
     static constexpr uint32_t kNotifyMultiplier = 4;
 
-    static constexpr uint8_t kStatusDriverOk = 4;
-    static constexpr uint8_t kStatusFeaturesOk = 8;
-    static constexpr uint8_t kStatusNeedsReset = 0x40;
+    static constexpr uint8_t kStatusNeedsReset = VIRTIO_CONFIG_S_NEEDS_RESET;
 
     using InterruptLine = std::function<void(bool asserted)>;
 
