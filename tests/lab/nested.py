@@ -110,7 +110,8 @@ class HostVM(ntclab.Guest):
                   f"ntc.work={self.workdir} ntc.proj={PROJECT}")
         os.environ.setdefault("NTC_ACCEL", "tcg")
         super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
-                         mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra)
+                         mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra,
+                         cpu_model=os.environ.get("NTC_HOST_CPU_MODEL", "max"))
 
     def inside(self, path):
         """The path, inside the host VM, of a file under the work directory."""
@@ -257,7 +258,10 @@ class NestedVmm(ntclab.ConsoleShell):
         import time
         if not self.crash_dump or self.exit_status() is not None or not self.host.alive():
             return
-        self.host.sh(f"pkill -QUIT -f -- {self.host.inside(self.log)} || true", 60, check=False)
+        try:
+            self.host.sh(f"pkill -QUIT -f -- {self.host.inside(self.log)} || true", 60, check=False)
+        except ntclab.LabError:
+            return  # the host VM's shell does not answer: its console tail tells why
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and "guest RAM written to" not in self.stderr():
             time.sleep(0.5)
@@ -271,6 +275,8 @@ class NestedVmm(ntclab.ConsoleShell):
             evidence += "\n".join(kernel_messages(self.crash_dump)) + "\n"
         if self.exit_status() == 2 and hasattr(self.host, "kvm_trace_tail") and self.host.alive():
             evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
+        if hung and isinstance(self.host, HostVM):
+            evidence += "--- host VM console tail (its kernel's own complaints) ---\n" + self.host.text()[-3000:] + "\n"
         raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n"
                               f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}\n{evidence}")
 

@@ -81,12 +81,12 @@ class Guest(ConsoleShell):
     """One QEMU virtual machine whose COM1 is this object's stdin/stdout."""
 
     def __init__(self, name, disks, kernel, initrd, append, mem_mib=512, cpus=2,
-                 log_dir=None, extra_args=()):
+                 log_dir=None, extra_args=(), cpu_model="max"):
         self.name = name
         self.log_dir = log_dir or os.path.join(BUILD, "lab-logs")
         os.makedirs(self.log_dir, exist_ok=True)
         self.log_path = os.path.join(self.log_dir, name + ".console.log")
-        self.args = ["qemu-system-x86_64", "-accel", accel(), "-cpu", "max",
+        self.args = ["qemu-system-x86_64", "-accel", accel(), "-cpu", cpu_model,
                      "-m", str(mem_mib), "-smp", str(cpus),
                      "-display", "none", "-monitor", "none", "-serial", "stdio",
                      "-no-reboot", "-nodefaults",
