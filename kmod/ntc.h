@@ -50,7 +50,7 @@ struct ntc_kfuncs {
 	int *in_suspend;
 	struct swap_info_struct **swap_info;	/* swap_info[MAX_SWAPFILES] */
 	unsigned int *nr_swapfiles;
-	spinlock_t *swap_lock;
+	spinlock_t *swap_lock;			/* guards swap_info[] */
 	struct class *block_class;
 	u32 *swsusp_hardware_signature;		/* optional */
 	unsigned long (*shrink_all_memory)(unsigned long nr_to_reclaim);
@@ -100,6 +100,7 @@ struct ntc_batch {
 	sector_t next;			/* sector the next page must land on */
 	struct block_device *bdev;
 };
+
 void ntc_batch_init(struct ntc_batch *b, struct block_device *bdev);
 int ntc_batch_add(struct ntc_batch *b, struct page *page, sector_t sector);
 int ntc_batch_wait(struct ntc_batch *b);
@@ -114,6 +115,7 @@ struct ntc_image_stats {
 	u32 crc32;
 	u64 write_us;
 };
+
 int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
 		    struct ntc_image_stats *st);
 int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map);

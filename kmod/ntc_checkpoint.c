@@ -13,6 +13,8 @@
  * kernel after the atomic copy (in_suspend == 1), and once more in a kernel
  * restored from the image (in_suspend == 0), which only thaws and reports.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/suspend.h>
@@ -30,7 +32,7 @@
 #include "ntc.h"
 
 struct ntc_status ntc_status;
-DEFINE_MUTEX(ntc_lock);
+DEFINE_MUTEX(ntc_lock);		/* held by the running checkpoint; rmmod waits for it */
 u64 ntc_boot_id[2];
 static u64 ntc_sequence;
 
@@ -54,7 +56,7 @@ void ntc_test_point(const char *name)
 {
 	if (!sysfs_streq(stall_at, name))
 		return;
-	pr_err("ntc: stalled at %s\n", name);
+	pr_err("stalled at %s\n", name);
 	ssleep(NTC_STALL_SECONDS);
 }
 
@@ -112,7 +114,7 @@ static void wait_for_writeback(void)
 
 	while (global_node_page_state(NR_WRITEBACK) > NTC_PRECOPY_GOOD_ENOUGH &&
 	       time_before(jiffies, deadline))
-		msleep(10);
+		usleep_range(10 * USEC_PER_MSEC, 20 * USEC_PER_MSEC);
 }
 
 /*
@@ -196,6 +198,15 @@ static void fill_free_map(struct ntc_target *t, unsigned long *free_map)
 			set_bit(s, free_map);
 }
 
+/* One checkpoint's state across its phases. */
+struct ntc_ckpt {
+	struct ntc_target t;
+	unsigned long *free_map;	/* area slots free in disk 1's swap */
+	struct ntc_record *rec;		/* page 0's record, to commit */
+	unsigned long swap_slots;	/* disk 1 swap slots copied */
+	struct ntc_image_stats st;
+};
+
 static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st)
 {
 	struct new_utsname *u = utsname();
@@ -219,16 +230,91 @@ static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st
 	ntc_machine_describe(rec);
 }
 
+/*
+ * Before the freeze, while the guest runs: the target, then the check that
+ * the snapshot can fit, then disk 2 made unresumable, memory reclaimed and
+ * disk 2 brought nearly up to date.  A failure here leaves every process
+ * alone; c->t is closed by the caller either way.
+ */
+static int prepare(struct ntc_ckpt *c)
+{
+	int err;
+
+	err = ntc_target_open(&c->t);
+	if (err)
+		return err;
+	c->free_map = bitmap_zalloc(c->t.area_pages, GFP_KERNEL);
+	c->rec = kmalloc(sizeof(*c->rec), GFP_KERNEL);
+	if (!c->free_map || !c->rec)
+		return -ENOMEM;
+	if (!image_can_fit()) {
+		pr_err("not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
+		return -ENOMEM;
+	}
+	ntc_test_point("start");
+	/* From here on disk 2 changes: first make sure it cannot be resumed. */
+	err = ntc_area_invalidate(&c->t);
+	if (err)
+		return err;
+	ntc_test_point("invalidated");
+	memcpy(c->rec, c->t.page0, sizeof(*c->rec));
+	/* swap-outs of the reclaim are disk 1 writes: pre-copy them too */
+	shrink_before_freeze();
+	ntc_test_point("reclaimed");
+	err = precopy(&c->t, &c->swap_slots);
+	if (err)
+		return err;
+	ntc_test_point("precopied");
+	return 0;
+}
+
+/*
+ * Back from the snapshot in this kernel, still frozen, devices up: the last
+ * delta, and which slots disk 1's swap leaves free for the image now.
+ */
+static int finish_frozen(struct ntc_ckpt *c)
+{
+	long n;
+	int err = 0;
+
+	n = ntc_copy_delta(&c->t, true, &c->swap_slots);
+	if (n < 0)
+		err = n;
+	else
+		ntc_status.frozen_blocks = n;
+	fill_free_map(&c->t, c->free_map);
+	ntc_status.swap_slots = c->swap_slots;
+	ntc_test_point("frozen");
+	return err;
+}
+
+/* Page 0 last: the record and the swsusp header that make disk 2 resumable. */
+static int commit(struct ntc_ckpt *c, ktime_t start)
+{
+	int err;
+
+	ntc_test_point("written");
+	ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
+	fill_record(c->rec, &c->st);
+	err = ntc_area_commit(&c->t, c->rec, c->st.first_map);
+	if (!err)
+		ntc_test_point("committed");
+	return err;
+}
+
+/*
+ * hibernate()'s shape: prepare, freeze and snapshot, then one unwind ladder
+ * in hibernate()'s order, into which the image write and the commit fit:
+ * the write after the thaw, but before swsusp_free() and the bitmaps go
+ * (the snapshot's pages are the image), the commit once the hibernation
+ * core is released and before the target is.
+ */
 int ntc_checkpoint(void)
 {
-	struct ntc_target t;
-	struct ntc_image_stats st = { 0 };
-	struct ntc_record *rec = NULL;
-	unsigned long *free_map = NULL, swap_slots = 0;
+	struct ntc_ckpt c = { 0 };
 	unsigned int sleep_flags;
 	ktime_t start = ktime_get(), frozen = 0, snap;
-	bool restored = false;
-	long n;
+	bool restored = false, have_image = false;
 	int err;
 
 	if (!mutex_trylock(&ntc_lock))
@@ -237,34 +323,9 @@ int ntc_checkpoint(void)
 	ntc_status.state = NTC_RUNNING;
 	ntc_status.sequence = ++ntc_sequence;
 
-	err = ntc_target_open(&t);
-	if (err)
-		goto out;
-	free_map = bitmap_zalloc(t.area_pages, GFP_KERNEL);
-	rec = kmalloc(sizeof(*rec), GFP_KERNEL);
-	if (!free_map || !rec) {
-		err = -ENOMEM;
-		goto close;
-	}
-	/* From here on disk 2 changes: first make sure it cannot be resumed. */
-	if (!image_can_fit()) {
-		pr_err("ntc: not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
-		err = -ENOMEM;
-		goto close;
-	}
-	ntc_test_point("start");
-	err = ntc_area_invalidate(&t);
+	err = prepare(&c);
 	if (err)
 		goto close;
-	ntc_test_point("invalidated");
-	memcpy(rec, t.page0, sizeof(*rec));
-	/* swap-outs of the reclaim are disk 1 writes: pre-copy them too */
-	shrink_before_freeze();
-	ntc_test_point("reclaimed");
-	err = precopy(&t, &swap_slots);
-	if (err)
-		goto close;
-	ntc_test_point("precopied");
 
 	sleep_flags = lock_system_sleep();
 	if (!ntc_k.hibernate_acquire()) {
@@ -298,41 +359,11 @@ int ntc_checkpoint(void)
 		restored = true;
 		goto free_bitmaps;
 	}
-
-	/* Frozen, devices up: the last delta, and disk 1's swap as it is now. */
-	n = ntc_copy_delta(&t, true, &swap_slots);
-	if (n < 0)
-		err = n;
-	else
-		ntc_status.frozen_blocks = n;
-	fill_free_map(&t, free_map);
-	ntc_status.swap_slots = swap_slots;
-	ntc_test_point("frozen");
+	err = finish_frozen(&c);
 	ntc_k.pm_restore_gfp_mask();
-	ntc_k.unlock_device_hotplug();
-	ntc_k.thaw_processes();
-	ntc_status.pause_us = ktime_us_delta(ktime_get(), frozen);
-
-	/* The guest runs again; the image is still in memory until swsusp_free(). */
-	if (!err)
-		err = ntc_image_write(&t, free_map, &st);
-	ntc_k.swsusp_free();
-	*ntc_k.in_suspend = 0;
-	ntc_k.free_basic_memory_bitmaps();
-	ntc_k.pm_notifier_call_chain(PM_POST_HIBERNATION);
-	ntc_k.hibernate_release();
-	unlock_system_sleep(sleep_flags);
-	ntc_status.write_ms = st.write_us / 1000;
-	ntc_status.image_pages = st.pages;
-	if (!err) {
-		ntc_test_point("written");
-		ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
-		fill_record(rec, &st);
-		err = ntc_area_commit(&t, rec, st.first_map);
-		if (!err)
-			ntc_test_point("committed");
-	}
-	goto close;
+	/* The image is in memory: the bitmaps stay until it is written. */
+	have_image = true;
+	goto thaw;
 
 free_bitmaps:
 	ntc_k.free_basic_memory_bitmaps();
@@ -340,12 +371,26 @@ thaw:
 	ntc_k.unlock_device_hotplug();
 	ntc_k.thaw_processes();
 	ntc_status.pause_us = ktime_us_delta(ktime_get(), frozen);
+	if (have_image) {
+		/* The guest runs again; the image is in memory until swsusp_free(). */
+		if (!err)
+			err = ntc_image_write(&c.t, c.free_map, &c.st);
+		ntc_k.swsusp_free();
+		*ntc_k.in_suspend = 0;
+		ntc_k.free_basic_memory_bitmaps();
+	}
 notify_post:
 	ntc_k.pm_notifier_call_chain(PM_POST_HIBERNATION);
 release:
 	ntc_k.hibernate_release();
 unlock:
 	unlock_system_sleep(sleep_flags);
+	if (have_image) {
+		ntc_status.write_ms = c.st.write_us / 1000;
+		ntc_status.image_pages = c.st.pages;
+		if (!err)
+			err = commit(&c, start);
+	}
 close:
 	if (restored) {
 		/*
@@ -355,17 +400,16 @@ close:
 		ntc_status.resumed_from = ntc_status.sequence;
 		ntc_status.resumed_time_ns = ntc_status.time_unix_ns;
 		ntc_track_mark_all();
-		pr_info("ntc: resumed from checkpoint %llu\n", ntc_status.sequence);
+		pr_info("resumed from checkpoint %llu\n", ntc_status.sequence);
 	}
-	ntc_target_close(&t);
-out:
-	bitmap_free(free_map);
-	kfree(rec);
+	ntc_target_close(&c.t);
+	bitmap_free(c.free_map);
+	kfree(c.rec);
 	ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
 	ntc_status.result = err;
 	ntc_status.state = restored ? NTC_RESUMED : NTC_IDLE;
 	if (!restored)
-		pr_info("ntc: checkpoint %llu: %s%d, image %llu pages, pause %llu ms, total %llu ms\n",
+		pr_info("checkpoint %llu: %s%d, image %llu pages, pause %llu ms, total %llu ms\n",
 			ntc_status.sequence, err ? "error " : "ok ", err,
 			ntc_status.image_pages, ntc_status.pause_us / 1000,
 			ntc_status.total_ms);

@@ -17,6 +17,8 @@
  * has its own header there), only slots in use at the snapshot are copied;
  * the free ones receive the image.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/kernel.h>
 #include <linux/bio.h>
 #include <linux/blkdev.h>
@@ -83,7 +85,7 @@ int ntc_track_start(struct gendisk *disk)
 		return -ENOMEM;
 	for_each_kernel_tracepoint(find_tp, NULL);
 	if (!tp_complete) {
-		pr_err("ntc: tracepoint block_rq_complete not found\n");
+		pr_err("tracepoint block_rq_complete not found\n");
 		err = -ENOENT;
 		goto err_free;
 	}
@@ -366,11 +368,11 @@ static int find_area(void *page0, dev_t *found)
 	path = strim(buf);
 	if (path[0] && strcmp(path, "auto")) {
 		if (lookup_bdev(path, found)) {
-			pr_err("ntc: target %s: no such block device\n", path);
+			pr_err("target %s: no such block device\n", path);
 			return -ENODEV;
 		}
 		if (!probe_area(*found, page0)) {
-			pr_err("ntc: target %s has no NTC snapshot-area marker\n", path);
+			pr_err("target %s has no NTC snapshot-area marker\n", path);
 			return -EINVAL;
 		}
 		return 0;
@@ -388,7 +390,7 @@ static int find_area(void *page0, dev_t *found)
 			*found = cand[i];
 			return 0;
 		}
-	pr_err("ntc: no disk with an NTC snapshot area (made by ntc-clone) found\n");
+	pr_err("no disk with an NTC snapshot area (made by ntc-clone) found\n");
 	return -ENODEV;
 }
 
@@ -410,7 +412,7 @@ static int check_layout(struct gendisk *src, struct gendisk *dst)
 	unsigned long idx;
 
 	if (get_capacity(dst) < get_capacity(src)) {
-		pr_err("ntc: %s is smaller than %s\n", dst->disk_name, src->disk_name);
+		pr_err("%s is smaller than %s\n", dst->disk_name, src->disk_name);
 		return -EINVAL;
 	}
 	xa_for_each(&src->part_tbl, idx, p) {
@@ -419,7 +421,7 @@ static int check_layout(struct gendisk *src, struct gendisk *dst)
 		q = disk_part(dst, p->bd_partno);
 		if (!q || q->bd_start_sect != p->bd_start_sect ||
 		    bdev_nr_sectors(q) != bdev_nr_sectors(p)) {
-			pr_err("ntc: partition %d of %s does not match %s\n",
+			pr_err("partition %d of %s does not match %s\n",
 			       p->bd_partno, dst->disk_name, src->disk_name);
 			return -EINVAL;
 		}
@@ -500,7 +502,7 @@ int ntc_target_open(struct ntc_target *t)
 					   &ntc_holder);
 	}
 	if (IS_ERR(t->dst)) {
-		pr_err("ntc: target disk busy (mounted or swap on it?): %ld\n",
+		pr_err("target disk busy (mounted or swap on it?): %ld\n",
 		       PTR_ERR(t->dst));
 		t->dst = NULL;
 		err = -EINVAL;
@@ -511,7 +513,7 @@ int ntc_target_open(struct ntc_target *t)
 		goto fail;
 	}
 	if (active_swap(t->dst->bd_disk, -1)) {
-		pr_err("ntc: swap is active on the target disk\n");
+		pr_err("swap is active on the target disk\n");
 		err = -EINVAL;
 		goto fail;
 	}
@@ -525,7 +527,7 @@ int ntc_target_open(struct ntc_target *t)
 	}
 	t->area_partno = t->area->bd_partno;
 	if (!t->area_partno) {	/* the marker seen on a whole disk */
-		pr_err("ntc: %pg is a whole disk, not a partition: it cannot be a snapshot area\n",
+		pr_err("%pg is a whole disk, not a partition: it cannot be a snapshot area\n",
 		       t->area);
 		err = -EINVAL;
 		goto fail;
@@ -540,7 +542,7 @@ int ntc_target_open(struct ntc_target *t)
 	 */
 	srcpart = disk_part(ntc_src_disk, t->area_partno);
 	if (!srcpart) {
-		pr_err("ntc: snapshot area %pg is partition %d of %s, but %s has no partition %d\n",
+		pr_err("snapshot area %pg is partition %d of %s, but %s has no partition %d\n",
 		       t->area, t->area_partno, t->dst->bd_disk->disk_name,
 		       ntc_src_disk->disk_name, t->area_partno);
 		err = -EINVAL;
@@ -548,7 +550,7 @@ int ntc_target_open(struct ntc_target *t)
 	}
 	if (srcpart->bd_start_sect != t->area_start ||
 	    bdev_nr_sectors(srcpart) != bdev_nr_sectors(t->area)) {
-		pr_err("ntc: snapshot area %pg (start %llu, %llu sectors) does not match partition %d of %s (start %llu, %llu sectors)\n",
+		pr_err("snapshot area %pg (start %llu, %llu sectors) does not match partition %d of %s (start %llu, %llu sectors)\n",
 		       t->area, t->area_start, bdev_nr_sectors(t->area),
 		       t->area_partno, ntc_src_disk->disk_name,
 		       srcpart->bd_start_sect, bdev_nr_sectors(srcpart));
@@ -558,7 +560,7 @@ int ntc_target_open(struct ntc_target *t)
 	t->src_swap_start = srcpart->bd_start_sect;
 	t->src_swap = active_swap(ntc_src_disk, t->area_partno);
 	if (active_swap(ntc_src_disk, -1) && !t->src_swap) {
-		pr_err("ntc: disk 1's active swap is not the partition matching the snapshot area\n");
+		pr_err("disk 1's active swap is not the partition matching the snapshot area\n");
 		err = -EINVAL;
 		goto fail;
 	}

@@ -16,11 +16,13 @@
  *   2. disk delta, image pages, map pages; wait for all of them
  *   3. page 0 := S1SUSPEND header + record state CHECKPOINT (flush + FUA)
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/kernel.h>
 #include <linux/crc32.h>
 #include <linux/mm.h>
-#include <linux/slab.h>
-#include <linux/vmalloc.h>
+#include <linux/bitmap.h>
+#include <linux/list.h>
 #include <linux/ktime.h>
 #include "ntc.h"
 
@@ -74,109 +76,200 @@ int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map)
 }
 
 /*
- * free_map has a bit set for every slot of the area that was free in disk 1's
- * swap at the snapshot (slot 0 never).  On success st->pages, st->crc32 and
- * st->first_map are set.
+ * The writer: kernel/power/swap.c's swap_map_handle with get_swap_writer(),
+ * swap_write_page(), flush_swap_writer() and swap_writer_finish(), for a
+ * partition that is not active swap.  Its slots are the bits of free_map,
+ * and unlike swap.c's the map pages take the first free slots (as many as
+ * the image needs), the stream pages the ones after them in order.  Nor does
+ * the last map page get an empty successor when the stream fills it.
  */
+struct ntc_swap_writer {
+	struct ntc_target *t;
+	const unsigned long *free_map;
+	struct ntc_swap_map_page *cur;	/* the map page being filled */
+	unsigned long cur_swap;		/* its slot */
+	unsigned long first_map;	/* slot of the first map page */
+	unsigned long map_slot;		/* last slot taken by a map page */
+	unsigned long data_slot;	/* last slot taken by a stream page (or map) */
+	unsigned int k;			/* entries in cur */
+	unsigned long pages;		/* stream pages the slots are for */
+	unsigned long written;		/* stream pages queued */
+	u32 crc;			/* over the stream pages, in map order */
+	struct ntc_batch batch;
+	struct list_head copies;	/* pages written from a copy */
+};
+
+/* alloc_swapdev_block(): the next free slot after *cursor */
+static unsigned long alloc_slot(struct ntc_swap_writer *w, unsigned long *cursor)
+{
+	*cursor = find_next_bit(w->free_map, w->t->area_pages, *cursor + 1);
+	return *cursor;
+}
+
+/*
+ * Queues buf for slot.  The batch writes asynchronously, so a buffer that
+ * changes before the batch is waited for (the snapshot's reused one, the map
+ * page being filled) is written from a copy, as swap.c's write_page() does.
+ */
+static int write_page(struct ntc_swap_writer *w, void *buf, unsigned long slot,
+		      bool copy)
+{
+	struct page *page;
+
+	if (copy) {
+		page = alloc_page(GFP_KERNEL);
+		if (!page)
+			return -ENOMEM;
+		copy_page(page_address(page), buf);
+		list_add(&page->lru, &w->copies);
+	} else {
+		page = virt_to_page(buf);
+	}
+	return ntc_batch_add(&w->batch, page, w->t->area_start + ((sector_t)slot << 3));
+}
+
+static void release_swap_writer(struct ntc_swap_writer *w)
+{
+	struct page *page, *tmp;
+
+	list_for_each_entry_safe(page, tmp, &w->copies, lru) {
+		list_del(&page->lru);
+		__free_page(page);
+	}
+	free_page((unsigned long)w->cur);
+	w->cur = NULL;
+}
+
+/*
+ * Reserves the slots for an image of pages stream pages and the map pages
+ * listing them, and takes the first map page.  free_map has a bit set for
+ * every slot of the area that was free in disk 1's swap at the snapshot
+ * (slot 0 never).
+ */
+static int get_swap_writer(struct ntc_swap_writer *w, struct ntc_target *t,
+			   const unsigned long *free_map, unsigned long pages)
+{
+	unsigned long nmap = DIV_ROUND_UP(pages, NTC_MAP_PAGE_ENTRIES);
+	unsigned long nfree = bitmap_weight(free_map, t->area_pages);
+	unsigned long i;
+
+	if (pages + nmap > nfree) {
+		pr_err("image needs %lu pages, snapshot area has %lu free\n",
+		       pages + nmap, nfree);
+		return -ENOSPC;
+	}
+	memset(w, 0, sizeof(*w));
+	w->cur = (void *)get_zeroed_page(GFP_KERNEL);
+	if (!w->cur)
+		return -ENOMEM;
+	w->t = t;
+	w->free_map = free_map;
+	w->pages = pages;
+	w->cur_swap = alloc_slot(w, &w->map_slot);
+	w->first_map = w->cur_swap;
+	/* the stream starts after the last slot reserved for a map page */
+	w->data_slot = w->map_slot;
+	for (i = 1; i < nmap; i++)
+		alloc_slot(w, &w->data_slot);
+	w->crc = ~0U;
+	INIT_LIST_HEAD(&w->copies);
+	ntc_batch_init(&w->batch, t->dst);
+	return 0;
+}
+
+/* Queues one stream page; copy: buf changes before the batch is waited for. */
+static int swap_write_page(struct ntc_swap_writer *w, void *buf, bool copy)
+{
+	unsigned long offset;
+	int err;
+
+	if (w->written >= w->pages)	/* more than snapshot_get_image_size() */
+		return -EIO;
+	w->crc = crc32_le(w->crc, buf, PAGE_SIZE);
+	offset = alloc_slot(w, &w->data_slot);
+	err = write_page(w, buf, offset, copy);
+	if (err)
+		return err;
+	w->cur->entries[w->k++] = offset;
+	w->written++;
+	if (w->k >= NTC_MAP_PAGE_ENTRIES && w->written < w->pages) {
+		offset = alloc_slot(w, &w->map_slot);
+		w->cur->next_swap = offset;
+		err = write_page(w, w->cur, w->cur_swap, true);
+		if (err)
+			return err;
+		clear_page(w->cur);
+		w->cur_swap = offset;
+		w->k = 0;
+	}
+	return 0;
+}
+
+/* The last map page; it stays allocated until the batch is waited for. */
+static int flush_swap_writer(struct ntc_swap_writer *w)
+{
+	return write_page(w, w->cur, w->cur_swap, false);
+}
+
+/* Waits for every page queued; then no page of the image is in flight. */
+static int swap_writer_finish(struct ntc_swap_writer *w, int err)
+{
+	int ret;
+
+	if (!err)
+		err = flush_swap_writer(w);
+	ret = ntc_batch_wait(&w->batch);
+	if (!err)
+		err = ret;
+	if (!err && w->written != w->pages)
+		err = -EIO;
+	release_swap_writer(w);
+	return err;
+}
+
+/*
+ * swap.c's save_image(): the snapshot's pages in stream order, the header
+ * first.  Data pages are written straight from the snapshot's copy, which
+ * stays allocated until swsusp_free(); the header and the pfn lists come in
+ * one reused buffer.
+ */
+static int save_image(struct ntc_swap_writer *w)
+{
+	struct ntc_snapshot_handle snapshot = { 0 };
+	void *buf0 = NULL;
+	int ret;
+
+	for (;;) {
+		ret = ntc_k.snapshot_read_next(&snapshot);
+		if (ret <= 0)
+			return ret;
+		if (!buf0)
+			buf0 = snapshot.buffer;
+		ret = swap_write_page(w, snapshot.buffer, snapshot.buffer == buf0);
+		if (ret)
+			return ret;
+		if (w->written == w->pages / 2)
+			ntc_test_point("writing");
+	}
+}
+
+/* On success st->pages, st->crc32 and st->first_map are set. */
 int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
 		    struct ntc_image_stats *st)
 {
 	unsigned long pages = ntc_k.snapshot_get_image_size();
-	unsigned long nmap = DIV_ROUND_UP(pages, NTC_MAP_PAGE_ENTRIES);
-	unsigned long nfree = bitmap_weight(free_map, t->area_pages);
-	unsigned long *map_off = NULL, slot = 0, k = 0;
-	struct ntc_swap_map_page **map = NULL;
-	struct ntc_snapshot_handle h = { 0 };
-	struct ntc_batch batch;
-	LIST_HEAD(copies);
-	struct page *p, *tmp;
-	void *buf0 = NULL;
-	u32 crc = ~0U;
+	struct ntc_swap_writer w;
 	ktime_t start = ktime_get();
-	int err = 0, ret;
-	unsigned long i;
+	int err;
 
-	if (pages + nmap > nfree) {
-		pr_err("ntc: image needs %lu pages, snapshot area has %lu free\n",
-		       pages + nmap, nfree);
-		return -ENOSPC;
-	}
-	map = kvcalloc(nmap, sizeof(*map), GFP_KERNEL);
-	map_off = kvcalloc(nmap, sizeof(*map_off), GFP_KERNEL);
-	if (!map || !map_off) {
-		err = -ENOMEM;
-		goto out;
-	}
-	for (i = 0; i < nmap; i++) {
-		map[i] = (void *)get_zeroed_page(GFP_KERNEL);
-		if (!map[i]) {
-			err = -ENOMEM;
-			goto out;
-		}
-		slot = find_next_bit(free_map, t->area_pages, slot + 1);
-		map_off[i] = slot;
-		if (i)
-			map[i - 1]->next_swap = slot;
-	}
-	ntc_batch_init(&batch, t->dst);
-	for (;;) {
-		void *data;
-
-		ret = ntc_k.snapshot_read_next(&h);
-		if (ret <= 0) {
-			err = ret;
-			break;
-		}
-		if (k >= pages) {
-			err = -EIO;
-			break;
-		}
-		data = h.buffer;
-		if (!buf0)
-			buf0 = data;
-		if (data == buf0) {
-			/* header and pfn lists come in one reused buffer */
-			p = alloc_page(GFP_KERNEL);
-			if (!p) {
-				err = -ENOMEM;
-				break;
-			}
-			copy_page(page_address(p), data);
-			list_add(&p->lru, &copies);
-		} else {
-			p = virt_to_page(data);
-		}
-		crc = crc32_le(crc, page_address(p), PAGE_SIZE);
-		slot = find_next_bit(free_map, t->area_pages, slot + 1);
-		map[k / NTC_MAP_PAGE_ENTRIES]->entries[k % NTC_MAP_PAGE_ENTRIES] = slot;
-		err = ntc_batch_add(&batch, p, t->area_start + ((sector_t)slot << 3));
-		if (err)
-			break;
-		if (++k == pages / 2)
-			ntc_test_point("writing");
-	}
-	for (i = 0; !err && i < nmap; i++)
-		err = ntc_batch_add(&batch, virt_to_page(map[i]),
-				    t->area_start + ((sector_t)map_off[i] << 3));
-	ret = ntc_batch_wait(&batch);
-	if (!err)
-		err = ret;
-	if (!err && k != pages)
-		err = -EIO;
-	list_for_each_entry_safe(p, tmp, &copies, lru) {
-		list_del(&p->lru);
-		__free_page(p);
-	}
-	st->pages = k;
-	st->first_map = map_off[0];
-	st->crc32 = ~crc;
+	err = get_swap_writer(&w, t, free_map, pages);
+	if (err)
+		return err;
+	err = save_image(&w);
+	err = swap_writer_finish(&w, err);
+	st->pages = w.written;
+	st->first_map = w.first_map;
+	st->crc32 = ~w.crc;
 	st->write_us = ktime_us_delta(ktime_get(), start);
-out:
-	if (map)
-		for (i = 0; i < nmap; i++)
-			if (map[i])
-				free_page((unsigned long)map[i]);
-	kvfree(map);
-	kvfree(map_off);
 	return err;
 }

@@ -7,6 +7,8 @@
  * they left them, so the VMM that resumes the checkpoint compares its own
  * machine with this and refuses a different one.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/acpi.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>

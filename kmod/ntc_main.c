@@ -8,6 +8,8 @@
  * Disk 1 is the disk holding the root filesystem when the module is loaded;
  * writes to it are tracked from then on (ntc_disk.c).
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/proc_fs.h>
@@ -136,7 +138,7 @@ static int __init ntc_init(void)
 		return err;
 	disk = find_source_disk();
 	if (!disk) {
-		pr_err("ntc: cannot tell disk 1 (root filesystem not on a block device?)\n");
+		pr_err("cannot tell disk 1 (root filesystem not on a block device?)\n");
 		return -ENODEV;
 	}
 	get_random_bytes(ntc_boot_id, sizeof(ntc_boot_id));
@@ -148,7 +150,7 @@ static int __init ntc_init(void)
 		err = -ENOMEM;
 		goto out;
 	}
-	pr_info("ntc: loaded, disk 1 is %s, tracking its writes\n", disk->disk_name);
+	pr_info("loaded, disk 1 is %s, tracking its writes\n", disk->disk_name);
 out:
 	put_disk(disk);		/* tracking holds its own reference */
 	return err;

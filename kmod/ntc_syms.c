@@ -8,6 +8,8 @@
  * lacks one of them makes the load fail with the missing name, rather than a
  * crash in the middle of a checkpoint.
  */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
 #include <linux/kernel.h>
 #include <linux/kprobes.h>
 #include "ntc.h"
@@ -68,7 +70,7 @@ int ntc_syms_init(void)
 	int i, missing = 0;
 
 	if (!lookup) {
-		pr_err("ntc: cannot find kallsyms_lookup_name (kprobes?)\n");
+		pr_err("cannot find kallsyms_lookup_name (kprobes?)\n");
 		return -ENOENT;
 	}
 	for (i = 0; i < ARRAY_SIZE(ntc_syms); i++) {
@@ -76,7 +78,7 @@ int ntc_syms_init(void)
 
 		*ntc_syms[i].slot = (void *)addr;
 		if (!addr && ntc_syms[i].required) {
-			pr_err("ntc: kernel symbol %s not found; this kernel cannot be checkpointed by ntc.ko\n",
+			pr_err("kernel symbol %s not found; this kernel cannot be checkpointed by ntc.ko\n",
 			       ntc_syms[i].name);
 			missing++;
 		}
