@@ -473,6 +473,7 @@ int ntc_target_open(struct ntc_target *t)
 {
 	struct block_device *srcpart;
 	dev_t area_dev;
+	u8 area_partno = 0;
 	int err, i;
 
 	memset(t, 0, sizeof(*t));
@@ -496,6 +497,12 @@ int ntc_target_open(struct ntc_target *t)
 	if (!IS_ERR(t->dst)) {
 		struct gendisk *disk = t->dst->bd_disk;
 
+		/*
+		 * Its number as the partition says, not from minor arithmetic:
+		 * partitions past a disk's first minors (16 and up on
+		 * virtio-blk) get numbers from the extended range.
+		 */
+		area_partno = t->dst->bd_partno;
 		blkdev_put(t->dst, FMODE_READ);
 		t->dst = blkdev_get_by_dev(disk_devt(disk),
 					   FMODE_READ | FMODE_WRITE | FMODE_EXCL,
@@ -520,7 +527,7 @@ int ntc_target_open(struct ntc_target *t)
 	err = check_layout(ntc_src_disk, t->dst->bd_disk);
 	if (err)
 		goto fail;
-	t->area = disk_part(t->dst->bd_disk, MINOR(area_dev) - t->dst->bd_disk->first_minor);
+	t->area = disk_part(t->dst->bd_disk, area_partno);
 	if (!t->area || t->area->bd_dev != area_dev) {
 		err = -ENODEV;
 		goto fail;
