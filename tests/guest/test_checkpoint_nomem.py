@@ -43,7 +43,11 @@ def main():
             check(m.group(1) == b"OK", f"the memory hog's pages changed: {m.group(0)}", a)
             area = ntcguest.Area(disk2)
             check(area.state == ntcguest.STATE_EMPTY, f"a refused checkpoint changed disk 2: {area}", a)
-            a.sh("kill $(pidof ntc-memhog)")
+            # Power off with the hog still running: killing it from the shell
+            # first made the console's busybox shell exit about every second
+            # time (its EXIT trap ran, no signal came), so the "poweroff" that
+            # followed went to nobody; it did so without any checkpoint too
+            # (Documentation/testing.md, "Known failure modes").
             a.poweroff()
     print(f"nomem test: passed in {time.monotonic() - t_start:.0f}s")
 
