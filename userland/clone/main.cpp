@@ -44,7 +44,11 @@ int main(int argc, char **argv)
 	app.add_flag("--verify", verify, "after copying, prove that DST is a clone of SRC");
 	app.add_flag("--verify-only", verify_only, "only prove that DST is a clone of SRC");
 	app.add_flag("-q,--quiet", quiet, "print errors only");
-	CLI11_PARSE(app, argc, argv);
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::ParseError &e) {
+		return app.exit(e) == 0 ? 0 : 1;	// --help: 0; bad arguments: 1, not CLI11's code
+	}
 	if (opts.force && opts.update) {
 		std::fprintf(stderr, "ntc-clone: --force and --update exclude each other\n");
 		return 1;

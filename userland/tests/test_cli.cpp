@@ -10,12 +10,12 @@ namespace {
 
 struct Run {
 	int status;
-	std::string output;	// stdout and stderr
+	std::string output;	// stdout and stderr, or what run()'s redirect leaves of them
 };
 
-Run run(const std::string &cmd)
+Run run(const std::string &cmd, const std::string &redirect = "2>&1")
 {
-	std::string out = sh_output(cmd + " 2>&1; echo \"@rc=$?\"");
+	std::string out = sh_output(cmd + " " + redirect + "; echo \"@rc=$?\"");
 	size_t at = out.rfind("@rc=");
 	REQUIRE(at != std::string::npos);
 	return {std::stoi(out.substr(at + 4)), out.substr(0, at)};
@@ -56,7 +56,7 @@ TEST_CASE("ntc-clone: clone, summary line, verify, and refusals with plain messa
 	CHECK(r.output.find("partition 2") != std::string::npos);
 
 	r = run(clone_bin + " '" + src.path + "'");
-	CHECK(r.status != 0);
+	CHECK(r.status == 1);
 }
 
 TEST_CASE("ntc-info: exit statuses and JSON")
@@ -81,4 +81,21 @@ TEST_CASE("ntc-info: exit statuses and JSON")
 	CHECK(r.status == 1);
 	CHECK(r.output.find("cannot open") != std::string::npos);
 	CHECK(run(info_bin + " --bogus x").status == 1);
+}
+
+TEST_CASE("bad arguments exit 1 with CLI11's message on stderr, --help exits 0")
+{
+	const std::string stderr_only = "2>&1 >/dev/null", stdout_only = "2>/dev/null";
+	for (const std::string &bin : {clone_bin, info_bin}) {
+		INFO("tool: " << bin);
+		Run r = run(bin + " --bogus a b", stderr_only);
+		CHECK(r.status == 1);
+		CHECK(r.output.find("--bogus") != std::string::npos);
+		r = run(bin, stderr_only);
+		CHECK(r.status == 1);
+		CHECK(r.output.find("is required") != std::string::npos);
+		r = run(bin + " --help", stdout_only);
+		CHECK(r.status == 0);
+		CHECK(r.output.find("Usage:") != std::string::npos);
+	}
 }

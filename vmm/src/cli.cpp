@@ -79,7 +79,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {
-        return ExitNow{app.exit(e)};
+        return ExitNow{app.exit(e) == 0 ? 0 : kExitError};  // --help: 0; bad arguments: 1, not CLI11's code
     }
     std::optional<NetSpec> net_spec;
     if (net) net_spec = parse_net(*net, mac);

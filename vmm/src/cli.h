@@ -31,7 +31,7 @@ struct ResumeCommand {
 };
 
 struct ExitNow {
-    int status;  // --help and parse errors: CLI11 has printed the message
+    int status;  // 0 after --help, 1 (bad arguments) after a parse error; CLI11 has printed the message
 };
 
 using Command = std::variant<RunCommand, ResumeCommand, ExitNow>;
