@@ -148,7 +148,10 @@ def checkpoints(office, n):
     except ntclab.LabError as e:
         print(f"{office.kind}: checkpoint {done + 1}/{n} FAILED", flush=True)
         if host.alive():  # the office VM must not hold the TAP and disks for the resumes
-            host.sh("pkill -9 -f stress-office; sleep 1", check=False)
+            # By its TAP: QEMU's command line does not name the office VM
+            # (its console log is a shell redirection), ntc-vmm's and QEMU's
+            # both name the TAP.
+            host.sh(f"pkill -9 -f {TAP}; sleep 1", check=False)
         return done, n_ck, str(e)
 
 
