@@ -267,31 +267,23 @@ void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm&
                }},
               "COM1");
 
-    PortRead pm_read = [&pm](uint16_t port, unsigned size) {
-        uint32_t value = ~0u;
-        pm.read(port, size, value);
-        return value;
-    };
+    PortRead pm_read = [&pm](uint16_t port, unsigned size) { return pm.read(port, size); };
     PortWrite pm_write = [&pm](uint16_t port, unsigned size, uint32_t value) { pm.write(port, size, value); };
     for (auto [base, length, name] : {std::tuple<uint16_t, uint64_t, const char*>{kPm1EventBlock, 4, "PM1 event block"},
                                       {kPm1ControlBlock, 2, "PM1 control block"},
                                       {kPmTimer, 4, "PM timer"},
-                                      {kI8042Command, 1, "i8042 command port"}})
+                                      {kI8042Command, 1, "i8042 command port"},
+                                      {kResetControl, 1, "reset control register"}})
         ports.add(base, length, by_port(base, pm_read, pm_write), name);
 
     // Configuration mechanism 1 (PciBus decodes the ports).  The address
     // register answers only whole-dword accesses, and those start at 0xcf8,
-    // so its range is that one port: 0xcf9 is the reset control register,
-    // which answers byte accesses only, as on Intel chipsets.
+    // so its range is that one port: 0xcf9 is the reset control register
+    // (above).
     PortRead pci_read = [&pci](uint16_t port, unsigned size) { return pci.io_read(port, size); };
     PortWrite pci_write = [&pci](uint16_t port, unsigned size, uint32_t value) { pci.io_write(port, size, value); };
     ports.add(kPciConfigAddress, 1, by_port(kPciConfigAddress, pci_read, pci_write), "PCI configuration address");
     ports.add(kPciConfigData, 4, by_port(kPciConfigData, pci_read, pci_write), "PCI configuration data");
-    PortRead reset_read = [pm_read](uint16_t port, unsigned size) { return size == 1 ? pm_read(port, size) : ~0u; };
-    PortWrite reset_write = [pm_write](uint16_t port, unsigned size, uint32_t value) {
-        if (size == 1) pm_write(port, size, value);
-    };
-    ports.add(kResetControl, 1, by_port(kResetControl, reset_read, reset_write), "reset control register");
 
     // The guest can move a BAR (its address bits are writable) and switch
     // decoding off, so BARs are not claimed one by one: the PCI bus takes the

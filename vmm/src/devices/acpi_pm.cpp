@@ -12,8 +12,9 @@ constexpr uint64_t kPmTimerHz = 3579545;
 
 AcpiPm::AcpiPm(Request request) : request_(std::move(request)), start_(std::chrono::steady_clock::now()) {}
 
-bool AcpiPm::read(uint16_t port, unsigned size, uint32_t& value) {
+uint32_t AcpiPm::read(uint16_t port, unsigned size) {
     using namespace layout;
+    uint32_t value = ~0u;
     if (port >= kPmTimer && port < kPmTimer + 4) {
         auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
         uint32_t ticks = uint32_t((unsigned __int128)ns * kPmTimerHz / 1000000000u) & 0xffffff;
@@ -25,16 +26,14 @@ bool AcpiPm::read(uint16_t port, unsigned size, uint32_t& value) {
         value = pm1_control_ >> (8 * (port - kPm1ControlBlock));
     } else if (port == kI8042Command) {
         value = 0;  // input buffer empty: the reset command can be sent
-    } else if (port == kResetControl) {
+    } else if (port == kResetControl && size == 1) {
         value = 0;
-    } else {
-        return false;
     }
     if (size < 4) value &= (1u << (8 * size)) - 1;
-    return true;
+    return value;
 }
 
-bool AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
+void AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
     using namespace layout;
     if (port >= kPm1EventBlock && port < kPm1EventBlock + 4) {
         // Status bits are write-one-to-clear; enable bits plain.
@@ -51,12 +50,9 @@ bool AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
         pm1_control_ = uint16_t((v & ~kSleepEnable) | 1);
     } else if (port == kI8042Command) {
         if ((value & 0xff) == 0xfe) request_(GuestRequest::Reboot, "port 0x64, command 0xfe");  // pulse reset line
-    } else if (port == kResetControl) {
+    } else if (port == kResetControl && size == 1) {
         if (value & 0x04) request_(GuestRequest::Reboot, "port 0xcf9");
-    } else {
-        return false;
     }
-    return true;
 }
 
 }  // namespace ntcvmm

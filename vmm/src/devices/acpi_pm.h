@@ -16,9 +16,12 @@ public:
     using Request = std::function<void(GuestRequest, const char* how)>;
     explicit AcpiPm(Request request);
 
-    // Whether the port is one of this device's; `value` is the result.
-    bool read(uint16_t port, unsigned size, uint32_t& value);
-    bool write(uint16_t port, unsigned size, uint32_t value);
+    // `port` is one of the ports the machine maps to this device
+    // (map_devices()); any other reads as all ones and ignores writes.  The
+    // reset control register 0xcf9 answers byte accesses only, as on Intel
+    // chipsets, where it shares a dword with the PCI address register.
+    uint32_t read(uint16_t port, unsigned size);
+    void write(uint16_t port, unsigned size, uint32_t value);
 
 private:
     Request request_;
