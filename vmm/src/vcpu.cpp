@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "error.h"
+#include "lapic.h"
 #include "machine.h"
 #include "vcpu_report.h"
 #include "vm.h"
@@ -19,11 +20,6 @@
 namespace ntcvmm {
 
 namespace {
-
-// Local APIC registers (offsets in its page) and LVT fields.
-constexpr size_t kApicLvt0 = 0x350, kApicLvt1 = 0x360;
-constexpr uint32_t kLvtDeliveryMode = 0x700, kLvtMasked = 1u << 16;
-constexpr uint32_t kDeliveryNmi = 4, kDeliveryExtInt = 7;
 
 void on_kick(int) {}
 
@@ -106,13 +102,11 @@ Vcpu::Vcpu(const Vm& vm, const VcpuSupport& support, unsigned index, unsigned co
     kvm_lapic_state lapic;
     kvm_ioctl(fd_.get(), KVM_GET_LAPIC, "GET_LAPIC", &lapic);
     auto set_lvt = [&](size_t offset, uint32_t mode) {
-        uint32_t v;
-        std::memcpy(&v, &lapic.regs[offset], 4);
-        v = (v & ~kLvtDeliveryMode & ~kLvtMasked) | (mode << 8);
-        std::memcpy(&lapic.regs[offset], &v, 4);
+        uint32_t v = lapic::get(lapic, offset);
+        lapic::set(lapic, offset, (v & ~lapic::kLvtDeliveryMode & ~lapic::kLvtMasked) | (mode << 8));
     };
-    if (index == 0) set_lvt(kApicLvt0, kDeliveryExtInt);
-    set_lvt(kApicLvt1, kDeliveryNmi);
+    if (index == 0) set_lvt(lapic::kLvt0, lapic::kDeliveryExtInt);
+    set_lvt(lapic::kLvt1, lapic::kDeliveryNmi);
     kvm_ioctl(fd_.get(), KVM_SET_LAPIC, "SET_LAPIC", &lapic);
 
     kvm_fpu fpu{};

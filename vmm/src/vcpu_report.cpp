@@ -7,25 +7,17 @@
 #include <cstdio>
 #include <cstring>
 
+#include "lapic.h"
+
 namespace ntcvmm {
 
 namespace {
-
-// Local APIC registers (offsets in its page).
-constexpr size_t kApicTpr = 0x80, kApicIsr = 0x100, kApicIrr = 0x200, kApicLvtTimer = 0x320,
-                 kApicTimerInitial = 0x380, kApicTimerCurrent = 0x390;
-
-uint32_t apic_register(const kvm_lapic_state& lapic, size_t offset) {
-    uint32_t v;
-    std::memcpy(&v, &lapic.regs[offset], 4);
-    return v;
-}
 
 // The vectors set in a 256-bit APIC register (ISR, IRR), as "0x31,0xec".
 std::string vectors(const kvm_lapic_state& lapic, size_t base) {
     std::string out;
     for (unsigned vector = 0; vector < 256; vector++) {
-        if (!(apic_register(lapic, base + (vector / 32) * 0x10) & (1u << (vector % 32)))) continue;
+        if (!(lapic::get(lapic, base + (vector / 32) * 0x10) & (1u << (vector % 32)))) continue;
         char text[8];
         std::snprintf(text, sizeof(text), "%s%#x", out.empty() ? "" : ",", vector);
         out += text;
@@ -58,9 +50,9 @@ std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_
                   index, mp_state_name(mp.mp_state), (unsigned long long)regs.rip, (unsigned long long)regs.rsp,
                   (unsigned long long)regs.rflags, (regs.rflags & kInterruptFlag) ? "on" : "off",
                   events.interrupt.shadow ? ", in a shadow" : "", (unsigned long long)sregs.cr3,
-                  apic_register(lapic, kApicTpr), vectors(lapic, kApicIsr).c_str(),
-                  vectors(lapic, kApicIrr).c_str(), apic_register(lapic, kApicLvtTimer),
-                  apic_register(lapic, kApicTimerCurrent), apic_register(lapic, kApicTimerInitial),
+                  lapic::get(lapic, lapic::kTpr), vectors(lapic, lapic::kIsr).c_str(),
+                  vectors(lapic, lapic::kIrr).c_str(), lapic::get(lapic, lapic::kLvtTimer),
+                  lapic::get(lapic, lapic::kTimerCurrent), lapic::get(lapic, lapic::kTimerInitial),
                   events.exception.injected || events.exception.pending ? "yes" : "no",
                   events.nmi.pending || events.nmi.injected ? "pending" : "none");
     return text;

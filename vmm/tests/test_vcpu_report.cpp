@@ -1,18 +1,9 @@
 #include <doctest/doctest.h>
 
-#include <cstring>
-
+#include "lapic.h"
 #include "vcpu_report.h"
 
 using namespace ntcvmm;
-
-namespace {
-
-void set_apic(kvm_lapic_state& lapic, size_t offset, uint32_t value) {
-    std::memcpy(&lapic.regs[offset], &value, 4);
-}
-
-}  // namespace
 
 TEST_CASE("a vCPU's report says where it runs, whether it takes interrupts, and what its APIC holds") {
     kvm_regs regs{};
@@ -24,8 +15,8 @@ TEST_CASE("a vCPU's report says where it runs, whether it takes interrupts, and 
     regs.rflags = 0x246;
     sregs.cr3 = 0x10a000;
     mp.mp_state = KVM_MP_STATE_HALTED;
-    set_apic(lapic, 0x200 + 7 * 0x10, 1u << (0xec % 32));                 // IRR: vector 0xec
-    set_apic(lapic, 0x320, 0x400ec);                                        // timer: TSC deadline, 0xec
+    lapic::set(lapic, lapic::kIrr + 7 * 0x10, 1u << (0xec % 32));  // IRR: vector 0xec
+    lapic::set(lapic, lapic::kLvtTimer, 0x400ec);                 // timer: TSC deadline, 0xec
     std::string text = describe_vcpu_state(1, regs, sregs, mp, events, lapic);
     CHECK(text.find("vCPU 1: halted") == 0);
     CHECK(text.find("RIP 0xffffffff81e3c4a5") != std::string::npos);
@@ -35,7 +26,7 @@ TEST_CASE("a vCPU's report says where it runs, whether it takes interrupts, and 
 
     regs.rflags = 0x46;
     mp.mp_state = KVM_MP_STATE_INIT_RECEIVED;
-    set_apic(lapic, 0x100 + 1 * 0x10, 1u << (0x31 % 32));  // ISR: vector 0x31
+    lapic::set(lapic, lapic::kIsr + 1 * 0x10, 1u << (0x31 % 32));  // ISR: vector 0x31
     text = describe_vcpu_state(0, regs, sregs, mp, events, lapic);
     CHECK(text.find("vCPU 0: waiting-for-SIPI") == 0);
     CHECK(text.find("(interrupts off)") != std::string::npos);
