@@ -10,6 +10,7 @@
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
+#include <linux/blk-mq.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
 #include <linux/proc_fs.h>
@@ -97,8 +98,9 @@ static const struct proc_ops ntc_proc_ops = {
 };
 
 /*
- * Disk 1, with a reference the caller drops with put_disk(), or NULL.  The
- * reference is taken while the bdev (or the mounted root) still pins the disk.
+ * Disk 1, with a reference the caller drops with put_disk(), or an ERR_PTR
+ * after saying why.  The reference is taken while the bdev (or the mounted
+ * root) still pins the disk.
  */
 static struct gendisk *find_source_disk(void)
 {
@@ -106,13 +108,19 @@ static struct gendisk *find_source_disk(void)
 	struct gendisk *disk = NULL;
 	struct path root;
 	dev_t dev;
+	int err;
 
 	if (source_param[0]) {
-		if (lookup_bdev(source_param, &dev))
-			return NULL;
+		err = lookup_bdev(source_param, &dev);
+		if (err) {
+			pr_err("source=%s is not a block device (%d)\n", source_param, err);
+			return ERR_PTR(err);
+		}
 		bdev = blkdev_get_by_dev(dev, FMODE_READ, NULL);
-		if (IS_ERR(bdev))
-			return NULL;
+		if (IS_ERR(bdev)) {
+			pr_err("cannot open source=%s (%ld)\n", source_param, PTR_ERR(bdev));
+			return ERR_CAST(bdev);
+		}
 		disk = bdev->bd_disk;
 		get_device(disk_to_dev(disk));
 		blkdev_put(bdev, FMODE_READ);
@@ -125,6 +133,10 @@ static struct gendisk *find_source_disk(void)
 		get_device(disk_to_dev(disk));
 	}
 	path_put(&root);
+	if (!disk) {
+		pr_err("the root filesystem is not on a block device; name disk 1 with source=\n");
+		return ERR_PTR(-ENODEV);
+	}
 	return disk;
 }
 
@@ -137,9 +149,14 @@ static int __init ntc_init(void)
 	if (err)
 		return err;
 	disk = find_source_disk();
-	if (!disk) {
-		pr_err("cannot tell disk 1 (root filesystem not on a block device?)\n");
-		return -ENODEV;
+	if (IS_ERR(disk))
+		return PTR_ERR(disk);
+	/* Writes are seen at request completion, which bio-based disks skip. */
+	if (!queue_is_mq(disk->queue)) {
+		pr_err("disk 1 %s is not request-based (device-mapper or md?), so its writes cannot be tracked; name the physical disk with source=\n",
+		       disk->disk_name);
+		err = -EINVAL;
+		goto out;
 	}
 	get_random_bytes(ntc_boot_id, sizeof(ntc_boot_id));
 	err = ntc_track_start(disk);

@@ -7,7 +7,10 @@ and no swap active, there is no memory for the snapshot's copy (-ENOMEM); a
 second checkpoint while one runs fails with -EBUSY; the running one fails
 with -ENOSPC.  After each, the
 guest runs on, and disk 2 holds nothing that looks like a checkpoint
-(ntc-info --check rejects it).  Finally the idle module unloads and loads.
+(ntc-info --check rejects it).  Finally the idle module unloads; loading it
+with a source= that is no block device, or one whose writes it cannot see
+(a bio-based RAM disk, as device-mapper and md are), is refused with a
+message saying so; then it loads.
 """
 import os
 import re
@@ -104,6 +107,14 @@ def main():
             a.sh("rmmod ntc")
             rc, _ = a.sh("test -e /proc/ntc", check=False)
             check(rc != 0, "/proc/ntc still there after rmmod", a)
+            # A disk 1 it cannot track is refused at load, saying why.
+            for source, message in (("/dev/nonexistent", "source=/dev/nonexistent is not a block device"),
+                                    ("/dev/ram0", "disk 1 ram0 is not request-based")):
+                rc, out = a.sh(f"insmod /lib/modules/ntc/ntc.ko source={source} 2>&1; dmesg | tail -n 5",
+                               check=False)
+                check(message in out and a.sh("test -e /proc/ntc", check=False)[0] != 0,
+                      f"insmod source={source}: want refused with {message!r}, got: {out}", a)
+                print(f"refused as expected: source={source}")
             a.sh("insmod /lib/modules/ntc/ntc.ko")
             st = ntcguest.status(a)
             check(st["state"] == "idle", f"reloaded module: {st}", a)
