@@ -66,12 +66,12 @@ int ntc_syms_init(void);
 struct ntc_target {
 	struct block_device *src;	/* disk 1, whole disk, read only */
 	struct block_device *dst;	/* disk 2, whole disk, exclusive */
-	struct block_device *area;	/* disk 2's snapshot area partition */
+	struct block_device *area;	/* disk 2's snapshot area partition, open */
 	sector_t area_start;		/* in 512-byte sectors, on disk 2 */
 	unsigned long area_pages;	/* 4 KiB pages in the area */
 	int area_partno;
 	sector_t src_swap_start;	/* disk 1's partition with that number */
-	struct swap_info_struct *src_swap;	/* active swap on it, or NULL */
+	struct swap_info_struct *src_swap;	/* its active swap, held, or NULL */
 	void *page0;			/* area page 0 as on disk */
 	struct page **buf;		/* NTC_COPY_CHUNK_PAGES x 2 */
 };

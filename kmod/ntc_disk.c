@@ -454,8 +454,12 @@ void ntc_target_close(struct ntc_target *t)
 {
 	int i;
 
+	if (t->src_swap)
+		percpu_ref_put(&t->src_swap->users);
 	if (t->dst)
 		blkdev_put(t->dst, FMODE_READ | FMODE_WRITE | FMODE_EXCL);
+	if (t->area)
+		blkdev_put(t->area, FMODE_READ);
 	if (t->src)
 		blkdev_put(t->src, FMODE_READ);
 	if (t->buf) {
@@ -473,7 +477,6 @@ int ntc_target_open(struct ntc_target *t)
 {
 	struct block_device *srcpart;
 	dev_t area_dev;
-	u8 area_partno = 0;
 	int err, i;
 
 	memset(t, 0, sizeof(*t));
@@ -490,24 +493,23 @@ int ntc_target_open(struct ntc_target *t)
 		goto fail;
 	}
 	/*
+	 * The area stays open until ntc_target_close(): an open partition
+	 * cannot be deleted (BLKPG) under a running checkpoint.
+	 */
+	t->area = blkdev_get_by_dev(area_dev, FMODE_READ, NULL);
+	if (IS_ERR(t->area)) {
+		pr_err("cannot open the snapshot area: %ld\n", PTR_ERR(t->area));
+		err = PTR_ERR(t->area);
+		t->area = NULL;
+		goto fail;
+	}
+	/*
 	 * An exclusive open of the whole disk fails while any partition of it
 	 * is mounted or used as swap: that is the "not in use" check.
 	 */
-	t->dst = blkdev_get_by_dev(area_dev, FMODE_READ, NULL);
-	if (!IS_ERR(t->dst)) {
-		struct gendisk *disk = t->dst->bd_disk;
-
-		/*
-		 * Its number as the partition says, not from minor arithmetic:
-		 * partitions past a disk's first minors (16 and up on
-		 * virtio-blk) get numbers from the extended range.
-		 */
-		area_partno = t->dst->bd_partno;
-		blkdev_put(t->dst, FMODE_READ);
-		t->dst = blkdev_get_by_dev(disk_devt(disk),
-					   FMODE_READ | FMODE_WRITE | FMODE_EXCL,
-					   &ntc_holder);
-	}
+	t->dst = blkdev_get_by_dev(disk_devt(t->area->bd_disk),
+				   FMODE_READ | FMODE_WRITE | FMODE_EXCL,
+				   &ntc_holder);
 	if (IS_ERR(t->dst)) {
 		pr_err("target disk busy (mounted or swap on it?): %ld\n",
 		       PTR_ERR(t->dst));
@@ -527,11 +529,11 @@ int ntc_target_open(struct ntc_target *t)
 	err = check_layout(ntc_src_disk, t->dst->bd_disk);
 	if (err)
 		goto fail;
-	t->area = disk_part(t->dst->bd_disk, area_partno);
-	if (!t->area || t->area->bd_dev != area_dev) {
-		err = -ENODEV;
-		goto fail;
-	}
+	/*
+	 * Its number as the partition says, not from minor arithmetic:
+	 * partitions past a disk's first minors (16 and up on virtio-blk) get
+	 * numbers from the extended range.
+	 */
 	t->area_partno = t->area->bd_partno;
 	if (!t->area_partno) {	/* the marker seen on a whole disk */
 		pr_err("%pg is a whole disk, not a partition: it cannot be a snapshot area\n",
@@ -569,6 +571,16 @@ int ntc_target_open(struct ntc_target *t)
 	if (active_swap(ntc_src_disk, -1) && !t->src_swap) {
 		pr_err("disk 1's active swap is not the partition matching the snapshot area\n");
 		err = -EINVAL;
+		goto fail;
+	}
+	/*
+	 * The checkpoint reads the swap map until ntc_target_close(); a
+	 * swapoff meanwhile waits for this reference before it frees the map.
+	 */
+	if (t->src_swap && !percpu_ref_tryget_live(&t->src_swap->users)) {
+		pr_err("disk 1's swap is being turned off\n");
+		t->src_swap = NULL;
+		err = -EBUSY;
 		goto fail;
 	}
 	/* the swap header must describe the area we are about to fill */
