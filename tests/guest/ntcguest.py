@@ -15,7 +15,7 @@ import ntclab  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KMOD = os.path.join(ntclab.ROOT, "kmod")
-WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog", "ntc-echo")
+WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog", "ntc-echo", "ntc-timergap", "ntc-fsync-flood", "ntc-iops")
 
 STATE_EMPTY, STATE_WRITING, STATE_CHECKPOINT = 0, 1, 2
 
@@ -55,7 +55,7 @@ def build_overlay(tmp):
     bindir = os.path.join(overlay, "usr", "bin")
     os.makedirs(bindir, exist_ok=True)
     for name in WORKLOADS:
-        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-o", os.path.join(bindir, name),
+        subprocess.run(["gcc", "-static", "-O2", "-Wall", "-pthread", "-o", os.path.join(bindir, name),
                         os.path.join(HERE, "workloads", name + ".c")], check=True, timeout=120)
     return overlay
 
