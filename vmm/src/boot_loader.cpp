@@ -8,7 +8,7 @@
 #include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -111,4 +111,4 @@ void long_mode_registers(uint64_t rip, uint64_t cr3, kvm_regs& regs, kvm_sregs& 
     sregs.efer = 0x500;  // LME, LMA
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

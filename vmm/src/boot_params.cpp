@@ -6,7 +6,7 @@
 #include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 constexpr uint32_t kHeaderMagic = 0x53726448;  // "HdrS"
@@ -68,4 +68,4 @@ uint64_t place_initrd(const setup_header& header, uint64_t low_ram_end, uint64_t
     return (limit - initrd_size) & ~0xfffull;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -10,7 +10,7 @@
 
 #include "e820.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct KernelImage {
     setup_header header;            // as found in the bzImage
@@ -37,4 +37,4 @@ boot_params make_boot_params(const KernelImage& kernel, const BootSetup& setup,
 // decompression area; throws UserError when it does not fit.
 uint64_t place_initrd(const setup_header& header, uint64_t low_ram_end, uint64_t initrd_size);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

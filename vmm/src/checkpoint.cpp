@@ -1,14 +1,14 @@
 #include "checkpoint.h"
 
 #include <cstring>
-#include <ntc/disk_file.hpp>
-#include <ntc/error.hpp>
-#include <ntc/partition_table.hpp>
-#include <ntc/swap_area.hpp>
+#include <ntc/disk_file.h>
+#include <ntc/error.h>
+#include <ntc/partition_table.h>
+#include <ntc/swap_area.h>
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint8_t, NTC_PAGE_SIZE> page) {
     ntc::SwapArea area = ntc::inspect_swap_area(page);
@@ -54,4 +54,4 @@ Checkpoint find_checkpoint(const std::string& disk) {
                     (reasons.empty() ? std::string(" (no swap partition found)") : reasons));
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

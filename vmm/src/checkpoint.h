@@ -10,7 +10,7 @@
 
 #include "ntc_format.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct Checkpoint {
     unsigned swap_partition;  // number of the partition that holds it
@@ -26,4 +26,4 @@ std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint
 // saying why when there is none.
 Checkpoint find_checkpoint(const std::string& disk);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -4,7 +4,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 uint64_t parse_size(const std::string& text) {
     size_t used = 0;
@@ -95,4 +95,4 @@ Command parse_command_line(int argc, const char* const* argv) {
     return run;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,7 +8,7 @@
 
 #include "machine.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct RunCommand {
     std::vector<std::string> disks;  // the first boots
@@ -44,4 +44,4 @@ uint64_t parse_size(const std::string& text);
 // --net "tap:NAME" with an optional --mac; throws UserError.
 NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -13,7 +13,7 @@
 #include "devices/serial.h"
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -126,4 +126,4 @@ void ConsoleInput::stop() {
     [[maybe_unused]] ssize_t n = ::write(wake_write_.get(), &c, 1);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -11,7 +11,7 @@
 
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class Serial;
 
@@ -53,4 +53,4 @@ private:
     std::optional<RawTerminal> terminal_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -12,7 +12,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 DiskImage::DiskImage(const std::string& path, bool read_only) : read_only_(read_only) {
     fd_ = ::open(path.c_str(), (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC);
@@ -41,4 +41,4 @@ DiskImage::~DiskImage() {
     if (fd_ >= 0) ::close(fd_);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class DiskImage {
 public:
@@ -24,4 +24,4 @@ private:
     bool read_only_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -3,8 +3,8 @@
 #include <cerrno>
 #include <cstring>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <string>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct UserError : std::runtime_error {
     using std::runtime_error::runtime_error;
@@ -18,4 +18,4 @@ struct GuestError : std::runtime_error {
 // strerror(errno) appended, for failed system calls.
 std::string errno_text(const std::string& what);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -1,12 +1,12 @@
 #include "guest_disk.h"
 
-#include <ntc/error.hpp>
-#include <ntc/ext_fs.hpp>
-#include <ntc/partition_table.hpp>
+#include <ntc/error.h>
+#include <ntc/ext_fs.h>
+#include <ntc/partition_table.h>
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -70,4 +70,4 @@ BootFiles load_boot_files(const std::string& disk, const std::optional<std::stri
                     "/*.conf on an ext2/3/4 partition); give --kernel, --initrd and --append");
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

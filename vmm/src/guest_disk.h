@@ -9,7 +9,7 @@
 
 #include "boot_entry.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // The disk's partition table identifier (GPT disk GUID or MBR signature),
 // which names the machine's MAC address; throws UserError when unreadable.
@@ -26,4 +26,4 @@ struct BootFiles {
 // kernel and initrd from that filesystem; throws UserError with the reason.
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -1,17 +1,17 @@
 #include "image_restore.h"
 
 #include <cstring>
-#include <ntc/disk_file.hpp>
-#include <ntc/disk_report.hpp>
-#include <ntc/error.hpp>
-#include <ntc/swap_area.hpp>
+#include <ntc/disk_file.h>
+#include <ntc/disk_report.h>
+#include <ntc/error.h>
+#include <ntc/swap_area.h>
 #include <vector>
 
 #include "boot_loader.h"
 #include "e820.h"
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -155,4 +155,4 @@ void restore_cpu_registers(const RestoreEntry& entry, kvm_regs& regs, kvm_sregs&
     sregs.efer |= 0x801;  // NXE, SCE: the kernel's page tables set NX bits
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

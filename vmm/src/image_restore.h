@@ -15,7 +15,7 @@
 #include "guest_memory.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // Where and how the image kernel is entered (its restore_data_record).
 struct RestoreEntry {
@@ -50,4 +50,4 @@ void restore_cpu_registers(const RestoreEntry& entry, kvm_regs& regs, kvm_sregs&
 // `cr3`, if it is mapped.
 std::optional<uint64_t> translate(const GuestMemory& memory, uint64_t cr3, uint64_t virt, bool five_level);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

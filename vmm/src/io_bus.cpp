@@ -5,7 +5,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -58,4 +58,4 @@ void IoBus::write(uint64_t address, unsigned size, uint64_t value) const {
     if (auto hit = find(address)) hit->device->write(hit->offset, size, value);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

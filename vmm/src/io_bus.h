@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct BusDevice {
     std::function<uint64_t(uint64_t offset, unsigned size)> read;
@@ -45,4 +45,4 @@ private:
     std::map<uint64_t, Range> ranges_;  // by base
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,7 +8,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 bool exists(const std::string& path) {
@@ -72,4 +72,4 @@ CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned index, unsigned 
     return table;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // Why /dev/kvm is unusable here, or nullopt when it is usable.  `sys_module`
 // and `dev_kvm` are parameters so the check can be tested.
@@ -59,4 +59,4 @@ struct CpuidTable {
 // hypervisor bit, TSC deadline timer when KVM emulates it.
 CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned index, unsigned count, bool tsc_deadline);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -34,7 +34,7 @@
 #include "vcpu.h"
 #include "vm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -324,4 +324,4 @@ int run_machine(const MachineConfig& config) {
     return machine.run();
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -10,7 +10,7 @@
 #include "guest_disk.h"
 #include "image_restore.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class AcpiPm;
 class IoBus;
@@ -61,4 +61,4 @@ int run_machine(const MachineConfig& config);
 // Puts the devices at their ports and MMIO ranges (Documentation/vmm.md).
 void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm& pm);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

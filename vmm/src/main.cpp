@@ -8,7 +8,7 @@
 #include "machine.h"
 #include "resume.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 

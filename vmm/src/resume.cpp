@@ -11,7 +11,7 @@
 #include "machine_model.h"
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 std::string resume_cmdline(const std::string& options, unsigned partition) {
     std::istringstream in(options);
@@ -79,4 +79,4 @@ int run_resume(const ResumePlan& plan) {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

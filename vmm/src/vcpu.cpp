@@ -17,7 +17,7 @@
 #include "vcpu_report.h"
 #include "vm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -191,4 +191,4 @@ void Vcpu::request_report() {
 
 void Vcpu::join() { thread_.join(); }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -16,7 +16,7 @@
 
 #include "guest_memory.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct DescriptorChain {
     uint16_t head;
@@ -67,4 +67,4 @@ private:
     uint16_t next_used_ = 0;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

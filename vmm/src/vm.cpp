@@ -15,7 +15,7 @@
 #include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -124,4 +124,4 @@ void Vm::write_ram(const std::string& path) const {
     ::close(fd);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,7 +8,7 @@
 #include "guest_memory.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class Vm {
 public:
@@ -33,4 +33,4 @@ private:
     GuestMemory memory_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

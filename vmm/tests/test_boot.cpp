@@ -8,7 +8,7 @@
 #include "error.h"
 #include "layout.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 

@@ -12,7 +12,7 @@
 
 #include "boot_entry.h"
 #include "checkpoint.h"
-#include <ntc/swap_area.hpp>
+#include <ntc/swap_area.h>
 #include "cli.h"
 #include "devices/serial.h"
 #include "e820.h"
@@ -20,7 +20,7 @@
 #include "kvm.h"
 #include "resume.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 TEST_CASE("BLS entries are parsed") {
     auto e = parse_boot_entry("ntc-6.1", "# comment\ntitle   NTC guest (Debian)\nversion 6.1.0-56-amd64\n"

@@ -1,18 +1,18 @@
 // Resuming an image without a boot kernel: the image into fake guest RAM,
 // the refusals, the signature put back, the entry's page-table walk.
 #include <doctest/doctest.h>
-#include <support.hpp>
+#include <support.h>
 
 #include <cstring>
-#include <ntc/swap_area.hpp>
+#include <ntc/swap_area.h>
 
 #include "e820.h"
 #include "error.h"
 #include "fake_guest.h"
 #include "image_restore.h"
 
-using namespace ntcvmm;
-using ntcvmm::testing::FakeRam;
+using namespace ntc::vmm;
+using ntc::vmm::testing::FakeRam;
 using testsupport::MiB;
 
 namespace {

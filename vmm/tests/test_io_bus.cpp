@@ -14,8 +14,8 @@
 #include "layout.h"
 #include "machine.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 

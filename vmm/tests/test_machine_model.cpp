@@ -1,16 +1,16 @@
 #include <doctest/doctest.h>
-#include <support.hpp>
+#include <support.h>
 
 #include <cstring>
 #include <filesystem>
-#include <ntc/swap_area.hpp>
+#include <ntc/swap_area.h>
 
 #include "error.h"
 #include "layout.h"
 #include "machine_model.h"
 #include "resume.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 

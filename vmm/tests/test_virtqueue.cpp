@@ -3,8 +3,8 @@
 #include "error.h"
 #include "fake_guest.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 constexpr uint16_t NEXT = 1, WRITE = 2, INDIRECT = 4;

@@ -1,6 +1,6 @@
-#include "ntc/disk_file.hpp"
+#include "ntc/disk_file.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 #include <cerrno>
 #include <cstring>

@@ -10,7 +10,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 Fd open_tap(const std::string& name) {
     if (name.empty() || name.size() >= IFNAMSIZ)
@@ -46,4 +46,4 @@ Fd open_tap(const std::string& name) {
     return fd;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

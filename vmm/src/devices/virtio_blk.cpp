@@ -9,7 +9,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -119,4 +119,4 @@ bool VirtioBlock::process(unsigned, Virtqueue& queue) {
     return used;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -12,7 +12,7 @@
 
 #include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 MacAddress parse_mac(const std::string& text) {
     auto bad = [&] { return UserError("bad MAC address '" + text + "' (want six hex bytes, e.g. 02:4e:54:00:00:01)"); };
@@ -159,4 +159,4 @@ void VirtioNet::input_loop() {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -29,7 +29,7 @@
 #include "devices/virtio_device.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 using MacAddress = std::array<uint8_t, 6>;
 
@@ -86,4 +86,4 @@ private:
     std::atomic<bool> blocked_{false};
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

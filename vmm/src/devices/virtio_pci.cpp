@@ -13,7 +13,7 @@
 #include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -267,4 +267,4 @@ void VirtioPciDevice::notify(uint16_t queue) {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm
