@@ -30,7 +30,7 @@ private:
 class ConsoleInput {
 public:
     // `quit` ends the VM: the escape, SIGTERM, SIGHUP, or SIGINT when stdin
-    // is not a terminal.  `report_state` answers SIGQUIT.  Throws UserError.
+    // is not a terminal.  `report_state` answers SIGQUIT.  Throws ntc::Error.
     ConsoleInput(std::mutex& io_lock, Serial& serial, const std::atomic<bool>& stopping, std::function<void()> quit,
                  std::function<void()> report_state);
 

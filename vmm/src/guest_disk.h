@@ -12,7 +12,7 @@
 namespace ntc::vmm {
 
 // The disk's partition table identifier (GPT disk GUID or MBR signature),
-// which names the machine's MAC address; throws UserError when unreadable.
+// which names the machine's MAC address; throws ntc::Error when unreadable.
 std::string partition_table_id(const std::string& disk);
 
 struct BootFiles {
@@ -23,7 +23,7 @@ struct BootFiles {
 
 // Finds the boot entry in /boot/loader/entries of the first ext filesystem on
 // the disk that has one (see choose_boot_entry for `release`) and reads its
-// kernel and initrd from that filesystem; throws UserError with the reason.
+// kernel and initrd from that filesystem; throws ntc::Error with the reason.
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release);
 
 }  // namespace ntc::vmm

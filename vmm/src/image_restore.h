@@ -33,7 +33,7 @@ struct ImageLocation {
 };
 
 // Reads and checks the whole image and copies its pages into guest RAM of a
-// machine of `ram_bytes`.  Throws UserError, before anything on the disk is
+// machine of `ram_bytes`.  Throws ntc::Error, before anything on the disk is
 // changed, when the image is damaged, was taken on another memory map, or
 // its pages or entry do not fit this machine.
 RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, uint64_t ram_bytes);

@@ -26,7 +26,7 @@ public:
     };
 
     // Claims [base, base + length) for `device`; `name` is for messages.
-    // Throws UserError for an empty or wrapping range, or one that overlaps a
+    // Throws ntc::Error for an empty or wrapping range, or one that overlaps a
     // range already claimed.
     void add(uint64_t base, uint64_t length, BusDevice device, std::string name);
 

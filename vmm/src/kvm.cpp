@@ -5,8 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
-
-#include "error.h"
+#include <ntc/error.h>
 
 namespace ntc::vmm {
 
@@ -49,7 +48,7 @@ int kvm_ioctl(int fd, unsigned long request, const char* name, unsigned long arg
     int r;
     do r = ::ioctl(fd, request, arg);
     while (r < 0 && errno == EINTR);
-    if (r < 0) throw UserError(errno_text(std::string("KVM ") + name + " failed"));
+    if (r < 0) ntc::throw_errno(std::string("KVM ") + name + " failed");
     return r;
 }
 

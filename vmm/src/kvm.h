@@ -29,7 +29,7 @@ private:
     int fd_ = -1;
 };
 
-// ioctl that throws UserError naming the request on failure.
+// ioctl that throws ntc::Error naming the request on failure.
 int kvm_ioctl(int fd, unsigned long request, const char* name, unsigned long arg = 0);
 template <typename T>
 int kvm_ioctl(int fd, unsigned long request, const char* name, T* arg) {

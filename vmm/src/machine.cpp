@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ntc/error.h>
 #include <thread>
 #include <tuple>
 
@@ -26,7 +27,6 @@
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
 #include "disk_image.h"
-#include "error.h"
 #include "io_bus.h"
 #include "kvm.h"
 #include "layout.h"
@@ -103,13 +103,13 @@ private:
 };
 
 Machine::Machine(const MachineConfig& config) : config_(config) {
-    if (auto why = kvm_unusable_reason()) throw UserError(*why);
+    if (auto why = kvm_unusable_reason()) throw ntc::Error(*why);
     // Disks first: a locked disk is the likeliest refusal, and cheap to detect.
     for (const auto& spec : config_.disks) disks_.push_back(std::make_unique<DiskImage>(spec.path, spec.read_only));
     if (config_.net) tap_ = open_tap(config_.net->tap);
     if (config_.console_log) {
         console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (console_out_ < 0) throw UserError(errno_text("cannot create console log " + *config_.console_log));
+        if (console_out_ < 0) ntc::throw_errno("cannot create console log " + *config_.console_log);
     }
     vm_ = std::make_unique<Vm>(config_.ram_bytes);
     create_devices();
@@ -304,17 +304,17 @@ void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm&
 
 void check_machine_config(const MachineConfig& config) {
     if (config.cpus < 1 || config.cpus > kMaxCpus)
-        throw UserError("--cpus must be between 1 and " + std::to_string(kMaxCpus));
-    if (config.disks.empty()) throw UserError("no disk given");
-    if (config.disks.size() > kMaxDisks) throw UserError("at most " + std::to_string(kMaxDisks) + " disks");
-    if (config.ram_bytes < layout::kMinRam) throw UserError("--mem must be at least 64M");
-    if (config.ram_bytes % (2 * layout::kMiB)) throw UserError("--mem must be a multiple of 2 MiB");
+        throw ntc::Error("--cpus must be between 1 and " + std::to_string(kMaxCpus));
+    if (config.disks.empty()) throw ntc::Error("no disk given");
+    if (config.disks.size() > kMaxDisks) throw ntc::Error("at most " + std::to_string(kMaxDisks) + " disks");
+    if (config.ram_bytes < layout::kMinRam) throw ntc::Error("--mem must be at least 64M");
+    if (config.ram_bytes % (2 * layout::kMiB)) throw ntc::Error("--mem must be a multiple of 2 MiB");
     struct sysinfo info{};
     if (::sysinfo(&info) == 0) {
         uint64_t host = uint64_t(info.totalram) * info.mem_unit;
         if (config.ram_bytes > host)
-            throw UserError("--mem " + std::to_string(config.ram_bytes >> 20) + " MiB is more than this host's " +
-                            std::to_string(host >> 20) + " MiB of RAM");
+            throw ntc::Error("--mem " + std::to_string(config.ram_bytes >> 20) + " MiB is more than this host's " +
+                             std::to_string(host >> 20) + " MiB of RAM");
     }
 }
 

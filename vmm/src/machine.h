@@ -51,10 +51,10 @@ enum ExitStatus : int {
 constexpr unsigned kMaxCpus = 64;
 constexpr unsigned kMaxDisks = 16;
 
-// Checks the request against what this host can give; throws UserError.
+// Checks the request against what this host can give; throws ntc::Error.
 void check_machine_config(const MachineConfig& config);
 
-// Runs the VM until it ends; returns the exit status.  Throws UserError when
+// Runs the VM until it ends; returns the exit status.  Throws ntc::Error when
 // the VM cannot be set up.
 int run_machine(const MachineConfig& config);
 

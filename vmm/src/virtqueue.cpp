@@ -5,8 +5,6 @@
 #include <cstddef>
 #include <cstring>
 
-#include "error.h"
-
 namespace ntc::vmm {
 
 namespace {

@@ -12,7 +12,7 @@ namespace ntc::vmm {
 
 class Vm {
 public:
-    // Throws UserError when KVM lacks what the machine needs or RAM cannot
+    // Throws ntc::Error when KVM lacks what the machine needs or RAM cannot
     // be reserved.
     explicit Vm(uint64_t ram_bytes);
     ~Vm();

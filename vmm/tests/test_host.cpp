@@ -8,17 +8,17 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <ntc/error.h>
 #include <sstream>
 
 #include "boot_entry.h"
 #include "checkpoint.h"
-#include <ntc/swap_area.h>
 #include "cli.h"
 #include "devices/serial.h"
 #include "e820.h"
-#include "error.h"
 #include "kvm.h"
 #include "resume.h"
+#include <ntc/swap_area.h>
 
 using namespace ntc::vmm;
 
@@ -70,8 +70,8 @@ TEST_CASE("command line") {
     CHECK(k.append == "x y");
     CHECK(k.ram_bytes == 512ull << 20);
     CHECK(k.cpus == 2);
-    CHECK_THROWS_AS(parse({"run", "d1.img", "--initrd", "i"}), UserError);
-    CHECK_THROWS_AS(parse({"run", "d1.img", "--mem", "12Q"}), UserError);
+    CHECK_THROWS_AS(parse({"run", "d1.img", "--initrd", "i"}), ntc::Error);
+    CHECK_THROWS_AS(parse({"run", "d1.img", "--mem", "12Q"}), ntc::Error);
 
     auto r = std::get<ResumeCommand>(parse({"resume", "d2.img", "--disk", "next.img"}));
     CHECK(r.disk == "d2.img");
@@ -93,8 +93,8 @@ TEST_CASE("command line") {
     CHECK(parse_size("1024") == 1ull << 30);
     CHECK(parse_size("64M") == 64ull << 20);
     CHECK(parse_size("4096K") == 4ull << 20);
-    CHECK_THROWS_AS(parse_size("x"), UserError);
-    CHECK_THROWS_AS(parse_size("99999999999T"), UserError);
+    CHECK_THROWS_AS(parse_size("x"), ntc::Error);
+    CHECK_THROWS_AS(parse_size("99999999999T"), ntc::Error);
 }
 
 TEST_CASE("resume command line points at the checkpoint's swap partition") {

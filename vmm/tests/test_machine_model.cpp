@@ -3,9 +3,9 @@
 
 #include <cstring>
 #include <filesystem>
+#include <ntc/error.h>
 #include <ntc/swap_area.h>
 
-#include "error.h"
 #include "layout.h"
 #include "machine_model.h"
 #include "resume.h"
@@ -131,7 +131,7 @@ TEST_CASE("resume refuses another machine before it writes anything") {
     try {
         resume_plan(command);
         FAIL("a resume without the card was not refused");
-    } catch (const UserError& e) {
+    } catch (const ntc::Error& e) {
         std::string why = e.what();
         CHECK(why.find("another machine") != std::string::npos);
         CHECK(why.find("network card") != std::string::npos);

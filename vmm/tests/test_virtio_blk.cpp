@@ -3,7 +3,6 @@
 #include <unistd.h>
 
 #include "devices/virtio_blk.h"
-#include "error.h"
 #include "fake_guest.h"
 
 using namespace ntc::vmm;

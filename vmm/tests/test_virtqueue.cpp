@@ -1,6 +1,5 @@
 #include <doctest/doctest.h>
 
-#include "error.h"
 #include "fake_guest.h"
 
 using namespace ntc::vmm;

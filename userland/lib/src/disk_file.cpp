@@ -3,7 +3,6 @@
 #include "ntc/error.h"
 
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/file.h>
@@ -11,11 +10,6 @@
 #include <unistd.h>
 
 namespace ntc {
-
-void throw_errno(const std::string &what)
-{
-	throw Error(what + ": " + std::strerror(errno));
-}
 
 DiskFile::DiskFile(const std::string &path, Mode mode) : path_(path)
 {

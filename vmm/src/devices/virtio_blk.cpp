@@ -7,8 +7,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include "error.h"
-
 namespace ntc::vmm {
 
 namespace {

@@ -33,7 +33,7 @@ namespace ntc::vmm {
 
 using MacAddress = std::array<uint8_t, 6>;
 
-// "52:54:00:12:34:56"; throws UserError unless it is six hex bytes of a
+// "52:54:00:12:34:56"; throws ntc::Error unless it is six hex bytes of a
 // unicast, non-zero address.
 MacAddress parse_mac(const std::string& text);
 std::string format_mac(const MacAddress& mac);

@@ -10,7 +10,6 @@
 #include <string>
 #include <utility>
 
-#include "error.h"
 #include "layout.h"
 
 namespace ntc::vmm {
