@@ -1,5 +1,6 @@
 #include "guest_disk.h"
 
+#include <cerrno>
 #include <ntc/error.h>
 #include <ntc/ext_fs.h>
 #include <ntc/partition_table.h>
@@ -22,6 +23,16 @@ std::vector<uint8_t> read_file(const ntc::ExtFs& fs, const std::string& path) {
 }
 
 }  // namespace
+
+ntc::DiskFile open_vm_disk(const std::string& path, bool read_only) {
+    ntc::DiskFile disk(path, read_only ? ntc::DiskFile::Mode::read : ntc::DiskFile::Mode::read_write, "disk " + path);
+    if (!disk.try_lock_exclusive()) {
+        if (errno == EWOULDBLOCK)
+            throw ntc::Error("disk " + path + " is in use (locked by another VM or by ntc-clone)");
+        ntc::throw_errno("cannot lock disk " + path);
+    }
+    return disk;
+}
 
 std::string partition_table_id(const std::string& disk) {
     return partition_table(disk).disk_id;

@@ -1,8 +1,10 @@
 #pragma once
-// Read-only access to a guest disk image from the host, through libntcdisk
-// (the code ntc-clone and ntc-info use): its partition table and the boot
-// files in its ext2/3/4 filesystems, nothing mounted.
+// A guest's disk image from the host, through libntcdisk (the code ntc-clone
+// and ntc-info use): the VM's hold on it, and read-only access to its
+// partition table and the boot files in its ext2/3/4 filesystems, nothing
+// mounted.
 #include <cstdint>
+#include <ntc/disk_file.h>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +12,12 @@
 #include "boot_entry.h"
 
 namespace ntc::vmm {
+
+// Opens a disk of the VM and takes an exclusive flock on it, held for as
+// long as the DiskFile lives: ntc-clone and a second VMM take the same lock
+// and so refuse a disk in use.  Throws ntc::Error saying which disk is in
+// use or cannot be opened.
+ntc::DiskFile open_vm_disk(const std::string& path, bool read_only);
 
 // The disk's partition table identifier (GPT disk GUID or MBR signature),
 // which names the machine's MAC address; throws ntc::Error when unreadable.

@@ -26,7 +26,6 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
-#include "disk_image.h"
 #include "io_bus.h"
 #include "kvm.h"
 #include "layout.h"
@@ -77,7 +76,7 @@ private:
 
     const MachineConfig& config_;
     std::unique_ptr<Vm> vm_;
-    std::vector<std::unique_ptr<DiskImage>> disks_;
+    std::vector<ntc::DiskFile> disks_;
     Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
 
@@ -105,7 +104,7 @@ private:
 Machine::Machine(const MachineConfig& config) : config_(config) {
     if (auto why = kvm_unusable_reason()) throw ntc::Error(*why);
     // Disks first: a locked disk is the likeliest refusal, and cheap to detect.
-    for (const auto& spec : config_.disks) disks_.push_back(std::make_unique<DiskImage>(spec.path, spec.read_only));
+    for (const auto& spec : config_.disks) disks_.push_back(open_vm_disk(spec.path, spec.read_only));
     if (config_.net) tap_ = open_tap(config_.net->tap);
     if (config_.console_log) {
         console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -145,7 +144,7 @@ void Machine::create_devices() {
         return pci_device;
     };
     for (size_t i = 0; i < disks_.size(); i++)
-        add_virtio(std::make_unique<VirtioBlock>(disks_[i]->fd(), disks_[i]->size(), disks_[i]->read_only(),
+        add_virtio(std::make_unique<VirtioBlock>(disks_[i].fd(), disks_[i].size(), disks_[i].read_only(),
                                                  "ntc-disk" + std::to_string(i)));
     if (config_.net) {
         auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
@@ -242,7 +241,7 @@ int Machine::run() {
         std::fprintf(stderr, "ntc-vmm: %llu bytes of console output were dropped (nobody read them)\n",
                      (unsigned long long)lost);
     for (auto& disk : disks_)
-        if (!disk->read_only()) ::fdatasync(disk->fd());
+        if (!disk.read_only()) ::fdatasync(disk.fd());
     return *exit_status_;
 }
 

@@ -7,7 +7,6 @@
 #include <sstream>
 
 #include "checkpoint.h"
-#include "disk_image.h"
 #include "guest_disk.h"
 #include "machine_model.h"
 
@@ -54,7 +53,7 @@ ResumePlan resume_plan(const ResumeCommand& command) {
         throw ntc::Error(text + "\nResume it with the options it ran with (--net, --mac).");
     }
     // A disk in use is refused before anything is created beside it.
-    { DiskImage probe(command.disk, false); }
+    open_vm_disk(command.disk, false);
     if (!command.next) {
         int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (nfd < 0)
