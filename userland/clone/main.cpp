@@ -1,8 +1,8 @@
 // ntc-clone SRC DST: make disk 2, an inode-identical clone of disk 1 whose
 // swap partitions are NTC snapshot areas.  Logic lives in libntcdisk.
-#include "ntc/clone.hpp"
-#include "ntc/error.hpp"
-#include "ntc/progress.hpp"
+#include "ntc/clone.h"
+#include "ntc/error.h"
+#include "ntc/progress.h"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>

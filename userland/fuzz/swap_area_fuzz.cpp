@@ -1,8 +1,8 @@
 // libFuzzer target: the input is the content of a swap partition taken from an
 // untrusted disk.  ntc-info must classify it and walk its swap map without
 // reading outside the partition, looping, or trusting unchecked lengths.
-#include "ntc/error.hpp"
-#include "ntc/swap_area.hpp"
+#include "ntc/error.h"
+#include "ntc/swap_area.h"
 
 #include <cstdlib>
 #include <cstring>

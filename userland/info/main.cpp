@@ -1,6 +1,6 @@
 // ntc-info DISK: what a disk holds, and whether its checkpoint can be resumed.
-#include "ntc/disk_report.hpp"
-#include "ntc/error.hpp"
+#include "ntc/disk_report.h"
+#include "ntc/error.h"
 
 #include <CLI/CLI.hpp>
 #include <cstdio>

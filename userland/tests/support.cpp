@@ -1,4 +1,4 @@
-#include "support.hpp"
+#include "support.h"
 
 #include <algorithm>
 #include <cstdlib>

@@ -1,6 +1,6 @@
-#include "ntc/chunk_writer.hpp"
-#include "ntc/error.hpp"
-#include "support.hpp"
+#include "ntc/chunk_writer.h"
+#include "ntc/error.h"
+#include "support.h"
 
 #include <doctest/doctest.h>
 #include <sys/stat.h>

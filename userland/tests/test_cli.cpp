@@ -1,5 +1,5 @@
 // The command lines, run as a user would: exit statuses and messages.
-#include "support.hpp"
+#include "support.h"
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>

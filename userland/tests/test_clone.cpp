@@ -1,9 +1,9 @@
-#include "ntc/clone.hpp"
-#include "ntc/disk_file.hpp"
-#include "ntc/disk_report.hpp"
-#include "ntc/error.hpp"
-#include "ntc/ext_fs.hpp"
-#include "support.hpp"
+#include "ntc/clone.h"
+#include "ntc/disk_file.h"
+#include "ntc/disk_report.h"
+#include "ntc/error.h"
+#include "ntc/ext_fs.h"
+#include "support.h"
 
 #include <algorithm>
 #include <csignal>

@@ -1,7 +1,7 @@
-#include "ntc/clone.hpp"
-#include "ntc/disk_report.hpp"
-#include "ntc/error.hpp"
-#include "support.hpp"
+#include "ntc/clone.h"
+#include "ntc/disk_report.h"
+#include "ntc/error.h"
+#include "support.h"
 
 #include <algorithm>
 #include <doctest/doctest.h>

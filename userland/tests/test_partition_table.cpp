@@ -1,6 +1,6 @@
-#include "ntc/error.hpp"
-#include "ntc/partition_table.hpp"
-#include "support.hpp"
+#include "ntc/error.h"
+#include "ntc/partition_table.h"
+#include "support.h"
 
 #include <doctest/doctest.h>
 

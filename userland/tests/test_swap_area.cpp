@@ -1,5 +1,5 @@
-#include "ntc/swap_area.hpp"
-#include "support.hpp"
+#include "ntc/swap_area.h"
+#include "support.h"
 
 #include <algorithm>
 #include <cstring>

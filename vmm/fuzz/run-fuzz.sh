@@ -9,10 +9,10 @@ src=$1 out=$2 secs=$3
 mkdir -p "$out/corpus"
 bin=$out/virtio_pci_fuzz
 clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
-	-I "$src/src" \
+	-I "$src/src" -I "$src/../userland/lib/include" \
 	"$src/fuzz/virtio_pci_fuzz.cpp" "$src/src/virtqueue.cpp" "$src/src/devices/pci.cpp" \
 	"$src/src/devices/virtio_pci.cpp" "$src/src/devices/virtio_blk.cpp" "$src/src/devices/virtio_net.cpp" \
-	"$src/src/error.cpp" "$src/src/kvm.cpp" -o "$bin"
+	"$src/../userland/lib/src/error.cpp" "$src/src/kvm.cpp" -o "$bin"
 python3 "$src/fuzz/make-seed.py" > "$out/corpus/seed"
 python3 "$src/fuzz/make-seed.py" net > "$out/corpus/seed-net"
 # The device reports each malformed ring on stderr; the log keeps it, the

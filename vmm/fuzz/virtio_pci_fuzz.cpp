@@ -18,7 +18,7 @@
 #include "devices/virtio_pci.h"
 #include "guest_memory.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 

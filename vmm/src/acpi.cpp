@@ -6,7 +6,7 @@
 
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -250,4 +250,4 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pc
     return out;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

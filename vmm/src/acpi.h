@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // The tables laid out for guest address `base` (the RSDP is at `base`).
 std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pci_slots);
@@ -13,4 +13,4 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pc
 // The SLP_TYP value that _S5_ tells the kernel to write for poweroff.
 constexpr uint16_t kSleepTypeS5 = 5;
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cctype>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 std::string_view trim(std::string_view s) {
@@ -75,4 +75,4 @@ std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries,
     });
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -5,7 +5,7 @@
 #include <string_view>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct BootEntry {
     std::string name;  // file name without .conf
@@ -29,4 +29,4 @@ std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries,
 // releases: runs of digits numerically, everything else bytewise.
 int compare_versions(std::string_view a, std::string_view b);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

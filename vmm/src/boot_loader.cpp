@@ -1,20 +1,20 @@
 #include "boot_loader.h"
 
 #include <cstring>
+#include <ntc/error.h>
 
 #include "acpi.h"
 #include "boot_params.h"
 #include "e820.h"
-#include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
 void copy_in(const GuestMemory& memory, uint64_t address, const void* data, size_t size, const char* what) {
     uint8_t* p = memory.span(address, size);
-    if (!p) throw UserError(std::string(what) + " does not fit in guest RAM");
+    if (!p) throw ntc::Error(std::string(what) + " does not fit in guest RAM");
     std::memcpy(p, data, size);
 }
 
@@ -44,7 +44,7 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
     KernelImage kernel = parse_bzimage(boot.kernel);
     uint64_t low_end = split_ram(ram_bytes).low;
     if (layout::kKernelLoad + std::max<uint64_t>(kernel.header.init_size, kernel.code.size()) > low_end)
-        throw UserError("kernel does not fit in guest RAM");
+        throw ntc::Error("kernel does not fit in guest RAM");
     copy_in(memory, layout::kKernelLoad, kernel.code.data(), kernel.code.size(), "kernel");
 
     uint64_t initrd_address = 0;
@@ -54,7 +54,7 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
     }
 
     uint64_t cmdline_max = std::min<uint64_t>(kernel.header.cmdline_size, layout::kCmdlineMax - 1);
-    if (boot.cmdline.size() > cmdline_max) throw UserError("kernel command line is too long");
+    if (boot.cmdline.size() > cmdline_max) throw ntc::Error("kernel command line is too long");
     std::vector<char> cmdline(boot.cmdline.begin(), boot.cmdline.end());
     cmdline.push_back('\0');
     copy_in(memory, layout::kCmdline, cmdline.data(), cmdline.size(), "command line");
@@ -83,7 +83,7 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
 
 void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots) {
     auto acpi = build_acpi_tables(layout::kAcpiTables, cpus, pci_slots);
-    if (acpi.size() > layout::kAcpiTablesEnd - layout::kAcpiTables) throw UserError("ACPI tables too large");
+    if (acpi.size() > layout::kAcpiTablesEnd - layout::kAcpiTables) throw ntc::Error("ACPI tables too large");
     copy_in(memory, layout::kAcpiTables, acpi.data(), acpi.size(), "ACPI tables");
 }
 
@@ -111,4 +111,4 @@ void long_mode_registers(uint64_t rip, uint64_t cr3, kvm_regs& regs, kvm_sregs& 
     sregs.efer = 0x500;  // LME, LMA
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

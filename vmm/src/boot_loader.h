@@ -8,7 +8,7 @@
 #include "guest_disk.h"
 #include "guest_memory.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct BootState {
     uint64_t entry;       // 64-bit entry point
@@ -31,4 +31,4 @@ void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci
 // segments (__BOOT_CS, __BOOT_DS), interrupts off.
 void long_mode_registers(uint64_t rip, uint64_t cr3, kvm_regs& regs, kvm_sregs& sregs);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <ntc/error.h>
 
-#include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 constexpr uint32_t kHeaderMagic = 0x53726448;  // "HdrS"
@@ -15,21 +15,21 @@ constexpr size_t kSetupHeaderOffset = 0x1f1;
 }  // namespace
 
 KernelImage parse_bzimage(std::span<const uint8_t> image) {
-    if (image.size() < 0x1000) throw UserError("kernel image is too small to be a bzImage");
+    if (image.size() < 0x1000) throw ntc::Error("kernel image is too small to be a bzImage");
     setup_header header;
     // The header's length is given by the jump at 0x200; never copy past ours.
     size_t length = std::min<size_t>(sizeof(header), 0x202 + image[0x201] - kSetupHeaderOffset);
     std::memset(&header, 0, sizeof(header));
     std::memcpy(&header, image.data() + kSetupHeaderOffset, length);
     if (header.boot_flag != 0xaa55 || header.header != kHeaderMagic)
-        throw UserError("kernel image is not a bzImage (no boot protocol header)");
+        throw ntc::Error("kernel image is not a bzImage (no boot protocol header)");
     if (header.version < kMinProtocol)
-        throw UserError("kernel boot protocol is older than 2.12");
+        throw ntc::Error("kernel boot protocol is older than 2.12");
     if (!(header.xloadflags & XLF_KERNEL_64))
-        throw UserError("kernel has no 64-bit entry point");
+        throw ntc::Error("kernel has no 64-bit entry point");
     size_t setup_sects = header.setup_sects ? header.setup_sects : 4;
     size_t code_offset = (setup_sects + 1) * 512;
-    if (code_offset >= image.size()) throw UserError("kernel image is truncated");
+    if (code_offset >= image.size()) throw ntc::Error("kernel image is truncated");
     return {header, image.subspan(code_offset)};
 }
 
@@ -64,8 +64,8 @@ uint64_t place_initrd(const setup_header& header, uint64_t low_ram_end, uint64_t
     uint64_t limit = std::min<uint64_t>(low_ram_end, uint64_t(header.initrd_addr_max) + 1);
     uint64_t kernel_end = layout::kKernelLoad + header.init_size;
     if (initrd_size > limit || ((limit - initrd_size) & ~0xfffull) < kernel_end)
-        throw UserError("initrd does not fit in guest RAM beside the kernel; give the VM more memory");
+        throw ntc::Error("initrd does not fit in guest RAM beside the kernel; give the VM more memory");
     return (limit - initrd_size) & ~0xfffull;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -10,7 +10,7 @@
 
 #include "e820.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct KernelImage {
     setup_header header;            // as found in the bzImage
@@ -18,7 +18,7 @@ struct KernelImage {
 };
 
 // Validates the bzImage (boot flag, "HdrS", protocol >= 2.12, 64-bit entry)
-// and splits it; throws UserError with the reason when it is not usable.
+// and splits it; throws ntc::Error with the reason when it is not usable.
 KernelImage parse_bzimage(std::span<const uint8_t> image);
 
 struct BootSetup {
@@ -34,7 +34,7 @@ boot_params make_boot_params(const KernelImage& kernel, const BootSetup& setup,
 
 // Highest page-aligned address for an initrd of that size, below the top of
 // low RAM and the kernel's initrd_addr_max, and above the kernel's
-// decompression area; throws UserError when it does not fit.
+// decompression area; throws ntc::Error when it does not fit.
 uint64_t place_initrd(const setup_header& header, uint64_t low_ram_end, uint64_t initrd_size);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

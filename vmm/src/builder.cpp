@@ -6,7 +6,7 @@
 #include "boot_loader.h"
 #include "image_restore.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 EntryRegisters build_for_boot(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots) {
     BootState boot = load_boot(memory, config.ram_bytes, config.cpus, pci_slots, config.boot);
@@ -23,4 +23,4 @@ EntryRegisters build_for_resume(const GuestMemory& memory, const MachineConfig& 
     return [restore](kvm_regs& regs, kvm_sregs& sregs) { restore_cpu_registers(restore, regs, sregs); };
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -7,7 +7,7 @@
 #include "machine.h"
 #include "vcpu.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // The kernel, initrd, command line, zero page, page tables and firmware
 // tables for config.boot; the entry is the kernel's 64-bit entry.
@@ -18,4 +18,4 @@ EntryRegisters build_for_boot(const GuestMemory& memory, const MachineConfig& co
 // machine retires it only when nothing else can fail.
 EntryRegisters build_for_resume(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

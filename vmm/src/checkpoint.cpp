@@ -1,14 +1,12 @@
 #include "checkpoint.h"
 
 #include <cstring>
-#include <ntc/disk_file.hpp>
-#include <ntc/error.hpp>
-#include <ntc/partition_table.hpp>
-#include <ntc/swap_area.hpp>
+#include <ntc/disk_file.h>
+#include <ntc/error.h>
+#include <ntc/partition_table.h>
+#include <ntc/swap_area.h>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint8_t, NTC_PAGE_SIZE> page) {
     ntc::SwapArea area = ntc::inspect_swap_area(page);
@@ -34,24 +32,20 @@ std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint
 
 Checkpoint find_checkpoint(const std::string& disk) {
     std::string reasons;
-    try {
-        ntc::DiskFile file(disk, ntc::DiskFile::Mode::read);
-        for (const auto& part : ntc::read_partition_table(file).partitions) {
-            ntc::Page page;
-            if (part.size < 2 * NTC_PAGE_SIZE) continue;
-            file.read_at(part.offset, page);
-            auto result = parse_checkpoint_page(page);
-            if (auto* record = std::get_if<ntc_record>(&result))
-                return {unsigned(part.number), part.offset, part.size, *record, file.size()};
-            const auto& why = std::get<std::string>(result);
-            if (why != "no swap or hibernation signature")
-                reasons += "\n  partition " + std::to_string(part.number) + ": " + why;
-        }
-    } catch (const ntc::Error& e) {
-        throw UserError(e.what());
+    ntc::DiskFile file(disk, ntc::DiskFile::Mode::read);
+    for (const auto& part : ntc::read_partition_table(file).partitions) {
+        ntc::Page page;
+        if (part.size < 2 * NTC_PAGE_SIZE) continue;
+        file.read_at(part.offset, page);
+        auto result = parse_checkpoint_page(page);
+        if (auto* record = std::get_if<ntc_record>(&result))
+            return {unsigned(part.number), part.offset, part.size, *record, file.size()};
+        const auto& why = std::get<std::string>(result);
+        if (why != "no swap or hibernation signature")
+            reasons += "\n  partition " + std::to_string(part.number) + ": " + why;
     }
-    throw UserError("disk " + disk + " holds no valid NTC checkpoint, nothing to resume" +
-                    (reasons.empty() ? std::string(" (no swap partition found)") : reasons));
+    throw ntc::Error("disk " + disk + " holds no valid NTC checkpoint, nothing to resume" +
+                     (reasons.empty() ? std::string(" (no swap partition found)") : reasons));
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

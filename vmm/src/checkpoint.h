@@ -10,7 +10,7 @@
 
 #include "ntc_format.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct Checkpoint {
     unsigned swap_partition;  // number of the partition that holds it
@@ -22,8 +22,8 @@ struct Checkpoint {
 // Checks one swap page 0: the checkpoint's record, or why there is none.
 std::variant<ntc_record, std::string> parse_checkpoint_page(std::span<const uint8_t, NTC_PAGE_SIZE> page);
 
-// Scans the disk's partitions for a valid checkpoint; throws UserError
+// Scans the disk's partitions for a valid checkpoint; throws ntc::Error
 // saying why when there is none.
 Checkpoint find_checkpoint(const std::string& disk);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

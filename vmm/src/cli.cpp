@@ -1,10 +1,9 @@
 #include "cli.h"
 
 #include <CLI/CLI.hpp>
+#include <ntc/error.h>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 uint64_t parse_size(const std::string& text) {
     size_t used = 0;
@@ -12,7 +11,7 @@ uint64_t parse_size(const std::string& text) {
     try {
         value = std::stoull(text, &used);
     } catch (const std::exception&) {
-        throw UserError("bad size '" + text + "'");
+        throw ntc::Error("bad size '" + text + "'");
     }
     std::string suffix = text.substr(used);
     unsigned shift;
@@ -20,14 +19,14 @@ uint64_t parse_size(const std::string& text) {
     else if (suffix == "G" || suffix == "g" || suffix == "GiB") shift = 30;
     else if (suffix == "K" || suffix == "k" || suffix == "KiB") shift = 10;
     else if (suffix == "T" || suffix == "t" || suffix == "TiB") shift = 40;
-    else throw UserError("bad size suffix in '" + text + "' (use K, M, G or T)");
-    if (value > (UINT64_MAX >> shift)) throw UserError("size '" + text + "' is too large");
+    else throw ntc::Error("bad size suffix in '" + text + "' (use K, M, G or T)");
+    if (value > (UINT64_MAX >> shift)) throw ntc::Error("size '" + text + "' is too large");
     return value << shift;
 }
 
 NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac) {
     if (!net.starts_with("tap:") || net.size() == 4)
-        throw UserError("bad --net '" + net + "' (want tap:NAME, NAME an existing TAP interface)");
+        throw ntc::Error("bad --net '" + net + "' (want tap:NAME, NAME an existing TAP interface)");
     return {net.substr(4), mac ? std::optional(parse_mac(*mac)) : std::nullopt};
 }
 
@@ -91,8 +90,8 @@ Command parse_command_line(int argc, const char* const* argv) {
     run.disks.push_back(first_disk);
     run.disks.insert(run.disks.end(), more_disks.begin(), more_disks.end());
     run.ram_bytes = parse_size(mem);
-    if (run.initrd && !run.kernel) throw UserError("--initrd needs --kernel");
+    if (run.initrd && !run.kernel) throw ntc::Error("--initrd needs --kernel");
     return run;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,7 +8,7 @@
 
 #include "machine.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct RunCommand {
     std::vector<std::string> disks;  // the first boots
@@ -38,10 +38,10 @@ using Command = std::variant<RunCommand, ResumeCommand, ExitNow>;
 
 Command parse_command_line(int argc, const char* const* argv);
 
-// "512M", "2G", "1048576K"; a bare number is MiB.  Throws UserError.
+// "512M", "2G", "1048576K"; a bare number is MiB.  Throws ntc::Error.
 uint64_t parse_size(const std::string& text);
 
-// --net "tap:NAME" with an optional --mac; throws UserError.
+// --net "tap:NAME" with an optional --mac; throws ntc::Error.
 NetSpec parse_net(const std::string& net, const std::optional<std::string>& mac);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,12 +8,12 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstdio>
+#include <ntc/error.h>
 #include <vector>
 
 #include "devices/serial.h"
-#include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -50,7 +50,7 @@ ConsoleInput::ConsoleInput(std::mutex& io_lock, Serial& serial, const std::atomi
     bool made = ::pipe2(wake, O_CLOEXEC) == 0;
     wake_read_ = Fd(wake[0]);
     wake_write_ = Fd(wake[1]);
-    if (!made || (signal_pipe[0] < 0 && ::pipe2(signal_pipe, O_CLOEXEC) != 0)) throw UserError(errno_text("pipe"));
+    if (!made || (signal_pipe[0] < 0 && ::pipe2(signal_pipe, O_CLOEXEC) != 0)) ntc::throw_errno("pipe");
 }
 
 void ConsoleInput::catch_signals() {
@@ -126,4 +126,4 @@ void ConsoleInput::stop() {
     [[maybe_unused]] ssize_t n = ::write(wake_write_.get(), &c, 1);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -11,7 +11,7 @@
 
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class Serial;
 
@@ -30,7 +30,7 @@ private:
 class ConsoleInput {
 public:
     // `quit` ends the VM: the escape, SIGTERM, SIGHUP, or SIGINT when stdin
-    // is not a terminal.  `report_state` answers SIGQUIT.  Throws UserError.
+    // is not a terminal.  `report_state` answers SIGQUIT.  Throws ntc::Error.
     ConsoleInput(std::mutex& io_lock, Serial& serial, const std::atomic<bool>& stopping, std::function<void()> quit,
                  std::function<void()> report_state);
 
@@ -53,4 +53,4 @@ private:
     std::optional<RawTerminal> terminal_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

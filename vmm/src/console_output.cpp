@@ -4,7 +4,7 @@
 
 #include <cerrno>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 ConsoleOutput::ConsoleOutput(int fd, size_t capacity) : fd_(fd), capacity_(capacity) {
     writer_ = std::thread([this] { write_loop(); });
@@ -62,4 +62,4 @@ void ConsoleOutput::write_loop() {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

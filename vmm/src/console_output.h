@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class ConsoleOutput {
 public:
@@ -40,4 +40,4 @@ private:
     std::thread writer_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

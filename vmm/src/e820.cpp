@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstring>
-#include <ntc/swap_area.hpp>
+#include <ntc/swap_area.h>
 
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 RamSplit split_ram(uint64_t ram_bytes) {
     uint64_t low = std::min(ram_bytes, layout::kLowRamLimit);
@@ -39,4 +39,4 @@ uint32_t e820_checksum(const std::vector<E820Entry>& map) {
     return ntc::crc32_update(0, table);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -2,7 +2,7 @@
 #include <cstdint>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 enum class E820Type : uint32_t { Ram = 1, Reserved = 2 };
 
@@ -30,4 +30,4 @@ struct RamSplit {
 };
 RamSplit split_ram(uint64_t ram_bytes);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

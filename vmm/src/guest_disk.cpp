@@ -1,12 +1,11 @@
 #include "guest_disk.h"
 
-#include <ntc/error.hpp>
-#include <ntc/ext_fs.hpp>
-#include <ntc/partition_table.hpp>
+#include <cerrno>
+#include <ntc/error.h>
+#include <ntc/ext_fs.h>
+#include <ntc/partition_table.h>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -14,20 +13,26 @@ constexpr const char* kEntriesDir = "/boot/loader/entries";
 constexpr uint64_t kMaxBootFile = 1ull << 31;
 
 ntc::PartitionTable partition_table(const std::string& disk) {
-    try {
-        return ntc::read_partition_table(ntc::DiskFile(disk, ntc::DiskFile::Mode::read));
-    } catch (const ntc::Error& e) {
-        throw UserError(e.what());
-    }
+    return ntc::read_partition_table(ntc::DiskFile(disk, ntc::DiskFile::Mode::read));
 }
 
 std::vector<uint8_t> read_file(const ntc::ExtFs& fs, const std::string& path) {
     auto data = fs.read_file(path, kMaxBootFile);
-    if (!data) throw UserError("file " + path + " not found");
+    if (!data) throw ntc::Error("file " + path + " not found");
     return std::move(*data);
 }
 
 }  // namespace
+
+ntc::DiskFile open_vm_disk(const std::string& path, bool read_only) {
+    ntc::DiskFile disk(path, read_only ? ntc::DiskFile::Mode::read : ntc::DiskFile::Mode::read_write, "disk " + path);
+    if (!disk.try_lock_exclusive()) {
+        if (errno == EWOULDBLOCK)
+            throw ntc::Error("disk " + path + " is in use (locked by another VM or by ntc-clone)");
+        ntc::throw_errno("cannot lock disk " + path);
+    }
+    return disk;
+}
 
 std::string partition_table_id(const std::string& disk) {
     return partition_table(disk).disk_id;
@@ -65,9 +70,9 @@ BootFiles load_boot_files(const std::string& disk, const std::optional<std::stri
         return files;
     }
     if (release && found_entries)
-        throw UserError("disk " + disk + " has no boot entry for kernel " + *release + " in " + kEntriesDir);
-    throw UserError("disk " + disk + " has no boot entry (" + kEntriesDir +
-                    "/*.conf on an ext2/3/4 partition); give --kernel, --initrd and --append");
+        throw ntc::Error("disk " + disk + " has no boot entry for kernel " + *release + " in " + kEntriesDir);
+    throw ntc::Error("disk " + disk + " has no boot entry (" + kEntriesDir +
+                     "/*.conf on an ext2/3/4 partition); give --kernel, --initrd and --append");
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,7 +8,7 @@
 #include <optional>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct MemoryRegion {
     uint64_t guest_address;
@@ -54,4 +54,4 @@ private:
     std::vector<MemoryRegion> regions_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

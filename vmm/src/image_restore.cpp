@@ -1,17 +1,16 @@
 #include "image_restore.h"
 
 #include <cstring>
-#include <ntc/disk_file.hpp>
-#include <ntc/disk_report.hpp>
-#include <ntc/error.hpp>
-#include <ntc/swap_area.hpp>
+#include <ntc/disk_file.h>
+#include <ntc/disk_report.h>
+#include <ntc/error.h>
+#include <ntc/swap_area.h>
 #include <vector>
 
 #include "boot_loader.h"
 #include "e820.h"
-#include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -27,6 +26,13 @@ ntc::Partition partition_of(const ImageLocation& image) {
     return part;
 }
 
+// Why the image cannot be resumed on this machine.  load_image lets it
+// through as it is, where an error reading the disk gets "cannot read the
+// image: " before it.
+struct ImageRefused : ntc::Error {
+    using ntc::Error::Error;
+};
+
 // Follows the image stream page by page: header, PFN pages, data pages.
 class ImageLoader {
 public:
@@ -36,7 +42,7 @@ public:
         if (index == 0) return take_header(page);
         if (index <= meta_pages_) return take_pfns(page);
         uint64_t k = index - 1 - meta_pages_;
-        if (k >= pfns_.size()) throw UserError("the image holds more data pages than its header says");
+        if (k >= pfns_.size()) throw ImageRefused("the image holds more data pages than its header says");
         std::memcpy(memory_.span(pfns_[k] << kPageShift, NTC_PAGE_SIZE), page.data(), NTC_PAGE_SIZE);
     }
 
@@ -50,7 +56,7 @@ private:
         uint64_t per_page = NTC_PAGE_SIZE / sizeof(uint64_t);
         meta_pages_ = (info_.image_pages + per_page - 1) / per_page;
         if (info_.pages != 1 + meta_pages_ + info_.image_pages)
-            throw UserError("the image header's page counts do not add up");
+            throw ImageRefused("the image header's page counts do not add up");
         pfns_.reserve(info_.image_pages);
     }
 
@@ -62,10 +68,10 @@ private:
             uint64_t pfn;
             std::memcpy(&pfn, p, 8);
             if (!pfns_.empty() && pfn <= pfns_.back())
-                throw UserError("the image's page frame list is out of order at frame " + std::to_string(pfn));
+                throw ImageRefused("the image's page frame list is out of order at frame " + std::to_string(pfn));
             if (pfn > (UINT64_MAX >> kPageShift) || !memory_.span(pfn << kPageShift, NTC_PAGE_SIZE))
-                throw UserError("the image holds page frame " + std::to_string(pfn) +
-                                ", which is not RAM in this machine");
+                throw ImageRefused("the image holds page frame " + std::to_string(pfn) +
+                                   ", which is not RAM in this machine");
             pfns_.push_back(pfn);
         }
     }
@@ -110,26 +116,28 @@ RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, u
         reader.read_page(0, page0);
         ntc::SwapArea area = ntc::inspect_swap_area(page0);
         if (!(area.image_flags & NTC_SF_NOCOMPRESS_MODE))
-            throw UserError("the image is compressed; ntc-vmm reads only uncompressed images "
-                            "(resume it with --boot-kernel)");
+            throw ImageRefused("the image is compressed; ntc-vmm reads only uncompressed images "
+                               "(resume it with --boot-kernel)");
         check = ntc::check_image(reader, area, [&](uint64_t i, ntc::PageView p) { loader.take(i, p); });
+    } catch (const ImageRefused&) {
+        throw;
     } catch (const ntc::Error& e) {
-        throw UserError(std::string("cannot read the image: ") + e.what());
+        throw ntc::Error(std::string("cannot read the image: ") + e.what());
     }
-    if (!check.ok()) throw UserError("the image on " + image.disk + " is damaged:" + problems_text(check));
+    if (!check.ok()) throw ntc::Error("the image on " + image.disk + " is damaged:" + problems_text(check));
 
     const ntc_swsusp_info& info = loader.info();
     if (info.e820_checksum != e820_checksum(e820_map(ram_bytes)))
-        throw UserError("the image was taken on a machine with another memory map than this one "
-                        "(ntc-vmm with " + std::to_string(ram_bytes >> 20) + " MiB); it cannot resume here");
+        throw ntc::Error("the image was taken on a machine with another memory map than this one "
+                         "(ntc-vmm with " + std::to_string(ram_bytes >> 20) + " MiB); it cannot resume here");
 
     // The image kernel maps restore_registers() in its own page tables,
     // 4- or 5-level; which one is whichever finds it at its physical address.
     for (bool five_level : {false, true})
         if (translate(memory, info.cr3, info.jump_address, five_level) == info.jump_address_phys)
             return {info.jump_address, info.cr3 & kAddressMask, five_level, info.size};
-    throw UserError("the image kernel's page tables do not map its restore entry; "
-                    "resume it with --boot-kernel");
+    throw ntc::Error("the image kernel's page tables do not map its restore entry; "
+                     "resume it with --boot-kernel");
 }
 
 void retire_image(const ImageLocation& image) {
@@ -141,7 +149,7 @@ void retire_image(const ImageLocation& image) {
         disk.write_at(image.partition_offset, page0);
         disk.sync();
     } catch (const ntc::Error& e) {
-        throw UserError(std::string("cannot mark the image on ") + image.disk + " as resumed: " + e.what());
+        throw ntc::Error(std::string("cannot mark the image on ") + image.disk + " as resumed: " + e.what());
     }
 }
 
@@ -155,4 +163,4 @@ void restore_cpu_registers(const RestoreEntry& entry, kvm_regs& regs, kvm_sregs&
     sregs.efer |= 0x801;  // NXE, SCE: the kernel's page tables set NX bits
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -15,7 +15,7 @@
 #include "guest_memory.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // Where and how the image kernel is entered (its restore_data_record).
 struct RestoreEntry {
@@ -33,7 +33,7 @@ struct ImageLocation {
 };
 
 // Reads and checks the whole image and copies its pages into guest RAM of a
-// machine of `ram_bytes`.  Throws UserError, before anything on the disk is
+// machine of `ram_bytes`.  Throws ntc::Error, before anything on the disk is
 // changed, when the image is damaged, was taken on another memory map, or
 // its pages or entry do not fit this machine.
 RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, uint64_t ram_bytes);
@@ -50,4 +50,4 @@ void restore_cpu_registers(const RestoreEntry& entry, kvm_regs& regs, kvm_sregs&
 // `cr3`, if it is mapped.
 std::optional<uint64_t> translate(const GuestMemory& memory, uint64_t cr3, uint64_t virt, bool five_level);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

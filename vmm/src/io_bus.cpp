@@ -2,10 +2,9 @@
 
 #include <cstdio>
 #include <iterator>
+#include <ntc/error.h>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -23,13 +22,13 @@ uint64_t size_mask(unsigned size) { return size >= 8 ? ~0ull : (1ull << (8 * siz
 }  // namespace
 
 void IoBus::add(uint64_t base, uint64_t length, BusDevice device, std::string name) {
-    if (length == 0) throw UserError("cannot add " + name + ": its range is empty");
-    if (length - 1 > ~0ull - base) throw UserError("cannot add " + name + ": its range wraps around");
+    if (length == 0) throw ntc::Error("cannot add " + name + ": its range is empty");
+    if (length - 1 > ~0ull - base) throw ntc::Error("cannot add " + name + ": its range wraps around");
     uint64_t last = base + (length - 1);
     auto next = ranges_.upper_bound(base);
     auto clash = [&](std::map<uint64_t, Range>::const_iterator other) {
-        throw UserError("cannot add " + describe(name, base, length) + ": it overlaps " +
-                        describe(other->second.name, other->first, other->second.length));
+        throw ntc::Error("cannot add " + describe(name, base, length) + ": it overlaps " +
+                         describe(other->second.name, other->first, other->second.length));
     };
     if (next != ranges_.end() && next->first <= last) clash(next);
     if (next != ranges_.begin()) {
@@ -58,4 +57,4 @@ void IoBus::write(uint64_t address, unsigned size, uint64_t value) const {
     if (auto hit = find(address)) hit->device->write(hit->offset, size, value);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -11,7 +11,7 @@
 #include <optional>
 #include <string>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct BusDevice {
     std::function<uint64_t(uint64_t offset, unsigned size)> read;
@@ -26,7 +26,7 @@ public:
     };
 
     // Claims [base, base + length) for `device`; `name` is for messages.
-    // Throws UserError for an empty or wrapping range, or one that overlaps a
+    // Throws ntc::Error for an empty or wrapping range, or one that overlaps a
     // range already claimed.
     void add(uint64_t base, uint64_t length, BusDevice device, std::string name);
 
@@ -45,4 +45,4 @@ private:
     std::map<uint64_t, Range> ranges_;  // by base
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

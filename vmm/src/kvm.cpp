@@ -5,10 +5,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <ntc/error.h>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 bool exists(const std::string& path) {
@@ -49,7 +48,7 @@ int kvm_ioctl(int fd, unsigned long request, const char* name, unsigned long arg
     int r;
     do r = ::ioctl(fd, request, arg);
     while (r < 0 && errno == EINTR);
-    if (r < 0) throw UserError(errno_text(std::string("KVM ") + name + " failed"));
+    if (r < 0) ntc::throw_errno(std::string("KVM ") + name + " failed");
     return r;
 }
 
@@ -72,4 +71,4 @@ CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned index, unsigned 
     return table;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // Why /dev/kvm is unusable here, or nullopt when it is usable.  `sys_module`
 // and `dev_kvm` are parameters so the check can be tested.
@@ -29,7 +29,7 @@ private:
     int fd_ = -1;
 };
 
-// ioctl that throws UserError naming the request on failure.
+// ioctl that throws ntc::Error naming the request on failure.
 int kvm_ioctl(int fd, unsigned long request, const char* name, unsigned long arg = 0);
 template <typename T>
 int kvm_ioctl(int fd, unsigned long request, const char* name, T* arg) {
@@ -59,4 +59,4 @@ struct CpuidTable {
 // hypervisor bit, TSC deadline timer when KVM emulates it.
 CpuidTable cpuid_for_vcpu(const CpuidTable& supported, unsigned index, unsigned count, bool tsc_deadline);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

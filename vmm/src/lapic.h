@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <cstring>
 
-namespace ntcvmm::lapic {
+namespace ntc::vmm::lapic {
 
 constexpr size_t kTpr = 0x80, kIsr = 0x100, kIrr = 0x200, kLvtTimer = 0x320, kLvt0 = 0x350, kLvt1 = 0x360,
                  kTimerInitial = 0x380, kTimerCurrent = 0x390;
@@ -24,4 +24,4 @@ inline void set(kvm_lapic_state& state, size_t offset, uint32_t value) {
     std::memcpy(&state.regs[offset], &value, 4);
 }
 
-}  // namespace ntcvmm::lapic
+}  // namespace ntc::vmm::lapic

@@ -2,7 +2,7 @@
 // The machine model's fixed guest-physical layout (Documentation/vmm.md).
 #include <cstdint>
 
-namespace ntcvmm::layout {
+namespace ntc::vmm::layout {
 
 constexpr uint64_t kMiB = 1ull << 20;
 constexpr uint64_t kGiB = 1ull << 30;
@@ -61,4 +61,4 @@ constexpr uint32_t kSciIrq = 9;
 constexpr uint32_t kPciGsiBase = 16;
 constexpr uint32_t pci_gsi(unsigned slot) { return kPciGsiBase + (slot - 1) % 8; }
 
-}  // namespace ntcvmm::layout
+}  // namespace ntc::vmm::layout

@@ -12,6 +12,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <ntc/error.h>
 #include <thread>
 #include <tuple>
 
@@ -25,8 +26,6 @@
 #include "devices/virtio_blk.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
-#include "disk_image.h"
-#include "error.h"
 #include "io_bus.h"
 #include "kvm.h"
 #include "layout.h"
@@ -34,7 +33,7 @@
 #include "vcpu.h"
 #include "vm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -77,7 +76,7 @@ private:
 
     const MachineConfig& config_;
     std::unique_ptr<Vm> vm_;
-    std::vector<std::unique_ptr<DiskImage>> disks_;
+    std::vector<ntc::DiskFile> disks_;
     Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
 
@@ -103,13 +102,13 @@ private:
 };
 
 Machine::Machine(const MachineConfig& config) : config_(config) {
-    if (auto why = kvm_unusable_reason()) throw UserError(*why);
+    if (auto why = kvm_unusable_reason()) throw ntc::Error(*why);
     // Disks first: a locked disk is the likeliest refusal, and cheap to detect.
-    for (const auto& spec : config_.disks) disks_.push_back(std::make_unique<DiskImage>(spec.path, spec.read_only));
+    for (const auto& spec : config_.disks) disks_.push_back(open_vm_disk(spec.path, spec.read_only));
     if (config_.net) tap_ = open_tap(config_.net->tap);
     if (config_.console_log) {
         console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-        if (console_out_ < 0) throw UserError(errno_text("cannot create console log " + *config_.console_log));
+        if (console_out_ < 0) ntc::throw_errno("cannot create console log " + *config_.console_log);
     }
     vm_ = std::make_unique<Vm>(config_.ram_bytes);
     create_devices();
@@ -145,7 +144,7 @@ void Machine::create_devices() {
         return pci_device;
     };
     for (size_t i = 0; i < disks_.size(); i++)
-        add_virtio(std::make_unique<VirtioBlock>(disks_[i]->fd(), disks_[i]->size(), disks_[i]->read_only(),
+        add_virtio(std::make_unique<VirtioBlock>(disks_[i].fd(), disks_[i].size(), disks_[i].read_only(),
                                                  "ntc-disk" + std::to_string(i)));
     if (config_.net) {
         auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
@@ -242,7 +241,7 @@ int Machine::run() {
         std::fprintf(stderr, "ntc-vmm: %llu bytes of console output were dropped (nobody read them)\n",
                      (unsigned long long)lost);
     for (auto& disk : disks_)
-        if (!disk->read_only()) ::fdatasync(disk->fd());
+        if (!disk.read_only()) ::fdatasync(disk.fd());
     return *exit_status_;
 }
 
@@ -304,17 +303,17 @@ void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm&
 
 void check_machine_config(const MachineConfig& config) {
     if (config.cpus < 1 || config.cpus > kMaxCpus)
-        throw UserError("--cpus must be between 1 and " + std::to_string(kMaxCpus));
-    if (config.disks.empty()) throw UserError("no disk given");
-    if (config.disks.size() > kMaxDisks) throw UserError("at most " + std::to_string(kMaxDisks) + " disks");
-    if (config.ram_bytes < layout::kMinRam) throw UserError("--mem must be at least 64M");
-    if (config.ram_bytes % (2 * layout::kMiB)) throw UserError("--mem must be a multiple of 2 MiB");
+        throw ntc::Error("--cpus must be between 1 and " + std::to_string(kMaxCpus));
+    if (config.disks.empty()) throw ntc::Error("no disk given");
+    if (config.disks.size() > kMaxDisks) throw ntc::Error("at most " + std::to_string(kMaxDisks) + " disks");
+    if (config.ram_bytes < layout::kMinRam) throw ntc::Error("--mem must be at least 64M");
+    if (config.ram_bytes % (2 * layout::kMiB)) throw ntc::Error("--mem must be a multiple of 2 MiB");
     struct sysinfo info{};
     if (::sysinfo(&info) == 0) {
         uint64_t host = uint64_t(info.totalram) * info.mem_unit;
         if (config.ram_bytes > host)
-            throw UserError("--mem " + std::to_string(config.ram_bytes >> 20) + " MiB is more than this host's " +
-                            std::to_string(host >> 20) + " MiB of RAM");
+            throw ntc::Error("--mem " + std::to_string(config.ram_bytes >> 20) + " MiB is more than this host's " +
+                             std::to_string(host >> 20) + " MiB of RAM");
     }
 }
 
@@ -324,4 +323,4 @@ int run_machine(const MachineConfig& config) {
     return machine.run();
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -10,7 +10,7 @@
 #include "guest_disk.h"
 #include "image_restore.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class AcpiPm;
 class IoBus;
@@ -51,14 +51,14 @@ enum ExitStatus : int {
 constexpr unsigned kMaxCpus = 64;
 constexpr unsigned kMaxDisks = 16;
 
-// Checks the request against what this host can give; throws UserError.
+// Checks the request against what this host can give; throws ntc::Error.
 void check_machine_config(const MachineConfig& config);
 
-// Runs the VM until it ends; returns the exit status.  Throws UserError when
+// Runs the VM until it ends; returns the exit status.  Throws ntc::Error when
 // the VM cannot be set up.
 int run_machine(const MachineConfig& config);
 
 // Puts the devices at their ports and MMIO ranges (Documentation/vmm.md).
 void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm& pm);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -6,7 +6,7 @@
 #include "guest_disk.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -76,4 +76,4 @@ std::vector<std::string> machine_differences(const ntc_record& r, const MachineC
     return out;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

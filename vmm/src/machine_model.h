@@ -10,7 +10,7 @@
 #include "machine.h"
 #include "ntc_format.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct PciFunction {
     uint8_t devfn;
@@ -32,4 +32,4 @@ std::vector<PciFunction> machine_functions(const MachineConfig& config);
 // machine fields yields no differences.
 std::vector<std::string> machine_differences(const ntc_record& record, const MachineConfig& config);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -1,20 +1,20 @@
 #include <cstdio>
 #include <fstream>
 #include <iterator>
+#include <ntc/error.h>
 
 #include "cli.h"
-#include "error.h"
 #include "kvm.h"
 #include "machine.h"
 #include "resume.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 
 std::vector<uint8_t> read_host_file(const std::string& path, const char* what) {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw UserError(std::string(what) + " " + path + " not found or not readable");
+    if (!in) throw ntc::Error(std::string(what) + " " + path + " not found or not readable");
     return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
@@ -44,10 +44,10 @@ int main(int argc, char** argv) {
     try {
         Command command = parse_command_line(argc, argv);
         if (auto* exit_now = std::get_if<ExitNow>(&command)) return exit_now->status;
-        if (auto why = kvm_unusable_reason()) throw UserError(*why);
+        if (auto why = kvm_unusable_reason()) throw ntc::Error(*why);
         if (auto* resume = std::get_if<ResumeCommand>(&command)) return run_resume(resume_plan(*resume));
         return run_machine(run_config(std::get<RunCommand>(command)));
-    } catch (const UserError& e) {
+    } catch (const ntc::Error& e) {
         std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
         return kExitError;
     } catch (const std::exception& e) {

@@ -3,15 +3,14 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <ntc/error.h>
 #include <sstream>
 
 #include "checkpoint.h"
-#include "disk_image.h"
 #include "guest_disk.h"
 #include "machine_model.h"
-#include "error.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 std::string resume_cmdline(const std::string& options, unsigned partition) {
     std::istringstream in(options);
@@ -51,18 +50,18 @@ ResumePlan resume_plan(const ResumeCommand& command) {
     if (auto differences = machine_differences(r, config); !differences.empty()) {
         std::string text = "the checkpoint was taken on another machine than this resume would build:";
         for (const auto& d : differences) text += "\n  " + d;
-        throw UserError(text + "\nResume it with the options it ran with (--net, --mac).");
+        throw ntc::Error(text + "\nResume it with the options it ran with (--net, --mac).");
     }
     // A disk in use is refused before anything is created beside it.
-    { DiskImage probe(command.disk, false); }
+    open_vm_disk(command.disk, false);
     if (!command.next) {
         int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (nfd < 0)
-            throw UserError(errno_text("cannot create " + next + " as the second disk (pass --disk to choose one)"));
+            ntc::throw_errno("cannot create " + next + " as the second disk (pass --disk to choose one)");
         bool sized = ::ftruncate(nfd, off_t(checkpoint.disk_bytes)) == 0;
         ::close(nfd);
         if (!sized) {
-            UserError error(errno_text("cannot size " + next));
+            ntc::Error error(ntc::errno_text("cannot size " + next));
             ::unlink(next.c_str());
             throw error;
         }
@@ -73,10 +72,10 @@ ResumePlan resume_plan(const ResumeCommand& command) {
 int run_resume(const ResumePlan& plan) {
     try {
         return run_machine(plan.config);
-    } catch (const UserError&) {
+    } catch (const ntc::Error&) {
         if (plan.created_disk) ::unlink(plan.created_disk->c_str());
         throw;
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

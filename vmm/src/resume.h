@@ -4,7 +4,7 @@
 #include "cli.h"
 #include "machine.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 struct ResumePlan {
     MachineConfig config;
@@ -27,4 +27,4 @@ uint64_t machine_ram_for_record(uint64_t ram_bytes);
 // first disk.
 std::string resume_cmdline(const std::string& options, unsigned partition);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -10,14 +10,14 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <ntc/error.h>
 
-#include "error.h"
 #include "lapic.h"
 #include "machine.h"
 #include "vcpu_report.h"
 #include "vm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -118,7 +118,7 @@ Vcpu::Vcpu(const Vm& vm, const VcpuSupport& support, unsigned index, unsigned co
 Vcpu::Vcpu(const Vm& vm, size_t run_size, unsigned index)
     : index_(index), fd_(kvm_ioctl(vm.fd(), KVM_CREATE_VCPU, "CREATE_VCPU", index)) {
     void* run = ::mmap(nullptr, run_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd_.get(), 0);
-    if (run == MAP_FAILED) throw UserError(errno_text("cannot map vCPU state"));
+    if (run == MAP_FAILED) ntc::throw_errno("cannot map vCPU state");
     kvm_run_ = static_cast<kvm_run*>(run);
     run_size_ = run_size;
 }
@@ -191,4 +191,4 @@ void Vcpu::request_report() {
 
 void Vcpu::join() { thread_.join(); }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -11,7 +11,7 @@
 #include "io_bus.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class Vm;
 
@@ -76,4 +76,4 @@ private:
     std::atomic<bool> report_requested_{false};
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

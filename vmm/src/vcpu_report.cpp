@@ -9,7 +9,7 @@
 
 #include "lapic.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -71,4 +71,4 @@ std::string describe_vcpu(unsigned index, int vcpu_fd) {
     return describe_vcpu_state(index, regs, sregs, mp, events, lapic);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

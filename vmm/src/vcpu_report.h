@@ -5,7 +5,7 @@
 
 #include <string>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // The state of vCPU `index` (its fd), read with KVM's GET ioctls; those
 // wait for KVM_RUN to return, so the vCPU's own thread calls this.
@@ -16,4 +16,4 @@ std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_
                                 const kvm_mp_state& mp, const kvm_vcpu_events& events,
                                 const kvm_lapic_state& lapic);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

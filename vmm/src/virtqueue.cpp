@@ -5,9 +5,7 @@
 #include <cstddef>
 #include <cstring>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -134,4 +132,4 @@ void Virtqueue::push_used(uint16_t head, uint32_t written) {
         throw GuestError("used ring outside guest RAM");
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -11,12 +11,19 @@
 #include <linux/virtio_ring.h>
 
 #include <cstdint>
+#include <ntc/error.h>
 #include <optional>
 #include <vector>
 
 #include "guest_memory.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
+
+// A misbehaving guest: it only ever puts the device it talked to into its
+// error state (NEEDS_RESET), never ends the VMM as another ntc::Error does.
+struct GuestError : ntc::Error {
+    using ntc::Error::Error;
+};
 
 struct DescriptorChain {
     uint16_t head;
@@ -67,4 +74,4 @@ private:
     uint16_t next_used_ = 0;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

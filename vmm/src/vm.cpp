@@ -8,14 +8,14 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <ntc/error.h>
 #include <tuple>
 #include <vector>
 
 #include "e820.h"
-#include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -44,7 +44,7 @@ uint8_t* map_guest_ram(uint64_t bytes) {
     constexpr uint64_t kHuge = 2 * layout::kMiB;
     void* area = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
                         -1, 0);
-    if (area == MAP_FAILED) throw UserError(errno_text("cannot reserve guest RAM"));
+    if (area == MAP_FAILED) ntc::throw_errno("cannot reserve guest RAM");
     auto start = reinterpret_cast<uintptr_t>(area);
     uintptr_t aligned = (start + kHuge - 1) & ~(kHuge - 1);
     if (aligned > start) ::munmap(area, aligned - start);
@@ -59,13 +59,13 @@ uint8_t* map_guest_ram(uint64_t bytes) {
 
 Vm::Vm(uint64_t ram_bytes) : ram_bytes_(ram_bytes) {
     kvm_ = Fd(::open("/dev/kvm", O_RDWR | O_CLOEXEC));
-    if (kvm_.get() < 0) throw UserError(errno_text("cannot open /dev/kvm"));
+    if (kvm_.get() < 0) ntc::throw_errno("cannot open /dev/kvm");
     if (kvm_ioctl(kvm_.get(), KVM_GET_API_VERSION, "GET_API_VERSION") != KVM_API_VERSION)
-        throw UserError("unsupported KVM API version");
+        throw ntc::Error("unsupported KVM API version");
     for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "IRQCHIP"}, {KVM_CAP_PIT2, "PIT2"},
                              {KVM_CAP_USER_MEMORY, "USER_MEMORY"}, {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"}})
         if (::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, cap) <= 0)
-            throw UserError(std::string("KVM lacks the ") + name + " capability");
+            throw ntc::Error(std::string("KVM lacks the ") + name + " capability");
     vm_ = Fd(kvm_ioctl(kvm_.get(), KVM_CREATE_VM, "CREATE_VM"));
     kvm_ioctl(vm_.get(), KVM_SET_TSS_ADDR, "SET_TSS_ADDR", layout::kTssAddress);
     uint64_t identity_map = layout::kIdentityMapAddress;
@@ -109,13 +109,13 @@ Vm::~Vm() {
 
 void Vm::write_ram(const std::string& path) const {
     int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) throw UserError(errno_text("cannot create crash dump " + path));
+    if (fd < 0) ntc::throw_errno("cannot create crash dump " + path);
     uint64_t done = 0;
     while (done < ram_bytes_) {
         ssize_t n = ::write(fd, ram_ + done, size_t(std::min<uint64_t>(ram_bytes_ - done, 1 << 20)));
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-            UserError error(errno_text("cannot write crash dump " + path));
+            ntc::Error error(ntc::errno_text("cannot write crash dump " + path));
             ::close(fd);
             throw error;
         }
@@ -124,4 +124,4 @@ void Vm::write_ram(const std::string& path) const {
     ::close(fd);
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,11 +8,11 @@
 #include "guest_memory.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class Vm {
 public:
-    // Throws UserError when KVM lacks what the machine needs or RAM cannot
+    // Throws ntc::Error when KVM lacks what the machine needs or RAM cannot
     // be reserved.
     explicit Vm(uint64_t ram_bytes);
     ~Vm();
@@ -33,4 +33,4 @@ private:
     GuestMemory memory_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -7,7 +7,7 @@
 #include "guest_memory.h"
 #include "virtqueue.h"
 
-namespace ntcvmm::testing {
+namespace ntc::vmm::testing {
 
 struct FakeRam {
     std::vector<uint8_t> bytes;
@@ -64,4 +64,4 @@ struct FakeQueue {
     }
 };
 
-}  // namespace ntcvmm::testing
+}  // namespace ntc::vmm::testing

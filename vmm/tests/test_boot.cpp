@@ -1,14 +1,14 @@
 #include <doctest/doctest.h>
 
 #include <cstring>
+#include <ntc/error.h>
 
 #include "acpi.h"
 #include "boot_params.h"
 #include "e820.h"
-#include "error.h"
 #include "layout.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 
@@ -59,11 +59,11 @@ TEST_CASE("bzImage header is checked") {
     auto kernel = parse_bzimage(image);
     CHECK(kernel.code.size() == image.size() - 0x400);
     CHECK(kernel.code[0] == 0xcc);
-    CHECK_THROWS_AS(parse_bzimage(fake_bzimage(0x0209)), UserError);
-    CHECK_THROWS_AS(parse_bzimage(fake_bzimage(0x020f, 0)), UserError);
+    CHECK_THROWS_AS(parse_bzimage(fake_bzimage(0x0209)), ntc::Error);
+    CHECK_THROWS_AS(parse_bzimage(fake_bzimage(0x020f, 0)), ntc::Error);
     image[0x202] = 'X';
-    CHECK_THROWS_AS(parse_bzimage(image), UserError);
-    CHECK_THROWS_AS(parse_bzimage(std::vector<uint8_t>(100)), UserError);
+    CHECK_THROWS_AS(parse_bzimage(image), ntc::Error);
+    CHECK_THROWS_AS(parse_bzimage(std::vector<uint8_t>(100)), ntc::Error);
 }
 
 TEST_CASE("zero page carries command line, initrd, RSDP and e820") {
@@ -90,7 +90,7 @@ TEST_CASE("initrd goes high in low RAM, clear of the kernel") {
     CHECK(at % 4096 == 0);
     CHECK(at + (10 << 20) <= 512ull << 20);
     CHECK(at >= layout::kKernelLoad + kernel.header.init_size);
-    CHECK_THROWS_AS(place_initrd(kernel.header, 16 << 20, 10 << 20), UserError);
+    CHECK_THROWS_AS(place_initrd(kernel.header, 16 << 20, 10 << 20), ntc::Error);
 }
 
 TEST_CASE("ACPI tables have valid checksums and list every CPU") {

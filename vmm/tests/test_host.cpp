@@ -1,6 +1,7 @@
 // Host-side parts: boot entries, command line, KVM availability, checkpoint
-// header, serial port.
+// header, a VM's hold on its disks, serial port.
 #include <doctest/doctest.h>
+#include <support.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,19 +9,20 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <ntc/error.h>
 #include <sstream>
 
 #include "boot_entry.h"
 #include "checkpoint.h"
-#include <ntc/swap_area.hpp>
 #include "cli.h"
 #include "devices/serial.h"
 #include "e820.h"
-#include "error.h"
+#include "guest_disk.h"
 #include "kvm.h"
 #include "resume.h"
+#include <ntc/swap_area.h>
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 TEST_CASE("BLS entries are parsed") {
     auto e = parse_boot_entry("ntc-6.1", "# comment\ntitle   NTC guest (Debian)\nversion 6.1.0-56-amd64\n"
@@ -70,8 +72,8 @@ TEST_CASE("command line") {
     CHECK(k.append == "x y");
     CHECK(k.ram_bytes == 512ull << 20);
     CHECK(k.cpus == 2);
-    CHECK_THROWS_AS(parse({"run", "d1.img", "--initrd", "i"}), UserError);
-    CHECK_THROWS_AS(parse({"run", "d1.img", "--mem", "12Q"}), UserError);
+    CHECK_THROWS_AS(parse({"run", "d1.img", "--initrd", "i"}), ntc::Error);
+    CHECK_THROWS_AS(parse({"run", "d1.img", "--mem", "12Q"}), ntc::Error);
 
     auto r = std::get<ResumeCommand>(parse({"resume", "d2.img", "--disk", "next.img"}));
     CHECK(r.disk == "d2.img");
@@ -93,8 +95,8 @@ TEST_CASE("command line") {
     CHECK(parse_size("1024") == 1ull << 30);
     CHECK(parse_size("64M") == 64ull << 20);
     CHECK(parse_size("4096K") == 4ull << 20);
-    CHECK_THROWS_AS(parse_size("x"), UserError);
-    CHECK_THROWS_AS(parse_size("99999999999T"), UserError);
+    CHECK_THROWS_AS(parse_size("x"), ntc::Error);
+    CHECK_THROWS_AS(parse_size("99999999999T"), ntc::Error);
 }
 
 TEST_CASE("resume command line points at the checkpoint's swap partition") {
@@ -172,6 +174,26 @@ TEST_CASE("checkpoint header: a valid one, and each way of being invalid") {
     auto swap = good;
     std::memcpy(&swap[NTC_OFF_SIG], NTC_SWAP_SIG, 10);
     CHECK(why(swap).find("ordinary swap") != std::string::npos);
+}
+
+TEST_CASE("a VM holds its disks locked: a second VM and ntc-clone are refused until it lets go") {
+    testsupport::TempDir dir;
+    std::string path = dir / "d.img";
+    ntc::DiskFile::create_sparse(path, 1 << 20);
+    {
+        ntc::DiskFile held = open_vm_disk(path, false);
+        CHECK(held.size() == 1 << 20);
+        CHECK_FALSE(held.read_only());
+        CHECK_THROWS_WITH_AS(open_vm_disk(path, true),
+                             ("disk " + path + " is in use (locked by another VM or by ntc-clone)").c_str(), ntc::Error);
+        CHECK_FALSE(ntc::DiskFile(path, ntc::DiskFile::Mode::read).try_lock_shared());  // as ntc-clone takes it
+    }
+    CHECK(open_vm_disk(path, true).read_only());
+    // Errors name the file as the disk it is.
+    CHECK_THROWS_WITH_AS(open_vm_disk(dir / "none.img", false),
+                         doctest::Contains(("cannot open disk " + dir / "none.img" + ": ").c_str()), ntc::Error);
+    CHECK_THROWS_WITH_AS(open_vm_disk("/dev/null", true),
+                         "disk /dev/null is neither a regular file nor a block device", ntc::Error);
 }
 
 TEST_CASE("16550: transmit, receive, interrupts, loopback, as the 8250 driver probes it") {

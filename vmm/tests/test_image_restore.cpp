@@ -1,18 +1,18 @@
 // Resuming an image without a boot kernel: the image into fake guest RAM,
 // the refusals, the signature put back, the entry's page-table walk.
 #include <doctest/doctest.h>
-#include <support.hpp>
+#include <support.h>
 
 #include <cstring>
-#include <ntc/swap_area.hpp>
+#include <ntc/error.h>
+#include <ntc/swap_area.h>
 
 #include "e820.h"
-#include "error.h"
 #include "fake_guest.h"
 #include "image_restore.h"
 
-using namespace ntcvmm;
-using ntcvmm::testing::FakeRam;
+using namespace ntc::vmm;
+using ntc::vmm::testing::FakeRam;
 using testsupport::MiB;
 
 namespace {
@@ -61,7 +61,7 @@ struct DiskWithImage {
 std::string load_error(const DiskWithImage& d, FakeRam& ram) {
     try {
         load_image(d.location, ram.memory, kRam);
-    } catch (const UserError& e) {
+    } catch (const ntc::Error& e) {
         return e.what();
     }
     return "";
@@ -102,6 +102,8 @@ TEST_CASE("an image is refused, and the disk left alone, when it does not fit th
     SUBCASE("frames out of order") {
         DiskWithImage d({5, 4});
         CHECK(load_error(d, ram).find("out of order") != std::string::npos);
+        // The image's own refusal, not dressed up as a failure to read the disk.
+        CHECK(load_error(d, ram).starts_with("the image's page frame list is out of order"));
     }
     SUBCASE("another memory map") {
         DiskWithImage d({1, 2}, e820_checksum(e820_map(2 * kRam)));

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <ntc/error.h>
 #include <string>
 #include <vector>
 
@@ -8,14 +9,13 @@
 #include "devices/serial.h"
 #include "devices/virtio_blk.h"
 #include "devices/virtio_pci.h"
-#include "error.h"
 #include "fake_guest.h"
 #include "io_bus.h"
 #include "layout.h"
 #include "machine.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 
@@ -37,7 +37,7 @@ std::string refusal(IoBus& bus, uint64_t base, uint64_t length, const char* name
     Recorder r;
     try {
         bus.add(base, length, r.device(), name);
-    } catch (const UserError& e) {
+    } catch (const ntc::Error& e) {
         return e.what();
     }
     return "";

@@ -1,16 +1,16 @@
 #include <doctest/doctest.h>
-#include <support.hpp>
+#include <support.h>
 
 #include <cstring>
 #include <filesystem>
-#include <ntc/swap_area.hpp>
+#include <ntc/error.h>
+#include <ntc/swap_area.h>
 
-#include "error.h"
 #include "layout.h"
 #include "machine_model.h"
 #include "resume.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 namespace {
 
@@ -131,7 +131,7 @@ TEST_CASE("resume refuses another machine before it writes anything") {
     try {
         resume_plan(command);
         FAIL("a resume without the card was not refused");
-    } catch (const UserError& e) {
+    } catch (const ntc::Error& e) {
         std::string why = e.what();
         CHECK(why.find("another machine") != std::string::npos);
         CHECK(why.find("network card") != std::string::npos);

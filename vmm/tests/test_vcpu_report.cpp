@@ -3,7 +3,7 @@
 #include "lapic.h"
 #include "vcpu_report.h"
 
-using namespace ntcvmm;
+using namespace ntc::vmm;
 
 TEST_CASE("a vCPU's report says where it runs, whether it takes interrupts, and what its APIC holds") {
     kvm_regs regs{};

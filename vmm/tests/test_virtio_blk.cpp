@@ -3,11 +3,10 @@
 #include <unistd.h>
 
 #include "devices/virtio_blk.h"
-#include "error.h"
 #include "fake_guest.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 

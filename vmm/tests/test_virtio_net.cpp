@@ -5,6 +5,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <ntc/error.h>
 #include <thread>
 
 #include "cli.h"
@@ -12,11 +13,10 @@
 #include "devices/tap.h"
 #include "devices/virtio_net.h"
 #include "devices/virtio_pci.h"
-#include "error.h"
 #include "fake_guest.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 
@@ -231,11 +231,11 @@ TEST_CASE("virtio-net input thread delivers frames, and rests while the guest ha
 TEST_CASE("MAC addresses and --net") {
     CHECK(parse_mac("02:4e:54:0a:Bb:ff") == MacAddress{0x02, 0x4e, 0x54, 0x0a, 0xbb, 0xff});
     CHECK(format_mac(kMac) == "02:4e:54:01:02:03");
-    CHECK_THROWS_AS(parse_mac("02:4e:54:0a:bb"), UserError);
-    CHECK_THROWS_AS(parse_mac("02-4e-54-0a-bb-ff"), UserError);
-    CHECK_THROWS_AS(parse_mac("02:4e:54:0a:bb:fg"), UserError);
-    CHECK_THROWS_AS(parse_mac("01:00:5e:00:00:01"), UserError);  // multicast
-    CHECK_THROWS_AS(parse_mac("00:00:00:00:00:00"), UserError);
+    CHECK_THROWS_AS(parse_mac("02:4e:54:0a:bb"), ntc::Error);
+    CHECK_THROWS_AS(parse_mac("02-4e-54-0a-bb-ff"), ntc::Error);
+    CHECK_THROWS_AS(parse_mac("02:4e:54:0a:bb:fg"), ntc::Error);
+    CHECK_THROWS_AS(parse_mac("01:00:5e:00:00:01"), ntc::Error);  // multicast
+    CHECK_THROWS_AS(parse_mac("00:00:00:00:00:00"), ntc::Error);
 
     MacAddress a = mac_for_id("6a1c1e0e-34a5-4d5b-9bd2-1a2b3c4d5e6f");
     CHECK(a == mac_for_id("6a1c1e0e-34a5-4d5b-9bd2-1a2b3c4d5e6f"));
@@ -255,8 +255,8 @@ TEST_CASE("MAC addresses and --net") {
     CHECK(resume.net->tap == "t1");
     CHECK(resume.net->mac == MacAddress{2, 0, 0, 0, 0, 1});
     CHECK_FALSE(std::get<RunCommand>(parse({"run", "d1.img"})).net);
-    CHECK_THROWS_AS(parse({"run", "d1.img", "--net", "user"}), UserError);
-    CHECK_THROWS_AS(parse({"run", "d1.img", "--net", "tap:"}), UserError);
+    CHECK_THROWS_AS(parse({"run", "d1.img", "--net", "user"}), ntc::Error);
+    CHECK_THROWS_AS(parse({"run", "d1.img", "--net", "tap:"}), ntc::Error);
     CHECK(std::holds_alternative<ExitNow>(parse({"run", "d1.img", "--mac", "02:00:00:00:00:01"})));
 }
 
@@ -264,7 +264,7 @@ TEST_CASE("a missing TAP interface is refused with what to do") {
     auto message = [](const std::string& name) {
         try {
             open_tap(name);
-        } catch (const UserError& e) {
+        } catch (const ntc::Error& e) {
             return std::string(e.what());
         }
         return std::string("accepted");

@@ -9,8 +9,8 @@
 #include "devices/virtio_pci.h"
 #include "fake_guest.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 

@@ -1,10 +1,9 @@
 #include <doctest/doctest.h>
 
-#include "error.h"
 #include "fake_guest.h"
 
-using namespace ntcvmm;
-using namespace ntcvmm::testing;
+using namespace ntc::vmm;
+using namespace ntc::vmm::testing;
 
 namespace {
 constexpr uint16_t NEXT = 1, WRITE = 2, INDIRECT = 4;

@@ -1,6 +1,6 @@
-#include "ntc/block_copier.hpp"
+#include "ntc/block_copier.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 #include <algorithm>
 #include <cerrno>

@@ -1,6 +1,6 @@
-#include "ntc/chunk_writer.hpp"
+#include "ntc/chunk_writer.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 #include <cerrno>
 #include <fcntl.h>

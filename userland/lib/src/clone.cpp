@@ -1,9 +1,9 @@
-#include "ntc/clone.hpp"
+#include "ntc/clone.h"
 
-#include "ntc/block_copier.hpp"
-#include "ntc/error.hpp"
-#include "ntc/ext_fs.hpp"
-#include "ntc/progress.hpp"
+#include "ntc/block_copier.h"
+#include "ntc/error.h"
+#include "ntc/ext_fs.h"
+#include "ntc/progress.h"
 
 #include <cerrno>
 #include <cstring>

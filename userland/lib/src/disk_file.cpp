@@ -1,9 +1,8 @@
-#include "ntc/disk_file.hpp"
+#include "ntc/disk_file.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 #include <cerrno>
-#include <cstring>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <sys/file.h>
@@ -12,24 +11,26 @@
 
 namespace ntc {
 
-void throw_errno(const std::string &what)
-{
-	throw Error(what + ": " + std::strerror(errno));
-}
-
-DiskFile::DiskFile(const std::string &path, Mode mode) : path_(path)
+DiskFile::DiskFile(const std::string &path, Mode mode, const std::string &name)
+	: path_(path), name_(name.empty() ? path : name), mode_(mode)
 {
 	int flags = (mode == Mode::read ? O_RDONLY : O_RDWR) | O_CLOEXEC;
 	fd_ = ::open(path.c_str(), flags);
 	if (fd_ < 0)
-		throw_errno("cannot open " + path);
-	refresh_size();
+		throw_errno("cannot open " + name_);
+	try {
+		refresh_size();
+	} catch (...) {
+		::close(fd_);
+		throw;
+	}
 }
 
 DiskFile DiskFile::create_sparse(const std::string &path, uint64_t size)
 {
 	DiskFile f;
 	f.path_ = path;
+	f.name_ = path;
 	f.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
 	if (f.fd_ < 0)
 		throw_errno("cannot create " + path);
@@ -39,12 +40,13 @@ DiskFile DiskFile::create_sparse(const std::string &path, uint64_t size)
 		errno = saved;
 		throw_errno("cannot size " + path);
 	}
-	f.refresh_size();
+	f.refresh_size();	// f's destructor closes the descriptor if this throws
 	return f;
 }
 
 DiskFile::DiskFile(DiskFile &&other) noexcept
-	: fd_(other.fd_), path_(std::move(other.path_)), st_(other.st_), size_(other.size_)
+	: fd_(other.fd_), path_(std::move(other.path_)), name_(std::move(other.name_)), mode_(other.mode_),
+	  st_(other.st_), size_(other.size_)
 {
 	other.fd_ = -1;
 }
@@ -56,6 +58,8 @@ DiskFile &DiskFile::operator=(DiskFile &&other) noexcept
 			::close(fd_);
 		fd_ = other.fd_;
 		path_ = std::move(other.path_);
+		name_ = std::move(other.name_);
+		mode_ = other.mode_;
 		st_ = other.st_;
 		size_ = other.size_;
 		other.fd_ = -1;
@@ -72,16 +76,16 @@ DiskFile::~DiskFile()
 void DiskFile::refresh_size()
 {
 	if (::fstat(fd_, &st_) < 0)
-		throw_errno("cannot stat " + path_);
+		throw_errno("cannot stat " + name_);
 	if (S_ISBLK(st_.st_mode)) {
 		uint64_t bytes = 0;
 		if (::ioctl(fd_, BLKGETSIZE64, &bytes) < 0)
-			throw_errno("cannot get the size of " + path_);
+			throw_errno("cannot get the size of " + name_);
 		size_ = bytes;
 	} else if (S_ISREG(st_.st_mode)) {
 		size_ = static_cast<uint64_t>(st_.st_size);
 	} else {
-		throw Error(path_ + " is neither a regular file nor a block device");
+		throw Error(name_ + " is neither a regular file nor a block device");
 	}
 }
 
@@ -101,9 +105,9 @@ void DiskFile::read_at(uint64_t offset, std::span<uint8_t> buf) const
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			throw_errno("read error on " + path_ + " at byte " + std::to_string(offset + done));
+			throw_errno("read error on " + name_ + " at byte " + std::to_string(offset + done));
 		if (n == 0)
-			throw Error("unexpected end of " + path_ + " at byte " + std::to_string(offset + done));
+			throw Error("unexpected end of " + name_ + " at byte " + std::to_string(offset + done));
 		done += static_cast<size_t>(n);
 	}
 }
@@ -117,7 +121,7 @@ void DiskFile::write_at(uint64_t offset, std::span<const uint8_t> buf) const
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
-			throw_errno("write error on " + path_ + " at byte " + std::to_string(offset + done));
+			throw_errno("write error on " + name_ + " at byte " + std::to_string(offset + done));
 		done += static_cast<size_t>(n);
 	}
 }
@@ -125,13 +129,13 @@ void DiskFile::write_at(uint64_t offset, std::span<const uint8_t> buf) const
 void DiskFile::sync() const
 {
 	if (::fsync(fd_) < 0)
-		throw_errno("cannot flush " + path_);
+		throw_errno("cannot flush " + name_);
 }
 
 void DiskFile::reset_sparse(uint64_t size)
 {
 	if (::ftruncate(fd_, 0) < 0 || ::ftruncate(fd_, static_cast<off_t>(size)) < 0)
-		throw_errno("cannot reset " + path_);
+		throw_errno("cannot reset " + name_);
 	refresh_size();
 }
 

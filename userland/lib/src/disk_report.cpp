@@ -1,8 +1,8 @@
-#include "ntc/disk_report.hpp"
+#include "ntc/disk_report.h"
 
-#include "ntc/error.hpp"
-#include "ntc/ext_fs.hpp"
-#include "ntc/progress.hpp"
+#include "ntc/error.h"
+#include "ntc/ext_fs.h"
+#include "ntc/progress.h"
 
 #include <algorithm>
 #include <cstdio>

@@ -1,6 +1,6 @@
-#include "ntc/ext_fs.hpp"
+#include "ntc/ext_fs.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 extern "C" {
 #include <et/com_err.h>

@@ -1,6 +1,6 @@
-#include "ntc/partition_table.hpp"
+#include "ntc/partition_table.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 #include <algorithm>
 #include <blkid/blkid.h>

@@ -1,4 +1,4 @@
-#include "ntc/progress.hpp"
+#include "ntc/progress.h"
 
 #include <cstdio>
 

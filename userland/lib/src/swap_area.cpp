@@ -1,6 +1,6 @@
-#include "ntc/swap_area.hpp"
+#include "ntc/swap_area.h"
 
-#include "ntc/error.hpp"
+#include "ntc/error.h"
 
 #include <algorithm>
 #include <cctype>

@@ -1,7 +1,7 @@
-#include "ntc/block_copier.hpp"
-#include "ntc/clone.hpp"
-#include "ntc/error.hpp"
-#include "ntc/ext_fs.hpp"
+#include "ntc/block_copier.h"
+#include "ntc/clone.h"
+#include "ntc/error.h"
+#include "ntc/ext_fs.h"
 
 #include <cstring>
 

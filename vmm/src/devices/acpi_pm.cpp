@@ -3,7 +3,7 @@
 #include "acpi.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 constexpr uint16_t kSleepEnable = 1u << 13;
@@ -55,4 +55,4 @@ void AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -6,7 +6,7 @@
 #include <cstdint>
 #include <functional>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 enum class GuestRequest { PowerOff, Reboot };
 
@@ -31,4 +31,4 @@ private:
     uint16_t pm1_control_ = 1;  // SCI_EN: always in ACPI mode
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

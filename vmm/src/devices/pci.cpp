@@ -2,7 +2,7 @@
 
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -145,4 +145,4 @@ bool PciBus::mmio_write(uint64_t address, unsigned size, uint64_t value) {
     return true;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -9,7 +9,7 @@
 #include <optional>
 #include <vector>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class PciConfigSpace {
 public:
@@ -75,4 +75,4 @@ private:
     uint32_t address_ = 0;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

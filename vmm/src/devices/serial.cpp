@@ -2,7 +2,7 @@
 
 #include <linux/serial_reg.h>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 // IIR bits 7:6 with the FIFOs on; <linux/serial_reg.h> of Linux 6.1 has no name for them.
@@ -108,4 +108,4 @@ void Serial::write(uint16_t reg, uint8_t value) {
     update_interrupt();
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -6,7 +6,7 @@
 #include <deque>
 #include <functional>
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class Serial {
 public:
@@ -33,4 +33,4 @@ private:
     bool thr_interrupt_ = false;  // THRE raised and not yet acknowledged
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -8,11 +8,11 @@
 
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 // Attaches to the existing TAP interface `name` (ip tuntap add dev NAME mode
-// tap); throws UserError saying what to do when it is missing, busy or not
+// tap); throws ntc::Error saying what to do when it is missing, busy or not
 // ours to use.
 Fd open_tap(const std::string& name);
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -7,9 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -119,4 +117,4 @@ bool VirtioBlock::process(unsigned, Virtqueue& queue) {
     return used;
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -7,7 +7,7 @@
 
 #include "devices/virtio_device.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class VirtioBlock : public VirtioDevice {
 public:
@@ -35,4 +35,4 @@ private:
     std::string id_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -5,7 +5,7 @@
 
 #include "virtqueue.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class VirtioDevice {
 public:
@@ -20,4 +20,4 @@ public:
     virtual bool process(unsigned index, Virtqueue& queue) = 0;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -9,13 +9,14 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ntc/error.h>
 
-#include "error.h"
-
-namespace ntcvmm {
+namespace ntc::vmm {
 
 MacAddress parse_mac(const std::string& text) {
-    auto bad = [&] { return UserError("bad MAC address '" + text + "' (want six hex bytes, e.g. 02:4e:54:00:00:01)"); };
+    auto bad = [&] {
+        return ntc::Error("bad MAC address '" + text + "' (want six hex bytes, e.g. 02:4e:54:00:00:01)");
+    };
     if (text.size() != 17) throw bad();
     MacAddress mac{};
     for (size_t i = 0; i < 6; i++) {
@@ -23,7 +24,7 @@ MacAddress parse_mac(const std::string& text) {
         if (!std::isxdigit(uint8_t(text[3 * i])) || !std::isxdigit(uint8_t(text[3 * i + 1]))) throw bad();
         mac[i] = uint8_t(std::stoul(text.substr(3 * i, 2), nullptr, 16));
     }
-    if (mac == MacAddress{} || (mac[0] & 1)) throw UserError("MAC address " + text + " is not a unicast address");
+    if (mac == MacAddress{} || (mac[0] & 1)) throw ntc::Error("MAC address " + text + " is not a unicast address");
     return mac;
 }
 
@@ -120,7 +121,7 @@ void VirtioNet::wake() {
 
 void VirtioNet::start_input(std::function<void()> deliver) {
     wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (wake_.get() < 0) throw UserError(errno_text("eventfd"));
+    if (wake_.get() < 0) ntc::throw_errno("eventfd");
     deliver_ = std::move(deliver);
     stopping_ = false;
     input_ = std::thread([this] { input_loop(); });
@@ -159,4 +160,4 @@ void VirtioNet::input_loop() {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

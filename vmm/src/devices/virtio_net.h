@@ -29,11 +29,11 @@
 #include "devices/virtio_device.h"
 #include "kvm.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 using MacAddress = std::array<uint8_t, 6>;
 
-// "52:54:00:12:34:56"; throws UserError unless it is six hex bytes of a
+// "52:54:00:12:34:56"; throws ntc::Error unless it is six hex bytes of a
 // unicast, non-zero address.
 MacAddress parse_mac(const std::string& text);
 std::string format_mac(const MacAddress& mac);
@@ -86,4 +86,4 @@ private:
     std::atomic<bool> blocked_{false};
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -10,10 +10,9 @@
 #include <string>
 #include <utility>
 
-#include "error.h"
 #include "layout.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 namespace {
 
@@ -267,4 +266,4 @@ void VirtioPciDevice::notify(uint16_t queue) {
     }
 }
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

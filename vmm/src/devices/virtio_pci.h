@@ -14,7 +14,7 @@
 #include "devices/pci.h"
 #include "devices/virtio_device.h"
 
-namespace ntcvmm {
+namespace ntc::vmm {
 
 class VirtioPciDevice : public PciDevice {
 public:
@@ -84,4 +84,4 @@ private:
     std::thread worker_;
 };
 
-}  // namespace ntcvmm
+}  // namespace ntc::vmm

@@ -1,5 +1,5 @@
 #pragma once
-#include "ntc/partition_table.hpp"
+#include "ntc/partition_table.h"
 
 #include <cstdint>
 #include <functional>

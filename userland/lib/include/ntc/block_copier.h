@@ -1,7 +1,7 @@
 #pragma once
-#include "ntc/chunk_writer.hpp"
-#include "ntc/disk_file.hpp"
-#include "ntc/partition_table.hpp"
+#include "ntc/chunk_writer.h"
+#include "ntc/disk_file.h"
+#include "ntc/partition_table.h"
 
 #include <functional>
 #include <optional>

@@ -1,7 +1,7 @@
 #pragma once
-#include "ntc/ext_fs.hpp"
-#include "ntc/partition_table.hpp"
-#include "ntc/swap_area.hpp"
+#include "ntc/ext_fs.h"
+#include "ntc/partition_table.h"
+#include "ntc/swap_area.h"
 
 #include <functional>
 #include <memory>

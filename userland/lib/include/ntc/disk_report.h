@@ -1,6 +1,6 @@
 #pragma once
-#include "ntc/partition_table.hpp"
-#include "ntc/swap_area.hpp"
+#include "ntc/partition_table.h"
+#include "ntc/swap_area.h"
 
 #include <nlohmann/json.hpp>
 #include <optional>

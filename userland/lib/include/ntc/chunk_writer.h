@@ -1,6 +1,6 @@
 #pragma once
-#include "ntc/disk_file.hpp"
-#include "ntc/partition_table.hpp"
+#include "ntc/disk_file.h"
+#include "ntc/partition_table.h"
 
 #include <condition_variable>
 #include <cstdint>

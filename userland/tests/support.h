@@ -2,7 +2,7 @@
 // Test support: temporary directories and small disk images made with the
 // same tools a user has (sgdisk, sfdisk, mkfs.ext4 -d, mkswap); nothing is
 // mounted and nothing needs root.
-#include "ntc/swap_area.hpp"
+#include "ntc/swap_area.h"
 
 #include <cstdint>
 #include <string>

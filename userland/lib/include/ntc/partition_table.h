@@ -1,5 +1,5 @@
 #pragma once
-#include "ntc/disk_file.hpp"
+#include "ntc/disk_file.h"
 
 #include <cstdint>
 #include <string>
