@@ -101,6 +101,7 @@ PciDevice* PciBus::selected(uint8_t& offset) const {
 }
 
 uint32_t PciBus::io_read(uint16_t port, unsigned size) {
+    std::lock_guard lock(lock_);
     if (port == 0xcf8 && size == 4) return address_;
     if (port < 0xcfc || port + size > 0xd00) return ~0u >> (32 - 8 * size);
     uint8_t offset;
@@ -110,6 +111,7 @@ uint32_t PciBus::io_read(uint16_t port, unsigned size) {
 }
 
 void PciBus::io_write(uint16_t port, unsigned size, uint32_t value) {
+    std::lock_guard lock(lock_);
     if (port == 0xcf8 && size == 4) {
         address_ = value;
         return;
@@ -120,6 +122,7 @@ void PciBus::io_write(uint16_t port, unsigned size, uint32_t value) {
 }
 
 std::optional<PciBus::Hit> PciBus::decode(uint64_t address, unsigned size) {
+    std::lock_guard lock(lock_);
     for (auto& device : devices_) {
         for (unsigned bar = 0; bar < 6; bar++) {
             auto base = device->config().bar_address(bar);

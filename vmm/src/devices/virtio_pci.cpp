@@ -78,15 +78,17 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
 
 VirtioPciDevice::~VirtioPciDevice() { stop_worker(); }
 
-void VirtioPciDevice::start_worker(std::mutex& lock) {
-    lock_ = &lock;
-    worker_ = std::thread([this] { work_loop(); });
+uint8_t VirtioPciDevice::status() const {
+    std::lock_guard lock(lock_);
+    return status_;
 }
+
+void VirtioPciDevice::start_worker() { worker_ = std::thread([this] { work_loop(); }); }
 
 void VirtioPciDevice::stop_worker() {
     if (!worker_.joinable()) return;
     {
-        std::lock_guard guard(*lock_);
+        std::lock_guard guard(lock_);
         stopping_ = true;
     }
     work_ready_.notify_all();
@@ -94,7 +96,7 @@ void VirtioPciDevice::stop_worker() {
 }
 
 void VirtioPciDevice::work_loop() {
-    std::unique_lock lock(*lock_);
+    std::unique_lock lock(lock_);
     for (;;) {
         work_ready_.wait(lock, [this] { return stopping_ || pending_queues_; });
         if (stopping_) return;
@@ -135,8 +137,8 @@ Virtqueue* VirtioPciDevice::selected_queue() {
 
 void VirtioPciDevice::reset() {
     if (worker_.joinable()) {
-        // The caller holds *lock_; the wait lets the worker complete.
-        idle_.wait(*lock_, [this] { return !busy_; });
+        // The caller holds lock_; the wait lets the worker complete.
+        idle_.wait(lock_, [this] { return !busy_; });
         pending_queues_ = 0;
     }
     for (auto& q : queues_) q.reset();
@@ -161,6 +163,7 @@ void VirtioPciDevice::update_interrupt() {
 
 uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size) {
     if (bar != 0) return 0;
+    std::lock_guard lock(lock_);
     if (offset < kIsrOffset) return common_read(offset, size);
     if (offset == kIsrOffset) {
         uint8_t value = isr_;
@@ -175,9 +178,10 @@ uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size)
 
 void VirtioPciDevice::bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) {
     if (bar != 0) return;
+    std::lock_guard lock(lock_);
     if (offset < kIsrOffset) return common_write(offset, size, value);
     if (offset >= kNotifyOffset && offset < kNotifyOffset + 0x1000)
-        return notify(uint16_t((offset - kNotifyOffset) / kNotifyMultiplier));
+        return queue_notified(uint16_t((offset - kNotifyOffset) / kNotifyMultiplier));
 }
 
 uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
@@ -250,6 +254,11 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
 }
 
 void VirtioPciDevice::notify(uint16_t queue) {
+    std::lock_guard lock(lock_);
+    queue_notified(queue);
+}
+
+void VirtioPciDevice::queue_notified(uint16_t queue) {
     if (queue >= queues_.size() || !(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET))
         return;
     if (worker_.joinable()) {

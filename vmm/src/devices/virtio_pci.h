@@ -2,6 +2,10 @@
 // The virtio 1.x PCI transport (modern only): common, notify, ISR and device
 // configuration structures in BAR 0, found through vendor capabilities;
 // interrupts as legacy INTx, level-triggered while the ISR is non-zero.
+//
+// The device's registers are guarded by its own lock: vCPUs take it for
+// their accesses, the worker to pick up and to complete requests, never
+// during a request's I/O.
 #include <linux/virtio_config.h>
 
 #include <condition_variable>
@@ -37,24 +41,22 @@ public:
     uint64_t bar_read(unsigned bar, uint64_t offset, unsigned size) override;
     void bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) override;
 
-    uint8_t status() const { return status_; }
+    uint8_t status() const;
     VirtioDevice& device() { return *device_; }
 
-    // The driver's notification of `queue`; also how host-side input (a frame
-    // for virtio-net) gets served.  Caller holds the device lock.  Without a
-    // worker the queue is served before this returns.
+    // Queue `queue` has work: host-side input (a frame for virtio-net).  Any
+    // thread.  Without a worker the queue is served before this returns.
     void notify(uint16_t queue);
 
     // From now on a thread of this device serves the notified queues, so the
-    // vCPU that notified goes on at once.  `lock` is the device lock the
-    // callers hold around register accesses and notify(); the worker takes
-    // it only to pick up work and to complete it, never during a request's
-    // I/O.  A device reset waits for the request being served to complete.
-    void start_worker(std::mutex& lock);
-    // Ends the worker after the request it serves; caller does not hold the lock.
+    // vCPU that notified goes on at once.  A device reset waits for the
+    // request being served to complete.
+    void start_worker();
+    // Ends the worker after the request it serves.
     void stop_worker();
 
 private:
+    void queue_notified(uint16_t queue);
     bool serve(unsigned queues);
     void work_loop();
     uint64_t common_read(uint64_t offset, unsigned size);
@@ -76,7 +78,7 @@ private:
     uint8_t isr_ = 0;
     uint8_t config_generation_ = 0;
 
-    std::mutex* lock_ = nullptr;
+    mutable std::mutex lock_;
     std::condition_variable_any work_ready_, idle_;
     unsigned pending_queues_ = 0;  // bit q: queue q was notified
     bool busy_ = false;            // the worker serves a request unlocked
