@@ -144,7 +144,7 @@ void Machine::create_devices() {
         uint32_t gsi = layout::pci_gsi(unsigned(i) + 1);
         auto pci_device = std::make_shared<VirtioPciDevice>(
             std::move(device), vm_->memory(), uint32_t(layout::kPciMmioBase + i * VirtioPciDevice::kBarSize),
-            uint8_t(gsi), [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); });
+            uint8_t(gsi), [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); }, *vm_);
         pci_->add(pci_device);
         virtio_.push_back(pci_device);
         return pci_device;

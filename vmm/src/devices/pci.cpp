@@ -118,7 +118,7 @@ void PciBus::io_write(uint16_t port, unsigned size, uint32_t value) {
     }
     if (port < 0xcfc || port + size > 0xd00) return;
     uint8_t offset;
-    if (PciDevice* device = selected(offset)) device->config().write(uint8_t(offset + (port - 0xcfc)), size, value);
+    if (PciDevice* device = selected(offset)) device->config_write(uint8_t(offset + (port - 0xcfc)), size, value);
 }
 
 std::optional<PciBus::Hit> PciBus::decode(uint64_t address, unsigned size) {

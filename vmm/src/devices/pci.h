@@ -47,6 +47,9 @@ class PciDevice {
 public:
     virtual ~PciDevice() = default;
     virtual PciConfigSpace& config() = 0;
+    // A guest's config space write; a device that acts on its registers
+    // (MSI-X control, BAR moves) overrides it.
+    virtual void config_write(uint8_t offset, unsigned size, uint32_t value) { config().write(offset, size, value); }
     virtual uint64_t bar_read(unsigned bar, uint64_t offset, unsigned size) = 0;
     virtual void bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) = 0;
 };

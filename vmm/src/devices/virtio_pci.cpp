@@ -3,7 +3,11 @@
 #include <linux/pci_regs.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
@@ -57,14 +61,34 @@ uint64_t merge(uint64_t reg, unsigned lo, unsigned size, uint64_t value) {
     return (reg & ~(mask << (8 * lo))) | ((value & mask) << (8 * lo));
 }
 
+Fd make_eventfd() {
+    Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (fd.get() < 0) throw UserError(errno_text("cannot create an eventfd for a virtio device"));
+    return fd;
+}
+
+void signal_eventfd(int fd) {
+    uint64_t one = 1;
+    // Fails only when the count would overflow, and then it is signalled already.
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof(one));
+}
+
+// Whether the eventfd was signalled; reading clears it.
+bool take_eventfd(int fd) {
+    uint64_t count;
+    return ::read(fd, &count, sizeof(count)) == sizeof(count);
+}
+
 }  // namespace
 
 VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
-                                 uint32_t bar_address, uint8_t irq, InterruptLine interrupt)
+                                 uint32_t bar_address, uint8_t irq, InterruptLine interrupt, VmEventfds& vm)
     : device_(std::move(device)),
+      vm_(vm),
       config_(layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + device_->device_id()),
               pci_class(device_->device_id()), 1),
-      interrupt_(std::move(interrupt)) {
+      interrupt_(std::move(interrupt)),
+      ioeventfd_addresses_(device_->queue_count()) {
     config_.set(PCI_SUBSYSTEM_VENDOR_ID, 2, layout::kVirtioVendor);
     config_.set(PCI_SUBSYSTEM_ID, 2, layout::kVirtioPciDeviceBase + device_->device_id());
     config_.add_memory_bar(0, bar_address, kBarSize);
@@ -73,7 +97,10 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset, 0x1000));
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1));
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceConfigOffset, 0x1000));
-    for (unsigned i = 0; i < device_->queue_count(); i++) queues_.emplace_back(memory);
+    for (unsigned i = 0; i < device_->queue_count(); i++) {
+        queues_.emplace_back(memory);
+        queue_eventfds_.push_back(make_eventfd());
+    }
 }
 
 VirtioPciDevice::~VirtioPciDevice() { stop_worker(); }
@@ -83,51 +110,71 @@ uint8_t VirtioPciDevice::status() const {
     return status_;
 }
 
-void VirtioPciDevice::start_worker() { worker_ = std::thread([this] { work_loop(); }); }
+void VirtioPciDevice::start_worker() {
+    stop_ = make_eventfd();
+    worker_ = std::thread([this] { work_loop(); });
+}
 
 void VirtioPciDevice::stop_worker() {
     if (!worker_.joinable()) return;
-    {
-        std::lock_guard guard(lock_);
-        stopping_ = true;
-    }
-    work_ready_.notify_all();
+    signal_eventfd(stop_.get());
     worker_.join();
 }
 
 void VirtioPciDevice::work_loop() {
-    std::unique_lock lock(lock_);
+    std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}};
+    for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
     for (;;) {
-        work_ready_.wait(lock, [this] { return stopping_ || pending_queues_; });
-        if (stopping_) return;
-        unsigned queues = std::exchange(pending_queues_, 0u);
-        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) continue;
-        busy_ = true;
-        lock.unlock();
-        std::string error;
-        bool used = false;
-        try {
-            used = serve(queues);
-        } catch (const std::exception& e) {  // GuestError, or the host out of memory
-            error = e.what();
+        if (::poll(fds.data(), fds.size(), -1) < 0) {
+            if (errno == EINTR) continue;
+            std::fprintf(stderr, "ntc-vmm: virtio device %u: poll: %s; its queues are no longer served\n",
+                         device_->device_id(), std::strerror(errno));
+            return;
         }
-        lock.lock();
-        busy_ = false;
-        idle_.notify_all();
-        if (!error.empty()) {
-            fail(error.c_str());
-        } else if (used) {
-            isr_ |= kIsrQueue;
-            update_interrupt();
-        }
+        if (fds[0].revents & POLLIN) return;
+        serve_notified();
     }
 }
 
-// Serves each queue whose bit is set; throws GuestError.
-bool VirtioPciDevice::serve(unsigned queues) {
-    bool used = false;
+void VirtioPciDevice::notify(uint16_t queue) {
+    if (queue < queue_eventfds_.size()) signal_eventfd(queue_eventfds_[queue].get());
+}
+
+void VirtioPciDevice::serve_notified() {
+    unsigned queues = 0;
+    for (unsigned q = 0; q < queue_eventfds_.size(); q++)
+        if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
+    if (!queues) return;
+    {
+        std::lock_guard lock(lock_);
+        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) return;
+        // Only enabled queues: their layout stays as it is until a reset,
+        // and a reset waits while busy_.
+        for (unsigned q = 0; q < queues_.size(); q++)
+            if (!queues_[q].ready()) queues &= ~(1u << q);
+        busy_ = true;
+    }
+    std::string error;
+    unsigned used = 0;
+    try {
+        used = serve(queues);
+    } catch (const std::exception& e) {  // GuestError, or the host out of memory
+        error = e.what();
+    }
+    std::lock_guard lock(lock_);
+    busy_ = false;
+    idle_.notify_all();
+    if (!error.empty()) return fail(error.c_str());
     for (unsigned q = 0; q < queues_.size(); q++)
-        if (queues & (1u << q)) used |= device_->process(q, queues_[q]);
+        if (used & (1u << q)) queue_interrupt(q);
+}
+
+// Serves each queue whose bit is set; returns the queues that got used
+// buffers.  Throws GuestError.
+unsigned VirtioPciDevice::serve(unsigned queues) {
+    unsigned used = 0;
+    for (unsigned q = 0; q < queues_.size(); q++)
+        if ((queues & (1u << q)) && device_->process(q, queues_[q])) used |= 1u << q;
     return used;
 }
 
@@ -136,11 +183,9 @@ Virtqueue* VirtioPciDevice::selected_queue() {
 }
 
 void VirtioPciDevice::reset() {
-    if (worker_.joinable()) {
-        // The caller holds lock_; the wait lets the worker complete.
-        idle_.wait(lock_, [this] { return !busy_; });
-        pending_queues_ = 0;
-    }
+    // The caller holds lock_; the wait lets the worker complete the request
+    // it serves before its queues go.
+    idle_.wait(lock_, [this] { return !busy_; });
     for (auto& q : queues_) q.reset();
     device_feature_select_ = driver_feature_select_ = 0;
     driver_features_ = 0;
@@ -148,17 +193,52 @@ void VirtioPciDevice::reset() {
     status_ = 0;
     isr_ = 0;
     update_interrupt();
+    sync_notify_eventfds();
 }
 
 void VirtioPciDevice::fail(const char* why) {
     std::fprintf(stderr, "ntc-vmm: virtio device %u: %s; device needs reset\n", device_->device_id(), why);
     status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    config_interrupt();
+}
+
+// Used buffers on `queue` (virtio 1.x 4.1.4.5): the ISR's queue bit and INTx.
+void VirtioPciDevice::queue_interrupt(unsigned) {
+    isr_ |= kIsrQueue;
+    update_interrupt();
+}
+
+void VirtioPciDevice::config_interrupt() {
     isr_ |= VIRTIO_PCI_ISR_CONFIG;
     update_interrupt();
 }
 
 void VirtioPciDevice::update_interrupt() {
     if (interrupt_) interrupt_(isr_ != 0);
+}
+
+// KVM signals queue q's eventfd at its notify address while the driver
+// drives the queue (DRIVER_OK, queue enabled) and BAR 0 decodes; the guest
+// can move the BAR or switch decoding off, so this follows every change.
+void VirtioPciDevice::sync_notify_eventfds() {
+    std::optional<uint32_t> bar = config_.bar_address(0);
+    for (unsigned q = 0; q < queues_.size(); q++) {
+        std::optional<uint64_t> wanted;
+        if (bar && (status_ & VIRTIO_CONFIG_S_DRIVER_OK) && queues_[q].ready())
+            wanted = *bar + kNotifyOffset + uint64_t(q) * kNotifyMultiplier;
+        std::optional<uint64_t>& registered = ioeventfd_addresses_[q];
+        if (wanted == registered) continue;
+        if (registered) vm_.remove_ioeventfd(*registered, kNotifyWidth, queue_eventfds_[q].get());
+        registered.reset();
+        if (wanted) vm_.add_ioeventfd(*wanted, kNotifyWidth, queue_eventfds_[q].get());
+        registered = wanted;
+    }
+}
+
+void VirtioPciDevice::config_write(uint8_t offset, unsigned size, uint32_t value) {
+    std::lock_guard lock(lock_);
+    config_.write(offset, size, value);
+    sync_notify_eventfds();
 }
 
 uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size) {
@@ -181,7 +261,7 @@ void VirtioPciDevice::bar_write(unsigned bar, uint64_t offset, unsigned size, ui
     std::lock_guard lock(lock_);
     if (offset < kIsrOffset) return common_write(offset, size, value);
     if (offset >= kNotifyOffset && offset < kNotifyOffset + 0x1000)
-        return queue_notified(uint16_t((offset - kNotifyOffset) / kNotifyMultiplier));
+        return notify(uint16_t((offset - kNotifyOffset) / kNotifyMultiplier));
 }
 
 uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
@@ -235,6 +315,7 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
                 status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
         }
         status_ = uint8_t(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
+        sync_notify_eventfds();
     } else if (in(offsetof(CommonConfig, queue_select), 2)) queue_select_ = uint16_t(value);
     else if (q && !q->ready()) {
         // Queue layout can change only while the queue is disabled.
@@ -245,34 +326,12 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
             try {
                 q->enable();
             } catch (const GuestError& e) {
-                fail(e.what());
+                return fail(e.what());
             }
+            sync_notify_eventfds();
         } else if (in(kDesc, 8)) q->desc_address = merge(q->desc_address, unsigned(offset - kDesc), size, value);
         else if (in(kAvail, 8)) q->avail_address = merge(q->avail_address, unsigned(offset - kAvail), size, value);
         else if (in(kUsed, 8)) q->used_address = merge(q->used_address, unsigned(offset - kUsed), size, value);
-    }
-}
-
-void VirtioPciDevice::notify(uint16_t queue) {
-    std::lock_guard lock(lock_);
-    queue_notified(queue);
-}
-
-void VirtioPciDevice::queue_notified(uint16_t queue) {
-    if (queue >= queues_.size() || !(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET))
-        return;
-    if (worker_.joinable()) {
-        pending_queues_ |= 1u << queue;
-        work_ready_.notify_one();
-        return;
-    }
-    try {
-        if (serve(1u << queue)) {
-            isr_ |= kIsrQueue;
-            update_interrupt();
-        }
-    } catch (const GuestError& e) {
-        fail(e.what());
     }
 }
 

@@ -1,7 +1,15 @@
 #pragma once
 // The virtio 1.x PCI transport (modern only): common, notify, ISR and device
-// configuration structures in BAR 0, found through vendor capabilities;
-// interrupts as legacy INTx, level-triggered while the ISR is non-zero.
+// configuration structures in BAR 0, found through vendor capabilities.
+//
+// Notifications: each queue has an eventfd.  Once the driver has set
+// DRIVER_OK it is KVM's ioeventfd on the queue's notify address, so the
+// driver's notify write never leaves KVM; a notify write that does exit (of
+// another width, or before DRIVER_OK) and host-side input (a frame for
+// virtio-net) signal the same eventfd.  The device's worker thread waits on
+// these eventfds and serves the queues.
+//
+// Interrupts: legacy INTx, level-triggered while the ISR is non-zero.
 //
 // The device's registers are guarded by its own lock: vCPUs take it for
 // their accesses, the worker to pick up and to complete requests, never
@@ -12,11 +20,14 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "devices/pci.h"
 #include "devices/virtio_device.h"
+#include "kvm.h"
+#include "vm_eventfds.h"
 
 namespace ntcvmm {
 
@@ -28,48 +39,62 @@ public:
     static constexpr uint64_t kDeviceConfigOffset = 0x2000;
     static constexpr uint64_t kNotifyOffset = 0x3000;
     static constexpr uint32_t kNotifyMultiplier = 4;
+    // The driver notifies by writing the queue's 16-bit index (virtio 1.x
+    // 4.1.5.2; no VIRTIO_F_NOTIFICATION_DATA), so that is what KVM matches.
+    static constexpr unsigned kNotifyWidth = 2;
 
     static constexpr uint8_t kStatusNeedsReset = VIRTIO_CONFIG_S_NEEDS_RESET;
 
     using InterruptLine = std::function<void(bool asserted)>;
 
-    VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
-                    uint32_t bar_address, uint8_t irq, InterruptLine interrupt);
+    // `vm` gets the device's ioeventfds.
+    VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, uint32_t bar_address,
+                    uint8_t irq, InterruptLine interrupt, VmEventfds& vm);
     ~VirtioPciDevice() override;
 
     PciConfigSpace& config() override { return config_; }
+    void config_write(uint8_t offset, unsigned size, uint32_t value) override;
     uint64_t bar_read(unsigned bar, uint64_t offset, unsigned size) override;
     void bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) override;
 
     uint8_t status() const;
     VirtioDevice& device() { return *device_; }
 
-    // Queue `queue` has work: host-side input (a frame for virtio-net).  Any
-    // thread.  Without a worker the queue is served before this returns.
+    // Queue `queue` has work.  Any thread, no lock: it signals the queue's
+    // eventfd, as KVM does for the driver's notification.
     void notify(uint16_t queue);
 
-    // From now on a thread of this device serves the notified queues, so the
-    // vCPU that notified goes on at once.  A device reset waits for the
-    // request being served to complete.
+    // Serves the queues whose eventfds were signalled since the last call,
+    // on the calling thread: the worker calls it when they wake it (without
+    // a worker, e.g. in the fuzzer, whoever wants the queues served).
+    void serve_notified();
+
+    // From now on a thread of this device waits on the queues' eventfds and
+    // serves them, so nothing a vCPU does waits for the device's I/O.
     void start_worker();
     // Ends the worker after the request it serves.
     void stop_worker();
 
 private:
-    void queue_notified(uint16_t queue);
-    bool serve(unsigned queues);
+    unsigned serve(unsigned queues);
     void work_loop();
     uint64_t common_read(uint64_t offset, unsigned size);
     void common_write(uint64_t offset, unsigned size, uint64_t value);
     void reset();
     void fail(const char* why);
+    void queue_interrupt(unsigned queue);
+    void config_interrupt();
     void update_interrupt();
+    void sync_notify_eventfds();
     Virtqueue* selected_queue();
 
     std::unique_ptr<VirtioDevice> device_;
+    VmEventfds& vm_;
     PciConfigSpace config_;
     InterruptLine interrupt_;
     std::vector<Virtqueue> queues_;
+    std::vector<Fd> queue_eventfds_;
+    std::vector<std::optional<uint64_t>> ioeventfd_addresses_;  // where KVM signals each queue's eventfd
     uint32_t device_feature_select_ = 0;
     uint32_t driver_feature_select_ = 0;
     uint64_t driver_features_ = 0;
@@ -79,10 +104,9 @@ private:
     uint8_t config_generation_ = 0;
 
     mutable std::mutex lock_;
-    std::condition_variable_any work_ready_, idle_;
-    unsigned pending_queues_ = 0;  // bit q: queue q was notified
-    bool busy_ = false;            // the worker serves a request unlocked
-    bool stopping_ = false;
+    std::condition_variable_any idle_;
+    bool busy_ = false;  // a request is being served unlocked
+    Fd stop_;            // eventfd: the worker is to end
     std::thread worker_;
 };
 
