@@ -1,9 +1,9 @@
 // libFuzzer target: an adversarial guest driving the PCI bus, a virtio-blk
 // device (slot 1) and a virtio-net device (slot 2, its wire a socketpair the
-// fuzzer also writes frames into) over fake guest RAM.  Input: u16 length of
-// an operation stream, the operations, then the initial RAM contents.
-// AddressSanitizer catches any access outside the RAM buffer, which is
-// allocated to its exact size.  There is no worker thread: after
+// fuzzer also writes frames into) over fake guest RAM, MSI-X included.
+// Input: u16 length of an operation stream, the operations, then the initial
+// RAM contents.  AddressSanitizer catches any access outside the RAM buffer,
+// which is allocated to its exact size.  There is no worker thread: after
 // each operation the fuzzer serves what was notified, as a worker would.
 #include <sys/mman.h>
 #include <sys/socket.h>

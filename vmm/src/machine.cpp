@@ -38,10 +38,11 @@ namespace ntcvmm {
 
 namespace {
 
-// Level-triggered lines into the in-kernel irqchip; a GSI shared by several
-// sources is asserted while any of them asserts it.  The UART and the virtio
-// devices set lines from different threads under different locks, hence a
-// lock.
+// Level-triggered lines into the in-kernel irqchip, by KVM_IRQ_LINE: a
+// plain irqfd only pulses a line, and one with a resamplefd comes back to
+// the VMM at each EOI anyway.  A GSI shared by several sources is asserted
+// while any of them asserts it.  The UART and the virtio devices set lines
+// from different threads under different locks, hence a lock.
 class InterruptLines {
 public:
     explicit InterruptLines(int vm_fd) : vm_fd_(vm_fd) {}

@@ -27,6 +27,9 @@ namespace {
 using namespace std::chrono_literals;
 using Common = virtio_pci_common_cfg;
 
+constexpr MsiMessage kConfigMessage{0xfee00000, 0x4021};
+constexpr MsiMessage kQueueMessage{0xfee01000, 0x4031};
+
 // A device whose requests take as long as the test says: each one waits for
 // `release` before it completes, as a slow disk's flush would.
 class GatedDevice : public VirtioDevice {
@@ -81,7 +84,7 @@ struct Rig {
     uint64_t bar = layout::kPciMmioBase;
     FakeQueue driver{ram, 16};  // lays out descriptors and the avail ring
 
-    Rig() {
+    explicit Rig(bool msix) {
         auto d = std::make_unique<GatedDevice>();
         d->release = release.get_future().share();
         gated = d.get();
@@ -90,7 +93,8 @@ struct Rig {
         pci.add(device);
         map_devices(ports, mmio, serial, pci, pm);
         config_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);
-        set_up_queue();
+        if (msix) enable_msix();
+        set_up_queue(msix);
         device->start_worker();
         driver.descriptor(0, 0x10000, 512, 0, 0);
         driver.offer(0);
@@ -111,42 +115,75 @@ struct Rig {
     uint64_t read(uint64_t offset, unsigned size) { return mmio.read(bar + offset, size); }
     void write(uint64_t offset, unsigned size, uint64_t value) { mmio.write(bar + offset, size, value); }
 
+    // As Linux's msix_capability_init and request_irq(): vector 0 for
+    // configuration changes, 1 for the queue.
+    void enable_msix() {
+        uint8_t cap = 0;
+        for (cap = uint8_t(device->config().read(PCI_CAPABILITY_LIST, 1)); cap;
+             cap = uint8_t(device->config().read(cap + 1, 1)))
+            if (device->config().read(cap, 1) == PCI_CAP_ID_MSIX) break;
+        REQUIRE(cap);
+        config_write(uint8_t(cap + PCI_MSIX_FLAGS), 2, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL);
+        for (auto [vector, message] : {std::pair{0u, kConfigMessage}, {1u, kQueueMessage}}) {
+            uint64_t entry = VirtioPciDevice::kMsixTableOffset + vector * PCI_MSIX_ENTRY_SIZE;
+            write(entry + PCI_MSIX_ENTRY_LOWER_ADDR, 4, uint32_t(message.address));
+            write(entry + PCI_MSIX_ENTRY_UPPER_ADDR, 4, uint32_t(message.address >> 32));
+            write(entry + PCI_MSIX_ENTRY_DATA, 4, message.data);
+            write(entry + PCI_MSIX_ENTRY_VECTOR_CTRL, 4, 0);
+        }
+        config_write(uint8_t(cap + PCI_MSIX_FLAGS), 2, PCI_MSIX_FLAGS_ENABLE);
+    }
+
     // The driver's side up to DRIVER_OK: features, queue 0 at FakeQueue's
-    // addresses.
-    void set_up_queue() {
+    // addresses, its vector.
+    void set_up_queue(bool msix) {
         write(offsetof(Common, device_status), 1, 1 | 2);
         write(offsetof(Common, guest_feature_select), 4, 1);
         write(offsetof(Common, guest_feature), 4, 1);  // VERSION_1
         write(offsetof(Common, device_status), 1, 1 | 2 | 8);
+        if (msix) write(offsetof(Common, msix_config), 2, 0);
         write(offsetof(Common, queue_select), 2, 0);
         write(offsetof(Common, queue_size), 2, 16);
+        if (msix) write(offsetof(Common, queue_msix_vector), 2, 1);
         write(offsetof(Common, queue_desc_lo), 8, FakeQueue::kDesc);
         write(offsetof(Common, queue_avail_lo), 8, FakeQueue::kAvail);
         write(offsetof(Common, queue_used_lo), 8, FakeQueue::kUsed);
         write(offsetof(Common, queue_enable), 2, 1);
         write(offsetof(Common, device_status), 1, 1 | 2 | 4 | 8);
     }
+
+    uint32_t gsi_of(const MsiMessage& message) const {
+        for (const auto& [gsi, routed] : vm.routes)
+            if (routed == message) return gsi;
+        FAIL("no GSI is routed to the message");
+        return 0;
+    }
 };
 
 }  // namespace
 
-TEST_CASE("a notification through the queue's ioeventfd wakes the worker") {
-    Rig rig;
+TEST_CASE("a notification through the queue's ioeventfd wakes the worker, which sends the queue's MSI-X message") {
+    Rig rig(true);
     rig.finish_requests();
     // KVM was asked to signal the queue's eventfd on the driver's 16-bit
-    // notify write.
+    // notify write, and to turn each vector's irqfd into its message.
     REQUIRE(rig.vm.ioeventfds.size() == 1);
     CHECK(rig.vm.ioeventfds[0].address == rig.bar + VirtioPciDevice::kNotifyOffset);
     CHECK(rig.vm.ioeventfds[0].length == 2);
+    uint32_t queue_gsi = rig.gsi_of(kQueueMessage), config_gsi = rig.gsi_of(kConfigMessage);
+    CHECK(queue_gsi != config_gsi);
 
     CHECK(rig.vm.guest_write(rig.bar + VirtioPciDevice::kNotifyOffset, 2));
     CHECK(wait_until([&] { return rig.driver.used_idx() == 1; }));
-    CHECK(wait_until([&] { return rig.line.load(); }));
-    CHECK(rig.read(VirtioPciDevice::kIsrOffset, 1) == 1);
+    CHECK(wait_until([&] { return rig.vm.injected(queue_gsi); }));
+    CHECK_FALSE(rig.vm.injected(config_gsi));
+    // MSI-X replaces INTx: the line stays low, the ISR's queue bit clear.
+    CHECK_FALSE(rig.line);
+    CHECK(rig.read(VirtioPciDevice::kIsrOffset, 1) == 0);
 }
 
 TEST_CASE("the ioeventfds follow DRIVER_OK, the BAR's address and decoding, and a reset") {
-    Rig rig;
+    Rig rig(true);
     auto registered = [&] {
         std::vector<uint64_t> out;
         for (const auto& e : rig.vm.ioeventfds) out.push_back(e.address);
@@ -167,7 +204,7 @@ TEST_CASE("the ioeventfds follow DRIVER_OK, the BAR's address and decoding, and 
 
     rig.write(offsetof(Common, device_status), 1, 0);
     CHECK(registered().empty());
-    rig.set_up_queue();
+    rig.set_up_queue(true);
     CHECK(registered() == std::vector<uint64_t>{moved + notify});
     rig.write(offsetof(Common, device_status), 1, 0);
     // Up to FEATURES_OK with the queue enabled: not yet.
@@ -184,19 +221,20 @@ TEST_CASE("the ioeventfds follow DRIVER_OK, the BAR's address and decoding, and 
 }
 
 TEST_CASE("a device worker: a request completes while another vCPU's port accesses go on") {
-    Rig rig;
+    Rig rig(true);
     auto started = rig.gated->started.get_future();
     // vCPU 0's notify write exits (4 bytes: no ioeventfd matches it) and
     // returns at once: the request is the worker's.
     std::thread vcpu0([&] { rig.write(VirtioPciDevice::kNotifyOffset, 4, 0); });
     vcpu0.join();
     REQUIRE(started.wait_for(5s) == std::future_status::ready);
+    uint32_t queue_gsi = rig.gsi_of(kQueueMessage);
 
     // vCPU 1 is in a port exit, holding the VMM's port lock, all along: its
     // port accesses go on while the request is in flight, and the request
-    // completes and raises its interrupt without that lock.
+    // completes and is signalled without that lock.
     std::vector<uint64_t> scratch;
-    bool completed = false, raised = false;
+    bool completed = false, injected = false;
     std::thread vcpu1([&] {
         std::lock_guard guard(rig.io_lock);
         for (uint8_t b : {0x5a, 0xa5}) {
@@ -207,19 +245,20 @@ TEST_CASE("a device worker: a request completes while another vCPU's port access
         scratch.push_back(rig.ports.read(layout::kPciConfigData, 4));
         rig.finish_requests();
         completed = wait_until([&] { return rig.driver.used_idx() == 1; });
-        raised = wait_until([&] { return rig.line.load(); });
+        injected = wait_until([&] { return rig.vm.injected(queue_gsi); });
     });
     // Meanwhile the device's registers answer another vCPU too.
     CHECK(rig.read(offsetof(Common, num_queues), 2) == 1);
     vcpu1.join();
     CHECK(scratch == std::vector<uint64_t>{0x5a, 0xa5, 0x10421af4});
     CHECK(completed);
-    CHECK(raised);
+    CHECK(injected);
 }
 
-TEST_CASE("used buffers raise INTx and the ISR, which reading acknowledges") {
-    Rig rig;
+TEST_CASE("without MSI-X, used buffers raise INTx and the ISR, which reading acknowledges") {
+    Rig rig(false);
     auto started = rig.gated->started.get_future();
+    CHECK(rig.read(offsetof(Common, msix_config), 2) == VIRTIO_MSI_NO_VECTOR);
     rig.device->notify(0);  // as virtio-net's input thread does for a frame
     REQUIRE(started.wait_for(5s) == std::future_status::ready);
     CHECK(rig.read(VirtioPciDevice::kIsrOffset, 1) == 0);
@@ -228,12 +267,13 @@ TEST_CASE("used buffers raise INTx and the ISR, which reading acknowledges") {
     rig.finish_requests();
     CHECK(wait_until([&] { return rig.line.load(); }));
     CHECK(rig.driver.used_idx() == 1);
+    CHECK(rig.vm.routes.empty());
     CHECK(rig.read(VirtioPciDevice::kIsrOffset, 1) == 1);  // the queue bit; reading acknowledges
     CHECK_FALSE(rig.line);
 }
 
 TEST_CASE("a device reset waits for the request in flight, and holds up no other vCPU meanwhile") {
-    Rig rig;
+    Rig rig(true);
     auto started = rig.gated->started.get_future();
     CHECK(rig.vm.guest_write(rig.bar + VirtioPciDevice::kNotifyOffset, 2));
     REQUIRE(started.wait_for(5s) == std::future_status::ready);

@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstddef>
 #include <cstdio>
@@ -88,7 +89,12 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
       config_(layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + device_->device_id()),
               pci_class(device_->device_id()), 1),
       interrupt_(std::move(interrupt)),
-      ioeventfd_addresses_(device_->queue_count()) {
+      ioeventfd_addresses_(device_->queue_count()),
+      msix_(device_->queue_count() + 1,
+            [this](unsigned vector, const MsiMessage& message) { vm_.route_msi(vector_gsis_[vector], message); },
+            [this](unsigned vector) { signal_vector(vector); }),
+      config_vector_(VIRTIO_MSI_NO_VECTOR),
+      queue_vectors_(device_->queue_count(), VIRTIO_MSI_NO_VECTOR) {
     config_.set(PCI_SUBSYSTEM_VENDOR_ID, 2, layout::kVirtioVendor);
     config_.set(PCI_SUBSYSTEM_ID, 2, layout::kVirtioPciDeviceBase + device_->device_id());
     config_.add_memory_bar(0, bar_address, kBarSize);
@@ -97,9 +103,15 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset, 0x1000));
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1));
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceConfigOffset, 0x1000));
+    msix_capability_ = config_.add_capability(msix_.capability(0, kMsixTableOffset, kMsixPbaOffset));
+    config_.set_writable(uint8_t(msix_capability_ + PCI_MSIX_FLAGS), 2, MsixTable::kWritableControl);
     for (unsigned i = 0; i < device_->queue_count(); i++) {
         queues_.emplace_back(memory);
         queue_eventfds_.push_back(make_eventfd());
+    }
+    for (unsigned v = 0; v < msix_.size(); v++) {
+        vector_eventfds_.push_back(make_eventfd());
+        vector_gsis_.push_back(vm_.add_irqfd(vector_eventfds_.back().get()));
     }
 }
 
@@ -192,6 +204,8 @@ void VirtioPciDevice::reset() {
     queue_select_ = 0;
     status_ = 0;
     isr_ = 0;
+    config_vector_ = VIRTIO_MSI_NO_VECTOR;
+    std::fill(queue_vectors_.begin(), queue_vectors_.end(), VIRTIO_MSI_NO_VECTOR);
     update_interrupt();
     sync_notify_eventfds();
 }
@@ -202,20 +216,27 @@ void VirtioPciDevice::fail(const char* why) {
     config_interrupt();
 }
 
-// Used buffers on `queue` (virtio 1.x 4.1.4.5): the ISR's queue bit and INTx.
-void VirtioPciDevice::queue_interrupt(unsigned) {
+// Used buffers on `queue` (virtio 1.x 4.1.4.5): its MSI-X vector, or the
+// ISR's queue bit and INTx.
+void VirtioPciDevice::queue_interrupt(unsigned queue) {
+    if (msix_.enabled()) return msix_.raise(queue_vectors_[queue]);
     isr_ |= kIsrQueue;
     update_interrupt();
 }
 
+// The configuration changed: the ISR's configuration bit whichever way the
+// interrupt goes.
 void VirtioPciDevice::config_interrupt() {
     isr_ |= VIRTIO_PCI_ISR_CONFIG;
+    if (msix_.enabled()) msix_.raise(config_vector_);
     update_interrupt();
 }
 
 void VirtioPciDevice::update_interrupt() {
-    if (interrupt_) interrupt_(isr_ != 0);
+    if (interrupt_) interrupt_(isr_ != 0 && !msix_.enabled());
 }
+
+void VirtioPciDevice::signal_vector(unsigned vector) { signal_eventfd(vector_eventfds_[vector].get()); }
 
 // KVM signals queue q's eventfd at its notify address while the driver
 // drives the queue (DRIVER_OK, queue enabled) and BAR 0 decodes; the guest
@@ -238,6 +259,8 @@ void VirtioPciDevice::sync_notify_eventfds() {
 void VirtioPciDevice::config_write(uint8_t offset, unsigned size, uint32_t value) {
     std::lock_guard lock(lock_);
     config_.write(offset, size, value);
+    msix_.set_control(uint16_t(config_.read(uint8_t(msix_capability_ + PCI_MSIX_FLAGS), 2)));
+    update_interrupt();  // INTx is quiet while MSI-X is enabled
     sync_notify_eventfds();
 }
 
@@ -253,6 +276,10 @@ uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size)
     }
     if (offset >= kDeviceConfigOffset && offset < kNotifyOffset)
         return bytes_of(device_->config(), offset - kDeviceConfigOffset, size);
+    if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes())
+        return msix_.read_table(offset - kMsixTableOffset, size);
+    if (offset >= kMsixPbaOffset && offset < kMsixPbaOffset + msix_.pba_bytes())
+        return msix_.read_pba(offset - kMsixPbaOffset, size);
     return 0;
 }
 
@@ -262,6 +289,8 @@ void VirtioPciDevice::bar_write(unsigned bar, uint64_t offset, unsigned size, ui
     if (offset < kIsrOffset) return common_write(offset, size, value);
     if (offset >= kNotifyOffset && offset < kNotifyOffset + 0x1000)
         return notify(uint16_t((offset - kNotifyOffset) / kNotifyMultiplier));
+    if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes())
+        return msix_.write_table(offset - kMsixTableOffset, size, value);
 }
 
 uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
@@ -271,6 +300,7 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
         return (reg >> (8 * (offset - base))) & (size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1));
     };
     uint64_t features = device_->features() | kFeatureVersion1;
+    uint16_t queue_vector = q ? queue_vectors_[queue_select_] : uint16_t(VIRTIO_MSI_NO_VECTOR);
     // The queue addresses are read as one 64-bit register from their _lo half.
     const std::pair<std::pair<uint64_t, unsigned>, uint64_t> registers[] = {
         {{offsetof(CommonConfig, device_feature_select), 4}, device_feature_select_},
@@ -279,13 +309,13 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
         {{offsetof(CommonConfig, guest_feature_select), 4}, driver_feature_select_},
         {{offsetof(CommonConfig, guest_feature), 4},
          driver_feature_select_ < 2 ? uint32_t(driver_features_ >> (32 * driver_feature_select_)) : 0},
-        {{offsetof(CommonConfig, msix_config), 2}, VIRTIO_MSI_NO_VECTOR},
+        {{offsetof(CommonConfig, msix_config), 2}, config_vector_},
         {{offsetof(CommonConfig, num_queues), 2}, queues_.size()},
         {{offsetof(CommonConfig, device_status), 1}, status_},
         {{offsetof(CommonConfig, config_generation), 1}, config_generation_},
         {{offsetof(CommonConfig, queue_select), 2}, queue_select_},
         {{offsetof(CommonConfig, queue_size), 2}, q ? uint64_t(q->size) : 0},
-        {{offsetof(CommonConfig, queue_msix_vector), 2}, VIRTIO_MSI_NO_VECTOR},
+        {{offsetof(CommonConfig, queue_msix_vector), 2}, queue_vector},
         {{offsetof(CommonConfig, queue_enable), 2}, q ? uint64_t(q->ready()) : 0},
         {{offsetof(CommonConfig, queue_notify_off), 2}, queue_select_},  // notify offset = queue index
         {{offsetof(CommonConfig, queue_desc_lo), 8}, q ? q->desc_address : 0},
@@ -300,6 +330,9 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
 void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t value) {
     Virtqueue* q = selected_queue();
     auto in = [&](uint64_t base, unsigned width) { return offset >= base && offset + size <= base + width; };
+    // A vector the table does not have reads back as NO_VECTOR, which tells
+    // the driver the mapping failed (virtio 1.x 4.1.5.1.2.1).
+    auto vector = [&] { return value < msix_.size() ? uint16_t(value) : uint16_t(VIRTIO_MSI_NO_VECTOR); };
     if (in(offsetof(CommonConfig, device_feature_select), 4)) device_feature_select_ = uint32_t(value);
     else if (in(offsetof(CommonConfig, guest_feature_select), 4)) driver_feature_select_ = uint32_t(value);
     else if (in(offsetof(CommonConfig, guest_feature), 4)) {
@@ -316,7 +349,9 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
         }
         status_ = uint8_t(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
         sync_notify_eventfds();
-    } else if (in(offsetof(CommonConfig, queue_select), 2)) queue_select_ = uint16_t(value);
+    } else if (in(offsetof(CommonConfig, msix_config), 2)) config_vector_ = vector();
+    else if (in(offsetof(CommonConfig, queue_select), 2)) queue_select_ = uint16_t(value);
+    else if (q && in(offsetof(CommonConfig, queue_msix_vector), 2)) queue_vectors_[queue_select_] = vector();
     else if (q && !q->ready()) {
         // Queue layout can change only while the queue is disabled.
         constexpr size_t kDesc = offsetof(CommonConfig, queue_desc_lo), kAvail = offsetof(CommonConfig, queue_avail_lo),

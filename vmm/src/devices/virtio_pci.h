@@ -1,6 +1,7 @@
 #pragma once
 // The virtio 1.x PCI transport (modern only): common, notify, ISR and device
-// configuration structures in BAR 0, found through vendor capabilities.
+// configuration structures in BAR 0, found through vendor capabilities, and
+// an MSI-X capability whose table and PBA are in BAR 0 too.
 //
 // Notifications: each queue has an eventfd.  Once the driver has set
 // DRIVER_OK it is KVM's ioeventfd on the queue's notify address, so the
@@ -9,7 +10,10 @@
 // virtio-net) signal the same eventfd.  The device's worker thread waits on
 // these eventfds and serves the queues.
 //
-// Interrupts: legacy INTx, level-triggered while the ISR is non-zero.
+// Interrupts: while the driver has MSI-X enabled, an MSI-X message per
+// vector, each vector an irqfd (an eventfd KVM turns into the message, with
+// the message as the vector's GSI route); otherwise legacy INTx,
+// level-triggered while the ISR is non-zero.
 //
 // The device's registers are guarded by its own lock: vCPUs take it for
 // their accesses, the worker to pick up and to complete requests, never
@@ -24,6 +28,7 @@
 #include <thread>
 #include <vector>
 
+#include "devices/msix.h"
 #include "devices/pci.h"
 #include "devices/virtio_device.h"
 #include "kvm.h"
@@ -33,12 +38,16 @@ namespace ntcvmm {
 
 class VirtioPciDevice : public PciDevice {
 public:
-    static constexpr uint32_t kBarSize = 0x4000;
+    static constexpr uint32_t kBarSize = 0x8000;
     static constexpr uint64_t kCommonOffset = 0x0000;
     static constexpr uint64_t kIsrOffset = 0x1000;
     static constexpr uint64_t kDeviceConfigOffset = 0x2000;
     static constexpr uint64_t kNotifyOffset = 0x3000;
     static constexpr uint32_t kNotifyMultiplier = 4;
+    // A page each, apart from the other registers, as the PCI specification
+    // recommends, so that a driver can map them on their own.
+    static constexpr uint64_t kMsixTableOffset = 0x4000;
+    static constexpr uint64_t kMsixPbaOffset = 0x5000;
     // The driver notifies by writing the queue's 16-bit index (virtio 1.x
     // 4.1.5.2; no VIRTIO_F_NOTIFICATION_DATA), so that is what KVM matches.
     static constexpr unsigned kNotifyWidth = 2;
@@ -47,7 +56,8 @@ public:
 
     using InterruptLine = std::function<void(bool asserted)>;
 
-    // `vm` gets the device's ioeventfds.
+    // MSI-X vector q for queue q, and one more for configuration changes,
+    // each an irqfd in `vm`, which the device also gives its ioeventfds.
     VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, uint32_t bar_address,
                     uint8_t irq, InterruptLine interrupt, VmEventfds& vm);
     ~VirtioPciDevice() override;
@@ -59,6 +69,7 @@ public:
 
     uint8_t status() const;
     VirtioDevice& device() { return *device_; }
+    unsigned msix_vectors() const { return msix_.size(); }
 
     // Queue `queue` has work.  Any thread, no lock: it signals the queue's
     // eventfd, as KVM does for the driver's notification.
@@ -85,6 +96,7 @@ private:
     void queue_interrupt(unsigned queue);
     void config_interrupt();
     void update_interrupt();
+    void signal_vector(unsigned vector);
     void sync_notify_eventfds();
     Virtqueue* selected_queue();
 
@@ -95,6 +107,12 @@ private:
     std::vector<Virtqueue> queues_;
     std::vector<Fd> queue_eventfds_;
     std::vector<std::optional<uint64_t>> ioeventfd_addresses_;  // where KVM signals each queue's eventfd
+    std::vector<Fd> vector_eventfds_;                           // irqfds, one per MSI-X vector
+    std::vector<uint32_t> vector_gsis_;
+    MsixTable msix_;
+    uint8_t msix_capability_ = 0;  // its offset in config space
+    uint16_t config_vector_;
+    std::vector<uint16_t> queue_vectors_;
     uint32_t device_feature_select_ = 0;
     uint32_t driver_feature_select_ = 0;
     uint64_t driver_features_ = 0;
