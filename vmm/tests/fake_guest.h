@@ -7,9 +7,9 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
-#include <stdexcept>
 #include <vector>
 
+#include "error.h"
 #include "guest_memory.h"
 #include "virtqueue.h"
 #include "vm_eventfds.h"
@@ -74,8 +74,9 @@ struct FakeQueue {
 // KVM on paper: GSIs handed out, irqfds, routes and ioeventfds recorded, so
 // a test sees what a device asked for and plays KVM's part: it signals the
 // eventfd of an ioeventfd, and reads an irqfd to see whether KVM would have
-// injected its GSI.  Refuses what KVM refuses: an ioeventfd twice (EEXIST)
-// and removing one that is not there (ENOENT).
+// injected its GSI.  Refuses what KVM refuses, as Vm does (UserError): a
+// second ioeventfd on an address (EEXIST), removing one that is not there
+// (ENOENT).
 struct RecordingVm : VmEventfds {
     struct Ioeventfd {
         uint64_t address;
@@ -95,12 +96,12 @@ struct RecordingVm : VmEventfds {
     void route_msi(uint32_t gsi, const MsiMessage& message) override { routes.push_back({gsi, message}); }
     void add_ioeventfd(uint64_t address, unsigned length, int eventfd) override {
         for (const auto& e : ioeventfds)
-            if (e.address == address) throw std::logic_error("ioeventfd added twice");
+            if (e.address == address) throw UserError("KVM IOEVENTFD failed: File exists");
         ioeventfds.push_back({address, length, eventfd});
     }
     void remove_ioeventfd(uint64_t address, unsigned length, int eventfd) override {
         auto it = std::find(ioeventfds.begin(), ioeventfds.end(), Ioeventfd{address, length, eventfd});
-        if (it == ioeventfds.end()) throw std::logic_error("removing an ioeventfd that is not there");
+        if (it == ioeventfds.end()) throw UserError("KVM IOEVENTFD (deassign) failed: No such file or directory");
         ioeventfds.erase(it);
     }
 

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 #include <linux/pci_regs.h>
 #include <linux/virtio_pci.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -218,6 +220,21 @@ TEST_CASE("the ioeventfds follow DRIVER_OK, the BAR's address and decoding, and 
     CHECK(registered().empty());
     rig.write(offsetof(Common, device_status), 1, 1 | 2 | 4 | 8);
     CHECK(registered() == std::vector<uint64_t>{moved + notify});
+}
+
+TEST_CASE("a notify address KVM refuses (two BARs on one another) leaves the queue on notify exits") {
+    Rig rig(true);
+    rig.finish_requests();
+    rig.write(offsetof(Common, device_status), 1, 0);
+    REQUIRE(rig.vm.ioeventfds.empty());
+    int other_device = ::eventfd(0, EFD_CLOEXEC);  // another device's queue, at the same address
+    rig.vm.add_ioeventfd(rig.bar + VirtioPciDevice::kNotifyOffset, 2, other_device);
+    rig.set_up_queue(true);  // must not throw
+    CHECK(rig.vm.ioeventfds.size() == 1);
+    rig.write(VirtioPciDevice::kNotifyOffset, 2, 0);  // the exit KVM leaves it
+    CHECK(wait_until([&] { return rig.driver.used_idx() == 1; }));
+    CHECK(wait_until([&] { return rig.vm.injected(rig.gsi_of(kQueueMessage)); }));
+    ::close(other_device);
 }
 
 TEST_CASE("a device worker: a request completes while another vCPU's port accesses go on") {

@@ -241,6 +241,8 @@ void VirtioPciDevice::signal_vector(unsigned vector) { signal_eventfd(vector_eve
 // KVM signals queue q's eventfd at its notify address while the driver
 // drives the queue (DRIVER_OK, queue enabled) and BAR 0 decodes; the guest
 // can move the BAR or switch decoding off, so this follows every change.
+// KVM refuses an address taken (the guest put two BARs on one another):
+// that queue's notify writes then exit, which signals the eventfd too.
 void VirtioPciDevice::sync_notify_eventfds() {
     std::optional<uint32_t> bar = config_.bar_address(0);
     for (unsigned q = 0; q < queues_.size(); q++) {
@@ -251,8 +253,14 @@ void VirtioPciDevice::sync_notify_eventfds() {
         if (wanted == registered) continue;
         if (registered) vm_.remove_ioeventfd(*registered, kNotifyWidth, queue_eventfds_[q].get());
         registered.reset();
-        if (wanted) vm_.add_ioeventfd(*wanted, kNotifyWidth, queue_eventfds_[q].get());
-        registered = wanted;
+        if (!wanted) continue;
+        try {
+            vm_.add_ioeventfd(*wanted, kNotifyWidth, queue_eventfds_[q].get());
+            registered = wanted;
+        } catch (const UserError& e) {
+            std::fprintf(stderr, "ntc-vmm: virtio device %u queue %u: %s; its notifications exit instead\n",
+                         device_->device_id(), q, e.what());
+        }
     }
 }
 
