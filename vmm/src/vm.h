@@ -30,8 +30,8 @@ public:
     // Guest RAM as one flat file, low part then high part, for a post-mortem.
     void write_ram(const std::string& path) const;
 
-    // Throw UserError when KVM refuses.  The eventfds stay KVM's until the
-    // VM goes (an irqfd until its eventfd is closed).
+    // Throw UserError when KVM refuses.  An ioeventfd stays until removed,
+    // an irqfd until its eventfd is closed, both at most as long as the VM.
     uint32_t add_irqfd(int eventfd) override;
     void route_msi(uint32_t gsi, const MsiMessage& message) override;
     void add_ioeventfd(uint64_t address, unsigned length, int eventfd) override;
