@@ -2,8 +2,8 @@
 """ntc-vmm boots an NTC guest disk under nested KVM (level 3).
 
 Inside a QEMU TCG host VM with kvm-amd: ntc-vmm boots disk 1 with disk 2 as a
-second disk and 2 vCPUs, the guest reads and writes files on both, syncs and
-powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  A guest
+second disk and 2 vCPUs, the guest uses MSI-X for its virtio disks, reads
+and writes files on both, syncs and powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  A guest
 that reboots ends the VMM with status 2.  While it
 runs, a second VMM on the same disk is refused; the user errors (missing
 kernel, no boot entry, RAM too large) give plain messages and status 1.
@@ -68,6 +68,12 @@ def main():
         refused(f"run {d1}", "in use")
 
         check(vmm.sh("nproc")[1].strip() == "2", "guest should see 2 vCPUs")
+        # The virtio driver takes MSI-X when offered: one vector per queue
+        # and one for configuration changes, each delivered through an irqfd.
+        interrupts = vmm.sh("cat /proc/interrupts")[1]
+        msix = [line for line in interrupts.splitlines() if "PCI-MSI" in line and "virtio" in line]
+        check(any("virtio0-req" in line for line in msix) and any("virtio0-config" in line for line in msix),
+              f"guest should use MSI-X for its virtio disks: {interrupts}")
         vmm.sh("echo disk1-data > /data/written-by-guest")
         check(vmm.sh("cat /etc/hostname 2>/dev/null || hostname")[0] == 0, "read on disk 1")
         vmm.sh("mkdir -p /mnt/d2 && mount /dev/vdb2 /mnt/d2")

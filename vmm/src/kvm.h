@@ -51,6 +51,15 @@ struct KvmCpuid2Header {
 constexpr unsigned long kKvmGetSupportedCpuid = _IOWR(KVMIO, 0x05, KvmCpuid2Header);
 constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, KvmCpuid2Header);
 
+// struct kvm_irq_routing's header, likewise: in C++ the uapi definition
+// puts the entries at offset 16, not 8, and KVM_SET_GSI_ROUTING's number
+// (which encodes the struct's size) would name no ioctl KVM knows.
+struct KvmIrqRoutingHeader {
+    uint32_t nr;
+    uint32_t flags;
+};
+constexpr unsigned long kKvmSetGsiRouting = _IOW(KVMIO, 0x6a, KvmIrqRoutingHeader);
+
 struct CpuidTable {
     std::vector<kvm_cpuid_entry2> entries;
 };

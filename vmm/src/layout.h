@@ -34,10 +34,11 @@ constexpr uint64_t kMinRam = 64 * kMiB;
 // The firmware's OEM fields (every ACPI table's header).  The revision is
 // the machine model's version: raise it whenever a guest could tell the
 // machine apart from the one before (a device, an address, a table); a
-// checkpoint records it and resumes only on the same model.
+// checkpoint records it and resumes only on the same model.  2: the
+// virtio devices' MSI-X capability and their 32 KiB BAR 0 (vmm.md, Resume).
 constexpr char kAcpiOemId[] = "NTCVMM";
 constexpr char kAcpiOemTableId[] = "NTCVMM  ";
-constexpr uint32_t kMachineModel = 1;
+constexpr uint32_t kMachineModel = 2;
 
 // PCI functions on bus 0.
 constexpr uint16_t kHostBridgeVendor = 0x8086, kHostBridgeDevice = 0x0d57;

@@ -37,12 +37,16 @@ namespace ntc::vmm {
 
 namespace {
 
-// Level-triggered lines into the in-kernel irqchip; a GSI shared by several
-// sources is asserted while any of them asserts it.
+// Level-triggered lines into the in-kernel irqchip, by KVM_IRQ_LINE: a
+// plain irqfd only pulses a line, and one with a resamplefd comes back to
+// the VMM at each EOI anyway.  A GSI shared by several sources is asserted
+// while any of them asserts it.  The UART and the virtio devices set lines
+// from different threads under different locks, hence a lock.
 class InterruptLines {
 public:
     explicit InterruptLines(int vm_fd) : vm_fd_(vm_fd) {}
     void set(uint32_t gsi, unsigned source, bool asserted) {
+        std::lock_guard lock(lock_);
         uint64_t& sources = asserted_[gsi];
         uint64_t before = sources;
         if (asserted) sources |= 1ull << source;
@@ -56,6 +60,7 @@ public:
 
 private:
     int vm_fd_;
+    std::mutex lock_;
     std::map<uint32_t, uint64_t> asserted_;
 };
 
@@ -80,8 +85,9 @@ private:
     Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
 
-    // Device state is touched by vCPU threads, the console thread and the
-    // virtio workers under this one lock; no I/O is done while holding it.
+    // The port devices' state (UART, PM, PCI configuration) is touched by
+    // vCPU threads and the console thread under this lock; no I/O is done
+    // while holding it.  The PCI bus and each virtio device lock themselves.
     std::mutex io_lock_;
     IoBus ports_, mmio_;
     std::unique_ptr<InterruptLines> irqs_;
@@ -138,7 +144,7 @@ void Machine::create_devices() {
         uint32_t gsi = layout::pci_gsi(unsigned(i) + 1);
         auto pci_device = std::make_shared<VirtioPciDevice>(
             std::move(device), vm_->memory(), uint32_t(layout::kPciMmioBase + i * VirtioPciDevice::kBarSize),
-            uint8_t(gsi), [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); });
+            uint8_t(gsi), [this, gsi, source = unsigned(i) + 1](bool on) { irqs_->set(gsi, source, on); }, *vm_);
         pci_->add(pci_device);
         virtio_.push_back(pci_device);
         return pci_device;
@@ -214,12 +220,8 @@ int Machine::run() {
     std::thread console([&] { guarded("console", [&] { console_input.run(); }); });
     // Disk and network I/O run in the devices' workers: a vCPU that notifies
     // a queue never waits for the host's disk or TAP.
-    for (auto& device : virtio_) device->start_worker(io_lock_);
-    if (net_)
-        net_->start_input([this] {
-            std::lock_guard lock(io_lock_);
-            net_pci_->notify(VirtioNet::kRxQueue);
-        });
+    for (auto& device : virtio_) device->start_worker();
+    if (net_) net_->start_input([this] { net_pci_->notify(VirtioNet::kRxQueue); });
     VcpuExits exits{io_lock_, ports_, mmio_, stopping_, [this](int status) { finish(status); },
                     [this] { dump_guest_ram(); }};
     for (auto& vcpu : vcpus_)

@@ -43,7 +43,6 @@ void handle_io(kvm_run* run, const VcpuExits& exits) {
 void handle_mmio(kvm_run* run, const VcpuExits& exits) {
     uint64_t address = run->mmio.phys_addr;
     unsigned size = std::min<unsigned>(run->mmio.len, 8);
-    std::lock_guard lock(exits.io_lock);
     if (run->mmio.is_write) {
         uint64_t value = 0;
         std::memcpy(&value, run->mmio.data, size);

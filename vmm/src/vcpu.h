@@ -29,8 +29,10 @@ VcpuSupport vcpu_support(const Vm& vm);
 using EntryRegisters = std::function<void(kvm_regs& regs, kvm_sregs& sregs)>;
 
 // What a running vCPU reaches outside itself.
+// MMIO exits take no lock of the VMM's: the MMIO bus is fixed once the
+// machine is built, and its one device, the PCI bus, locks itself.
 struct VcpuExits {
-    std::mutex& io_lock;  // the device lock, held around each port or MMIO exit
+    std::mutex& io_lock;  // held around each port exit
     const IoBus& ports;
     const IoBus& mmio;
     const std::atomic<bool>& stopping;  // the machine is ending

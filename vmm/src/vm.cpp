@@ -63,7 +63,9 @@ Vm::Vm(uint64_t ram_bytes) : ram_bytes_(ram_bytes) {
     if (kvm_ioctl(kvm_.get(), KVM_GET_API_VERSION, "GET_API_VERSION") != KVM_API_VERSION)
         throw ntc::Error("unsupported KVM API version");
     for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "IRQCHIP"}, {KVM_CAP_PIT2, "PIT2"},
-                             {KVM_CAP_USER_MEMORY, "USER_MEMORY"}, {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"}})
+                             {KVM_CAP_USER_MEMORY, "USER_MEMORY"}, {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"},
+                             {KVM_CAP_IRQ_ROUTING, "IRQ_ROUTING"}, {KVM_CAP_IRQFD, "IRQFD"},
+                             {KVM_CAP_IOEVENTFD, "IOEVENTFD"}})
         if (::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, cap) <= 0)
             throw ntc::Error(std::string("KVM lacks the ") + name + " capability");
     vm_ = Fd(kvm_ioctl(kvm_.get(), KVM_CREATE_VM, "CREATE_VM"));
@@ -105,6 +107,40 @@ Vm::Vm(uint64_t ram_bytes) : ram_bytes_(ram_bytes) {
 
 Vm::~Vm() {
     if (ram_) ::munmap(ram_, ram_bytes_);
+}
+
+uint32_t Vm::add_irqfd(int eventfd) {
+    std::lock_guard lock(routing_lock_);
+    kvm_irqfd irqfd{};
+    irqfd.fd = uint32_t(eventfd);
+    irqfd.gsi = routing_.add_msi();
+    kvm_ioctl(vm_.get(), KVM_IRQFD, "IRQFD", &irqfd);
+    return irqfd.gsi;
+}
+
+void Vm::route_msi(uint32_t gsi, const MsiMessage& message) {
+    std::lock_guard lock(routing_lock_);
+    routing_.set_msi(gsi, message);
+    std::vector<uint64_t> table = routing_.kvm_table();
+    kvm_ioctl(vm_.get(), kKvmSetGsiRouting, "SET_GSI_ROUTING", table.data());
+}
+
+// MMIO, any value: each queue has an address of its own.
+void Vm::add_ioeventfd(uint64_t address, unsigned length, int eventfd) {
+    kvm_ioeventfd ioeventfd{};
+    ioeventfd.addr = address;
+    ioeventfd.len = length;
+    ioeventfd.fd = eventfd;
+    kvm_ioctl(vm_.get(), KVM_IOEVENTFD, "IOEVENTFD", &ioeventfd);
+}
+
+void Vm::remove_ioeventfd(uint64_t address, unsigned length, int eventfd) {
+    kvm_ioeventfd ioeventfd{};
+    ioeventfd.addr = address;
+    ioeventfd.len = length;
+    ioeventfd.fd = eventfd;
+    ioeventfd.flags = KVM_IOEVENTFD_FLAG_DEASSIGN;
+    kvm_ioctl(vm_.get(), KVM_IOEVENTFD, "IOEVENTFD (deassign)", &ioeventfd);
 }
 
 void Vm::write_ram(const std::string& path) const {

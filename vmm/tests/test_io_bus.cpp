@@ -52,9 +52,10 @@ struct MachineBuses {
     PciBus pci;
     AcpiPm pm{[this](GuestRequest r, const char* how) { requests.push_back({r, how}); }};
     IoBus ports, mmio;
+    RecordingVm vm;
     MachineBuses() {
         pci.add(std::make_shared<VirtioPciDevice>(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory,
-                                                  uint32_t(layout::kPciMmioBase), 16, [](bool) {}));
+                                                  uint32_t(layout::kPciMmioBase), 16, [](bool) {}, vm));
         map_devices(ports, mmio, serial, pci, pm);
     }
 };

@@ -167,9 +167,10 @@ TEST_CASE("virtio-net: malformed chains are guest errors") {
 TEST_CASE("virtio-net on PCI: device id, class, features, MAC and link status in config space") {
     Wire wire;
     FakeRam ram;
+    RecordingVm vm;
     PciBus bus;
     auto device = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioNet>(wire.device(), kMac), ram.memory,
-                                                    0xe0000000, 16, [](bool) {});
+                                                    0xe0000000, 16, [](bool) {}, vm);
     CHECK(bus.add(device) == 1);
     CHECK(device->config().read(0x00, 4) == 0x10411af4u);
     CHECK((device->config().read(0x08, 4) >> 8) == 0x020000u);

@@ -101,6 +101,7 @@ PciDevice* PciBus::selected(uint8_t& offset) const {
 }
 
 uint32_t PciBus::io_read(uint16_t port, unsigned size) {
+    std::lock_guard lock(lock_);
     if (port == 0xcf8 && size == 4) return address_;
     if (port < 0xcfc || port + size > 0xd00) return ~0u >> (32 - 8 * size);
     uint8_t offset;
@@ -110,16 +111,18 @@ uint32_t PciBus::io_read(uint16_t port, unsigned size) {
 }
 
 void PciBus::io_write(uint16_t port, unsigned size, uint32_t value) {
+    std::lock_guard lock(lock_);
     if (port == 0xcf8 && size == 4) {
         address_ = value;
         return;
     }
     if (port < 0xcfc || port + size > 0xd00) return;
     uint8_t offset;
-    if (PciDevice* device = selected(offset)) device->config().write(uint8_t(offset + (port - 0xcfc)), size, value);
+    if (PciDevice* device = selected(offset)) device->config_write(uint8_t(offset + (port - 0xcfc)), size, value);
 }
 
 std::optional<PciBus::Hit> PciBus::decode(uint64_t address, unsigned size) {
+    std::lock_guard lock(lock_);
     for (auto& device : devices_) {
         for (unsigned bar = 0; bar < 6; bar++) {
             auto base = device->config().bar_address(bar);

@@ -6,6 +6,7 @@
 #include <array>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
@@ -39,14 +40,23 @@ private:
     uint8_t next_capability_ = 0x40;
 };
 
+// Config space reads and writes come under the bus's lock; BAR accesses
+// come without it, so a device whose BARs other threads reach too (a virtio
+// worker) guards them with a lock of its own.
 class PciDevice {
 public:
     virtual ~PciDevice() = default;
     virtual PciConfigSpace& config() = 0;
+    // A guest's config space write; a device that acts on its registers
+    // (MSI-X control, BAR moves) overrides it.
+    virtual void config_write(uint8_t offset, unsigned size, uint32_t value) { config().write(offset, size, value); }
     virtual uint64_t bar_read(unsigned bar, uint64_t offset, unsigned size) = 0;
     virtual void bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) = 0;
 };
 
+// The bus locks itself: the configuration mechanism and BAR decoding under
+// its lock, a BAR access after it has let go, so that a vCPU waiting in a
+// device's BAR (for a request to complete) holds up no other vCPU.
 class PciBus {
 public:
     PciBus();
@@ -71,6 +81,7 @@ private:
     std::optional<Hit> decode(uint64_t address, unsigned size);
     PciDevice* selected(uint8_t& offset) const;
 
+    std::mutex lock_;
     std::vector<std::shared_ptr<PciDevice>> devices_;  // index = slot
     uint32_t address_ = 0;
 };

@@ -8,8 +8,8 @@
 //
 // Frames from the host arrive asynchronously: start_input() runs a thread that
 // waits for the descriptor to become readable and then calls `deliver`, which
-// must take the device lock and notify the receive queue, so that reception
-// runs in process() like every other queue operation.  While the guest has
+// notifies the receive queue (VirtioPciDevice::notify), so that reception
+// runs in process(), in the device's worker, like every other queue operation.  While the guest has
 // posted no receive buffers the thread stops watching the descriptor (the
 // frames wait in the TAP's queue) until the driver's next receive
 // notification finds buffers again.

@@ -3,12 +3,19 @@
 #include <linux/pci_regs.h>
 #include <linux/virtio_ids.h>
 #include <linux/virtio_pci.h>
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
 #include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <string>
 #include <utility>
+
+#include <ntc/error.h>
 
 #include "layout.h"
 
@@ -56,14 +63,39 @@ uint64_t merge(uint64_t reg, unsigned lo, unsigned size, uint64_t value) {
     return (reg & ~(mask << (8 * lo))) | ((value & mask) << (8 * lo));
 }
 
+Fd make_eventfd() {
+    Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+    if (fd.get() < 0) ntc::throw_errno("cannot create an eventfd for a virtio device");
+    return fd;
+}
+
+void signal_eventfd(int fd) {
+    uint64_t one = 1;
+    // Fails only when the count would overflow, and then it is signalled already.
+    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof(one));
+}
+
+// Whether the eventfd was signalled; reading clears it.
+bool take_eventfd(int fd) {
+    uint64_t count;
+    return ::read(fd, &count, sizeof(count)) == sizeof(count);
+}
+
 }  // namespace
 
 VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
-                                 uint32_t bar_address, uint8_t irq, InterruptLine interrupt)
+                                 uint32_t bar_address, uint8_t irq, InterruptLine interrupt, VmEventfds& vm)
     : device_(std::move(device)),
+      vm_(vm),
       config_(layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + device_->device_id()),
               pci_class(device_->device_id()), 1),
-      interrupt_(std::move(interrupt)) {
+      interrupt_(std::move(interrupt)),
+      ioeventfd_addresses_(device_->queue_count()),
+      msix_(device_->queue_count() + 1,
+            [this](unsigned vector, const MsiMessage& message) { vm_.route_msi(vector_gsis_[vector], message); },
+            [this](unsigned vector) { signal_vector(vector); }),
+      config_vector_(VIRTIO_MSI_NO_VECTOR),
+      queue_vectors_(device_->queue_count(), VIRTIO_MSI_NO_VECTOR) {
     config_.set(PCI_SUBSYSTEM_VENDOR_ID, 2, layout::kVirtioVendor);
     config_.set(PCI_SUBSYSTEM_ID, 2, layout::kVirtioPciDeviceBase + device_->device_id());
     config_.add_memory_bar(0, bar_address, kBarSize);
@@ -72,59 +104,90 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_NOTIFY_CFG, kNotifyOffset, 0x1000));
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_ISR_CFG, kIsrOffset, 1));
     config_.add_capability(virtio_capability(VIRTIO_PCI_CAP_DEVICE_CFG, kDeviceConfigOffset, 0x1000));
-    for (unsigned i = 0; i < device_->queue_count(); i++) queues_.emplace_back(memory);
+    msix_capability_ = config_.add_capability(msix_.capability(0, kMsixTableOffset, kMsixPbaOffset));
+    config_.set_writable(uint8_t(msix_capability_ + PCI_MSIX_FLAGS), 2, MsixTable::kWritableControl);
+    for (unsigned i = 0; i < device_->queue_count(); i++) {
+        queues_.emplace_back(memory);
+        queue_eventfds_.push_back(make_eventfd());
+    }
+    for (unsigned v = 0; v < msix_.size(); v++) {
+        vector_eventfds_.push_back(make_eventfd());
+        vector_gsis_.push_back(vm_.add_irqfd(vector_eventfds_.back().get()));
+    }
 }
 
 VirtioPciDevice::~VirtioPciDevice() { stop_worker(); }
 
-void VirtioPciDevice::start_worker(std::mutex& lock) {
-    lock_ = &lock;
+uint8_t VirtioPciDevice::status() const {
+    std::lock_guard lock(lock_);
+    return status_;
+}
+
+void VirtioPciDevice::start_worker() {
+    stop_ = make_eventfd();
     worker_ = std::thread([this] { work_loop(); });
 }
 
 void VirtioPciDevice::stop_worker() {
     if (!worker_.joinable()) return;
-    {
-        std::lock_guard guard(*lock_);
-        stopping_ = true;
-    }
-    work_ready_.notify_all();
+    signal_eventfd(stop_.get());
     worker_.join();
 }
 
 void VirtioPciDevice::work_loop() {
-    std::unique_lock lock(*lock_);
+    std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}};
+    for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
     for (;;) {
-        work_ready_.wait(lock, [this] { return stopping_ || pending_queues_; });
-        if (stopping_) return;
-        unsigned queues = std::exchange(pending_queues_, 0u);
-        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) continue;
-        busy_ = true;
-        lock.unlock();
-        std::string error;
-        bool used = false;
-        try {
-            used = serve(queues);
-        } catch (const std::exception& e) {  // GuestError, or the host out of memory
-            error = e.what();
+        if (::poll(fds.data(), fds.size(), -1) < 0) {
+            if (errno == EINTR) continue;
+            std::fprintf(stderr, "ntc-vmm: virtio device %u: poll: %s; its queues are no longer served\n",
+                         device_->device_id(), std::strerror(errno));
+            return;
         }
-        lock.lock();
-        busy_ = false;
-        idle_.notify_all();
-        if (!error.empty()) {
-            fail(error.c_str());
-        } else if (used) {
-            isr_ |= kIsrQueue;
-            update_interrupt();
-        }
+        if (fds[0].revents & POLLIN) return;
+        serve_notified();
     }
 }
 
-// Serves each queue whose bit is set; throws GuestError.
-bool VirtioPciDevice::serve(unsigned queues) {
-    bool used = false;
+void VirtioPciDevice::notify(uint16_t queue) {
+    if (queue < queue_eventfds_.size()) signal_eventfd(queue_eventfds_[queue].get());
+}
+
+void VirtioPciDevice::serve_notified() {
+    unsigned queues = 0;
+    for (unsigned q = 0; q < queue_eventfds_.size(); q++)
+        if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
+    if (!queues) return;
+    {
+        std::lock_guard lock(lock_);
+        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) return;
+        // Only enabled queues: their layout stays as it is until a reset,
+        // and a reset waits while busy_.
+        for (unsigned q = 0; q < queues_.size(); q++)
+            if (!queues_[q].ready()) queues &= ~(1u << q);
+        busy_ = true;
+    }
+    std::string error;
+    unsigned used = 0;
+    try {
+        used = serve(queues);
+    } catch (const std::exception& e) {  // GuestError, or the host out of memory
+        error = e.what();
+    }
+    std::lock_guard lock(lock_);
+    busy_ = false;
+    idle_.notify_all();
+    if (!error.empty()) return fail(error.c_str());
     for (unsigned q = 0; q < queues_.size(); q++)
-        if (queues & (1u << q)) used |= device_->process(q, queues_[q]);
+        if (used & (1u << q)) queue_interrupt(q);
+}
+
+// Serves each queue whose bit is set; returns the queues that got used
+// buffers.  Throws GuestError.
+unsigned VirtioPciDevice::serve(unsigned queues) {
+    unsigned used = 0;
+    for (unsigned q = 0; q < queues_.size(); q++)
+        if ((queues & (1u << q)) && device_->process(q, queues_[q])) used |= 1u << q;
     return used;
 }
 
@@ -133,33 +196,86 @@ Virtqueue* VirtioPciDevice::selected_queue() {
 }
 
 void VirtioPciDevice::reset() {
-    if (worker_.joinable()) {
-        // The caller holds *lock_; the wait lets the worker complete.
-        idle_.wait(*lock_, [this] { return !busy_; });
-        pending_queues_ = 0;
-    }
+    // The caller holds lock_; the wait lets the worker complete the request
+    // it serves before its queues go.
+    idle_.wait(lock_, [this] { return !busy_; });
     for (auto& q : queues_) q.reset();
     device_feature_select_ = driver_feature_select_ = 0;
     driver_features_ = 0;
     queue_select_ = 0;
     status_ = 0;
     isr_ = 0;
+    config_vector_ = VIRTIO_MSI_NO_VECTOR;
+    std::fill(queue_vectors_.begin(), queue_vectors_.end(), VIRTIO_MSI_NO_VECTOR);
     update_interrupt();
+    sync_notify_eventfds();
 }
 
 void VirtioPciDevice::fail(const char* why) {
     std::fprintf(stderr, "ntc-vmm: virtio device %u: %s; device needs reset\n", device_->device_id(), why);
     status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
+    config_interrupt();
+}
+
+// Used buffers on `queue` (virtio 1.x 4.1.4.5): its MSI-X vector, or the
+// ISR's queue bit and INTx.
+void VirtioPciDevice::queue_interrupt(unsigned queue) {
+    if (msix_.enabled()) return msix_.raise(queue_vectors_[queue]);
+    isr_ |= kIsrQueue;
+    update_interrupt();
+}
+
+// The configuration changed: the ISR's configuration bit whichever way the
+// interrupt goes.
+void VirtioPciDevice::config_interrupt() {
     isr_ |= VIRTIO_PCI_ISR_CONFIG;
+    if (msix_.enabled()) msix_.raise(config_vector_);
     update_interrupt();
 }
 
 void VirtioPciDevice::update_interrupt() {
-    if (interrupt_) interrupt_(isr_ != 0);
+    if (interrupt_) interrupt_(isr_ != 0 && !msix_.enabled());
+}
+
+void VirtioPciDevice::signal_vector(unsigned vector) { signal_eventfd(vector_eventfds_[vector].get()); }
+
+// KVM signals queue q's eventfd at its notify address while the driver
+// drives the queue (DRIVER_OK, queue enabled) and BAR 0 decodes; the guest
+// can move the BAR or switch decoding off, so this follows every change.
+// KVM refuses an address taken (the guest put two BARs on one another):
+// that queue's notify writes then exit, which signals the eventfd too.
+void VirtioPciDevice::sync_notify_eventfds() {
+    std::optional<uint32_t> bar = config_.bar_address(0);
+    for (unsigned q = 0; q < queues_.size(); q++) {
+        std::optional<uint64_t> wanted;
+        if (bar && (status_ & VIRTIO_CONFIG_S_DRIVER_OK) && queues_[q].ready())
+            wanted = *bar + kNotifyOffset + uint64_t(q) * kNotifyMultiplier;
+        std::optional<uint64_t>& registered = ioeventfd_addresses_[q];
+        if (wanted == registered) continue;
+        if (registered) vm_.remove_ioeventfd(*registered, kNotifyWidth, queue_eventfds_[q].get());
+        registered.reset();
+        if (!wanted) continue;
+        try {
+            vm_.add_ioeventfd(*wanted, kNotifyWidth, queue_eventfds_[q].get());
+            registered = wanted;
+        } catch (const ntc::Error& e) {
+            std::fprintf(stderr, "ntc-vmm: virtio device %u queue %u: %s; its notifications exit instead\n",
+                         device_->device_id(), q, e.what());
+        }
+    }
+}
+
+void VirtioPciDevice::config_write(uint8_t offset, unsigned size, uint32_t value) {
+    std::lock_guard lock(lock_);
+    config_.write(offset, size, value);
+    msix_.set_control(uint16_t(config_.read(uint8_t(msix_capability_ + PCI_MSIX_FLAGS), 2)));
+    update_interrupt();  // INTx is quiet while MSI-X is enabled
+    sync_notify_eventfds();
 }
 
 uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size) {
     if (bar != 0) return 0;
+    std::lock_guard lock(lock_);
     if (offset < kIsrOffset) return common_read(offset, size);
     if (offset == kIsrOffset) {
         uint8_t value = isr_;
@@ -169,14 +285,21 @@ uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size)
     }
     if (offset >= kDeviceConfigOffset && offset < kNotifyOffset)
         return bytes_of(device_->config(), offset - kDeviceConfigOffset, size);
+    if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes())
+        return msix_.read_table(offset - kMsixTableOffset, size);
+    if (offset >= kMsixPbaOffset && offset < kMsixPbaOffset + msix_.pba_bytes())
+        return msix_.read_pba(offset - kMsixPbaOffset, size);
     return 0;
 }
 
 void VirtioPciDevice::bar_write(unsigned bar, uint64_t offset, unsigned size, uint64_t value) {
     if (bar != 0) return;
+    std::lock_guard lock(lock_);
     if (offset < kIsrOffset) return common_write(offset, size, value);
     if (offset >= kNotifyOffset && offset < kNotifyOffset + 0x1000)
         return notify(uint16_t((offset - kNotifyOffset) / kNotifyMultiplier));
+    if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes())
+        return msix_.write_table(offset - kMsixTableOffset, size, value);
 }
 
 uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
@@ -186,6 +309,7 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
         return (reg >> (8 * (offset - base))) & (size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1));
     };
     uint64_t features = device_->features() | kFeatureVersion1;
+    uint16_t queue_vector = q ? queue_vectors_[queue_select_] : uint16_t(VIRTIO_MSI_NO_VECTOR);
     // The queue addresses are read as one 64-bit register from their _lo half.
     const std::pair<std::pair<uint64_t, unsigned>, uint64_t> registers[] = {
         {{offsetof(CommonConfig, device_feature_select), 4}, device_feature_select_},
@@ -194,13 +318,13 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
         {{offsetof(CommonConfig, guest_feature_select), 4}, driver_feature_select_},
         {{offsetof(CommonConfig, guest_feature), 4},
          driver_feature_select_ < 2 ? uint32_t(driver_features_ >> (32 * driver_feature_select_)) : 0},
-        {{offsetof(CommonConfig, msix_config), 2}, VIRTIO_MSI_NO_VECTOR},
+        {{offsetof(CommonConfig, msix_config), 2}, config_vector_},
         {{offsetof(CommonConfig, num_queues), 2}, queues_.size()},
         {{offsetof(CommonConfig, device_status), 1}, status_},
         {{offsetof(CommonConfig, config_generation), 1}, config_generation_},
         {{offsetof(CommonConfig, queue_select), 2}, queue_select_},
         {{offsetof(CommonConfig, queue_size), 2}, q ? uint64_t(q->size) : 0},
-        {{offsetof(CommonConfig, queue_msix_vector), 2}, VIRTIO_MSI_NO_VECTOR},
+        {{offsetof(CommonConfig, queue_msix_vector), 2}, queue_vector},
         {{offsetof(CommonConfig, queue_enable), 2}, q ? uint64_t(q->ready()) : 0},
         {{offsetof(CommonConfig, queue_notify_off), 2}, queue_select_},  // notify offset = queue index
         {{offsetof(CommonConfig, queue_desc_lo), 8}, q ? q->desc_address : 0},
@@ -215,6 +339,9 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
 void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t value) {
     Virtqueue* q = selected_queue();
     auto in = [&](uint64_t base, unsigned width) { return offset >= base && offset + size <= base + width; };
+    // A vector the table does not have reads back as NO_VECTOR, which tells
+    // the driver the mapping failed (virtio 1.x 4.1.5.1.2.1).
+    auto vector = [&] { return value < msix_.size() ? uint16_t(value) : uint16_t(VIRTIO_MSI_NO_VECTOR); };
     if (in(offsetof(CommonConfig, device_feature_select), 4)) device_feature_select_ = uint32_t(value);
     else if (in(offsetof(CommonConfig, guest_feature_select), 4)) driver_feature_select_ = uint32_t(value);
     else if (in(offsetof(CommonConfig, guest_feature), 4)) {
@@ -230,7 +357,10 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
                 status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
         }
         status_ = uint8_t(status | (status_ & VIRTIO_CONFIG_S_NEEDS_RESET));
-    } else if (in(offsetof(CommonConfig, queue_select), 2)) queue_select_ = uint16_t(value);
+        sync_notify_eventfds();
+    } else if (in(offsetof(CommonConfig, msix_config), 2)) config_vector_ = vector();
+    else if (in(offsetof(CommonConfig, queue_select), 2)) queue_select_ = uint16_t(value);
+    else if (q && in(offsetof(CommonConfig, queue_msix_vector), 2)) queue_vectors_[queue_select_] = vector();
     else if (q && !q->ready()) {
         // Queue layout can change only while the queue is disabled.
         constexpr size_t kDesc = offsetof(CommonConfig, queue_desc_lo), kAvail = offsetof(CommonConfig, queue_avail_lo),
@@ -240,29 +370,12 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
             try {
                 q->enable();
             } catch (const GuestError& e) {
-                fail(e.what());
+                return fail(e.what());
             }
+            sync_notify_eventfds();
         } else if (in(kDesc, 8)) q->desc_address = merge(q->desc_address, unsigned(offset - kDesc), size, value);
         else if (in(kAvail, 8)) q->avail_address = merge(q->avail_address, unsigned(offset - kAvail), size, value);
         else if (in(kUsed, 8)) q->used_address = merge(q->used_address, unsigned(offset - kUsed), size, value);
-    }
-}
-
-void VirtioPciDevice::notify(uint16_t queue) {
-    if (queue >= queues_.size() || !(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET))
-        return;
-    if (worker_.joinable()) {
-        pending_queues_ |= 1u << queue;
-        work_ready_.notify_one();
-        return;
-    }
-    try {
-        if (serve(1u << queue)) {
-            isr_ |= kIsrQueue;
-            update_interrupt();
-        }
-    } catch (const GuestError& e) {
-        fail(e.what());
     }
 }
 
