@@ -11,36 +11,31 @@ namespace {
 
 class FuzzPages : public ntc::PageReader {
 public:
-	FuzzPages(const uint8_t *data, size_t size) : data_(data), pages_(size / NTC_PAGE_SIZE) {}
-	uint64_t page_count() const override { return pages_; }
-	void read_page(uint64_t index, std::span<uint8_t, NTC_PAGE_SIZE> out) override
-	{
-		if (index >= pages_)
-			std::abort();	// the walker must never ask for this
-		std::memcpy(out.data(), data_ + index * NTC_PAGE_SIZE, NTC_PAGE_SIZE);
-	}
+    FuzzPages(const uint8_t* data, size_t size) : data_(data), pages_(size / NTC_PAGE_SIZE) {}
+    uint64_t page_count() const override { return pages_; }
+    void read_page(uint64_t index, std::span<uint8_t, NTC_PAGE_SIZE> out) override {
+        if (index >= pages_) std::abort();  // the walker must never ask for this
+        std::memcpy(out.data(), data_ + index * NTC_PAGE_SIZE, NTC_PAGE_SIZE);
+    }
 
 private:
-	const uint8_t *data_;
-	uint64_t pages_;
+    const uint8_t* data_;
+    uint64_t pages_;
 };
 
-} // namespace
+}  // namespace
 
-extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
-{
-	if (size < NTC_PAGE_SIZE || size > 256 * NTC_PAGE_SIZE)
-		return 0;
-	ntc::Page page0;
-	std::memcpy(page0.data(), data, NTC_PAGE_SIZE);
-	ntc::SwapArea area = ntc::inspect_swap_area(page0);
-	FuzzPages pages(data, size);
-	ntc::ImageCheck check = ntc::check_image(pages, area);
-	if (check.ok() && check.pages_walked == 0 && area.kind == ntc::AreaKind::ntc_checkpoint)
-		std::abort();	// a sound checkpoint has at least its header page
-	try {
-		ntc::make_area_page(page0, ntc::AreaSource{});
-	} catch (const ntc::Error &) {
-	}
-	return 0;
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    if (size < NTC_PAGE_SIZE || size > 256 * NTC_PAGE_SIZE) return 0;
+    ntc::Page page0;
+    std::memcpy(page0.data(), data, NTC_PAGE_SIZE);
+    ntc::SwapArea area = ntc::inspect_swap_area(page0);
+    FuzzPages pages(data, size);
+    ntc::ImageCheck check = ntc::check_image(pages, area);
+    if (check.ok() && check.pages_walked == 0 && area.kind == ntc::AreaKind::ntc_checkpoint)
+        std::abort();  // a sound checkpoint has at least its header page
+    try {
+        ntc::make_area_page(page0, ntc::AreaSource{});
+    } catch (const ntc::Error&) {}
+    return 0;
 }

@@ -9,206 +9,181 @@
 
 namespace testsupport {
 
-TempDir::TempDir()
-{
-	char tmpl[] = "/tmp/ntc-test-XXXXXX";
-	REQUIRE(mkdtemp(tmpl) != nullptr);
-	path = tmpl;
+TempDir::TempDir() {
+    char tmpl[] = "/tmp/ntc-test-XXXXXX";
+    REQUIRE(mkdtemp(tmpl) != nullptr);
+    path = tmpl;
 }
 
-TempDir::~TempDir()
-{
-	sh("rm -rf '" + path + "'");
+TempDir::~TempDir() { sh("rm -rf '" + path + "'"); }
+
+int sh(const std::string& cmd) {
+    int rc = std::system(("{ " + cmd + "\n} >/dev/null 2>&1").c_str());
+    return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
 }
 
-int sh(const std::string &cmd)
-{
-	int rc = std::system(("{ " + cmd + "\n} >/dev/null 2>&1").c_str());
-	return WIFEXITED(rc) ? WEXITSTATUS(rc) : 128;
+std::string sh_output(const std::string& cmd) {
+    std::string out;
+    FILE* p = popen(cmd.c_str(), "r");
+    REQUIRE(p != nullptr);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    pclose(p);
+    return out;
 }
 
-std::string sh_output(const std::string &cmd)
-{
-	std::string out;
-	FILE *p = popen(cmd.c_str(), "r");
-	REQUIRE(p != nullptr);
-	char buf[4096];
-	size_t n;
-	while ((n = fread(buf, 1, sizeof buf, p)) > 0)
-		out.append(buf, n);
-	pclose(p);
-	return out;
+void must(const std::string& cmd) {
+    INFO("command: " << cmd);
+    REQUIRE(sh(cmd) == 0);
 }
 
-void must(const std::string &cmd)
-{
-	INFO("command: " << cmd);
-	REQUIRE(sh(cmd) == 0);
-}
-
-void make_tree(const std::string &dir, unsigned seed)
-{
-	must("mkdir -p '" + dir + "/etc' '" + dir + "/var/lib/deep/deeper' '" + dir + "/empty'");
-	std::mt19937 rng(seed);
-	for (int i = 0; i < 20; i++) {
-		std::ofstream f(dir + "/var/lib/deep/file" + std::to_string(i));
-		f << "file " << i << " seed " << seed << " " << rng() << "\n";
-	}
-	std::ofstream big(dir + "/etc/big.bin", std::ios::binary);
-	for (int i = 0; i < 600 * 1024 / 4; i++) {
-		uint32_t v = rng();
-		big.write(reinterpret_cast<const char *>(&v), sizeof v);
-	}
-	std::ofstream(dir + "/etc/hostname") << "ntc-test\n";
-	must("ln -sf /etc/hostname '" + dir + "/var/link'");
+void make_tree(const std::string& dir, unsigned seed) {
+    must("mkdir -p '" + dir + "/etc' '" + dir + "/var/lib/deep/deeper' '" + dir + "/empty'");
+    std::mt19937 rng(seed);
+    for (int i = 0; i < 20; i++) {
+        std::ofstream f(dir + "/var/lib/deep/file" + std::to_string(i));
+        f << "file " << i << " seed " << seed << " " << rng() << "\n";
+    }
+    std::ofstream big(dir + "/etc/big.bin", std::ios::binary);
+    for (int i = 0; i < 600 * 1024 / 4; i++) {
+        uint32_t v = rng();
+        big.write(reinterpret_cast<const char*>(&v), sizeof v);
+    }
+    std::ofstream(dir + "/etc/hostname") << "ntc-test\n";
+    must("ln -sf /etc/hostname '" + dir + "/var/link'");
 }
 
 namespace {
 
-void format_partitions(const TestDisk &d, const std::string &tree)
-{
-	must("mkfs.ext4 -q -F -b 4096 -L troot -E offset=" + std::to_string(d.ext_offset) + " -d '" +
-	     tree + "' '" + d.path + "' 16M");
-	must("head -c 4M /dev/urandom | dd of='" + d.path + "' bs=1M seek=17 conv=notrunc status=none");
-	must("truncate -s 16M '" + d.path + ".swap' && mkswap -L tswap '" + d.path +
-	     ".swap' && dd if='" + d.path + ".swap' of='" + d.path +
-	     "' bs=4096 count=1 seek=" + std::to_string(d.swap_offset / 4096) +
-	     " conv=notrunc status=none && rm '" + d.path + ".swap'");
+void format_partitions(const TestDisk& d, const std::string& tree) {
+    must("mkfs.ext4 -q -F -b 4096 -L troot -E offset=" + std::to_string(d.ext_offset) + " -d '" + tree + "' '" +
+         d.path + "' 16M");
+    must("head -c 4M /dev/urandom | dd of='" + d.path + "' bs=1M seek=17 conv=notrunc status=none");
+    must("truncate -s 16M '" + d.path + ".swap' && mkswap -L tswap '" + d.path + ".swap' && dd if='" + d.path +
+         ".swap' of='" + d.path + "' bs=4096 count=1 seek=" + std::to_string(d.swap_offset / 4096) +
+         " conv=notrunc status=none && rm '" + d.path + ".swap'");
 }
 
-} // namespace
+}  // namespace
 
-TestDisk make_gpt_disk(const TempDir &dir, const std::string &name, const std::string &tree)
-{
-	TestDisk d;
-	d.path = dir / name;
-	must("truncate -s 48M '" + d.path + "'");
-	format_partitions(d, tree);
-	must("sgdisk -o -n 1:1M:+16M -t 1:8300 -c 1:root -n 2:17M:+4M -t 2:8300 -c 2:raw "
-	     "-n 3:21M:+16M -t 3:8200 -c 3:swap '" + d.path + "'");
-	return d;
+TestDisk make_gpt_disk(const TempDir& dir, const std::string& name, const std::string& tree) {
+    TestDisk d;
+    d.path = dir / name;
+    must("truncate -s 48M '" + d.path + "'");
+    format_partitions(d, tree);
+    must("sgdisk -o -n 1:1M:+16M -t 1:8300 -c 1:root -n 2:17M:+4M -t 2:8300 -c 2:raw "
+         "-n 3:21M:+16M -t 3:8200 -c 3:swap '" +
+         d.path + "'");
+    return d;
 }
 
-TestDisk make_mbr_disk(const TempDir &dir, const std::string &name, const std::string &tree)
-{
-	TestDisk d;
-	d.path = dir / name;
-	must("truncate -s 48M '" + d.path + "'");
-	format_partitions(d, tree);
-	must("printf 'label: dos\\nlabel-id: 0x1234abcd\\nstart=2048, size=32768, type=83\\n"
-	     "start=34816, size=8192, type=83\\nstart=43008, size=32768, type=82\\n' | sfdisk -q '" +
-	     d.path + "'");
-	return d;
+TestDisk make_mbr_disk(const TempDir& dir, const std::string& name, const std::string& tree) {
+    TestDisk d;
+    d.path = dir / name;
+    must("truncate -s 48M '" + d.path + "'");
+    format_partitions(d, tree);
+    must("printf 'label: dos\\nlabel-id: 0x1234abcd\\nstart=2048, size=32768, type=83\\n"
+         "start=34816, size=8192, type=83\\nstart=43008, size=32768, type=82\\n' | sfdisk -q '" +
+         d.path + "'");
+    return d;
 }
 
-std::vector<uint8_t> read_bytes(const std::string &path, uint64_t offset, size_t n)
-{
-	std::ifstream f(path, std::ios::binary);
-	f.seekg(static_cast<std::streamoff>(offset));
-	std::vector<uint8_t> out(n);
-	f.read(reinterpret_cast<char *>(out.data()), static_cast<std::streamsize>(n));
-	REQUIRE(static_cast<size_t>(f.gcount()) == n);
-	return out;
+std::vector<uint8_t> read_bytes(const std::string& path, uint64_t offset, size_t n) {
+    std::ifstream f(path, std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(offset));
+    std::vector<uint8_t> out(n);
+    f.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(n));
+    REQUIRE(static_cast<size_t>(f.gcount()) == n);
+    return out;
 }
 
-void write_bytes(const std::string &path, uint64_t offset, const std::vector<uint8_t> &data)
-{
-	std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
-	f.seekp(static_cast<std::streamoff>(offset));
-	f.write(reinterpret_cast<const char *>(data.data()), static_cast<std::streamsize>(data.size()));
-	REQUIRE(f.good());
+void write_bytes(const std::string& path, uint64_t offset, const std::vector<uint8_t>& data) {
+    std::fstream f(path, std::ios::binary | std::ios::in | std::ios::out);
+    f.seekp(static_cast<std::streamoff>(offset));
+    f.write(reinterpret_cast<const char*>(data.data()), static_cast<std::streamsize>(data.size()));
+    REQUIRE(f.good());
 }
 
-std::string file_digest(const std::string &path)
-{
-	return sh_output("sha256sum '" + path + "' | cut -d' ' -f1");
+std::string file_digest(const std::string& path) { return sh_output("sha256sum '" + path + "' | cut -d' ' -f1"); }
+
+FakeImage write_fake_checkpoint(const std::string& disk, uint64_t area_offset, uint64_t data_pages, uint64_t sequence,
+                                const FakeStream& stream) {
+    constexpr uint64_t pfns_per_page = NTC_PAGE_SIZE / sizeof(uint64_t);
+    if (!stream.pfns.empty()) data_pages = stream.pfns.size();
+    uint64_t pfn_pages = (stream.pfns.size() + pfns_per_page - 1) / pfns_per_page;
+    FakeImage img;
+    img.pages = 1 + pfn_pages + data_pages;
+    // Map pages first, then image pages, from page 1 on, as free slots.
+    uint64_t nmaps = (img.pages + NTC_MAP_PAGE_ENTRIES - 1) / NTC_MAP_PAGE_ENTRIES;
+    uint64_t next = 1;
+    for (uint64_t i = 0; i < nmaps; i++) img.map_pages.push_back(next++);
+    for (uint64_t i = 0; i < img.pages; i++) img.entries.push_back(next++);
+    img.first_map_page = img.map_pages[0];
+
+    uint32_t crc = 0;
+    for (uint64_t i = 0; i < img.pages; i++) {
+        ntc::Page page{};
+        if (i == 0) {
+            ntc_swsusp_info info{};
+            info.jump_address = stream.jump_address;
+            info.jump_address_phys = stream.jump_address_phys;
+            info.cr3 = stream.cr3;
+            info.magic = NTC_X86_RESTORE_MAGIC;
+            info.e820_checksum = stream.e820_checksum;
+            info.num_physpages = 131072;
+            info.image_pages = data_pages;
+            info.pages = img.pages;
+            info.size = img.pages * NTC_PAGE_SIZE;
+            std::memcpy(page.data(), &info, sizeof info);
+        } else if (i <= pfn_pages) {
+            uint64_t first = (i - 1) * pfns_per_page;
+            uint64_t n = std::min<uint64_t>(pfns_per_page, stream.pfns.size() - first);
+            std::memcpy(page.data(), stream.pfns.data() + first, n * sizeof(uint64_t));
+        } else {
+            for (size_t b = 0; b < page.size(); b++) page[b] = static_cast<uint8_t>(i * 7 + b);
+        }
+        crc = ntc::crc32_update(crc, page);
+        write_bytes(disk, area_offset + img.entries[i] * NTC_PAGE_SIZE, std::vector<uint8_t>(page.begin(), page.end()));
+    }
+    for (uint64_t m = 0; m < nmaps; m++) {
+        ntc_swap_map_page map{};
+        for (uint64_t k = 0; k < NTC_MAP_PAGE_ENTRIES; k++) {
+            uint64_t idx = m * NTC_MAP_PAGE_ENTRIES + k;
+            if (idx < img.pages) map.entries[k] = img.entries[idx];
+        }
+        map.next_swap = m + 1 < nmaps ? img.map_pages[m + 1] : 0;
+        auto* p = reinterpret_cast<const uint8_t*>(&map);
+        write_bytes(disk, area_offset + img.map_pages[m] * NTC_PAGE_SIZE, std::vector<uint8_t>(p, p + sizeof map));
+    }
+
+    std::vector<uint8_t> page0 = read_bytes(disk, area_offset, NTC_PAGE_SIZE);
+    ntc_record rec;
+    std::memcpy(&rec, page0.data(), sizeof rec);
+    rec.state = NTC_STATE_CHECKPOINT;
+    rec.sequence = sequence;
+    rec.time_unix_ns = 1795000000ull * 1000000000ull;
+    rec.pause_us = 123456;
+    rec.total_ms = 2000;
+    rec.image_pages = img.pages;
+    rec.image_crc32 = crc;
+    rec.cpus = 2;
+    rec.ram_bytes = 512 * MiB;
+    std::strcpy(rec.kernel_release, "6.1.0-test-amd64");
+    std::strcpy(rec.machine, "x86_64");
+    ntc::seal_record(rec);
+    std::memcpy(page0.data(), &rec, sizeof rec);
+    ntc_swsusp_header hdr;
+    std::memcpy(&hdr, page0.data(), sizeof hdr);
+    hdr.image = img.first_map_page;
+    hdr.flags = NTC_SF_NOCOMPRESS_MODE;
+    std::memcpy(hdr.orig_sig, NTC_SWAP_SIG, NTC_SIG_LEN);
+    std::memcpy(hdr.sig, NTC_HIBERNATE_SIG, NTC_SIG_LEN);
+    std::memcpy(page0.data() + offsetof(ntc_swsusp_header, hw_sig),
+                reinterpret_cast<const uint8_t*>(&hdr) + offsetof(ntc_swsusp_header, hw_sig),
+                NTC_PAGE_SIZE - offsetof(ntc_swsusp_header, hw_sig));
+    write_bytes(disk, area_offset, page0);
+    return img;
 }
 
-FakeImage write_fake_checkpoint(const std::string &disk, uint64_t area_offset, uint64_t data_pages,
-				uint64_t sequence, const FakeStream &stream)
-{
-	constexpr uint64_t pfns_per_page = NTC_PAGE_SIZE / sizeof(uint64_t);
-	if (!stream.pfns.empty())
-		data_pages = stream.pfns.size();
-	uint64_t pfn_pages = (stream.pfns.size() + pfns_per_page - 1) / pfns_per_page;
-	FakeImage img;
-	img.pages = 1 + pfn_pages + data_pages;
-	// Map pages first, then image pages, from page 1 on, as free slots.
-	uint64_t nmaps = (img.pages + NTC_MAP_PAGE_ENTRIES - 1) / NTC_MAP_PAGE_ENTRIES;
-	uint64_t next = 1;
-	for (uint64_t i = 0; i < nmaps; i++)
-		img.map_pages.push_back(next++);
-	for (uint64_t i = 0; i < img.pages; i++)
-		img.entries.push_back(next++);
-	img.first_map_page = img.map_pages[0];
-
-	uint32_t crc = 0;
-	for (uint64_t i = 0; i < img.pages; i++) {
-		ntc::Page page{};
-		if (i == 0) {
-			ntc_swsusp_info info{};
-			info.jump_address = stream.jump_address;
-			info.jump_address_phys = stream.jump_address_phys;
-			info.cr3 = stream.cr3;
-			info.magic = NTC_X86_RESTORE_MAGIC;
-			info.e820_checksum = stream.e820_checksum;
-			info.num_physpages = 131072;
-			info.image_pages = data_pages;
-			info.pages = img.pages;
-			info.size = img.pages * NTC_PAGE_SIZE;
-			std::memcpy(page.data(), &info, sizeof info);
-		} else if (i <= pfn_pages) {
-			uint64_t first = (i - 1) * pfns_per_page;
-			uint64_t n = std::min<uint64_t>(pfns_per_page, stream.pfns.size() - first);
-			std::memcpy(page.data(), stream.pfns.data() + first, n * sizeof(uint64_t));
-		} else {
-			for (size_t b = 0; b < page.size(); b++)
-				page[b] = static_cast<uint8_t>(i * 7 + b);
-		}
-		crc = ntc::crc32_update(crc, page);
-		write_bytes(disk, area_offset + img.entries[i] * NTC_PAGE_SIZE,
-			    std::vector<uint8_t>(page.begin(), page.end()));
-	}
-	for (uint64_t m = 0; m < nmaps; m++) {
-		ntc_swap_map_page map{};
-		for (uint64_t k = 0; k < NTC_MAP_PAGE_ENTRIES; k++) {
-			uint64_t idx = m * NTC_MAP_PAGE_ENTRIES + k;
-			if (idx < img.pages)
-				map.entries[k] = img.entries[idx];
-		}
-		map.next_swap = m + 1 < nmaps ? img.map_pages[m + 1] : 0;
-		auto *p = reinterpret_cast<const uint8_t *>(&map);
-		write_bytes(disk, area_offset + img.map_pages[m] * NTC_PAGE_SIZE,
-			    std::vector<uint8_t>(p, p + sizeof map));
-	}
-
-	std::vector<uint8_t> page0 = read_bytes(disk, area_offset, NTC_PAGE_SIZE);
-	ntc_record rec;
-	std::memcpy(&rec, page0.data(), sizeof rec);
-	rec.state = NTC_STATE_CHECKPOINT;
-	rec.sequence = sequence;
-	rec.time_unix_ns = 1795000000ull * 1000000000ull;
-	rec.pause_us = 123456;
-	rec.total_ms = 2000;
-	rec.image_pages = img.pages;
-	rec.image_crc32 = crc;
-	rec.cpus = 2;
-	rec.ram_bytes = 512 * MiB;
-	std::strcpy(rec.kernel_release, "6.1.0-test-amd64");
-	std::strcpy(rec.machine, "x86_64");
-	ntc::seal_record(rec);
-	std::memcpy(page0.data(), &rec, sizeof rec);
-	ntc_swsusp_header hdr;
-	std::memcpy(&hdr, page0.data(), sizeof hdr);
-	hdr.image = img.first_map_page;
-	hdr.flags = NTC_SF_NOCOMPRESS_MODE;
-	std::memcpy(hdr.orig_sig, NTC_SWAP_SIG, NTC_SIG_LEN);
-	std::memcpy(hdr.sig, NTC_HIBERNATE_SIG, NTC_SIG_LEN);
-	std::memcpy(page0.data() + offsetof(ntc_swsusp_header, hw_sig),
-		    reinterpret_cast<const uint8_t *>(&hdr) + offsetof(ntc_swsusp_header, hw_sig),
-		    NTC_PAGE_SIZE - offsetof(ntc_swsusp_header, hw_sig));
-	write_bytes(disk, area_offset, page0);
-	return img;
-}
-
-} // namespace testsupport
+}  // namespace testsupport

@@ -13,49 +13,49 @@ namespace testsupport {
 constexpr uint64_t MiB = 1024 * 1024;
 
 struct TempDir {
-	TempDir();
-	~TempDir();
-	std::string path;
-	std::string operator/(const std::string &name) const { return path + "/" + name; }
+    TempDir();
+    ~TempDir();
+    std::string path;
+    std::string operator/(const std::string& name) const { return path + "/" + name; }
 };
 
 // Runs a shell command; returns its exit status.
-int sh(const std::string &cmd);
-std::string sh_output(const std::string &cmd);
-void must(const std::string &cmd);	// fails the test when cmd fails
+int sh(const std::string& cmd);
+std::string sh_output(const std::string& cmd);
+void must(const std::string& cmd);  // fails the test when cmd fails
 
 // Writes a small file tree under dir (nested dirs, a few files, one larger).
-void make_tree(const std::string &dir, unsigned seed);
+void make_tree(const std::string& dir, unsigned seed);
 
 // A GPT disk of 48 MiB: 1 ext4 "root" (16 MiB, files from tree),
 // 2 raw data (4 MiB, random bytes), 3 swap (16 MiB, label "tswap").
 // Partition starts: 1, 17, 21 MiB.
 struct TestDisk {
-	std::string path;
-	uint64_t ext_offset = 1 * MiB, raw_offset = 17 * MiB, swap_offset = 21 * MiB;
-	uint64_t swap_size = 16 * MiB;
+    std::string path;
+    uint64_t ext_offset = 1 * MiB, raw_offset = 17 * MiB, swap_offset = 21 * MiB;
+    uint64_t swap_size = 16 * MiB;
 };
-TestDisk make_gpt_disk(const TempDir &dir, const std::string &name, const std::string &tree);
+TestDisk make_gpt_disk(const TempDir& dir, const std::string& name, const std::string& tree);
 // The same layout with an MBR (DOS) partition table.
-TestDisk make_mbr_disk(const TempDir &dir, const std::string &name, const std::string &tree);
+TestDisk make_mbr_disk(const TempDir& dir, const std::string& name, const std::string& tree);
 
-std::vector<uint8_t> read_bytes(const std::string &path, uint64_t offset, size_t n);
-void write_bytes(const std::string &path, uint64_t offset, const std::vector<uint8_t> &data);
-std::string file_digest(const std::string &path);	// sha256 of the whole file
+std::vector<uint8_t> read_bytes(const std::string& path, uint64_t offset, size_t n);
+void write_bytes(const std::string& path, uint64_t offset, const std::vector<uint8_t>& data);
+std::string file_digest(const std::string& path);  // sha256 of the whole file
 
 struct FakeImage {
-	uint64_t pages = 0;		// all image pages (header + PFN pages + data)
-	uint64_t first_map_page = 0;
-	std::vector<uint64_t> entries;	// page offsets of the image pages
-	std::vector<uint64_t> map_pages;
+    uint64_t pages = 0;  // all image pages (header + PFN pages + data)
+    uint64_t first_map_page = 0;
+    std::vector<uint64_t> entries;  // page offsets of the image pages
+    std::vector<uint64_t> map_pages;
 };
 
 // The image stream as snapshot.c lays it out, for readers that restore it:
 // the header's restore fields, and the page frames of the data pages, which
 // then follow PFN pages (unsigned longs) instead of the header directly.
 struct FakeStream {
-	std::vector<uint64_t> pfns;
-	uint64_t jump_address = 0, jump_address_phys = 0, cr3 = 0, e820_checksum = 0;
+    std::vector<uint64_t> pfns;
+    uint64_t jump_address = 0, jump_address_phys = 0, cr3 = 0, e820_checksum = 0;
 };
 
 // Writes a synthetic NTC checkpoint image into the swap area at
@@ -63,7 +63,7 @@ struct FakeStream {
 // page i is i * 7 + b), stock swap map, swsusp_header with S1SUSPEND and an
 // NTC record (state checkpoint) that counts and CRCs the pages the way
 // ntc.ko does.  With stream.pfns, there is one data page per frame.
-FakeImage write_fake_checkpoint(const std::string &disk, uint64_t area_offset, uint64_t data_pages,
-				uint64_t sequence = 1, const FakeStream &stream = {});
+FakeImage write_fake_checkpoint(const std::string& disk, uint64_t area_offset, uint64_t data_pages,
+                                uint64_t sequence = 1, const FakeStream& stream = {});
 
-} // namespace testsupport
+}  // namespace testsupport

@@ -105,17 +105,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     NoKvm kvm;
     PciBus bus;
-    auto device = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz"),
-                                                    memory, uint32_t(kBar), 16, [](bool) {}, kvm);
+    auto device = std::make_shared<VirtioPciDevice>(
+        std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz"), memory, uint32_t(kBar), 16, [](bool) {},
+        kvm);
     bus.add(device);
-    auto net = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioNet>(wire()[0], MacAddress{2, 0, 0, 0, 0, 1}),
-                                                 memory, uint32_t(kBar + VirtioPciDevice::kBarSize), 17, [](bool) {},
-                                                 kvm);
+    auto net = std::make_shared<VirtioPciDevice>(
+        std::make_unique<VirtioNet>(wire()[0], MacAddress{2, 0, 0, 0, 0, 1}), memory,
+        uint32_t(kBar + VirtioPciDevice::kBarSize), 17, [](bool) {}, kvm);
     bus.add(net);
     // Frames left on the wire by the previous input.
     char drain[70000];
-    while (::read(wire()[0], drain, sizeof(drain)) > 0 || ::read(wire()[1], drain, sizeof(drain)) > 0) {
-    }
+    while (::read(wire()[0], drain, sizeof(drain)) > 0 || ::read(wire()[1], drain, sizeof(drain)) > 0) {}
 
     while (ops.n) {
         uint8_t op = ops.take<uint8_t>() % 10;

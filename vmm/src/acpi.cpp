@@ -68,9 +68,16 @@ std::vector<uint8_t> aml_integer(uint32_t v) {
     if (v == 0) return {0x00};
     if (v == 1) return {0x01};
     std::vector<uint8_t> out;
-    if (v <= 0xff) { out = {0x0a}; append(out, v, 1); }
-    else if (v <= 0xffff) { out = {0x0b}; append(out, v, 2); }
-    else { out = {0x0c}; append(out, v, 4); }
+    if (v <= 0xff) {
+        out = {0x0a};
+        append(out, v, 1);
+    } else if (v <= 0xffff) {
+        out = {0x0b};
+        append(out, v, 2);
+    } else {
+        out = {0x0c};
+        append(out, v, 4);
+    }
     return out;
 }
 
@@ -88,8 +95,7 @@ std::vector<uint8_t> aml_name(std::string_view name, const std::vector<uint8_t>&
     return out;
 }
 
-std::vector<uint8_t> aml_scope_like(uint8_t op, bool ext, std::string_view name,
-                                    const std::vector<uint8_t>& terms) {
+std::vector<uint8_t> aml_scope_like(uint8_t op, bool ext, std::string_view name, const std::vector<uint8_t>& terms) {
     std::vector<uint8_t> body(name.begin(), name.end());
     body.insert(body.end(), terms.begin(), terms.end());
     return with_length(op, body, ext);
@@ -130,13 +136,12 @@ std::vector<uint8_t> root_bridge_resources() {
 }
 
 std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
-    std::vector<uint8_t> aml = aml_name("_S5_", aml_package({aml_integer(kSleepTypeS5),
-                                                             aml_integer(kSleepTypeS5),
-                                                             aml_integer(0), aml_integer(0)}));
+    std::vector<uint8_t> aml = aml_name(
+        "_S5_", aml_package({aml_integer(kSleepTypeS5), aml_integer(kSleepTypeS5), aml_integer(0), aml_integer(0)}));
     std::vector<std::vector<uint8_t>> routes;
     for (unsigned slot = 1; slot <= pci_slots; slot++)
-        routes.push_back(aml_package({aml_integer((slot << 16) | 0xffff), aml_integer(0),
-                                      aml_integer(0), aml_integer(layout::pci_gsi(slot))}));
+        routes.push_back(aml_package(
+            {aml_integer((slot << 16) | 0xffff), aml_integer(0), aml_integer(0), aml_integer(layout::pci_gsi(slot))}));
     std::vector<uint8_t> pci0 = aml_name("_HID", aml_integer(0x030ad041));  // EisaId("PNP0A03")
     auto uid = aml_name("_UID", aml_integer(0));
     pci0.insert(pci0.end(), uid.begin(), uid.end());
@@ -169,9 +174,9 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
     put(t, 56, layout::kPm1EventBlock, 4);
     put(t, 64, layout::kPm1ControlBlock, 4);
     put(t, 76, layout::kPmTimer, 4);
-    t[88] = 4;  // PM1_EVT_LEN
-    t[89] = 2;  // PM1_CNT_LEN
-    t[91] = 4;  // PM_TMR_LEN
+    t[88] = 4;            // PM1_EVT_LEN
+    t[89] = 2;            // PM1_CNT_LEN
+    t[91] = 4;            // PM_TMR_LEN
     put(t, 96, 101, 2);   // no C2
     put(t, 98, 1001, 2);  // no C3
     // IAPC_BOOT_ARCH: no VGA, no CMOS RTC (nothing to probe and time out on).

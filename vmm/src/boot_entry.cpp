@@ -56,14 +56,13 @@ int compare_versions(std::string_view a, std::string_view b) {
     return 0;
 }
 
-std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries,
-                                           const std::optional<std::string>& release) {
+std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries, const std::optional<std::string>& release) {
     std::erase_if(entries, [](const BootEntry& e) { return e.linux.empty(); });
     if (release) {
         for (const auto& e : entries) {
             std::string_view kernel = e.linux;
-            bool file_matches = kernel.size() >= release->size() + 1 &&
-                                kernel.ends_with(*release) && kernel[kernel.size() - release->size() - 1] == '-';
+            bool file_matches = kernel.size() >= release->size() + 1 && kernel.ends_with(*release) &&
+                                kernel[kernel.size() - release->size() - 1] == '-';
             if (e.version == *release || file_matches) return e;
         }
         return std::nullopt;

@@ -22,8 +22,7 @@ BootEntry parse_boot_entry(std::string_view name, std::string_view text);
 
 // The entry to boot: with a release, the one whose version (or kernel file
 // name) is that release; otherwise the newest by version.  nullopt if none.
-std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries,
-                                           const std::optional<std::string>& release);
+std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries, const std::optional<std::string>& release);
 
 // Compares version strings the way sort -V does, closely enough for kernel
 // releases: runs of digits numerically, everything else bytewise.

@@ -107,7 +107,7 @@ void long_mode_registers(uint64_t rip, uint64_t cr3, kvm_regs& regs, kvm_sregs& 
     sregs.idt.limit = 0;
     sregs.cr0 = 0x80000011;  // PG, ET, PE
     sregs.cr3 = cr3;
-    sregs.cr4 = 0x20;  // PAE
+    sregs.cr4 = 0x20;    // PAE
     sregs.efer = 0x500;  // LME, LMA
 }
 

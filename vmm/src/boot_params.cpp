@@ -10,7 +10,7 @@ namespace ntc::vmm {
 
 namespace {
 constexpr uint32_t kHeaderMagic = 0x53726448;  // "HdrS"
-constexpr uint16_t kMinProtocol = 0x020c;       // xloadflags, 64-bit entry
+constexpr uint16_t kMinProtocol = 0x020c;      // xloadflags, 64-bit entry
 constexpr size_t kSetupHeaderOffset = 0x1f1;
 }  // namespace
 
@@ -23,18 +23,15 @@ KernelImage parse_bzimage(std::span<const uint8_t> image) {
     std::memcpy(&header, image.data() + kSetupHeaderOffset, length);
     if (header.boot_flag != 0xaa55 || header.header != kHeaderMagic)
         throw ntc::Error("kernel image is not a bzImage (no boot protocol header)");
-    if (header.version < kMinProtocol)
-        throw ntc::Error("kernel boot protocol is older than 2.12");
-    if (!(header.xloadflags & XLF_KERNEL_64))
-        throw ntc::Error("kernel has no 64-bit entry point");
+    if (header.version < kMinProtocol) throw ntc::Error("kernel boot protocol is older than 2.12");
+    if (!(header.xloadflags & XLF_KERNEL_64)) throw ntc::Error("kernel has no 64-bit entry point");
     size_t setup_sects = header.setup_sects ? header.setup_sects : 4;
     size_t code_offset = (setup_sects + 1) * 512;
     if (code_offset >= image.size()) throw ntc::Error("kernel image is truncated");
     return {header, image.subspan(code_offset)};
 }
 
-boot_params make_boot_params(const KernelImage& kernel, const BootSetup& setup,
-                             const std::vector<E820Entry>& e820) {
+boot_params make_boot_params(const KernelImage& kernel, const BootSetup& setup, const std::vector<E820Entry>& e820) {
     boot_params params;
     std::memset(&params, 0, sizeof(params));
     params.hdr = kernel.header;

@@ -29,8 +29,7 @@ struct BootSetup {
 };
 
 // The zero page: the kernel's own setup header plus what the loader fills in.
-boot_params make_boot_params(const KernelImage& kernel, const BootSetup& setup,
-                             const std::vector<E820Entry>& e820);
+boot_params make_boot_params(const KernelImage& kernel, const BootSetup& setup, const std::vector<E820Entry>& e820);
 
 // Highest page-aligned address for an initrd of that size, below the top of
 // low RAM and the kernel's initrd_addr_max, and above the kernel's

@@ -16,7 +16,7 @@ struct Checkpoint {
     unsigned swap_partition;  // number of the partition that holds it
     uint64_t partition_offset, partition_bytes;
     ntc_record record;
-    uint64_t disk_bytes;      // size of the disk holding it
+    uint64_t disk_bytes;  // size of the disk holding it
 };
 
 // Checks one swap page 0: the checkpoint's record, or why there is none.

@@ -54,7 +54,7 @@ ConsoleInput::ConsoleInput(std::mutex& io_lock, Serial& serial, const std::atomi
 }
 
 void ConsoleInput::catch_signals() {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_signal;
     ::sigaction(SIGTERM, &sa, nullptr);
     ::sigaction(SIGHUP, &sa, nullptr);
@@ -78,7 +78,8 @@ void ConsoleInput::run() {
     while (!stopping_) {
         // A closed input is left out altogether: a hung-up pipe would
         // otherwise report POLLHUP forever.
-        pollfd fds[3] = {{wake_read_.get(), POLLIN, 0}, {signal_pipe[0], POLLIN, 0},
+        pollfd fds[3] = {{wake_read_.get(), POLLIN, 0},
+                         {signal_pipe[0], POLLIN, 0},
                          {input_open ? STDIN_FILENO : -1, short(pending.empty() ? POLLIN : 0), 0}};
         // Bytes the UART's FIFO could not take yet are retried shortly.
         int r = ::poll(fds, 3, pending.empty() ? -1 : 2);

@@ -34,9 +34,7 @@ ntc::DiskFile open_vm_disk(const std::string& path, bool read_only) {
     return disk;
 }
 
-std::string partition_table_id(const std::string& disk) {
-    return partition_table(disk).disk_id;
-}
+std::string partition_table_id(const std::string& disk) { return partition_table(disk).disk_id; }
 
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release) {
     bool found_entries = false;

@@ -129,7 +129,8 @@ RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, u
     const ntc_swsusp_info& info = loader.info();
     if (info.e820_checksum != e820_checksum(e820_map(ram_bytes)))
         throw ntc::Error("the image was taken on a machine with another memory map than this one "
-                         "(ntc-vmm with " + std::to_string(ram_bytes >> 20) + " MiB); it cannot resume here");
+                         "(ntc-vmm with " +
+                         std::to_string(ram_bytes >> 20) + " MiB); it cannot resume here");
 
     // The image kernel maps restore_registers() in its own page tables,
     // 4- or 5-level; which one is whichever finds it at its physical address.
@@ -157,7 +158,7 @@ void retire_image(const ImageLocation& image) {
 // restore_registers() loads the image kernel's own.
 void restore_cpu_registers(const RestoreEntry& entry, kvm_regs& regs, kvm_sregs& sregs) {
     long_mode_registers(entry.jump_address, entry.cr3, regs, sregs);
-    regs.r9 = entry.cr3;  // restore_registers() loads it into CR3 first
+    regs.r9 = entry.cr3;     // restore_registers() loads it into CR3 first
     sregs.cr0 = 0x80050033;  // PG, AM, WP, NE, ET, MP, PE: as the kernel runs
     if (entry.five_level) sregs.cr4 |= kCr4La57;
     sregs.efer |= 0x801;  // NXE, SCE: the kernel's page tables set NX bits

@@ -12,8 +12,9 @@ namespace {
 std::string describe(const std::string& name, uint64_t base, uint64_t length) {
     char text[64];
     if (length == 1) std::snprintf(text, sizeof(text), " at %#llx", (unsigned long long)base);
-    else std::snprintf(text, sizeof(text), " at %#llx-%#llx", (unsigned long long)base,
-                       (unsigned long long)(base + (length - 1)));
+    else
+        std::snprintf(text, sizeof(text), " at %#llx-%#llx", (unsigned long long)base,
+                      (unsigned long long)(base + (length - 1)));
     return name + text;
 }
 

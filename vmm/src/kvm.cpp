@@ -21,7 +21,8 @@ const char* kLabHint = "; run guests under QEMU instead (the guest lab, tests/la
 std::optional<std::string> kvm_unusable_reason(const std::string& sys_module, const std::string& dev_kvm) {
     if (exists(sys_module + "/kvm_pvm"))
         return "/dev/kvm here is PVM (kvm_pvm), which runs only kernels built for PVM: a stock "
-               "kernel would hang at 100% CPU, so ntc-vmm refuses to start" + std::string(kLabHint);
+               "kernel would hang at 100% CPU, so ntc-vmm refuses to start" +
+               std::string(kLabHint);
     if (!exists(dev_kvm)) return "no " + dev_kvm + " on this machine" + std::string(kLabHint);
     if (!exists(sys_module + "/kvm_intel") && !exists(sys_module + "/kvm_amd"))
         return dev_kvm + " is not backed by kvm_intel or kvm_amd, so it cannot be trusted to run a stock kernel" +

@@ -20,8 +20,6 @@ inline uint32_t get(const kvm_lapic_state& state, size_t offset) {
     return value;
 }
 
-inline void set(kvm_lapic_state& state, size_t offset, uint32_t value) {
-    std::memcpy(&state.regs[offset], &value, 4);
-}
+inline void set(kvm_lapic_state& state, size_t offset, uint32_t value) { std::memcpy(&state.regs[offset], &value, 4); }
 
 }  // namespace ntc::vmm::lapic

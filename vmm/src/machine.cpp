@@ -209,8 +209,8 @@ void Machine::report_state() {
 }
 
 int Machine::run() {
-    ConsoleInput console_input(io_lock_, *serial_, stopping_, [this] { finish(kExitQuit); },
-                               [this] { report_state(); });
+    ConsoleInput console_input(
+        io_lock_, *serial_, stopping_, [this] { finish(kExitQuit); }, [this] { report_state(); });
     catch_vcpu_kicks();
     console_input.catch_signals();
     console_input.attach_terminal();
@@ -222,10 +222,9 @@ int Machine::run() {
     // a queue never waits for the host's disk or TAP.
     for (auto& device : virtio_) device->start_worker();
     if (net_) net_->start_input([this] { net_pci_->notify(VirtioNet::kRxQueue); });
-    VcpuExits exits{io_lock_, ports_, mmio_, stopping_, [this](int status) { finish(status); },
-                    [this] { dump_guest_ram(); }};
-    for (auto& vcpu : vcpus_)
-        vcpu->start([this, &exits, v = vcpu.get()] { guarded("vCPU", [&] { v->run(exits); }); });
+    VcpuExits exits{
+        io_lock_, ports_, mmio_, stopping_, [this](int status) { finish(status); }, [this] { dump_guest_ram(); }};
+    for (auto& vcpu : vcpus_) vcpu->start([this, &exits, v = vcpu.get()] { guarded("vCPU", [&] { v->run(exits); }); });
 
     {
         std::unique_lock lock(exit_lock_);
@@ -261,12 +260,11 @@ BusDevice by_port(uint16_t base, PortRead read, PortWrite write) {
 
 void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm& pm) {
     using namespace layout;
-    ports.add(kCom1, 8,
-              {[&serial](uint64_t offset, unsigned) { return uint64_t(serial.read(uint16_t(offset))); },
-               [&serial](uint64_t offset, unsigned, uint64_t value) {
-                   serial.write(uint16_t(offset), uint8_t(value));
-               }},
-              "COM1");
+    ports.add(
+        kCom1, 8,
+        {[&serial](uint64_t offset, unsigned) { return uint64_t(serial.read(uint16_t(offset))); },
+         [&serial](uint64_t offset, unsigned, uint64_t value) { serial.write(uint16_t(offset), uint8_t(value)); }},
+        "COM1");
 
     PortRead pm_read = [&pm](uint16_t port, unsigned size) { return pm.read(port, size); };
     PortWrite pm_write = [&pm](uint16_t port, unsigned size, uint32_t value) { pm.write(port, size, value); };
@@ -310,7 +308,7 @@ void check_machine_config(const MachineConfig& config) {
     if (config.disks.size() > kMaxDisks) throw ntc::Error("at most " + std::to_string(kMaxDisks) + " disks");
     if (config.ram_bytes < layout::kMinRam) throw ntc::Error("--mem must be at least 64M");
     if (config.ram_bytes % (2 * layout::kMiB)) throw ntc::Error("--mem must be a multiple of 2 MiB");
-    struct sysinfo info{};
+    struct sysinfo info {};
     if (::sysinfo(&info) == 0) {
         uint64_t host = uint64_t(info.totalram) * info.mem_unit;
         if (config.ram_bytes > host)

@@ -32,10 +32,10 @@ struct NetSpec {
 struct MachineConfig {
     uint64_t ram_bytes = 512ull << 20;
     unsigned cpus = 1;
-    std::vector<DiskSpec> disks;  // in order: slot 1, 2, ... = /dev/vda, vdb, ...
-    std::optional<NetSpec> net;   // the slot after the disks
-    BootFiles boot;                     // what boots, unless...
-    std::optional<ImageLocation> image; // ...the machine resumes this image
+    std::vector<DiskSpec> disks;             // in order: slot 1, 2, ... = /dev/vda, vdb, ...
+    std::optional<NetSpec> net;              // the slot after the disks
+    BootFiles boot;                          // what boots, unless...
+    std::optional<ImageLocation> image;      // ...the machine resumes this image
     std::optional<std::string> console_log;  // else the terminal (stdout)
     std::optional<std::string> crash_dump;   // guest RAM goes here on a triple fault or SIGQUIT
 };

@@ -18,7 +18,8 @@ std::string describe(const PciFunction& f) {
     char text[64];
     std::snprintf(text, sizeof text, "00:%02x.%x %04x:%04x", f.devfn >> 3, f.devfn & 7, f.vendor, f.device);
     std::string out = text;
-    if (f.device == layout::kVirtioPciDeviceBase + kVirtioBlockType && f.vendor == layout::kVirtioVendor) out += " (virtio disk)";
+    if (f.device == layout::kVirtioPciDeviceBase + kVirtioBlockType && f.vendor == layout::kVirtioVendor)
+        out += " (virtio disk)";
     if (f.device == layout::kVirtioPciDeviceBase + kVirtioNetType && f.vendor == layout::kVirtioVendor)
         out += " (network card, MAC " + format_mac(f.mac) + ")";
     return out;
@@ -34,10 +35,11 @@ std::vector<PciFunction> machine_functions(const MachineConfig& config) {
     std::vector<PciFunction> out{{0, layout::kHostBridgeVendor, layout::kHostBridgeDevice, {}}};
     uint8_t slot = 1;
     for (size_t i = 0; i < config.disks.size(); i++, slot++)
-        out.push_back({uint8_t(slot << 3), layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + kVirtioBlockType), {}});
+        out.push_back(
+            {uint8_t(slot << 3), layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + kVirtioBlockType), {}});
     if (config.net)
-        out.push_back({uint8_t(slot << 3), layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + kVirtioNetType),
-                       card_mac(config)});
+        out.push_back({uint8_t(slot << 3), layout::kVirtioVendor,
+                       uint16_t(layout::kVirtioPciDeviceBase + kVirtioNetType), card_mac(config)});
     return out;
 }
 

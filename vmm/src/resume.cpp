@@ -56,8 +56,7 @@ ResumePlan resume_plan(const ResumeCommand& command) {
     open_vm_disk(command.disk, false);
     if (!command.next) {
         int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-        if (nfd < 0)
-            ntc::throw_errno("cannot create " + next + " as the second disk (pass --disk to choose one)");
+        if (nfd < 0) ntc::throw_errno("cannot create " + next + " as the second disk (pass --disk to choose one)");
         bool sized = ::ftruncate(nfd, off_t(checkpoint.disk_bytes)) == 0;
         ::close(nfd);
         if (!sized) {

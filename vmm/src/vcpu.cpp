@@ -82,7 +82,7 @@ VcpuSupport vcpu_support(const Vm& vm) {
 }
 
 void catch_vcpu_kicks() {
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_kick;
     ::sigaction(SIGUSR1, &sa, nullptr);
 }
@@ -160,8 +160,7 @@ void Vcpu::run(const VcpuExits& exits) {
             exits.dump_guest_ram();
             return exits.finish(kExitReboot);
         case KVM_EXIT_SYSTEM_EVENT:
-            return exits.finish(kvm_run_->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? kExitPowerOff
-                                                                                         : kExitReboot);
+            return exits.finish(kvm_run_->system_event.type == KVM_SYSTEM_EVENT_SHUTDOWN ? kExitPowerOff : kExitReboot);
         case KVM_EXIT_INTR:
             break;
         case KVM_EXIT_FAIL_ENTRY:

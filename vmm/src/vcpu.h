@@ -35,7 +35,7 @@ struct VcpuExits {
     std::mutex& io_lock;  // held around each port exit
     const IoBus& ports;
     const IoBus& mmio;
-    const std::atomic<bool>& stopping;  // the machine is ending
+    const std::atomic<bool>& stopping;       // the machine is ending
     std::function<void(int status)> finish;  // ends the VM with this exit status
     std::function<void()> dump_guest_ram;    // after a triple fault's report
 };

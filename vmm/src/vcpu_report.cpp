@@ -27,20 +27,25 @@ std::string vectors(const kvm_lapic_state& lapic, size_t base) {
 
 const char* mp_state_name(uint32_t state) {
     switch (state) {
-    case KVM_MP_STATE_RUNNABLE: return "runnable";
-    case KVM_MP_STATE_UNINITIALIZED: return "uninitialized";
-    case KVM_MP_STATE_INIT_RECEIVED: return "waiting-for-SIPI";
-    case KVM_MP_STATE_HALTED: return "halted";
-    case KVM_MP_STATE_SIPI_RECEIVED: return "SIPI-received";
-    default: return "other";
+    case KVM_MP_STATE_RUNNABLE:
+        return "runnable";
+    case KVM_MP_STATE_UNINITIALIZED:
+        return "uninitialized";
+    case KVM_MP_STATE_INIT_RECEIVED:
+        return "waiting-for-SIPI";
+    case KVM_MP_STATE_HALTED:
+        return "halted";
+    case KVM_MP_STATE_SIPI_RECEIVED:
+        return "SIPI-received";
+    default:
+        return "other";
     }
 }
 
 }  // namespace
 
-std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_sregs& sregs,
-                                const kvm_mp_state& mp, const kvm_vcpu_events& events,
-                                const kvm_lapic_state& lapic) {
+std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_sregs& sregs, const kvm_mp_state& mp,
+                                const kvm_vcpu_events& events, const kvm_lapic_state& lapic) {
     constexpr uint64_t kInterruptFlag = 1u << 9;
     char text[512];
     std::snprintf(text, sizeof(text),

@@ -12,8 +12,7 @@ namespace ntc::vmm {
 std::string describe_vcpu(unsigned index, int vcpu_fd);
 
 // The part of that line that depends only on the state read, so tests reach it.
-std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_sregs& sregs,
-                                const kvm_mp_state& mp, const kvm_vcpu_events& events,
-                                const kvm_lapic_state& lapic);
+std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_sregs& sregs, const kvm_mp_state& mp,
+                                const kvm_vcpu_events& events, const kvm_lapic_state& lapic);
 
 }  // namespace ntc::vmm

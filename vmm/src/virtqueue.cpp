@@ -71,8 +71,8 @@ void Virtqueue::reset() {
     last_avail_ = next_used_ = 0;
 }
 
-void Virtqueue::add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count,
-                                uint16_t first, bool indirect_allowed, size_t& budget) const {
+void Virtqueue::add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first,
+                                bool indirect_allowed, size_t& budget) const {
     uint32_t index = first;
     // A chain visits each descriptor of its table at most once; more steps
     // than entries means a loop.

@@ -65,8 +65,8 @@ public:
     void push_used(uint16_t head, uint32_t written);
 
 private:
-    void add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first,
-                         bool indirect_allowed, size_t& budget) const;
+    void add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first, bool indirect_allowed,
+                         size_t& budget) const;
 
     const GuestMemory* memory_;
     bool ready_ = false;

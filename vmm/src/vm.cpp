@@ -24,7 +24,8 @@ namespace {
 // at vector 0; a kernel resumed without booting never programs it until its
 // own syscore resume, so it must not meet that state.
 void initialise_pic(int vm_fd) {
-    for (auto [chip, base, mask] : {std::tuple{KVM_IRQCHIP_PIC_MASTER, 0x08, 0xfb}, {KVM_IRQCHIP_PIC_SLAVE, 0x70, 0xff}}) {
+    for (auto [chip, base, mask] :
+         {std::tuple{KVM_IRQCHIP_PIC_MASTER, 0x08, 0xfb}, {KVM_IRQCHIP_PIC_SLAVE, 0x70, 0xff}}) {
         kvm_irqchip state{};
         state.chip_id = uint32_t(chip);
         kvm_ioctl(vm_fd, KVM_GET_IRQCHIP, "GET_IRQCHIP", &state);
@@ -42,8 +43,8 @@ void initialise_pic(int vm_fd) {
 // khugepaged never collapses pages under a running guest.
 uint8_t* map_guest_ram(uint64_t bytes) {
     constexpr uint64_t kHuge = 2 * layout::kMiB;
-    void* area = ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
-                        -1, 0);
+    void* area =
+        ::mmap(nullptr, bytes + kHuge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (area == MAP_FAILED) ntc::throw_errno("cannot reserve guest RAM");
     auto start = reinterpret_cast<uintptr_t>(area);
     uintptr_t aligned = (start + kHuge - 1) & ~(kHuge - 1);
@@ -62,9 +63,12 @@ Vm::Vm(uint64_t ram_bytes) : ram_bytes_(ram_bytes) {
     if (kvm_.get() < 0) ntc::throw_errno("cannot open /dev/kvm");
     if (kvm_ioctl(kvm_.get(), KVM_GET_API_VERSION, "GET_API_VERSION") != KVM_API_VERSION)
         throw ntc::Error("unsupported KVM API version");
-    for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "IRQCHIP"}, {KVM_CAP_PIT2, "PIT2"},
-                             {KVM_CAP_USER_MEMORY, "USER_MEMORY"}, {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"},
-                             {KVM_CAP_IRQ_ROUTING, "IRQ_ROUTING"}, {KVM_CAP_IRQFD, "IRQFD"},
+    for (auto [cap, name] : {std::pair{KVM_CAP_IRQCHIP, "IRQCHIP"},
+                             {KVM_CAP_PIT2, "PIT2"},
+                             {KVM_CAP_USER_MEMORY, "USER_MEMORY"},
+                             {KVM_CAP_IMMEDIATE_EXIT, "IMMEDIATE_EXIT"},
+                             {KVM_CAP_IRQ_ROUTING, "IRQ_ROUTING"},
+                             {KVM_CAP_IRQFD, "IRQFD"},
                              {KVM_CAP_IOEVENTFD, "IOEVENTFD"}})
         if (::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, cap) <= 0)
             throw ntc::Error(std::string("KVM lacks the ") + name + " capability");

@@ -9,10 +9,10 @@
 #include <map>
 #include <vector>
 
-#include <ntc/error.h>
 #include "guest_memory.h"
 #include "virtqueue.h"
 #include "vm_eventfds.h"
+#include <ntc/error.h>
 
 namespace ntc::vmm::testing {
 

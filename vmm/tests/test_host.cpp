@@ -185,15 +185,16 @@ TEST_CASE("a VM holds its disks locked: a second VM and ntc-clone are refused un
         CHECK(held.size() == 1 << 20);
         CHECK_FALSE(held.read_only());
         CHECK_THROWS_WITH_AS(open_vm_disk(path, true),
-                             ("disk " + path + " is in use (locked by another VM or by ntc-clone)").c_str(), ntc::Error);
+                             ("disk " + path + " is in use (locked by another VM or by ntc-clone)").c_str(),
+                             ntc::Error);
         CHECK_FALSE(ntc::DiskFile(path, ntc::DiskFile::Mode::read).try_lock_shared());  // as ntc-clone takes it
     }
     CHECK(open_vm_disk(path, true).read_only());
     // Errors name the file as the disk it is.
     CHECK_THROWS_WITH_AS(open_vm_disk(dir / "none.img", false),
                          doctest::Contains(("cannot open disk " + dir / "none.img" + ": ").c_str()), ntc::Error);
-    CHECK_THROWS_WITH_AS(open_vm_disk("/dev/null", true),
-                         "disk /dev/null is neither a regular file nor a block device", ntc::Error);
+    CHECK_THROWS_WITH_AS(open_vm_disk("/dev/null", true), "disk /dev/null is neither a regular file nor a block device",
+                         ntc::Error);
 }
 
 TEST_CASE("16550: transmit, receive, interrupts, loopback, as the 8250 driver probes it") {

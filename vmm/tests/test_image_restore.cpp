@@ -170,8 +170,8 @@ TEST_CASE("the boot CPU enters restore_registers() in long mode with the image k
     CHECK(regs.r9 == kCr3);
     CHECK(sregs.cr3 == kCr3);
     CHECK((sregs.cr4 & (1u << 12)) != 0);  // LA57
-    CHECK((sregs.efer & 0xd00) == 0xd00);   // LMA, LME, NXE
-    CHECK(regs.rflags == 2);                // interrupts off
+    CHECK((sregs.efer & 0xd00) == 0xd00);  // LMA, LME, NXE
+    CHECK(regs.rflags == 2);               // interrupts off
     entry.five_level = false;
     restore_cpu_registers(entry, regs, sregs);
     CHECK((sregs.cr4 & (1u << 12)) == 0);

@@ -29,7 +29,9 @@ struct Recorder {
                     reads.push_back({offset, size});
                     return answer;
                 },
-                [this](uint64_t offset, unsigned, uint64_t value) { writes.push_back({offset, value}); }};
+                [this](uint64_t offset, unsigned, uint64_t value) {
+                    writes.push_back({offset, value});
+                }};
     }
 };
 
@@ -54,8 +56,9 @@ struct MachineBuses {
     IoBus ports, mmio;
     RecordingVm vm;
     MachineBuses() {
-        pci.add(std::make_shared<VirtioPciDevice>(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory,
-                                                  uint32_t(layout::kPciMmioBase), 16, [](bool) {}, vm));
+        pci.add(std::make_shared<VirtioPciDevice>(
+            std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, uint32_t(layout::kPciMmioBase), 16,
+            [](bool) {}, vm));
         map_devices(ports, mmio, serial, pci, pm);
     }
 };
@@ -115,12 +118,12 @@ TEST_CASE("overlapping ranges are refused, naming both") {
     IoBus bus;
     Recorder a;
     bus.add(0x100, 0x10, a.device(), "a");
-    CHECK(refusal(bus, 0xf8, 0x10, "b") == "cannot add b at 0xf8-0x107: it overlaps a at 0x100-0x10f");  // the start
+    CHECK(refusal(bus, 0xf8, 0x10, "b") == "cannot add b at 0xf8-0x107: it overlaps a at 0x100-0x10f");    // the start
     CHECK(refusal(bus, 0x108, 0x10, "b") == "cannot add b at 0x108-0x117: it overlaps a at 0x100-0x10f");  // the end
-    CHECK(refusal(bus, 0x80, 0x100, "b") == "cannot add b at 0x80-0x17f: it overlaps a at 0x100-0x10f");  // containing
-    CHECK(refusal(bus, 0x104, 4, "b") == "cannot add b at 0x104-0x107: it overlaps a at 0x100-0x10f");    // contained
-    CHECK(refusal(bus, 0x100, 1, "b") == "cannot add b at 0x100: it overlaps a at 0x100-0x10f");  // same base
-    CHECK(refusal(bus, 0x10f, 1, "b") == "cannot add b at 0x10f: it overlaps a at 0x100-0x10f");  // last byte
+    CHECK(refusal(bus, 0x80, 0x100, "b") == "cannot add b at 0x80-0x17f: it overlaps a at 0x100-0x10f");   // containing
+    CHECK(refusal(bus, 0x104, 4, "b") == "cannot add b at 0x104-0x107: it overlaps a at 0x100-0x10f");     // contained
+    CHECK(refusal(bus, 0x100, 1, "b") == "cannot add b at 0x100: it overlaps a at 0x100-0x10f");           // same base
+    CHECK(refusal(bus, 0x10f, 1, "b") == "cannot add b at 0x10f: it overlaps a at 0x100-0x10f");           // last byte
     CHECK(refusal(bus, 0x100, 0x10, "b") != "");  // the same range
     // Nothing refused was added.
     CHECK(bus.find(0xf8) == std::nullopt);
@@ -154,8 +157,13 @@ TEST_CASE("empty and wrapping ranges are refused") {
 TEST_CASE("the machine's ports and MMIO window are claimed without overlap") {
     MachineBuses m;  // map_devices would have thrown on an overlap
     using namespace layout;
-    for (auto [base, length] : {std::pair<uint16_t, unsigned>{kCom1, 8}, {kPm1EventBlock, 4}, {kPm1ControlBlock, 2},
-                                {kPmTimer, 4}, {kI8042Command, 1}, {kResetControl, 1}, {kPciConfigAddress, 1},
+    for (auto [base, length] : {std::pair<uint16_t, unsigned>{kCom1, 8},
+                                {kPm1EventBlock, 4},
+                                {kPm1ControlBlock, 2},
+                                {kPmTimer, 4},
+                                {kI8042Command, 1},
+                                {kResetControl, 1},
+                                {kPciConfigAddress, 1},
                                 {kPciConfigData, 4}}) {
         CAPTURE(base);
         CHECK(m.ports.find(base));

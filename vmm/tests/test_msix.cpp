@@ -22,7 +22,10 @@ namespace {
 struct Recorded {
     std::vector<std::pair<unsigned, MsiMessage>> routes;
     std::vector<unsigned> signals;
-    MsixTable table{3, [this](unsigned v, const MsiMessage& m) { routes.push_back({v, m}); },
+    MsixTable table{3,
+                    [this](unsigned v, const MsiMessage& m) {
+                        routes.push_back({v, m});
+                    },
                     [this](unsigned v) { signals.push_back(v); }};
 
     void write_entry(unsigned v, MsiMessage m) {
@@ -50,12 +53,11 @@ uint8_t find_msix(PciConfigSpace& config) {
 TEST_CASE("the MSI-X capability puts a vector per queue and one for configuration in BAR 0") {
     FakeRam ram;
     RecordingVm vm;
-    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16, nullptr,
-                      vm);
+    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16, nullptr, vm);
     uint8_t cap = find_msix(d.config());
     REQUIRE(cap);
     CHECK(d.msix_vectors() == 2);
-    CHECK((d.config().read(cap + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE) == 1);  // N - 1
+    CHECK((d.config().read(cap + PCI_MSIX_FLAGS, 2) & PCI_MSIX_FLAGS_QSIZE) == 1);         // N - 1
     CHECK(d.config().read(cap + PCI_MSIX_TABLE, 4) == VirtioPciDevice::kMsixTableOffset);  // BIR 0
     CHECK(d.config().read(cap + PCI_MSIX_PBA, 4) == VirtioPciDevice::kMsixPbaOffset);
     CHECK(VirtioPciDevice::kMsixPbaOffset + 8 <= VirtioPciDevice::kBarSize);
@@ -158,8 +160,7 @@ TEST_CASE("a vector is routed when it becomes deliverable with a new message, no
 TEST_CASE("a table entry the guest writes becomes its vector's KVM route when unmasked") {
     FakeRam ram;
     RecordingVm vm;
-    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16, nullptr,
-                      vm);
+    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16, nullptr, vm);
     uint8_t cap = find_msix(d.config());
     // As Linux's msix_capability_init: enabled with the function masked,
     // entries written, then the function unmasked; request_irq() unmasks

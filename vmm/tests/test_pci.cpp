@@ -27,8 +27,9 @@ struct BlockOnBus {
     std::shared_ptr<VirtioPciDevice> device;
     bool irq = false;
     BlockOnBus() {
-        device = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"),
-                                                   ram.memory, 0xe0000000, 16, [this](bool on) { irq = on; }, vm);
+        device = std::make_shared<VirtioPciDevice>(
+            std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16,
+            [this](bool on) { irq = on; }, vm);
         bus.add(device);
     }
 };

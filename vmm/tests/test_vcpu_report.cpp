@@ -16,7 +16,7 @@ TEST_CASE("a vCPU's report says where it runs, whether it takes interrupts, and 
     sregs.cr3 = 0x10a000;
     mp.mp_state = KVM_MP_STATE_HALTED;
     lapic::set(lapic, lapic::kIrr + 7 * 0x10, 1u << (0xec % 32));  // IRR: vector 0xec
-    lapic::set(lapic, lapic::kLvtTimer, 0x400ec);                 // timer: TSC deadline, 0xec
+    lapic::set(lapic, lapic::kLvtTimer, 0x400ec);                  // timer: TSC deadline, 0xec
     std::string text = describe_vcpu_state(1, regs, sregs, mp, events, lapic);
     CHECK(text.find("vCPU 1: halted") == 0);
     CHECK(text.find("RIP 0xffffffff81e3c4a5") != std::string::npos);

@@ -32,7 +32,9 @@ struct Wire {
         ::close(fds[1]);
     }
     int device() const { return fds[0]; }
-    void send(const std::string& frame) { REQUIRE(::write(fds[1], frame.data(), frame.size()) == ssize_t(frame.size())); }
+    void send(const std::string& frame) {
+        REQUIRE(::write(fds[1], frame.data(), frame.size()) == ssize_t(frame.size()));
+    }
     std::string take() {
         char buf[70000];
         ssize_t n = ::read(fds[1], buf, sizeof(buf));
@@ -169,8 +171,8 @@ TEST_CASE("virtio-net on PCI: device id, class, features, MAC and link status in
     FakeRam ram;
     RecordingVm vm;
     PciBus bus;
-    auto device = std::make_shared<VirtioPciDevice>(std::make_unique<VirtioNet>(wire.device(), kMac), ram.memory,
-                                                    0xe0000000, 16, [](bool) {}, vm);
+    auto device = std::make_shared<VirtioPciDevice>(
+        std::make_unique<VirtioNet>(wire.device(), kMac), ram.memory, 0xe0000000, 16, [](bool) {}, vm);
     CHECK(bus.add(device) == 1);
     CHECK(device->config().read(0x00, 4) == 0x10411af4u);
     CHECK((device->config().read(0x08, 4) >> 8) == 0x020000u);
@@ -179,8 +181,7 @@ TEST_CASE("virtio-net on PCI: device id, class, features, MAC and link status in
     uint32_t features = uint32_t(device->bar_read(0, 0x04, 4));
     CHECK((features & VirtioNet::kFeatureMac));
     CHECK((features & VirtioNet::kFeatureStatus));
-    for (unsigned i = 0; i < 6; i++)
-        CHECK(device->bar_read(0, VirtioPciDevice::kDeviceConfigOffset + i, 1) == kMac[i]);
+    for (unsigned i = 0; i < 6; i++) CHECK(device->bar_read(0, VirtioPciDevice::kDeviceConfigOffset + i, 1) == kMac[i]);
     CHECK(device->bar_read(0, VirtioPciDevice::kDeviceConfigOffset + 6, 2) == VirtioNet::kStatusLinkUp);
 }
 

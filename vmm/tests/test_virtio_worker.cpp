@@ -90,8 +90,8 @@ struct Rig {
         auto d = std::make_unique<GatedDevice>();
         d->release = release.get_future().share();
         gated = d.get();
-        device = std::make_shared<VirtioPciDevice>(std::move(d), ram.memory, uint32_t(bar), 16,
-                                                   [this](bool on) { line = on; }, vm);
+        device = std::make_shared<VirtioPciDevice>(
+            std::move(d), ram.memory, uint32_t(bar), 16, [this](bool on) { line = on; }, vm);
         pci.add(device);
         map_devices(ports, mmio, serial, pci, pm);
         config_write(PCI_COMMAND, 2, PCI_COMMAND_MEMORY);

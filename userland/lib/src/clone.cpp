@@ -15,292 +15,251 @@
 namespace ntc {
 namespace {
 
-Page read_page(const DiskFile &disk, uint64_t offset)
-{
-	Page page;
-	disk.read_at(offset, page);
-	return page;
+Page read_page(const DiskFile& disk, uint64_t offset) {
+    Page page;
+    disk.read_at(offset, page);
+    return page;
 }
 
 // Page 0 of a partition that holds a swap (or hibernation, or NTC) header.
-std::optional<Page> swap_header(const DiskFile &disk, const Partition &p)
-{
-	if (p.size < 2 * NTC_PAGE_SIZE)
-		return std::nullopt;
-	Page page = read_page(disk, p.offset);
-	if (inspect_swap_area(page).kind == AreaKind::not_swap)
-		return std::nullopt;
-	return page;
+std::optional<Page> swap_header(const DiskFile& disk, const Partition& p) {
+    if (p.size < 2 * NTC_PAGE_SIZE) return std::nullopt;
+    Page page = read_page(disk, p.offset);
+    if (inspect_swap_area(page).kind == AreaKind::not_swap) return std::nullopt;
+    return page;
 }
 
-bool same_layout(const PartitionTable &a, const PartitionTable &b)
-{
-	if (a.scheme != b.scheme || a.disk_id != b.disk_id ||
-	    a.partitions.size() != b.partitions.size())
-		return false;
-	for (size_t i = 0; i < a.partitions.size(); i++) {
-		const Partition &x = a.partitions[i], &y = b.partitions[i];
-		if (x.number != y.number || x.offset != y.offset || x.size != y.size ||
-		    x.type != y.type || x.part_uuid != y.part_uuid || x.name != y.name)
-			return false;
-	}
-	return true;
+bool same_layout(const PartitionTable& a, const PartitionTable& b) {
+    if (a.scheme != b.scheme || a.disk_id != b.disk_id || a.partitions.size() != b.partitions.size()) return false;
+    for (size_t i = 0; i < a.partitions.size(); i++) {
+        const Partition &x = a.partitions[i], &y = b.partitions[i];
+        if (x.number != y.number || x.offset != y.offset || x.size != y.size || x.type != y.type ||
+            x.part_uuid != y.part_uuid || x.name != y.name)
+            return false;
+    }
+    return true;
 }
 
-AreaSource area_source(const PartitionTable &table, int partno)
-{
-	AreaSource s;
-	if (table.scheme == "gpt")
-		parse_guid(table.disk_id, s.disk_guid);
-	else
-		s.mbr_id = static_cast<uint32_t>(std::strtoul(table.disk_id.c_str(), nullptr, 16));
-	s.partno = static_cast<uint32_t>(partno);
-	s.disk_bytes = table.disk_size;
-	s.created_unix = static_cast<uint64_t>(std::time(nullptr));
-	return s;
+AreaSource area_source(const PartitionTable& table, int partno) {
+    AreaSource s;
+    if (table.scheme == "gpt") parse_guid(table.disk_id, s.disk_guid);
+    else s.mbr_id = static_cast<uint32_t>(std::strtoul(table.disk_id.c_str(), nullptr, 16));
+    s.partno = static_cast<uint32_t>(partno);
+    s.disk_bytes = table.disk_size;
+    s.created_unix = static_cast<uint64_t>(std::time(nullptr));
+    return s;
 }
 
 // DST as the clone will write it, opened only once every check has passed.
 struct Target {
-	DiskFile file;
-	bool created = false;
-	BlockCopier::Target mode;
+    DiskFile file;
+    bool created = false;
+    BlockCopier::Target mode;
 };
 
-std::optional<struct stat> stat_path(const std::string &path)
-{
-	struct stat st;
-	if (::stat(path.c_str(), &st) == 0)
-		return st;
-	if (errno != ENOENT)
-		throw_errno("cannot look at " + path);
-	return std::nullopt;
+std::optional<struct stat> stat_path(const std::string& path) {
+    struct stat st;
+    if (::stat(path.c_str(), &st) == 0) return st;
+    if (errno != ENOENT) throw_errno("cannot look at " + path);
+    return std::nullopt;
 }
 
-void check_update_target(const DiskFile &src, const ClonePlan &plan, const DiskFile &dst)
-{
-	if (dst.size() != src.size())
-		throw Error("--update: " + dst.path() + " is not the size of " + src.path() +
-			    ", so it is not a clone of it");
-	PartitionTable dst_table = read_partition_table(dst);
-	if (!same_layout(plan.table, dst_table))
-		throw Error("--update: " + dst.path() + " has another partition table than " +
-			    src.path() + "; make a new clone with --force instead");
-	for (const ClonePlan::Part &part : plan.parts) {
-		if (part.how != ClonePlan::How::snapshot_area)
-			continue;
-		Page page = read_page(dst, part.extent.offset);
-		if (!inspect_swap_area(page).record && !is_unfinished_area_page(page))
-			throw Error("--update: partition " + std::to_string(part.partno) + " of " +
-				    dst.path() + " is not an NTC snapshot area; make a new clone with --force");
-	}
+void check_update_target(const DiskFile& src, const ClonePlan& plan, const DiskFile& dst) {
+    if (dst.size() != src.size())
+        throw Error("--update: " + dst.path() + " is not the size of " + src.path() + ", so it is not a clone of it");
+    PartitionTable dst_table = read_partition_table(dst);
+    if (!same_layout(plan.table, dst_table))
+        throw Error("--update: " + dst.path() + " has another partition table than " + src.path() +
+                    "; make a new clone with --force instead");
+    for (const ClonePlan::Part& part : plan.parts) {
+        if (part.how != ClonePlan::How::snapshot_area) continue;
+        Page page = read_page(dst, part.extent.offset);
+        if (!inspect_swap_area(page).record && !is_unfinished_area_page(page))
+            throw Error("--update: partition " + std::to_string(part.partno) + " of " + dst.path() +
+                        " is not an NTC snapshot area; make a new clone with --force");
+    }
 }
 
-Target open_target(const std::string &dst_path, const DiskFile &src, const ClonePlan &plan,
-		   const CloneOptions &opts)
-{
-	std::optional<struct stat> st = stat_path(dst_path);
-	if (!st) {
-		if (opts.update)
-			throw Error("--update: " + dst_path + " does not exist; leave out --update to make a new clone");
-		return {DiskFile::create_sparse(dst_path, src.size()), true, BlockCopier::Target::fresh};
-	}
-	DiskFile dst(dst_path, DiskFile::Mode::read_write);
-	if (dst.same_file_as(src))
-		throw Error(dst_path + " is the source disk itself; name another file");
-	if (!dst.try_lock_exclusive())
-		throw Error(dst_path + " is in use by a running virtual machine (it holds a lock on it); "
-			    "stop it first");
-	if (dst.is_block_device()) {
-		if (dst.size() < src.size())
-			throw Error(dst_path + " is too small: " + human_bytes(dst.size()) +
-				    ", the source needs " + human_bytes(src.size()));
-		// O_EXCL on a block device fails while it is mounted or otherwise claimed.
-		int excl = ::open(dst_path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC);
-		if (excl < 0)
-			throw_errno(dst_path + " is busy (mounted or in use)");
-		::close(excl);
-	} else if (!opts.force && !opts.update) {
-		throw Error(dst_path + " exists; use --force to replace it or --update to refresh an earlier clone");
-	}
-	if (opts.update) {
-		check_update_target(src, plan, dst);
-		return {std::move(dst), false, BlockCopier::Target::update};
-	}
-	if (dst.is_block_device())
-		return {std::move(dst), false, BlockCopier::Target::overwrite};
-	dst.reset_sparse(src.size());
-	return {std::move(dst), false, BlockCopier::Target::fresh};
+Target open_target(const std::string& dst_path, const DiskFile& src, const ClonePlan& plan, const CloneOptions& opts) {
+    std::optional<struct stat> st = stat_path(dst_path);
+    if (!st) {
+        if (opts.update)
+            throw Error("--update: " + dst_path + " does not exist; leave out --update to make a new clone");
+        return {DiskFile::create_sparse(dst_path, src.size()), true, BlockCopier::Target::fresh};
+    }
+    DiskFile dst(dst_path, DiskFile::Mode::read_write);
+    if (dst.same_file_as(src)) throw Error(dst_path + " is the source disk itself; name another file");
+    if (!dst.try_lock_exclusive())
+        throw Error(dst_path + " is in use by a running virtual machine (it holds a lock on it); "
+                               "stop it first");
+    if (dst.is_block_device()) {
+        if (dst.size() < src.size())
+            throw Error(dst_path + " is too small: " + human_bytes(dst.size()) + ", the source needs " +
+                        human_bytes(src.size()));
+        // O_EXCL on a block device fails while it is mounted or otherwise claimed.
+        int excl = ::open(dst_path.c_str(), O_RDWR | O_EXCL | O_CLOEXEC);
+        if (excl < 0) throw_errno(dst_path + " is busy (mounted or in use)");
+        ::close(excl);
+    } else if (!opts.force && !opts.update) {
+        throw Error(dst_path + " exists; use --force to replace it or --update to refresh an earlier clone");
+    }
+    if (opts.update) {
+        check_update_target(src, plan, dst);
+        return {std::move(dst), false, BlockCopier::Target::update};
+    }
+    if (dst.is_block_device()) return {std::move(dst), false, BlockCopier::Target::overwrite};
+    dst.reset_sparse(src.size());
+    return {std::move(dst), false, BlockCopier::Target::fresh};
 }
 
-uint64_t planned_bytes(const ClonePlan &plan)
-{
-	uint64_t total = 0;
-	for (const ClonePlan::Part &part : plan.parts) {
-		if (part.how == ClonePlan::How::ext_used_blocks)
-			total += part.fs->used_blocks() * part.fs->block_size();
-		else if (part.how == ClonePlan::How::raw)
-			total += part.extent.length;
-	}
-	return total;
+uint64_t planned_bytes(const ClonePlan& plan) {
+    uint64_t total = 0;
+    for (const ClonePlan::Part& part : plan.parts) {
+        if (part.how == ClonePlan::How::ext_used_blocks) total += part.fs->used_blocks() * part.fs->block_size();
+        else if (part.how == ClonePlan::How::raw) total += part.extent.length;
+    }
+    return total;
 }
 
 // Disk 1 and its clone carry the same filesystem UUIDs and labels, so a guest
 // that names its disks that way would mount the wrong one (two devices match).
-void warn_about_fstab(const ClonePlan &plan, const CloneOptions &opts)
-{
-	for (const ClonePlan::Part &part : plan.parts) {
-		if (part.how != ClonePlan::How::ext_used_blocks)
-			continue;
-		std::optional<std::vector<uint8_t>> fstab = part.fs->read_file("/etc/fstab", 1 << 20);
-		if (!fstab)
-			continue;
-		std::string text(fstab->begin(), fstab->end());
-		size_t pos = 0;
-		while (pos < text.size()) {
-			size_t end = text.find('\n', pos);
-			std::string line = text.substr(pos, end == std::string::npos ? end : end - pos);
-			pos = end == std::string::npos ? text.size() : end + 1;
-			size_t first = line.find_first_not_of(" \t");
-			if (first == std::string::npos || line[first] == '#')
-				continue;
-			std::string spec = line.substr(first, line.find_first_of(" \t", first) - first);
-			for (const char *tag : {"UUID=", "PARTUUID=", "LABEL=", "PARTLABEL="}) {
-				if (spec.rfind(tag, 0) == 0) {
-					opts.warn("partition " + std::to_string(part.partno) +
-						  ": /etc/fstab names " + spec +
-						  ", which disk 1 and its clone share; name devices by path "
-						  "(/dev/vda1) so the guest mounts the right disk");
-					break;
-				}
-			}
-		}
-	}
+void warn_about_fstab(const ClonePlan& plan, const CloneOptions& opts) {
+    for (const ClonePlan::Part& part : plan.parts) {
+        if (part.how != ClonePlan::How::ext_used_blocks) continue;
+        std::optional<std::vector<uint8_t>> fstab = part.fs->read_file("/etc/fstab", 1 << 20);
+        if (!fstab) continue;
+        std::string text(fstab->begin(), fstab->end());
+        size_t pos = 0;
+        while (pos < text.size()) {
+            size_t end = text.find('\n', pos);
+            std::string line = text.substr(pos, end == std::string::npos ? end : end - pos);
+            pos = end == std::string::npos ? text.size() : end + 1;
+            size_t first = line.find_first_not_of(" \t");
+            if (first == std::string::npos || line[first] == '#') continue;
+            std::string spec = line.substr(first, line.find_first_of(" \t", first) - first);
+            for (const char* tag : {"UUID=", "PARTUUID=", "LABEL=", "PARTLABEL="}) {
+                if (spec.rfind(tag, 0) == 0) {
+                    opts.warn("partition " + std::to_string(part.partno) + ": /etc/fstab names " + spec +
+                              ", which disk 1 and its clone share; name devices by path "
+                              "(/dev/vda1) so the guest mounts the right disk");
+                    break;
+                }
+            }
+        }
+    }
 }
 
 // Page 0 of every snapshot area of DST: a finished area's, or an unfinished
 // clone's (a record without a signature, see make_unfinished_area_page).
-void write_area_pages(const DiskFile &dst, const ClonePlan &plan, bool finished)
-{
-	for (const ClonePlan::Part &part : plan.parts) {
-		if (part.how != ClonePlan::How::snapshot_area)
-			continue;
-		AreaSource source = area_source(plan.table, part.partno);
-		dst.write_at(part.extent.offset, finished ? make_area_page(*part.swap_header, source)
-							  : make_unfinished_area_page(*part.swap_header, source));
-	}
+void write_area_pages(const DiskFile& dst, const ClonePlan& plan, bool finished) {
+    for (const ClonePlan::Part& part : plan.parts) {
+        if (part.how != ClonePlan::How::snapshot_area) continue;
+        AreaSource source = area_source(plan.table, part.partno);
+        dst.write_at(part.extent.offset, finished ? make_area_page(*part.swap_header, source)
+                                                  : make_unfinished_area_page(*part.swap_header, source));
+    }
 }
 
-bool ext_needs_recovery(const DiskFile &src, const Partition &p)
-{
-	try {
-		return ExtFs::needs_recovery(src.path(), p.offset);
-	} catch (const Error &) {
-		return false;	// unreadable: the damage path below reports it
-	}
+bool ext_needs_recovery(const DiskFile& src, const Partition& p) {
+    try {
+        return ExtFs::needs_recovery(src.path(), p.offset);
+    } catch (const Error&) {
+        return false;  // unreadable: the damage path below reports it
+    }
 }
 
-} // namespace
+}  // namespace
 
-ClonePlan plan_clone(const DiskFile &src, const CloneOptions &opts)
-{
-	ClonePlan plan;
-	plan.table = read_partition_table(src);
-	for (Extent gap : space_outside_partitions(plan.table))
-		plan.parts.push_back({ClonePlan::How::raw, gap, 0, {}});
-	for (const Partition &p : plan.table.partitions) {
-		ClonePlan::Part part{ClonePlan::How::raw, {p.offset, p.size}, p.number, p.fs_type};
-		if (p.is_ext() && ext_needs_recovery(src, p)) {
-			// Blocks its journal will write home may still be free in its
-			// bitmaps; only a copy of every block keeps them.
-			opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
-				  ") has a journal that needs recovery (mounted, or not cleanly "
-				  "unmounted): copying all of it, not only the blocks in use");
-		} else if (p.is_ext()) {
-			try {
-				part.fs = std::make_shared<const ExtFs>(src.path(), p.offset, p.size);
-				part.how = ClonePlan::How::ext_used_blocks;
-			} catch (const Error &e) {
-				if (opts.strict)
-					throw Error("partition " + std::to_string(p.number) + ": " + e.what() +
-						    " (--strict refuses to copy it raw)");
-				opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
-					  ") looks damaged, copying it raw: " + e.what());
-			}
-		} else {
-			part.swap_header = swap_header(src, p);
-			if (part.swap_header)
-				part.how = ClonePlan::How::snapshot_area;
-		}
-		plan.parts.push_back(part);
-	}
-	std::sort(plan.parts.begin(), plan.parts.end(),
-		  [](const auto &a, const auto &b) { return a.extent.offset < b.extent.offset; });
-	return plan;
+ClonePlan plan_clone(const DiskFile& src, const CloneOptions& opts) {
+    ClonePlan plan;
+    plan.table = read_partition_table(src);
+    for (Extent gap : space_outside_partitions(plan.table)) plan.parts.push_back({ClonePlan::How::raw, gap, 0, {}});
+    for (const Partition& p : plan.table.partitions) {
+        ClonePlan::Part part{ClonePlan::How::raw, {p.offset, p.size}, p.number, p.fs_type};
+        if (p.is_ext() && ext_needs_recovery(src, p)) {
+            // Blocks its journal will write home may still be free in its
+            // bitmaps; only a copy of every block keeps them.
+            opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
+                      ") has a journal that needs recovery (mounted, or not cleanly "
+                      "unmounted): copying all of it, not only the blocks in use");
+        } else if (p.is_ext()) {
+            try {
+                part.fs = std::make_shared<const ExtFs>(src.path(), p.offset, p.size);
+                part.how = ClonePlan::How::ext_used_blocks;
+            } catch (const Error& e) {
+                if (opts.strict)
+                    throw Error("partition " + std::to_string(p.number) + ": " + e.what() +
+                                " (--strict refuses to copy it raw)");
+                opts.warn("partition " + std::to_string(p.number) + " (" + p.fs_type +
+                          ") looks damaged, copying it raw: " + e.what());
+            }
+        } else {
+            part.swap_header = swap_header(src, p);
+            if (part.swap_header) part.how = ClonePlan::How::snapshot_area;
+        }
+        plan.parts.push_back(part);
+    }
+    std::sort(plan.parts.begin(), plan.parts.end(),
+              [](const auto& a, const auto& b) { return a.extent.offset < b.extent.offset; });
+    return plan;
 }
 
-CloneResult clone_disk(const std::string &src_path, const std::string &dst_path,
-		       const CloneOptions &opts)
-{
-	DiskFile src(src_path, DiskFile::Mode::read);
-	if (!src.try_lock_shared())
-		throw Error(src_path + " is in use by a running virtual machine (it holds a lock on it); "
-			    "stop the VM, or checkpoint from inside it with 'echo checkpoint > /proc/ntc'");
-	ClonePlan plan = plan_clone(src, opts);
-	Target dst = open_target(dst_path, src, plan, opts);
-	warn_about_fstab(plan, opts);
+CloneResult clone_disk(const std::string& src_path, const std::string& dst_path, const CloneOptions& opts) {
+    DiskFile src(src_path, DiskFile::Mode::read);
+    if (!src.try_lock_shared())
+        throw Error(src_path + " is in use by a running virtual machine (it holds a lock on it); "
+                               "stop the VM, or checkpoint from inside it with 'echo checkpoint > /proc/ntc'");
+    ClonePlan plan = plan_clone(src, opts);
+    Target dst = open_target(dst_path, src, plan, opts);
+    warn_about_fstab(plan, opts);
 
-	// Before any data, each snapshot area's page 0 becomes an unfinished
-	// clone's, which has no signature: DST may be an earlier clone (--update,
-	// a block device), whose marker must not stand over half-rewritten
-	// partitions.  The markers come back last, so a clone stopped part-way,
-	// killed or not, never looks finished; ntc-clone --update finishes it.
-	// A new file is left to the page cache to write back, as cp leaves it:
-	// nothing trusts a clone's blocks unchecked (ntc.ko's first checkpoint
-	// onto a disk compares every block with disk 1).  A DST that existed is
-	// flushed after the unfinished marks, after the data and after the
-	// markers: a disk may be unplugged when we return, and an earlier clone
-	// must never look finished with half of the new data, even after a
-	// power cut.
-	const bool flush = !dst.created;
-	Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
-	BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
-	BlockCopier::Stats stats;
-	try {
-		write_area_pages(dst.file, plan, false);
-		if (flush)
-			dst.file.sync();
-		for (const ClonePlan::Part &part : plan.parts) {
-			switch (part.how) {
-			case ClonePlan::How::raw:
-				copier.copy(part.extent);
-				break;
-			case ClonePlan::How::ext_used_blocks:
-				part.fs->for_each_used_run([&](Extent run) {
-					copier.copy({part.extent.offset + run.offset, run.length});
-				});
-				break;
-			case ClonePlan::How::snapshot_area:
-				break;
-			}
-		}
-		stats = copier.finish();
-		if (flush)
-			dst.file.sync();
-		write_area_pages(dst.file, plan, true);
-		if (flush)
-			dst.file.sync();
-	} catch (...) {
-		if (dst.created)
-			::unlink(dst_path.c_str());
-		throw;
-	}
-	progress.finish();
-	CloneResult result;
-	result.bytes_written = stats.written;
-	result.bytes_skipped = src.size() - std::min(src.size(), stats.written);
-	result.seconds = progress.elapsed_seconds();
-	return result;
+    // Before any data, each snapshot area's page 0 becomes an unfinished
+    // clone's, which has no signature: DST may be an earlier clone (--update,
+    // a block device), whose marker must not stand over half-rewritten
+    // partitions.  The markers come back last, so a clone stopped part-way,
+    // killed or not, never looks finished; ntc-clone --update finishes it.
+    // A new file is left to the page cache to write back, as cp leaves it:
+    // nothing trusts a clone's blocks unchecked (ntc.ko's first checkpoint
+    // onto a disk compares every block with disk 1).  A DST that existed is
+    // flushed after the unfinished marks, after the data and after the
+    // markers: a disk may be unplugged when we return, and an earlier clone
+    // must never look finished with half of the new data, even after a
+    // power cut.
+    const bool flush = !dst.created;
+    Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
+    BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
+    BlockCopier::Stats stats;
+    try {
+        write_area_pages(dst.file, plan, false);
+        if (flush) dst.file.sync();
+        for (const ClonePlan::Part& part : plan.parts) {
+            switch (part.how) {
+            case ClonePlan::How::raw:
+                copier.copy(part.extent);
+                break;
+            case ClonePlan::How::ext_used_blocks:
+                part.fs->for_each_used_run([&](Extent run) {
+                    copier.copy({part.extent.offset + run.offset, run.length});
+                });
+                break;
+            case ClonePlan::How::snapshot_area:
+                break;
+            }
+        }
+        stats = copier.finish();
+        if (flush) dst.file.sync();
+        write_area_pages(dst.file, plan, true);
+        if (flush) dst.file.sync();
+    } catch (...) {
+        if (dst.created) ::unlink(dst_path.c_str());
+        throw;
+    }
+    progress.finish();
+    CloneResult result;
+    result.bytes_written = stats.written;
+    result.bytes_skipped = src.size() - std::min(src.size(), stats.written);
+    result.seconds = progress.elapsed_seconds();
+    return result;
 }
 
-} // namespace ntc
+}  // namespace ntc

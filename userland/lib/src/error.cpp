@@ -5,14 +5,8 @@
 
 namespace ntc {
 
-std::string errno_text(const std::string &what)
-{
-	return what + ": " + std::strerror(errno);
-}
+std::string errno_text(const std::string& what) { return what + ": " + std::strerror(errno); }
 
-void throw_errno(const std::string &what)
-{
-	throw Error(errno_text(what));
-}
+void throw_errno(const std::string& what) { throw Error(errno_text(what)); }
 
-} // namespace ntc
+}  // namespace ntc

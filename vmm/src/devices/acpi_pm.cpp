@@ -16,7 +16,8 @@ uint32_t AcpiPm::read(uint16_t port, unsigned size) {
     using namespace layout;
     uint32_t value = ~0u;
     if (port >= kPmTimer && port < kPmTimer + 4) {
-        auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
+        auto ns =
+            std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start_).count();
         uint32_t ticks = uint32_t((unsigned __int128)ns * kPmTimerHz / 1000000000u) & 0xffffff;
         value = ticks >> (8 * (port - kPmTimer));
     } else if (port >= kPm1EventBlock && port < kPm1EventBlock + 4) {

@@ -6,10 +6,7 @@
 namespace ntc::vmm {
 
 MsixTable::MsixTable(unsigned vectors, Route route, Signal signal)
-    : table_(size_t(vectors) * PCI_MSIX_ENTRY_SIZE),
-      routed_(vectors),
-      pending_(vectors),
-      route_(std::move(route)),
+    : table_(size_t(vectors) * PCI_MSIX_ENTRY_SIZE), routed_(vectors), pending_(vectors), route_(std::move(route)),
       signal_(std::move(signal)) {
     for (unsigned v = 0; v < vectors; v++)
         table_[size_t(v) * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL] = PCI_MSIX_ENTRY_CTRL_MASKBIT;
@@ -89,8 +86,8 @@ uint32_t MsixTable::entry_field(unsigned vector, unsigned field) const {
 }
 
 MsiMessage MsixTable::message(unsigned vector) const {
-    return {entry_field(vector, PCI_MSIX_ENTRY_LOWER_ADDR) |
-                uint64_t(entry_field(vector, PCI_MSIX_ENTRY_UPPER_ADDR)) << 32,
+    return {entry_field(vector, PCI_MSIX_ENTRY_LOWER_ADDR) | uint64_t(entry_field(vector, PCI_MSIX_ENTRY_UPPER_ADDR))
+                                                                 << 32,
             entry_field(vector, PCI_MSIX_ENTRY_DATA)};
 }
 

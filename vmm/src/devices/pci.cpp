@@ -21,8 +21,7 @@ constexpr uint8_t kCapabilitiesPointer = 0x34;
 
 }  // namespace
 
-PciConfigSpace::PciConfigSpace(uint16_t vendor, uint16_t device, uint32_t class_code,
-                               uint8_t revision) {
+PciConfigSpace::PciConfigSpace(uint16_t vendor, uint16_t device, uint32_t class_code, uint8_t revision) {
     set(0x00, 2, vendor);
     set(0x02, 2, device);
     set(0x08, 1, revision);

@@ -11,8 +11,7 @@ constexpr uint8_t kIerMask = UART_IER_MSI | UART_IER_RLSI | UART_IER_THRI | UART
 constexpr uint8_t kMcrMask = UART_MCR_LOOP | UART_MCR_OUT2 | UART_MCR_OUT1 | UART_MCR_RTS | UART_MCR_DTR;
 }  // namespace
 
-Serial::Serial(Output output, InterruptLine interrupt)
-    : output_(std::move(output)), interrupt_(std::move(interrupt)) {}
+Serial::Serial(Output output, InterruptLine interrupt) : output_(std::move(output)), interrupt_(std::move(interrupt)) {}
 
 uint8_t Serial::pending_interrupt() const {
     if ((ier_ & UART_IER_RDI) && !rx_.empty()) return UART_IIR_RDI;

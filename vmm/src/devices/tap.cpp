@@ -1,8 +1,8 @@
 #include "devices/tap.h"
 
 #include <fcntl.h>
-#include <net/if.h>
 #include <linux/if_tun.h>
+#include <net/if.h>
 #include <sys/ioctl.h>
 
 #include <cerrno>

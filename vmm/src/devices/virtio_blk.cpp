@@ -18,7 +18,8 @@ bool transfer(int fd, std::vector<iovec> iov, uint64_t offset, bool write) {
     size_t first = 0;
     while (first < iov.size()) {
         int n = int(std::min<size_t>(iov.size() - first, IOV_MAX));
-        ssize_t done = write ? ::pwritev(fd, &iov[first], n, off_t(offset)) : ::preadv(fd, &iov[first], n, off_t(offset));
+        ssize_t done =
+            write ? ::pwritev(fd, &iov[first], n, off_t(offset)) : ::preadv(fd, &iov[first], n, off_t(offset));
         if (done < 0 && errno == EINTR) continue;
         if (done <= 0) return false;
         offset += uint64_t(done);

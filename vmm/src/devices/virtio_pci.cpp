@@ -31,9 +31,12 @@ using CommonConfig = virtio_pci_common_cfg;
 
 uint32_t pci_class(uint16_t virtio_device_id) {
     switch (virtio_device_id) {
-    case VIRTIO_ID_NET: return 0x020000;    // Ethernet controller
-    case VIRTIO_ID_BLOCK: return 0x018000;  // mass storage, other
-    default: return 0xff0000;
+    case VIRTIO_ID_NET:
+        return 0x020000;  // Ethernet controller
+    case VIRTIO_ID_BLOCK:
+        return 0x018000;  // mass storage, other
+    default:
+        return 0xff0000;
     }
 }
 
@@ -83,19 +86,17 @@ bool take_eventfd(int fd) {
 
 }  // namespace
 
-VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory,
-                                 uint32_t bar_address, uint8_t irq, InterruptLine interrupt, VmEventfds& vm)
-    : device_(std::move(device)),
-      vm_(vm),
+VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, uint32_t bar_address,
+                                 uint8_t irq, InterruptLine interrupt, VmEventfds& vm)
+    : device_(std::move(device)), vm_(vm),
       config_(layout::kVirtioVendor, uint16_t(layout::kVirtioPciDeviceBase + device_->device_id()),
               pci_class(device_->device_id()), 1),
-      interrupt_(std::move(interrupt)),
-      ioeventfd_addresses_(device_->queue_count()),
-      msix_(device_->queue_count() + 1,
-            [this](unsigned vector, const MsiMessage& message) { vm_.route_msi(vector_gsis_[vector], message); },
-            [this](unsigned vector) { signal_vector(vector); }),
-      config_vector_(VIRTIO_MSI_NO_VECTOR),
-      queue_vectors_(device_->queue_count(), VIRTIO_MSI_NO_VECTOR) {
+      interrupt_(std::move(interrupt)), ioeventfd_addresses_(device_->queue_count()),
+      msix_(
+          device_->queue_count() + 1,
+          [this](unsigned vector, const MsiMessage& message) { vm_.route_msi(vector_gsis_[vector], message); },
+          [this](unsigned vector) { signal_vector(vector); }),
+      config_vector_(VIRTIO_MSI_NO_VECTOR), queue_vectors_(device_->queue_count(), VIRTIO_MSI_NO_VECTOR) {
     config_.set(PCI_SUBSYSTEM_VENDOR_ID, 2, layout::kVirtioVendor);
     config_.set(PCI_SUBSYSTEM_ID, 2, layout::kVirtioPciDeviceBase + device_->device_id());
     config_.add_memory_bar(0, bar_address, kBarSize);

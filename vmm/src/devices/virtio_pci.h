@@ -58,8 +58,8 @@ public:
 
     // MSI-X vector q for queue q, and one more for configuration changes,
     // each an irqfd in `vm`, which the device also gives its ioeventfds.
-    VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, uint32_t bar_address,
-                    uint8_t irq, InterruptLine interrupt, VmEventfds& vm);
+    VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, uint32_t bar_address, uint8_t irq,
+                    InterruptLine interrupt, VmEventfds& vm);
     ~VirtioPciDevice() override;
 
     PciConfigSpace& config() override { return config_; }

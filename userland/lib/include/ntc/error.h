@@ -11,13 +11,13 @@ namespace ntc {
 // from it (ntc::vmm::GuestError).
 class Error : public std::runtime_error {
 public:
-	using std::runtime_error::runtime_error;
+    using std::runtime_error::runtime_error;
 };
 
 // "<what>: <strerror(errno)>", for a failed system call.
-std::string errno_text(const std::string &what);
+std::string errno_text(const std::string& what);
 
 // Throws Error(errno_text(what)).
-[[noreturn]] void throw_errno(const std::string &what);
+[[noreturn]] void throw_errno(const std::string& what);
 
-} // namespace ntc
+}  // namespace ntc

@@ -9,21 +9,21 @@ namespace ntc {
 // disabled (not a terminal, or --quiet).
 class Progress {
 public:
-	Progress(std::string label, uint64_t total_bytes, bool enabled);
-	void advance(uint64_t bytes);
-	void finish();
-	double elapsed_seconds() const;
+    Progress(std::string label, uint64_t total_bytes, bool enabled);
+    void advance(uint64_t bytes);
+    void finish();
+    double elapsed_seconds() const;
 
 private:
-	void draw(bool final);
+    void draw(bool final);
 
-	std::string label_;
-	uint64_t total_;
-	uint64_t done_ = 0;
-	bool enabled_;
-	std::chrono::steady_clock::time_point start_, last_draw_;
+    std::string label_;
+    uint64_t total_;
+    uint64_t done_ = 0;
+    bool enabled_;
+    std::chrono::steady_clock::time_point start_, last_draw_;
 };
 
 std::string human_bytes(uint64_t bytes);
 
-} // namespace ntc
+}  // namespace ntc
