@@ -6,9 +6,8 @@
  *   ntc-fsync-flood CPU FILE SECONDS
  *   -> "FSYNCS <count>"
  */
-#define _GNU_SOURCE
+#include "pin_cpu.h"
 #include <fcntl.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +18,6 @@ int main(int argc, char **argv)
 {
 	static char block[4096];
 	unsigned long count = 0;
-	cpu_set_t cpus;
 	time_t end;
 	int fd;
 
@@ -27,12 +25,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "usage: ntc-fsync-flood CPU FILE SECONDS\n");
 		return 2;
 	}
-	CPU_ZERO(&cpus);
-	CPU_SET(atoi(argv[1]), &cpus);
-	if (sched_setaffinity(0, sizeof(cpus), &cpus)) {
-		perror("sched_setaffinity");
+	if (pin_cpu(argv[1]))
 		return 1;
-	}
 	fd = open(argv[2], O_WRONLY | O_CREAT, 0644);
 	if (fd < 0) {
 		perror(argv[2]);

@@ -7,8 +7,7 @@
  *   ntc-timergap CPU SECONDS [INTERVAL_MS]
  *   -> "TIMERGAP max_ms=<largest gap> ticks=<wake-ups> interval_ms=<interval>"
  */
-#define _GNU_SOURCE
-#include <sched.h>
+#include "pin_cpu.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -27,18 +26,13 @@ int main(int argc, char **argv)
 	struct timespec delay = { interval_ms / 1000, (interval_ms % 1000) * 1000000L };
 	double start, last, end, max_gap = 0;
 	unsigned long ticks = 0;
-	cpu_set_t cpus;
 
 	if (argc < 3) {
 		fprintf(stderr, "usage: ntc-timergap CPU SECONDS [INTERVAL_MS]\n");
 		return 2;
 	}
-	CPU_ZERO(&cpus);
-	CPU_SET(atoi(argv[1]), &cpus);
-	if (sched_setaffinity(0, sizeof(cpus), &cpus)) {
-		perror("sched_setaffinity");
+	if (pin_cpu(argv[1]))
 		return 1;
-	}
 	start = last = now_ms();
 	end = start + atof(argv[2]) * 1e3;
 	while (last < end) {
