@@ -1,7 +1,6 @@
 #pragma once
 // What a virtio device type (block, ...) provides to the PCI transport.
 #include <cstdint>
-#include <span>
 #include <vector>
 
 #include "virtqueue.h"
@@ -19,21 +18,6 @@ public:
     // queue number `index`; returns whether used buffers were added.  Throws
     // GuestError for a malformed request.
     virtual bool process(unsigned index, Virtqueue& queue) = 0;
-
-    // A device may leave requests process() popped in flight and complete
-    // them later.  Its eventfd, signalled as their I/O finishes, or -1 when
-    // process() completes every request it pops.
-    virtual int completion_fd() const { return -1; }
-    // Completes the requests whose I/O has finished, on the device's
-    // `queues`; returns the queues that got used buffers, a bit each.
-    virtual unsigned complete(std::span<Virtqueue> queues) {
-        (void)queues;
-        return 0;
-    }
-    // Waits for the I/O of every request in flight and forgets them, their
-    // guest buffers no longer touched; for a reset, which discards the
-    // queues they would complete on, and for the end of the VM.
-    virtual void drain() noexcept {}
 };
 
 }  // namespace ntc::vmm

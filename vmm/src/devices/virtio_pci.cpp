@@ -133,15 +133,11 @@ void VirtioPciDevice::stop_worker() {
     if (!worker_.joinable()) return;
     signal_eventfd(stop_.get());
     worker_.join();
-    // The vCPUs are gone too: nothing else drives the device.  The VM's
-    // last fdatasync of the disks is to find every write finished.
-    device_->drain();
 }
 
 void VirtioPciDevice::work_loop() {
     std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}};
     for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
-    if (device_->completion_fd() >= 0) fds.push_back({device_->completion_fd(), POLLIN, 0});
     for (;;) {
         if (::poll(fds.data(), fds.size(), -1) < 0) {
             if (errno == EINTR) continue;
@@ -162,13 +158,10 @@ void VirtioPciDevice::serve_notified() {
     unsigned queues = 0;
     for (unsigned q = 0; q < queue_eventfds_.size(); q++)
         if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
-    // Completions are looked for whatever woke us; the eventfd only wakes.
-    bool completions = device_->completion_fd() >= 0 && take_eventfd(device_->completion_fd());
-    if (!queues && !completions) return;
+    if (!queues) return;
     {
         std::lock_guard lock(lock_);
-        // A reset in progress drains the requests in flight itself.
-        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET) || resetting_) return;
+        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) return;
         // Only enabled queues: their layout stays as it is until a reset,
         // and a reset waits while busy_.
         for (unsigned q = 0; q < queues_.size(); q++)
@@ -190,10 +183,10 @@ void VirtioPciDevice::serve_notified() {
         if (used & (1u << q)) queue_interrupt(q);
 }
 
-// Completes the requests whose I/O finished, then serves each queue whose
-// bit is set; returns the queues that got used buffers.  Throws GuestError.
+// Serves each queue whose bit is set; returns the queues that got used
+// buffers.  Throws GuestError.
 unsigned VirtioPciDevice::serve(unsigned queues) {
-    unsigned used = device_->complete(queues_);
+    unsigned used = 0;
     for (unsigned q = 0; q < queues_.size(); q++)
         if ((queues & (1u << q)) && device_->process(q, queues_[q])) used |= 1u << q;
     return used;
@@ -205,18 +198,8 @@ Virtqueue* VirtioPciDevice::selected_queue() {
 
 void VirtioPciDevice::reset() {
     // The caller holds lock_; the wait lets the worker complete the request
-    // it serves before its queues go.  Then the requests still in flight
-    // must be done with guest memory: the reset takes the device as the
-    // worker does (busy_, lock let go) and drains them, which the worker
-    // may not do in between (resetting_).
-    resetting_ = true;
+    // it serves before its queues go.
     idle_.wait(lock_, [this] { return !busy_; });
-    busy_ = true;
-    lock_.unlock();
-    device_->drain();
-    lock_.lock();
-    busy_ = resetting_ = false;
-    idle_.notify_all();
     for (auto& q : queues_) q.reset();
     device_feature_select_ = driver_feature_select_ = 0;
     driver_features_ = 0;

@@ -123,9 +123,8 @@ private:
 
     mutable std::mutex lock_;
     std::condition_variable_any idle_;
-    bool busy_ = false;       // a request is being served, or drained by a reset, unlocked
-    bool resetting_ = false;  // a reset waits for busy_ or drains
-    Fd stop_;                 // eventfd: the worker is to end
+    bool busy_ = false;  // a request is being served unlocked
+    Fd stop_;            // eventfd: the worker is to end
     std::thread worker_;
 };
 
