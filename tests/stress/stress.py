@@ -21,6 +21,7 @@ RAM and the host kernel's last KVM events.
 """
 import argparse
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -200,7 +201,20 @@ def run(kind, n_checkpoints, n_resumes):
                 failures += more
             if host.alive():
                 host.send("poweroff -f")
+        if failures:
+            keep_logs(tmp, kind)
     return ck, rs, failures
+
+
+def keep_logs(tmp, kind):
+    """The whole consoles and VMM messages of a failed run, kept past its
+    scratch directory: the failure report shows only their tails."""
+    dest = os.path.join(ntclab.BUILD, "lab-logs", f"stress-{kind}")
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(tmp):
+        if name.endswith((".console.log", ".stderr")):
+            shutil.copy(os.path.join(tmp, name), dest)
+    print(f"{kind}: full consoles and VMM messages kept in {dest}", flush=True)
 
 
 def main():
