@@ -10,6 +10,32 @@ namespace ntc::vmm {
 
 namespace {
 
+// Field offsets, as the ACPI 6.x specification lays the structures out (its
+// names, in ACPICA's spelling).
+namespace header {  // every system description table (5.2.6)
+constexpr size_t kSignature = 0, kLength = 4, kRevision = 8, kChecksum = 9, kOemId = 10, kOemTableId = 16,
+                 kOemRevision = 24, kCreatorId = 28, kCreatorRevision = 32, kSize = 36;
+}  // namespace header
+namespace rsdp {  // the Root System Description Pointer (5.2.5.3)
+constexpr size_t kSignature = 0, kChecksum = 8, kOemId = 9, kRevision = 15, kLength = 20, kXsdtAddress = 24,
+                 kExtendedChecksum = 32, kSize = 36, kV1Size = 20;
+}  // namespace rsdp
+namespace fadt {  // the Fixed ACPI Description Table (5.2.9), revision 6
+constexpr size_t kDsdt = 40, kSciInterrupt = 46, kPm1aEventBlock = 56, kPm1aControlBlock = 64, kPmTimerBlock = 76,
+                 kPm1EventLength = 88, kPm1ControlLength = 89, kPmTimerLength = 91, kC2Latency = 96, kC3Latency = 98,
+                 kBootFlags = 109, kFlags = 112, kMinorRevision = 131, kXDsdt = 140, kXPm1aEventBlock = 148,
+                 kXPm1aControlBlock = 172, kXPmTimerBlock = 208, kSize = 276;
+// C2/C3 latencies above 100 and 1000 us say the state is not supported.
+constexpr uint16_t kNoC2 = 101, kNoC3 = 1001;
+constexpr uint16_t kBootNoVga = 1u << 2, kBootNoCmosRtc = 1u << 5;  // IA-PC boot architecture
+// WBINVD works; the power and sleep buttons are not fixed-feature buttons.
+constexpr uint32_t kFlagWbinvd = 1u << 0, kFlagPowerButton = 1u << 4, kFlagSleepButton = 1u << 5;
+}  // namespace fadt
+namespace gas {  // Generic Address Structure (5.2.3.2)
+constexpr uint8_t kSystemIo = 1;
+constexpr size_t kSpaceId = 0, kBitWidth = 1, kBitOffset = 2, kAccessSize = 3, kAddress = 4;
+}  // namespace gas
+
 void put(std::vector<uint8_t>& out, size_t offset, uint64_t value, size_t bytes) {
     for (size_t i = 0; i < bytes; i++) out[offset + i] = uint8_t(value >> (8 * i));
 }
@@ -27,21 +53,21 @@ uint8_t checksum(const uint8_t* p, size_t n) {
 // A table with the standard 36-byte header; length and checksum are fixed by
 // finish_table once the body is appended.
 std::vector<uint8_t> table_header(const char sig[4], uint8_t revision) {
-    std::vector<uint8_t> t(36, 0);
-    std::memcpy(&t[0], sig, 4);
-    t[8] = revision;
-    std::memcpy(&t[10], layout::kAcpiOemId, 6);
-    std::memcpy(&t[16], layout::kAcpiOemTableId, 8);
-    put(t, 24, layout::kMachineModel, 4);
-    std::memcpy(&t[28], "NTC ", 4);
-    put(t, 32, 1, 4);
+    std::vector<uint8_t> t(header::kSize, 0);
+    std::memcpy(&t[header::kSignature], sig, 4);
+    t[header::kRevision] = revision;
+    std::memcpy(&t[header::kOemId], layout::kAcpiOemId, 6);
+    std::memcpy(&t[header::kOemTableId], layout::kAcpiOemTableId, 8);
+    put(t, header::kOemRevision, layout::kMachineModel, 4);
+    std::memcpy(&t[header::kCreatorId], "NTC ", 4);
+    put(t, header::kCreatorRevision, 1, 4);
     return t;
 }
 
 void finish_table(std::vector<uint8_t>& t) {
-    put(t, 4, t.size(), 4);
-    t[9] = 0;
-    t[9] = checksum(t.data(), t.size());
+    put(t, header::kLength, t.size(), 4);
+    t[header::kChecksum] = 0;
+    t[header::kChecksum] = checksum(t.data(), t.size());
 }
 
 // --- AML, just the constructs the DSDT needs ---
@@ -154,40 +180,37 @@ std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
     return aml;
 }
 
-constexpr size_t kFadtSize = 276;  // revision 6
-
 // Generic Address Structure in system I/O space.
 void put_gas_io(std::vector<uint8_t>& t, size_t offset, uint16_t port, uint8_t bits) {
-    t[offset] = 1;  // system I/O
-    t[offset + 1] = bits;
-    t[offset + 2] = 0;
-    t[offset + 3] = bits == 32 ? 3 : bits == 16 ? 2 : 1;
-    put(t, offset + 4, port, 8);
+    t[offset + gas::kSpaceId] = gas::kSystemIo;
+    t[offset + gas::kBitWidth] = bits;
+    t[offset + gas::kBitOffset] = 0;
+    t[offset + gas::kAccessSize] = bits == 32 ? 3 : bits == 16 ? 2 : 1;  // dword, word, byte
+    put(t, offset + gas::kAddress, port, 8);
 }
 
 std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
     auto t = table_header("FACP", 6);
-    t.resize(kFadtSize, 0);
-    put(t, 40, dsdt_address, 4);
-    put(t, 46, layout::kSciIrq, 2);
+    t.resize(fadt::kSize, 0);
+    put(t, fadt::kDsdt, dsdt_address, 4);
+    put(t, fadt::kSciInterrupt, layout::kSciIrq, 2);
     // SMI_CMD stays 0: the machine is always in ACPI mode.
-    put(t, 56, layout::kPm1EventBlock, 4);
-    put(t, 64, layout::kPm1ControlBlock, 4);
-    put(t, 76, layout::kPmTimer, 4);
-    t[88] = 4;            // PM1_EVT_LEN
-    t[89] = 2;            // PM1_CNT_LEN
-    t[91] = 4;            // PM_TMR_LEN
-    put(t, 96, 101, 2);   // no C2
-    put(t, 98, 1001, 2);  // no C3
-    // IAPC_BOOT_ARCH: no VGA, no CMOS RTC (nothing to probe and time out on).
-    put(t, 109, (1u << 2) | (1u << 5), 2);
-    // Flags: WBINVD, power and sleep buttons are not fixed features.
-    put(t, 112, (1u << 0) | (1u << 4) | (1u << 5), 4);
-    t[131] = 0;  // FADT minor version
-    put(t, 140, dsdt_address, 8);
-    put_gas_io(t, 148, layout::kPm1EventBlock, 32);
-    put_gas_io(t, 172, layout::kPm1ControlBlock, 16);
-    put_gas_io(t, 208, layout::kPmTimer, 32);
+    put(t, fadt::kPm1aEventBlock, layout::kPm1EventBlock, 4);
+    put(t, fadt::kPm1aControlBlock, layout::kPm1ControlBlock, 4);
+    put(t, fadt::kPmTimerBlock, layout::kPmTimer, 4);
+    t[fadt::kPm1EventLength] = 4;
+    t[fadt::kPm1ControlLength] = 2;
+    t[fadt::kPmTimerLength] = 4;
+    put(t, fadt::kC2Latency, fadt::kNoC2, 2);
+    put(t, fadt::kC3Latency, fadt::kNoC3, 2);
+    // No VGA, no CMOS RTC: nothing for the kernel to probe and time out on.
+    put(t, fadt::kBootFlags, fadt::kBootNoVga | fadt::kBootNoCmosRtc, 2);
+    put(t, fadt::kFlags, fadt::kFlagWbinvd | fadt::kFlagPowerButton | fadt::kFlagSleepButton, 4);
+    t[fadt::kMinorRevision] = 0;
+    put(t, fadt::kXDsdt, dsdt_address, 8);
+    put_gas_io(t, fadt::kXPm1aEventBlock, layout::kPm1EventBlock, 32);
+    put_gas_io(t, fadt::kXPm1aControlBlock, layout::kPm1ControlBlock, 16);
+    put_gas_io(t, fadt::kXPmTimerBlock, layout::kPmTimer, 32);
     finish_table(t);
     return t;
 }
@@ -227,11 +250,11 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pc
 
     // RSDP (36 bytes), then XSDT, FADT, MADT, DSDT, each 16-byte aligned.
     auto align = [](size_t v) { return (v + 15) & ~size_t(15); };
-    size_t xsdt_off = 48;
-    size_t xsdt_size = 36 + 2 * 8;
+    size_t xsdt_off = align(rsdp::kSize);
+    size_t xsdt_size = header::kSize + 2 * 8;
     size_t fadt_off = align(xsdt_off + xsdt_size);
     auto madt = build_madt(cpus);
-    size_t madt_off = align(fadt_off + kFadtSize);
+    size_t madt_off = align(fadt_off + fadt::kSize);
     size_t dsdt_off = align(madt_off + madt.size());
     auto fadt = build_fadt(base + dsdt_off);
 
@@ -241,13 +264,13 @@ std::vector<uint8_t> build_acpi_tables(uint64_t base, unsigned cpus, unsigned pc
     finish_table(xsdt);
 
     std::vector<uint8_t> out(dsdt_off + dsdt.size(), 0);
-    std::memcpy(&out[0], "RSD PTR ", 8);
-    std::memcpy(&out[9], layout::kAcpiOemId, 6);
-    out[15] = 2;  // revision: ACPI 2.0+, XSDT
-    put(out, 20, 36, 4);
-    put(out, 24, base + xsdt_off, 8);
-    out[8] = checksum(out.data(), 20);
-    out[32] = checksum(out.data(), 36);
+    std::memcpy(&out[rsdp::kSignature], "RSD PTR ", 8);
+    std::memcpy(&out[rsdp::kOemId], layout::kAcpiOemId, 6);
+    out[rsdp::kRevision] = 2;  // ACPI 2.0+, XSDT
+    put(out, rsdp::kLength, rsdp::kSize, 4);
+    put(out, rsdp::kXsdtAddress, base + xsdt_off, 8);
+    out[rsdp::kChecksum] = checksum(out.data(), rsdp::kV1Size);
+    out[rsdp::kExtendedChecksum] = checksum(out.data(), rsdp::kSize);
     std::memcpy(&out[xsdt_off], xsdt.data(), xsdt.size());
     std::memcpy(&out[fadt_off], fadt.data(), fadt.size());
     std::memcpy(&out[madt_off], madt.data(), madt.size());
