@@ -3,6 +3,8 @@
 #include <cstring>
 #include <utility>
 
+#include "devices/register_bytes.h"
+
 namespace ntc::vmm {
 
 MsixTable::MsixTable(unsigned vectors, Route route, Signal signal)
@@ -33,26 +35,17 @@ void MsixTable::set_control(uint16_t control) {
     for (unsigned v = 0; v < size(); v++) update(v);
 }
 
-uint64_t MsixTable::read_table(uint64_t offset, unsigned size) const {
-    uint64_t value = 0;
-    for (unsigned i = 0; i < size && i < 8 && offset + i < table_.size(); i++)
-        value |= uint64_t(table_[offset + i]) << (8 * i);
-    return value;
-}
+uint64_t MsixTable::read_table(uint64_t offset, unsigned size) const { return read_le(table_, offset, size); }
 
 void MsixTable::write_table(uint64_t offset, unsigned size, uint64_t value) {
-    if (offset >= table_.size()) return;
-    unsigned written = 0;
-    for (unsigned i = 0; i < size && i < 8 && offset + i < table_.size(); i++, written++) {
-        uint64_t at = offset + i;
-        // Address and data are the guest's; of vector control only the
-        // mask bit is (the rest is reserved, reads as zero).
+    // Address and data are the guest's; of vector control only the mask bit
+    // is (the rest is reserved, reads as zero).
+    unsigned written = write_le_masked(table_, offset, size, value, [](uint64_t at) -> uint8_t {
         unsigned in_entry = unsigned(at % PCI_MSIX_ENTRY_SIZE);
-        uint8_t writable = in_entry < PCI_MSIX_ENTRY_VECTOR_CTRL    ? 0xff
-                           : in_entry == PCI_MSIX_ENTRY_VECTOR_CTRL ? PCI_MSIX_ENTRY_CTRL_MASKBIT
-                                                                    : 0;
-        table_[at] = uint8_t((table_[at] & ~writable) | (uint8_t(value >> (8 * i)) & writable));
-    }
+        return in_entry < PCI_MSIX_ENTRY_VECTOR_CTRL    ? 0xff
+               : in_entry == PCI_MSIX_ENTRY_VECTOR_CTRL ? PCI_MSIX_ENTRY_CTRL_MASKBIT
+                                                        : 0;
+    });
     if (!written) return;
     for (uint64_t v = offset / PCI_MSIX_ENTRY_SIZE; v <= (offset + written - 1) / PCI_MSIX_ENTRY_SIZE; v++)
         update(unsigned(v));

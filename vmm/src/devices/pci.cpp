@@ -1,5 +1,8 @@
 #include "devices/pci.h"
 
+#include <algorithm>
+
+#include "devices/register_bytes.h"
 #include "layout.h"
 
 namespace ntc::vmm {
@@ -33,16 +36,11 @@ PciConfigSpace::PciConfigSpace(uint16_t vendor, uint16_t device, uint32_t class_
 }
 
 uint32_t PciConfigSpace::read(uint8_t offset, unsigned size) const {
-    uint32_t value = 0;
-    for (unsigned i = 0; i < size && offset + i < 256; i++) value |= uint32_t(bytes_[offset + i]) << (8 * i);
-    return value;
+    return uint32_t(read_le(bytes_, offset, std::min(size, 4u)));
 }
 
 void PciConfigSpace::write(uint8_t offset, unsigned size, uint32_t value) {
-    for (unsigned i = 0; i < size && offset + i < 256; i++) {
-        uint8_t mask = writable_[offset + i];
-        bytes_[offset + i] = uint8_t((bytes_[offset + i] & ~mask) | (uint8_t(value >> (8 * i)) & mask));
-    }
+    write_le_masked(bytes_, offset, std::min(size, 4u), value, [this](uint64_t at) { return writable_[at]; });
 }
 
 void PciConfigSpace::set(uint8_t offset, unsigned size, uint32_t value) {

@@ -17,6 +17,7 @@
 
 #include <ntc/error.h>
 
+#include "devices/register_bytes.h"
 #include "layout.h"
 
 namespace ntc::vmm {
@@ -52,12 +53,6 @@ std::vector<uint8_t> virtio_capability(uint8_t type, uint32_t offset, uint32_t l
     cap.notify_off_multiplier = VirtioPciDevice::kNotifyMultiplier;
     auto bytes = reinterpret_cast<const uint8_t*>(&cap);
     return {bytes, bytes + cap.cap.cap_len};
-}
-
-uint64_t bytes_of(const std::vector<uint8_t>& data, uint64_t offset, unsigned size) {
-    uint64_t value = 0;
-    for (unsigned i = 0; i < size && offset + i < data.size(); i++) value |= uint64_t(data[offset + i]) << (8 * i);
-    return value;
 }
 
 // Replaces bytes [lo, lo + size) of a 64-bit register with the written value.
@@ -285,7 +280,7 @@ uint64_t VirtioPciDevice::bar_read(unsigned bar, uint64_t offset, unsigned size)
         return value;
     }
     if (offset >= kDeviceConfigOffset && offset < kNotifyOffset)
-        return bytes_of(device_->config(), offset - kDeviceConfigOffset, size);
+        return read_le(device_->config(), offset - kDeviceConfigOffset, size);
     if (offset >= kMsixTableOffset && offset < kMsixTableOffset + msix_.table_bytes())
         return msix_.read_table(offset - kMsixTableOffset, size);
     if (offset >= kMsixPbaOffset && offset < kMsixPbaOffset + msix_.pba_bytes())
