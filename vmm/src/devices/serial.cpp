@@ -41,10 +41,17 @@ uint8_t Serial::read(uint16_t reg) {
         break;
     case UART_IER:
         return (lcr_ & UART_LCR_DLAB) ? dlm_ : ier_;
-    case UART_IIR:
-        value = pending_interrupt() | ((fcr_ & UART_FCR_ENABLE_FIFO) ? kIirFifosEnabled : 0);
-        if (value & UART_IIR_THRI) thr_interrupt_ = false;  // reading IIR acknowledges THRE
+    case UART_IIR: {
+        uint8_t source = pending_interrupt();
+        if (source == UART_IIR_THRI) {
+            thr_interrupt_ = false;  // reading IIR acknowledges THRE
+        } else if (source == UART_IIR_NO_INT && thr_refilled_) {
+            thr_refilled_ = false;
+            thr_interrupt_ = true;
+        }
+        value = source | ((fcr_ & UART_FCR_ENABLE_FIFO) ? kIirFifosEnabled : 0);
         break;
+    }
     case UART_LCR:
         return lcr_;
     case UART_MCR:
@@ -77,7 +84,8 @@ void Serial::write(uint16_t reg, uint8_t value) {
         } else if (output_) {
             output_(value);
         }
-        thr_interrupt_ = true;  // the byte left at once
+        thr_interrupt_ = false;
+        thr_refilled_ = true;
         break;
     case UART_IER:
         if (lcr_ & UART_LCR_DLAB) {
@@ -85,7 +93,10 @@ void Serial::write(uint16_t reg, uint8_t value) {
             return;
         }
         // Enabling THRE interrupts with an empty transmitter raises one.
-        if ((value & UART_IER_THRI) && !(ier_ & UART_IER_THRI)) thr_interrupt_ = true;
+        if ((value & UART_IER_THRI) && !(ier_ & UART_IER_THRI)) {
+            thr_interrupt_ = true;
+            thr_refilled_ = false;
+        }
         ier_ = value & kIerMask;
         break;
     case UART_FCR:
