@@ -93,6 +93,11 @@ class Office:
         return self._vm(name, self._qemu([disk, blank], self.boot[2]))
 
 
+def failure_text(e):
+    """A lab failure's own report; for a fault of this script, its traceback."""
+    return str(e) if isinstance(e, ntclab.LabError) else traceback.format_exc()
+
+
 def counter_moves(vm):
     _, a = vm.sh("tail -n 1 /data/counter.log")
     vm.sh("sleep 1")
@@ -146,14 +151,14 @@ def checkpoints(office, n):
         vm.send("poweroff")
         check(vm.wait_exit(180) == 0, "the office VM's poweroff should end with status 0", vm)
         return done, n_ck, None
-    except ntclab.LabError as e:
+    except Exception as e:
         print(f"{office.kind}: checkpoint {done + 1}/{n} FAILED", flush=True)
         if host.alive():  # the office VM must not hold the TAP and disks for the resumes
             # By its TAP: QEMU's command line does not name the office VM
             # (its console log is a shell redirection), ntc-vmm's and QEMU's
             # both name the TAP.
             host.sh(f"pkill -9 -f {TAP}; sleep 1", check=False)
-        return done, n_ck, str(e)
+        return done, n_ck, failure_text(e)
 
 
 def resumes(office, n_ck, n):
@@ -176,8 +181,8 @@ def resumes(office, n_ck, n):
             check(vm.wait_exit(180) == 0, f"resume {i}: poweroff should end with status 0", vm)
             done += 1
             print(f"{office.kind}: resume {i}/{n} ok in {time.monotonic() - t0:.1f}s", flush=True)
-        except ntclab.LabError as e:
-            failures.append(str(e))
+        except Exception as e:
+            failures.append(failure_text(e))
             print(f"{office.kind}: resume {i}/{n} FAILED", flush=True)
             if not office.host.alive():
                 break
