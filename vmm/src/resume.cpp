@@ -58,11 +58,12 @@ ResumePlan resume_plan(const ResumeCommand& command) {
         int nfd = ::open(next.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
         if (nfd < 0) ntc::throw_errno("cannot create " + next + " as the second disk (pass --disk to choose one)");
         bool sized = ::ftruncate(nfd, off_t(checkpoint.disk_bytes)) == 0;
+        // The message is made before close() and unlink() can change errno.
+        std::string why = sized ? "" : ntc::errno_text("cannot size " + next);
         ::close(nfd);
         if (!sized) {
-            ntc::Error error(ntc::errno_text("cannot size " + next));
             ::unlink(next.c_str());
-            throw error;
+            throw ntc::Error(why);
         }
     }
     return {config, command.next ? std::nullopt : std::optional(next)};
