@@ -6,8 +6,9 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc)
 GUEST_KREL ?= $(shell ls /usr/lib/modules 2>/dev/null | sort -V | tail -n1)
 CMAKE_TYPE ?= RelWithDebInfo
+PREFIX     ?= /usr/local
 
-.PHONY: all deps host kmod guest test unit-test guest-test bench stress demo clean format format-check
+.PHONY: all deps host kmod install guest test unit-test guest-test bench stress demo clean format format-check
 
 all: host kmod
 
@@ -22,6 +23,10 @@ host: $(BUILD)/Makefile
 
 kmod:
 	$(MAKE) -C kmod KREL=$(GUEST_KREL)
+
+# The host tools and their man pages; debian/rules uses the same CMake rules.
+install: host
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
 
 # Each test runs once: a failure is a bug to find, never retried away
 # (Documentation/testing.md, "Known failure modes").  The format check comes
