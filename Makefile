@@ -6,8 +6,9 @@ BUILD      ?= build
 JOBS       ?= $(shell nproc)
 GUEST_KREL ?= $(shell ls /usr/lib/modules 2>/dev/null | sort -V | tail -n1)
 CMAKE_TYPE ?= RelWithDebInfo
+PREFIX     ?= /usr/local
 
-.PHONY: all deps host kmod guest test unit-test guest-test bench stress demo clean format format-check
+.PHONY: all deps host kmod install deb guest test unit-test guest-test bench stress demo clean format format-check
 
 all: host kmod
 
@@ -22,6 +23,26 @@ host: $(BUILD)/Makefile
 
 kmod:
 	$(MAKE) -C kmod KREL=$(GUEST_KREL)
+
+# The host tools and their man pages; debian/rules uses the same CMake rules.
+install: host
+	DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX)
+
+# ntc-dkms and ntc-tools (Documentation/packaging.md), built from a copy of
+# the tracked files, so that nothing untracked is packaged and nothing is
+# written outside $(BUILD)/deb; lintian's errors fail the target.  The
+# package build gets none of this make's variables: BUILD=... would reach
+# every make it runs.
+DEB_VERSION = $(shell dpkg-parsechangelog -S Version)
+DEB_TREE    = $(BUILD)/deb/ntc-$(DEB_VERSION)
+
+deb:
+	rm -rf $(BUILD)/deb
+	mkdir -p $(DEB_TREE)
+	git ls-files -z | tar --null --files-from=- -cf - | tar -xf - -C $(DEB_TREE)
+	cd $(DEB_TREE) && env -u MAKEFLAGS -u MFLAGS -u MAKELEVEL DEB_BUILD_OPTIONS=parallel=$(JOBS) \
+		dpkg-buildpackage -us -uc -b
+	lintian --display-info --fail-on error $(BUILD)/deb/ntc_$(DEB_VERSION)_$$(dpkg --print-architecture).changes
 
 # Each test runs once: a failure is a bug to find, never retried away
 # (Documentation/testing.md, "Known failure modes").  The format check comes
