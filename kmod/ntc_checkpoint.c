@@ -42,7 +42,7 @@ module_param_named(precopy, precopy_enabled, bool, 0644);
 MODULE_PARM_DESC(precopy, "copy the disk delta before freezing (default on)");
 
 /*
- * For the crash-safety test only (tests/guest/test_checkpoint_kill.py): the
+ * For the crash-safety tests only (guest.checkpoint_kill, make stress): the
  * checkpoint stops at the named point for a while and says so on the
  * console, so that the test can cut the machine's power exactly there.
  */

@@ -116,6 +116,73 @@ def ntc_info_check(disk):
     return r.returncode
 
 
+# Where a power cut is tried (ntc.ko's stall_at=) -> the checkpoint disk 2
+# must hold afterwards (0: none): the previous one until the invalidation,
+# the new one once its header is down, none in between.
+POWER_CUT_POINTS = [("start", 1), ("invalidated", 0), ("reclaimed", 0), ("precopied", 0),
+                    ("frozen", 0), ("writing", 0), ("written", 0), ("committed", 2)]
+
+
+def recovers_by_journal(disk, tmp):
+    """Each ext4 filesystem of disk 1, copied out (e2fsck cannot reopen an
+    image at an offset after replaying its journal): e2fsck -p replays the
+    journal, then e2fsck -fn finds it clean.  Returns the problems."""
+    problems = []
+    for p in ntclab.partitions(disk):
+        if p.fstype != "ext4":
+            continue
+        part = os.path.join(tmp, "partition.img")
+        subprocess.run(["dd", f"if={disk}", f"of={part}", "bs=1M", f"skip={p.offset}", f"count={p.size}",
+                        "iflag=skip_bytes,count_bytes", "conv=sparse", "status=none"], check=True, timeout=300)
+        for args, ok in ((["-p"], (0, 1)), (["-fn"], (0,))):  # -p: 1 = the journal was replayed
+            r = subprocess.run(["e2fsck", *args, part], capture_output=True, text=True)
+            if r.returncode not in ok:
+                problems.append(f"e2fsck {args[0]} at {p.offset}: rc {r.returncode}\n{r.stdout}{r.stderr}")
+        os.unlink(part)
+    return problems
+
+
+def judge_power_cut(point, expected, disk1, disk2, tmp):
+    """After a power cut at `point` of checkpoint 2: disk 2 holds a sound
+    checkpoint or none, never a resumable-looking damaged one, and the one
+    `expected`; disk 1 recovers by its journal.  Returns the checkpoint
+    disk 2 holds (0: none)."""
+    area = Area(disk2)
+    sound = ntc_info_check(disk2) == 0
+    held = area.sequence if area.valid_checkpoint() else 0
+    print(f"cut at {point}: disk 2 holds {'checkpoint %d' % held if held else 'no checkpoint'} "
+          f"({area.kind}), ntc-info --check {'accepts' if sound else 'refuses'} it", flush=True)
+    ntclab.check(not held or sound, f"cut at {point}: disk 2 looks resumable but is damaged: {area}")
+    ntclab.check(held == expected,
+                 f"cut at {point}: disk 2 holds checkpoint {held}, expected {expected or 'none'}")
+    problems = recovers_by_journal(disk1, tmp)
+    ntclab.check(not problems, f"cut at {point}: disk 1 does not recover by its journal: {problems}")
+    return held
+
+
+def expect_resumed_after_cut(vm, point, held, n_ck1):
+    """A guest started from the disk 2 a power cut left: it resumes, and its
+    counter goes on from checkpoint 1 (held 1) or from later (held 2, whose
+    own value is not known: the guest died before it could read its
+    counter file)."""
+    m = vm.expect(r"(NTC-GUEST-READY)|CNT (\d+) ", 300)
+    ntclab.check(m.group(1) is None, f"cut at {point}: disk 2 booted fresh instead of resuming", vm)
+    n = int(m.group(2))
+    if held == 1:
+        ntclab.check(n == n_ck1 + 1, f"cut at {point}: counter resumed at {n}, checkpoint 1 had {n_ck1}", vm)
+    else:
+        ntclab.check(n > n_ck1 + 1, f"cut at {point}: counter resumed at {n}, not after checkpoint 1's {n_ck1}", vm)
+    print(f"cut at {point}: checkpoint {held} resumed, counter at {n}", flush=True)
+
+
+def power_cut_table(results):
+    """(point, held, seconds) rows as Markdown."""
+    rows = ["| cut at | disk 2 holds | seconds |", "| --- | --- | ---: |"]
+    rows += [f"| {point} | {'checkpoint %d' % held if held else 'none'} | {seconds:.0f} |"
+             for point, held, seconds in results]
+    return "\n".join(rows)
+
+
 def status(g):
     """/proc/ntc as a dict."""
     _, out = g.sh("cat /proc/ntc", 60)

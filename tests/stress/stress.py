@@ -10,7 +10,9 @@ checkpoints in a row; after each, the guest must run on (the counter moves,
 the exchange is answered, no kernel warning) and ntc-info --check must
 accept disk 2.  Then the disk 2 saved after the first checkpoint is resumed
 --resumes times, each time from a fresh copy: the counter must continue at
-its checkpoint value + 1 and the guest must power off cleanly.
+its checkpoint value + 1 and the guest must power off cleanly.  Last,
+unless --no-power-cuts, guest.checkpoint_kill's power cuts on the same VMM:
+its process killed at each of eight points of a checkpoint.
 
 With --vmm qemu the same runs on QEMU -accel kvm in the same host VM (the
 baseline that tells a defect of the lab from one of ntc-vmm); resumes there
@@ -78,12 +80,17 @@ class Office:
         return args + ["-netdev", f"tap,id=n0,ifname={TAP},script=no,downscript=no",
                        "-device", "virtio-net-pci,netdev=n0"]
 
-    def office(self, disk2):
+    def office(self, disk2, disk1=None, name="stress-office"):
+        disk1 = disk1 or self.disk1
         if self.kind == "ntc-vmm":
-            return self._vm("stress-office", ["run", self.disk1, "--disk",
-                                              disk2, "--mem", f"{MEM}M", "--cpus", str(CPUS),
-                                              "--net", f"tap:{TAP}"])
-        return self._vm("stress-office", self._qemu([self.disk1, disk2], self.boot[2]))
+            return self._vm(name, ["run", disk1, "--disk", disk2, "--mem", f"{MEM}M", "--cpus", str(CPUS),
+                                   "--net", f"tap:{TAP}"])
+        return self._vm(name, self._qemu([disk1, disk2], self.boot[2]))
+
+    def power_cut(self):
+        """SIGKILL of the running VM's VMM, found by its TAP (QEMU's command
+        line does not name its console log)."""
+        self.host.sh(f"pkill -9 -f {TAP}; sleep 1", check=False)
 
     def resumed(self, name, disk, blank):
         if self.kind == "ntc-vmm":
@@ -154,10 +161,7 @@ def checkpoints(office, n):
     except Exception as e:
         print(f"{office.kind}: checkpoint {done + 1}/{n} FAILED", flush=True)
         if host.alive():  # the office VM must not hold the TAP and disks for the resumes
-            # By its TAP: QEMU's command line does not name the office VM
-            # (its console log is a shell redirection), ntc-vmm's and QEMU's
-            # both name the TAP.
-            host.sh(f"pkill -9 -f {TAP}; sleep 1", check=False)
+            office.power_cut()
         return done, n_ck, failure_text(e)
 
 
@@ -190,7 +194,57 @@ def resumes(office, n_ck, n):
     return done, failures
 
 
-def run(kind, n_checkpoints, n_resumes):
+def power_cuts(office, base, tmp):
+    """guest.checkpoint_kill's power cuts on this VMM: checkpoint 1, then
+    checkpoint 2 stopped at each point of POWER_CUT_POINTS (ntc.ko's
+    stall_at=) and its VMM killed there.  Disk 2 must hold the expected
+    checkpoint or none and disk 1 recover by its journal (checked on this
+    side, on copies); a sound disk 2 must resume from that checkpoint.
+    Returns (points passed, failures)."""
+    host, done, failures = office.host, 0, []
+    disk1, disk2, blank = f"{RAM_DIR}/cut-disk1.img", f"{RAM_DIR}/cut-disk2.img", f"{RAM_DIR}/blank.img"
+    clone = os.path.join(nested.BUILD, "bin", "ntc-clone")
+    host.sh(f"rm -f {RAM_DIR}/*", 60)  # the earlier phases' disks: the host VM's RAM is needed
+    for point, expected in ntcguest.POWER_CUT_POINTS:
+        try:
+            host.sh(f"cp --sparse=always {host.inside(base)} {disk1} && rm -f {disk2} && "
+                    f"{clone} {disk1} {disk2} >/dev/null", 600)
+            vm = office.office(disk2, disk1, f"cut-{point}").start()
+            vm.wait_ready(300)
+            vm.sh("ntc-counter /data/counter.log 50 & :")
+            vm.sh("sleep 1")
+            rc, st = ntcguest.checkpoint(vm, 900)
+            check(rc == 0 and st.get("result") == "0", f"cut at {point}: checkpoint 1: rc {rc}, {st}", vm)
+            n_ck1 = ntcguest.counter_before(vm, st["time_unix_ns"])
+            vm.sh(f"echo {point} > /sys/module/ntc/parameters/stall_at")
+            vm.send("echo checkpoint > /proc/ntc")
+            vm.expect(rf"ntc: stalled at {point}\b", 600)
+            office.power_cut()
+            vm.wait_exit(60)
+            copies = [os.path.join(tmp, f"cut-{n}.img") for n in (1, 2)]
+            host.sh(f"cp --sparse=always {disk1} {host.inside(copies[0])} && "
+                    f"cp --sparse=always {disk2} {host.inside(copies[1])}", 600)
+            held = ntcguest.judge_power_cut(point, expected, *copies, tmp)
+            for c in copies:
+                os.unlink(c)
+            if held:
+                host.sh(f"rm -f {blank} && truncate -s $(stat -c %s {disk2}) {blank}", 60)
+                vm = office.resumed(f"cut-{point}-resume", disk2, blank).start()
+                ntcguest.expect_resumed_after_cut(vm, point, held, n_ck1)
+                vm.send("poweroff")
+                check(vm.wait_exit(180) == 0, f"cut at {point}: the resumed guest's poweroff should end with 0", vm)
+            done += 1
+            print(f"{office.kind}: power cut at {point} ok", flush=True)
+        except Exception as e:
+            failures.append(failure_text(e))
+            print(f"{office.kind}: power cut at {point} FAILED", flush=True)
+            if not host.alive():
+                break
+            office.power_cut()
+    return done, failures
+
+
+def run(kind, n_checkpoints, n_resumes, with_power_cuts):
     with ntcguest.workdir() as tmp:
         disk1 = ntcguest.build_disk1(tmp, swap_mib=512)
         # RAM for the guest's and the disks' (RAM_DIR)
@@ -198,17 +252,22 @@ def run(kind, n_checkpoints, n_resumes):
             host.wait_ready()
             echo_exchange.add_tap(host, NETNS, TAP, HOST_ADDR)
             office = Office(kind, host, tmp, disk1)
-            ck, n_ck, failure = checkpoints(office, n_checkpoints)
-            failures = [failure] if failure else []
-            rs = 0
+            ck, n_ck, failures = 0, None, []
+            if n_checkpoints:
+                ck, n_ck, failure = checkpoints(office, n_checkpoints)
+                failures += [failure] if failure else []
+            rs = cuts = 0
             if n_ck is not None and host.alive():
                 rs, more = resumes(office, n_ck, n_resumes)
+                failures += more
+            if with_power_cuts and host.alive():
+                cuts, more = power_cuts(office, disk1, tmp)
                 failures += more
             if host.alive():
                 host.send("poweroff -f")
         if failures:
             keep_logs(tmp, kind)
-    return ck, rs, failures
+    return ck, rs, cuts, failures
 
 
 def keep_logs(tmp, kind):
@@ -227,24 +286,27 @@ def main():
     parser.add_argument("--checkpoints", type=int, default=30)
     parser.add_argument("--resumes", type=int, default=20)
     parser.add_argument("--vmm", choices=("ntc-vmm", "qemu", "both"), default="both")
+    parser.add_argument("--power-cuts", action=argparse.BooleanOptionalAction, default=True,
+                        help="kill the VMM at each point of a checkpoint (8 runs)")
     args = parser.parse_args()
+    n_cuts = len(ntcguest.POWER_CUT_POINTS) if args.power_cuts else 0
     kinds = ["ntc-vmm", "qemu"] if args.vmm == "both" else [args.vmm]
     results, ok = [], True
     for kind in kinds:
         t0 = time.monotonic()
         try:
-            ck, rs, failures = run(kind, args.checkpoints, args.resumes)
+            ck, rs, cuts, failures = run(kind, args.checkpoints, args.resumes, args.power_cuts)
         except Exception:  # the lab itself failed: report it as this VMM's failure
-            ck, rs, failures = 0, 0, [traceback.format_exc()]
+            ck, rs, cuts, failures = 0, 0, 0, [traceback.format_exc()]
         for f in failures:
             print(f"--- {kind} failure ---\n{f}", flush=True)
-        ok &= not failures and ck == args.checkpoints and rs == args.resumes
-        results.append((kind, ck, rs, time.monotonic() - t0))
+        ok &= not failures and ck == args.checkpoints and rs == args.resumes and cuts == n_cuts
+        results.append((kind, ck, rs, cuts, time.monotonic() - t0))
     print()
-    print("| VMM | checkpoints | resumes | minutes |")
-    print("| --- | ---: | ---: | ---: |")
-    for kind, ck, rs, seconds in results:
-        print(f"| {kind} | {ck}/{args.checkpoints} | {rs}/{args.resumes} | {seconds / 60:.1f} |")
+    print("| VMM | checkpoints | resumes | power cuts | minutes |")
+    print("| --- | ---: | ---: | ---: | ---: |")
+    for kind, ck, rs, cuts, seconds in results:
+        print(f"| {kind} | {ck}/{args.checkpoints} | {rs}/{args.resumes} | {cuts}/{n_cuts} | {seconds / 60:.1f} |")
     sys.exit(0 if ok else 1)
 
 
