@@ -105,6 +105,11 @@ def failure_text(e):
     return str(e) if isinstance(e, ntclab.LabError) else traceback.format_exc()
 
 
+def power_off(vm, what):
+    vm.send("poweroff")
+    check(vm.wait_exit(180) == 0, f"{what}: its poweroff should end the VMM with status 0", vm)
+
+
 def counter_moves(vm):
     _, a = vm.sh("tail -n 1 /data/counter.log")
     vm.sh("sleep 1")
@@ -155,8 +160,7 @@ def checkpoints(office, n):
                   f"{st['image_pages']} pages", flush=True)
         exchange.finish(60, vm)
         vm.sh("killall ntc-echo", check=False)
-        vm.send("poweroff")
-        check(vm.wait_exit(180) == 0, "the office VM's poweroff should end with status 0", vm)
+        power_off(vm, "the office VM")
         return done, n_ck, None
     except Exception as e:
         print(f"{office.kind}: checkpoint {done + 1}/{n} FAILED", flush=True)
@@ -165,33 +169,43 @@ def checkpoints(office, n):
         return done, n_ck, failure_text(e)
 
 
-def resumes(office, n_ck, n):
-    """Resumes copies of the saved disk 2 n times; returns (succeeded, failures)."""
+def trials(office, items, trial):
+    """Runs trial(label, item) for each (label, item), each on a VM of its
+    own; a failure is kept and the next one tried while the host VM lives.
+    A trial returns what to print after "ok".  Returns (passed, failures)."""
     done, failures = 0, []
-    saved, copy, blank = f"{RAM_DIR}/disk2.saved", f"{RAM_DIR}/resume.img", f"{RAM_DIR}/blank.img"
-    for i in range(1, n + 1):
-        office.host.sh(f"cp --sparse=always {saved} {copy} && rm -f {blank} && "
-                       f"truncate -s $(stat -c %s {saved}) {blank}", 600)
-        vm = office.resumed(f"stress-resume-{i}", copy, blank)
+    for label, item in items:
         try:
-            vm.start()
-            t0 = time.monotonic()
-            ntcguest.expect_counter_resumed(vm, n_ck)
-            vm.sh("stty -echo; PS1=''")
-            check(counter_moves(vm), f"resume {i}: the counter stands still", vm)
-            warnings = ntcguest.kernel_warnings(vm)
-            check(not warnings, f"resume {i}: the kernel warned: {warnings[:5]}", vm)
-            vm.send("poweroff")
-            check(vm.wait_exit(180) == 0, f"resume {i}: poweroff should end with status 0", vm)
+            detail = trial(label, item)
             done += 1
-            print(f"{office.kind}: resume {i}/{n} ok in {time.monotonic() - t0:.1f}s", flush=True)
+            print(f"{office.kind}: {label} ok{detail}", flush=True)
         except Exception as e:
             failures.append(failure_text(e))
-            print(f"{office.kind}: resume {i}/{n} FAILED", flush=True)
+            print(f"{office.kind}: {label} FAILED", flush=True)
             if not office.host.alive():
                 break
-            office.host.sh(f"pkill -f {os.path.basename(copy)}; sleep 1", check=False)
+            office.power_cut()  # the trial's VM must not hold the TAP and disks for the next
     return done, failures
+
+
+def resumes(office, n_ck, n):
+    """Resumes copies of the saved disk 2 n times; returns (succeeded, failures)."""
+    saved, copy, blank = f"{RAM_DIR}/disk2.saved", f"{RAM_DIR}/resume.img", f"{RAM_DIR}/blank.img"
+
+    def resume(label, i):
+        office.host.sh(f"cp --sparse=always {saved} {copy} && rm -f {blank} && "
+                       f"truncate -s $(stat -c %s {saved}) {blank}", 600)
+        vm = office.resumed(f"stress-resume-{i}", copy, blank).start()
+        t0 = time.monotonic()
+        ntcguest.expect_counter_resumed(vm, n_ck)
+        vm.sh("stty -echo; PS1=''")
+        check(counter_moves(vm), f"{label}: the counter stands still", vm)
+        warnings = ntcguest.kernel_warnings(vm)
+        check(not warnings, f"{label}: the kernel warned: {warnings[:5]}", vm)
+        power_off(vm, label)
+        return f" in {time.monotonic() - t0:.1f}s"
+
+    return trials(office, [(f"resume {i}/{n}", i) for i in range(1, n + 1)], resume)
 
 
 def power_cuts(office, base, tmp):
@@ -201,47 +215,40 @@ def power_cuts(office, base, tmp):
     checkpoint or none and disk 1 recover by its journal (checked on this
     side, on copies); a sound disk 2 must resume from that checkpoint.
     Returns (points passed, failures)."""
-    host, done, failures = office.host, 0, []
+    host = office.host
     disk1, disk2, blank = f"{RAM_DIR}/cut-disk1.img", f"{RAM_DIR}/cut-disk2.img", f"{RAM_DIR}/blank.img"
     clone = os.path.join(nested.BUILD, "bin", "ntc-clone")
     host.sh(f"rm -f {RAM_DIR}/*", 60)  # the earlier phases' disks: the host VM's RAM is needed
-    for point, expected in ntcguest.POWER_CUT_POINTS:
-        try:
-            host.sh(f"cp --sparse=always {host.inside(base)} {disk1} && rm -f {disk2} && "
-                    f"{clone} {disk1} {disk2} >/dev/null", 600)
-            vm = office.office(disk2, disk1, f"cut-{point}").start()
-            vm.wait_ready(300)
-            vm.sh("ntc-counter /data/counter.log 50 & :")
-            vm.sh("sleep 1")
-            rc, st = ntcguest.checkpoint(vm, 900)
-            check(rc == 0 and st.get("result") == "0", f"cut at {point}: checkpoint 1: rc {rc}, {st}", vm)
-            n_ck1 = ntcguest.counter_before(vm, st["time_unix_ns"])
-            vm.sh(f"echo {point} > /sys/module/ntc/parameters/stall_at")
-            vm.send("echo checkpoint > /proc/ntc")
-            vm.expect(rf"ntc: stalled at {point}\b", 600)
-            office.power_cut()
-            vm.wait_exit(60)
-            copies = [os.path.join(tmp, f"cut-{n}.img") for n in (1, 2)]
-            host.sh(f"cp --sparse=always {disk1} {host.inside(copies[0])} && "
-                    f"cp --sparse=always {disk2} {host.inside(copies[1])}", 600)
-            held = ntcguest.judge_power_cut(point, expected, *copies, tmp)
-            for c in copies:
-                os.unlink(c)
-            if held:
-                host.sh(f"rm -f {blank} && truncate -s $(stat -c %s {disk2}) {blank}", 60)
-                vm = office.resumed(f"cut-{point}-resume", disk2, blank).start()
-                ntcguest.expect_resumed_after_cut(vm, point, held, n_ck1)
-                vm.send("poweroff")
-                check(vm.wait_exit(180) == 0, f"cut at {point}: the resumed guest's poweroff should end with 0", vm)
-            done += 1
-            print(f"{office.kind}: power cut at {point} ok", flush=True)
-        except Exception as e:
-            failures.append(failure_text(e))
-            print(f"{office.kind}: power cut at {point} FAILED", flush=True)
-            if not host.alive():
-                break
-            office.power_cut()
-    return done, failures
+
+    def cut(label, point):
+        host.sh(f"cp --sparse=always {host.inside(base)} {disk1} && rm -f {disk2} && "
+                f"{clone} {disk1} {disk2} >/dev/null", 600)
+        vm = office.office(disk2, disk1, f"cut-{point}").start()
+        vm.wait_ready(300)
+        vm.sh("ntc-counter /data/counter.log 50 & :")
+        vm.sh("sleep 1")
+        rc, st = ntcguest.checkpoint(vm, 900)
+        check(rc == 0 and st.get("result") == "0", f"{label}: checkpoint 1: rc {rc}, {st}", vm)
+        n_ck1 = ntcguest.counter_before(vm, st["time_unix_ns"])
+        vm.sh(f"echo {point} > /sys/module/ntc/parameters/stall_at")
+        vm.send("echo checkpoint > /proc/ntc")
+        vm.expect(rf"ntc: stalled at {point}\b", 600)
+        office.power_cut()
+        vm.wait_exit(60)
+        copies = [os.path.join(tmp, f"cut-{n}.img") for n in (1, 2)]
+        host.sh(f"cp --sparse=always {disk1} {host.inside(copies[0])} && "
+                f"cp --sparse=always {disk2} {host.inside(copies[1])}", 600)
+        held = ntcguest.judge_power_cut(point, dict(ntcguest.POWER_CUT_POINTS)[point], *copies, tmp)
+        for c in copies:
+            os.unlink(c)
+        if held:
+            host.sh(f"rm -f {blank} && truncate -s $(stat -c %s {disk2}) {blank}", 60)
+            vm = office.resumed(f"cut-{point}-resume", disk2, blank).start()
+            ntcguest.expect_resumed_after_cut(vm, point, held, n_ck1)
+            power_off(vm, f"{label}: the resumed guest")
+        return ""
+
+    return trials(office, [(f"power cut at {point}", point) for point, _ in ntcguest.POWER_CUT_POINTS], cut)
 
 
 def run(kind, n_checkpoints, n_resumes, with_power_cuts):
