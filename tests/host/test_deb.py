@@ -220,8 +220,10 @@ def main():
     problems = []
     src = f"usr/src/ntc-{version}/"
     dkms_files = contents(dkms_deb)
-    module_sources = [f"kmod/{f}" for f in sorted(os.listdir(os.path.join(ntclab.ROOT, "kmod")))
-                      if f in ("Kbuild", "Makefile") or re.fullmatch(r".*\.[ch]", f)]
+    # The tracked ones: a built tree also holds Kbuild's generated ntc.mod.c.
+    tracked = run("git", "ls-files", "kmod", cwd=ntclab.ROOT).stdout.split()
+    module_sources = [f for f in tracked
+                      if os.path.basename(f) in ("Kbuild", "Makefile") or re.fullmatch(r".*\.[ch]", f)]
     problems += [f"ntc-dkms lacks {p}" for p in missing(dkms_files, [
         src + "dkms.conf", src + "disk-layout/ntc_format.h",
         *(src + m for m in module_sources),
