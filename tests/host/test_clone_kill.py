@@ -325,12 +325,7 @@ def main():
                 failures.append(f"update: after the last recovery, {path} differs (debugfs)")
 
     log(f"total {time.monotonic() - t0:.1f} s")
-    if failures:
-        print("\nFAILED:", file=sys.stderr)
-        for f in failures:
-            print("  " + f, file=sys.stderr)
-        sys.exit(1)
-    print("clone killed part-way never looks finished: passed")
+    ntclab.report(failures, "clone killed part-way never looks finished: passed")
 
 
 if __name__ == "__main__":

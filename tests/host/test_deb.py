@@ -271,12 +271,7 @@ def main():
 
     print("lintian:", *(tags or ["(nothing)"]), sep="\n  ")
     print(f"make deb {t_make:.0f} s, dkms build {t_dkms:.0f} s, total {time.monotonic() - t0:.0f} s")
-    if problems:
-        print("\nFAILED:", file=sys.stderr)
-        for p in problems:
-            print("  " + p, file=sys.stderr)
-        sys.exit(1)
-    print("make deb: both packages built, lintian clean of errors, contents as they must be: passed")
+    ntclab.report(problems, "make deb: both packages built, lintian clean of errors, contents as they must be: passed")
 
 
 if __name__ == "__main__":

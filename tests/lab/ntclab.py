@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -29,6 +30,15 @@ def check(cond, what, vm=None):
         if vm is not None:
             vm.fail(what)
         raise LabError(what)
+
+
+def report(problems, passed):
+    """Ends a test that gathers its problems: lists them and exits 1, or
+    prints what passed."""
+    if problems:
+        print("\nFAILED:", *problems, sep="\n  ", file=sys.stderr)
+        sys.exit(1)
+    print(passed)
 
 
 def usable_kvm():
