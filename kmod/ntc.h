@@ -141,6 +141,7 @@ struct ntc_status {
 	u64 snapshot_us;	/* inside hibernation_snapshot() */
 	u64 shrink_us;		/* reclaim before the freeze */
 	u64 shrunk_pages;
+	u64 frozen_reclaimed_pages;	/* reclaim while user space was frozen */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;

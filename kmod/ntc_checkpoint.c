@@ -159,6 +159,34 @@ static void shrink_before_freeze(void)
 }
 
 /*
+ * The early reclaim aims at image_size; inside the freeze, image_size is
+ * raised to all of RAM, so that hibernate_preallocate_memory() takes its
+ * fast path whenever the image fits: it allocates the copy pages and
+ * reclaims nothing.  Left as it was, on a guest whose own kernel pages
+ * already exceed image_size (2/5 of RAM by default: a 256 MiB guest) it
+ * squeezed memory down to the smallest image, with the OOM killer disabled
+ * and kernel threads still running; a __GFP_NOFAIL allocation (the ext4
+ * journal makes them) then found nothing, warned, and lived on the
+ * reserves.  User
+ * space is frozen meanwhile, so nobody reads or writes
+ * /sys/power/image_size in between.
+ */
+static unsigned long raise_image_size(void)
+{
+	unsigned long saved = *ntc_k.image_size;
+
+	*ntc_k.image_size = totalram_pages() << PAGE_SHIFT;
+	return saved;
+}
+
+/* Pages reclaimed since boot, by anyone: /proc/vmstat's pgsteal_anon + _file. */
+static u64 pages_reclaimed(unsigned long *events)
+{
+	all_vm_events(events);
+	return events[PGSTEAL_ANON] + events[PGSTEAL_FILE];
+}
+
+/*
  * Whether the atomic copy can fit at all: every page in use that reclaim
  * cannot free (anonymous memory beyond the free swap, unreclaimable slab,
  * the kernel) needs a free page for its copy, and only what is free now or
@@ -204,6 +232,7 @@ struct ntc_ckpt {
 	unsigned long *free_map;	/* area slots free in disk 1's swap */
 	struct ntc_record *rec;		/* page 0's record, to commit */
 	unsigned long swap_slots;	/* disk 1 swap slots copied */
+	unsigned long *vm_events;	/* for pages_reclaimed() */
 	struct ntc_image_stats st;
 };
 
@@ -245,7 +274,8 @@ static int prepare(struct ntc_ckpt *c)
 		return err;
 	c->free_map = bitmap_zalloc(c->t.area_pages, GFP_KERNEL);
 	c->rec = kmalloc(sizeof(*c->rec), GFP_KERNEL);
-	if (!c->free_map || !c->rec)
+	c->vm_events = kcalloc(NR_VM_EVENT_ITEMS, sizeof(*c->vm_events), GFP_KERNEL);
+	if (!c->free_map || !c->rec || !c->vm_events)
 		return -ENOMEM;
 	if (!image_can_fit()) {
 		pr_err("not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
@@ -315,6 +345,8 @@ int ntc_checkpoint(void)
 	unsigned int sleep_flags;
 	ktime_t start = ktime_get(), frozen = 0, snap;
 	bool restored = false, have_image = false;
+	unsigned long image_size;
+	u64 reclaimed;
 	int err;
 
 	if (!mutex_trylock(&ntc_lock))
@@ -341,6 +373,7 @@ int ntc_checkpoint(void)
 	if (err)
 		goto release;
 	frozen = ktime_get();
+	reclaimed = pages_reclaimed(c.vm_events);
 	err = ntc_k.freeze_processes();
 	if (err)
 		goto notify_post;
@@ -350,7 +383,9 @@ int ntc_checkpoint(void)
 		goto thaw;
 	ntc_status.time_unix_ns = ktime_get_real_ns();
 	snap = ktime_get();
+	image_size = raise_image_size();
 	err = ntc_k.hibernation_snapshot(0);
+	*ntc_k.image_size = image_size;
 	ntc_status.snapshot_us = ktime_us_delta(ktime_get(), snap);
 	if (err)
 		goto free_bitmaps;
@@ -359,6 +394,7 @@ int ntc_checkpoint(void)
 		restored = true;
 		goto free_bitmaps;
 	}
+	ntc_status.frozen_reclaimed_pages = pages_reclaimed(c.vm_events) - reclaimed;
 	err = finish_frozen(&c);
 	ntc_k.pm_restore_gfp_mask();
 	/* The image is in memory: the bitmaps stay until it is written. */
@@ -405,6 +441,7 @@ close:
 	ntc_target_close(&c.t);
 	bitmap_free(c.free_map);
 	kfree(c.rec);
+	kfree(c.vm_events);
 	ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
 	ntc_status.result = err;
 	ntc_status.state = restored ? NTC_RESUMED : NTC_IDLE;

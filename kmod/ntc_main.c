@@ -55,6 +55,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "pause_ms: %llu.%03llu\n", s->pause_us / 1000, s->pause_us % 1000);
 	seq_printf(m, "shrink_ms: %llu\n", s->shrink_us / 1000);
 	seq_printf(m, "shrunk_pages: %llu\n", s->shrunk_pages);
+	seq_printf(m, "frozen_reclaimed_pages: %llu\n", s->frozen_reclaimed_pages);
 	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);
 	seq_printf(m, "write_ms: %llu\n", s->write_ms);
 	seq_printf(m, "total_ms: %llu\n", s->total_ms);
