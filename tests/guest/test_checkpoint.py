@@ -43,6 +43,7 @@ def main():
             print("checkpoint:", st)
             check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
             check(st.get("state") == "idle" and st.get("sequence") == "1", f"status {st}", a)
+            ntcguest.check_no_reclaim_while_frozen(a, st)
             pause = float(st["pause_ms"]) / 1000
 
             # A runs on: the counter advances after the checkpoint.
@@ -81,7 +82,7 @@ def main():
                   f"B's /proc/ntc: {st_b}", b)
             b.sh("sleep 2")
             problems = ntcguest.check_resumed_state(b, state)
-            check(not problems, f"B's state after the resume: {problems}", b)
+            check(not problems, "B's state after the resume:\n" + "\n".join(problems), b)
             b.sh("killall ntc-counter ntc-ipc; sleep 0.5", check=False)
             b.poweroff()
 

@@ -128,6 +128,7 @@ def main():
             answered = len(exchange.lines())
             print("checkpoint 1:", st, flush=True)
             check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
+            ntcguest.check_no_reclaim_while_frozen(a, st)
             pause = float(st["pause_ms"]) / 1000
             n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
             exchange.wait_messages(answered + 100, 300, a)
@@ -145,6 +146,8 @@ def main():
             check(largest <= pause + max(0.5, pause),
                   f"largest stall {largest:.3f}s (before message {at}) is more than twice the pause {pause:.3f}s", a)
             a.expect(r"ECHO-DONE \d+", 30)
+            warnings = ntcguest.kernel_warnings(a)
+            check(not warnings, "the office VM's kernel warned:\n" + "\n".join(warnings), a)
             ntcguest.write_after_checkpoint(a)
             a.send("poweroff")
             check(a.wait_exit(120) == 0, "office VM's poweroff should end ntc-vmm with 0", a)
@@ -161,7 +164,7 @@ def main():
             b = vm("journey-b", "resume", d2, "--disk", d3, *net)
             figures["resume1_s"] = travel(b, "travel 1", n_ck)
             problems = ntcguest.check_resumed_state(b, state)
-            check(not problems, f"resumed state: {problems}", b)
+            check(not problems, "resumed state:\n" + "\n".join(problems), b)
             figures["clock_offset_s"] = check_wall_clock(host, b)
             configure_guest_network(b, mac)
             ntcguest.start_in_background(b, f"ntc-echo {PORT + 1}", r"ECHO-LISTENING")

@@ -150,7 +150,7 @@ def checkpoints(office, n):
             exchange.wait_messages(answered + 10, 120, vm)
             check(counter_moves(vm), f"after checkpoint {i} the counter stands still", vm)
             warnings = ntcguest.kernel_warnings(vm)
-            check(not warnings, f"after checkpoint {i} the kernel warned: {warnings[:5]}", vm)
+            check(not warnings, f"after checkpoint {i} the kernel warned:\n" + "\n".join(warnings), vm)
             check(info_check(host, disk2) == 0, f"ntc-info --check refuses disk 2 after checkpoint {i}", vm)
             if i == 1:
                 n_ck = ntcguest.counter_before(vm, st["time_unix_ns"])
@@ -201,7 +201,7 @@ def resumes(office, n_ck, n):
         vm.sh("stty -echo; PS1=''")
         check(counter_moves(vm), f"{label}: the counter stands still", vm)
         warnings = ntcguest.kernel_warnings(vm)
-        check(not warnings, f"{label}: the kernel warned: {warnings[:5]}", vm)
+        check(not warnings, f"{label}: the kernel warned:\n" + "\n".join(warnings), vm)
         power_off(vm, label)
         return f" in {time.monotonic() - t0:.1f}s"
 
