@@ -272,6 +272,76 @@ TEST_CASE("a device worker: a request completes while another vCPU's port access
     CHECK(injected);
 }
 
+namespace {
+
+// Two queues that share nothing, as virtio-blk's: queue 0's requests wait
+// for `release`, queue 1's complete at once.
+class TwoQueueDevice : public VirtioDevice {
+public:
+    std::promise<void> started;
+    std::shared_future<void> release;
+
+    uint16_t device_id() const override { return 2; }
+    uint64_t features() const override { return 0; }
+    unsigned queue_count() const override { return 2; }
+    bool queues_independent() const override { return true; }
+    std::vector<uint8_t> config() const override { return {}; }
+    bool process(unsigned index, Virtqueue& queue) override {
+        bool used = false;
+        while (auto chain = queue.pop()) {
+            if (index == 0) {
+                started.set_value();
+                release.wait();
+            }
+            queue.push_used(chain->head, 0);
+            used = true;
+        }
+        return used;
+    }
+};
+
+}  // namespace
+
+TEST_CASE("independent queues have a worker each: one queue's request completes while another's is in flight") {
+    FakeRam ram;
+    RecordingVm vm;
+    auto owned = std::make_unique<TwoQueueDevice>();
+    std::promise<void> release;
+    owned->release = release.get_future().share();
+    auto started = owned->started.get_future();
+    VirtioPciDevice device(
+        std::move(owned), ram.memory, 0xe0000000, 16, [](bool) {}, vm);
+    FakeQueue q0(ram, 16), q1(ram, 16, 0x4000);
+    auto write = [&](uint64_t offset, unsigned size, uint64_t value) { device.bar_write(0, offset, size, value); };
+    write(offsetof(Common, device_status), 1, 1 | 2);
+    write(offsetof(Common, guest_feature_select), 4, 1);
+    write(offsetof(Common, guest_feature), 4, 1);  // VERSION_1
+    write(offsetof(Common, device_status), 1, 1 | 2 | 8);
+    for (const FakeQueue* q : {&q0, &q1}) {
+        write(offsetof(Common, queue_select), 2, q == &q0 ? 0 : 1);
+        write(offsetof(Common, queue_size), 2, 16);
+        write(offsetof(Common, queue_desc_lo), 8, q->base + FakeQueue::kDesc);
+        write(offsetof(Common, queue_avail_lo), 8, q->base + FakeQueue::kAvail);
+        write(offsetof(Common, queue_used_lo), 8, q->base + FakeQueue::kUsed);
+        write(offsetof(Common, queue_enable), 2, 1);
+    }
+    write(offsetof(Common, device_status), 1, 1 | 2 | 4 | 8);
+    device.start_worker();
+
+    q0.descriptor(0, 0x10000, 512, 0, 0);
+    q0.offer(0);
+    device.notify(0);
+    REQUIRE(started.wait_for(5s) == std::future_status::ready);
+    q1.descriptor(0, 0x11000, 512, 0, 0);
+    q1.offer(0);
+    device.notify(1);
+    CHECK(wait_until([&] { return q1.used_idx() == 1; }));
+    CHECK(q0.used_idx() == 0);
+    release.set_value();
+    CHECK(wait_until([&] { return q0.used_idx() == 1; }));
+    device.stop_worker();
+}
+
 TEST_CASE("without MSI-X, used buffers raise INTx and the ISR, which reading acknowledges") {
     Rig rig(false);
     auto started = rig.gated->started.get_future();
