@@ -32,27 +32,36 @@ using Common = virtio_pci_common_cfg;
 constexpr MsiMessage kConfigMessage{0xfee00000, 0x4021};
 constexpr MsiMessage kQueueMessage{0xfee01000, 0x4031};
 
-// A device whose requests take as long as the test says: each one waits for
-// `release` before it completes, as a slow disk's flush would.
+// A device whose requests on queue 0 take as long as the test says: each
+// one waits for `release` before it completes, as a slow disk's flush
+// would.  With two queues, they share nothing, as virtio-blk's, and queue
+// 1's requests complete at once.
 class GatedDevice : public VirtioDevice {
 public:
+    explicit GatedDevice(unsigned queues = 1) : queues_(queues) {}
     std::promise<void> started;
     std::shared_future<void> release;
 
     uint16_t device_id() const override { return 2; }
     uint64_t features() const override { return 0; }
-    unsigned queue_count() const override { return 1; }
+    unsigned queue_count() const override { return queues_; }
+    bool queues_independent() const override { return queues_ > 1; }
     std::vector<uint8_t> config() const override { return {}; }
-    bool process(unsigned, Virtqueue& queue) override {
+    bool process(unsigned index, Virtqueue& queue) override {
         bool used = false;
         while (auto chain = queue.pop()) {
-            started.set_value();
-            release.wait();
+            if (index == 0) {
+                started.set_value();
+                release.wait();
+            }
             queue.push_used(chain->head, 0);
             used = true;
         }
         return used;
     }
+
+private:
+    unsigned queues_;
 };
 
 // Polls `done` until it holds, at most 5 s; once true it is not asked
@@ -272,40 +281,10 @@ TEST_CASE("a device worker: a request completes while another vCPU's port access
     CHECK(injected);
 }
 
-namespace {
-
-// Two queues that share nothing, as virtio-blk's: queue 0's requests wait
-// for `release`, queue 1's complete at once.
-class TwoQueueDevice : public VirtioDevice {
-public:
-    std::promise<void> started;
-    std::shared_future<void> release;
-
-    uint16_t device_id() const override { return 2; }
-    uint64_t features() const override { return 0; }
-    unsigned queue_count() const override { return 2; }
-    bool queues_independent() const override { return true; }
-    std::vector<uint8_t> config() const override { return {}; }
-    bool process(unsigned index, Virtqueue& queue) override {
-        bool used = false;
-        while (auto chain = queue.pop()) {
-            if (index == 0) {
-                started.set_value();
-                release.wait();
-            }
-            queue.push_used(chain->head, 0);
-            used = true;
-        }
-        return used;
-    }
-};
-
-}  // namespace
-
 TEST_CASE("independent queues have a worker each: one queue's request completes while another's is in flight") {
     FakeRam ram;
     RecordingVm vm;
-    auto owned = std::make_unique<TwoQueueDevice>();
+    auto owned = std::make_unique<GatedDevice>(2);
     std::promise<void> release;
     owned->release = release.get_future().share();
     auto started = owned->started.get_future();
