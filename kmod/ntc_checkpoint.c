@@ -162,13 +162,12 @@ static void shrink_before_freeze(void)
  * The early reclaim aims at image_size; inside the freeze, image_size is
  * raised to all of RAM, so that hibernate_preallocate_memory() takes its
  * fast path whenever the image fits: it allocates the copy pages and
- * reclaims nothing.  Left as it was, on a guest whose own kernel pages
- * already exceed image_size (2/5 of RAM by default: a 256 MiB guest) it
+ * reclaims nothing.  Left as it was, on a guest where what reclaim cannot
+ * free exceeds image_size (2/5 of RAM by default: a 256 MiB guest) it
  * squeezed memory down to the smallest image, with the OOM killer disabled
  * and kernel threads still running; a __GFP_NOFAIL allocation (the ext4
  * journal makes them) then found nothing, warned, and lived on the
- * reserves.  User
- * space is frozen meanwhile, so nobody reads or writes
+ * reserves.  User space is frozen meanwhile, so nobody reads or writes
  * /sys/power/image_size in between.
  */
 static unsigned long raise_image_size(void)
