@@ -151,7 +151,7 @@ void Machine::create_devices() {
     };
     for (size_t i = 0; i < disks_.size(); i++)
         add_virtio(std::make_unique<VirtioBlock>(disks_[i].fd(), disks_[i].size(), disks_[i].read_only(),
-                                                 "ntc-disk" + std::to_string(i), config_.cpus));
+                                                 "ntc-disk" + std::to_string(i)));
     if (config_.net) {
         auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
         net_ = net.get();

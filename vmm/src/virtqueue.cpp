@@ -132,29 +132,4 @@ void Virtqueue::push_used(uint16_t head, uint32_t written) {
         throw GuestError("used ring outside guest RAM");
 }
 
-// The full fences order a flag or index this side wrote before what it then
-// reads of the other side's, as virtio 1.x 2.7.7 and 2.7.10 ask (the
-// driver's virtqueue_kick_prepare and virtqueue_enable_cb do the same).
-void Virtqueue::suppress_notifications(bool suppress) {
-    if (!ready_) return;
-    uint16_t flags = suppress ? VRING_USED_F_NO_NOTIFY : 0;
-    if (!memory_->write<uint16_t>(used_address + offsetof(vring_used, flags), flags))
-        throw GuestError("used ring outside guest RAM");
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-}
-
-bool Virtqueue::has_available() const {
-    if (!ready_) return false;
-    auto avail_idx = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, idx));
-    if (!avail_idx) throw GuestError("available ring outside guest RAM");
-    return *avail_idx != last_avail_;
-}
-
-bool Virtqueue::interrupt_wanted() const {
-    if (!ready_) return false;
-    std::atomic_thread_fence(std::memory_order_seq_cst);
-    auto flags = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, flags));
-    return !flags || !(*flags & VRING_AVAIL_F_NO_INTERRUPT);  // enable() checked the ring
-}
-
 }  // namespace ntc::vmm

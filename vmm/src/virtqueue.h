@@ -64,17 +64,6 @@ public:
     // Returns a chain to the driver with `written` bytes stored in it.
     void push_used(uint16_t head, uint32_t written);
 
-    // Asks the driver not to notify while the device empties the queue
-    // (VRING_USED_F_NO_NOTIFY), or to notify again; a device that turns
-    // notifications back on checks has_available() afterwards, since the
-    // driver may have offered a chain while they were off.
-    void suppress_notifications(bool suppress);
-    bool has_available() const;
-    // Whether the driver wants an interrupt for the used buffers pushed so
-    // far: it has not set VRING_AVAIL_F_NO_INTERRUPT (it sets it while it
-    // is reaping them anyway).
-    bool interrupt_wanted() const;
-
 private:
     void add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first, bool indirect_allowed,
                          size_t& budget) const;

@@ -34,20 +34,18 @@ struct FakeRam {
 };
 
 // A queue with its descriptor table at 0x1000, avail ring at 0x2000, used
-// ring at 0x3000 (each `base` further on, for a second queue), and data
-// buffers from 0x10000 on.
+// ring at 0x3000, and data buffers from 0x10000 on.
 struct FakeQueue {
     static constexpr uint64_t kDesc = 0x1000, kAvail = 0x2000, kUsed = 0x3000;
     FakeRam& ram;
     Virtqueue queue;
-    uint64_t base;
     uint16_t avail_idx = 0;
 
-    FakeQueue(FakeRam& r, uint16_t size, uint64_t base_ = 0) : ram(r), queue(r.memory), base(base_) {
+    FakeQueue(FakeRam& r, uint16_t size) : ram(r), queue(r.memory) {
         queue.size = size;
-        queue.desc_address = base + kDesc;
-        queue.avail_address = base + kAvail;
-        queue.used_address = base + kUsed;
+        queue.desc_address = kDesc;
+        queue.avail_address = kAvail;
+        queue.used_address = kUsed;
         queue.enable();
     }
 
@@ -59,16 +57,16 @@ struct FakeQueue {
         ram.put(at + 14, next);
     }
     void descriptor(uint16_t index, uint64_t addr, uint32_t len, uint16_t flags, uint16_t next) {
-        descriptor(base + kDesc, index, addr, len, flags, next);
+        descriptor(kDesc, index, addr, len, flags, next);
     }
     void offer(uint16_t head) {
-        ram.put<uint16_t>(base + kAvail + 4 + 2ull * (avail_idx % queue.size), head);
+        ram.put<uint16_t>(kAvail + 4 + 2ull * (avail_idx % queue.size), head);
         avail_idx++;
-        ram.put<uint16_t>(base + kAvail + 2, avail_idx);
+        ram.put<uint16_t>(kAvail + 2, avail_idx);
     }
-    uint16_t used_idx() const { return ram.get<uint16_t>(base + kUsed + 2); }
+    uint16_t used_idx() const { return ram.get<uint16_t>(kUsed + 2); }
     std::pair<uint32_t, uint32_t> used(uint16_t n) const {
-        uint64_t at = base + kUsed + 4 + 8ull * (n % queue.size);
+        uint64_t at = kUsed + 4 + 8ull * (n % queue.size);
         return {ram.get<uint32_t>(at), ram.get<uint32_t>(at + 4)};
     }
 };

@@ -2,8 +2,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <cstddef>
-
 #include "devices/virtio_blk.h"
 #include "fake_guest.h"
 
@@ -68,39 +66,6 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
     request(q, 99, 0, 0, false);
     blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 2);  // unsupported
-}
-
-TEST_CASE("virtio-blk serves every request offered, and leaves the driver's notifications on") {
-    Disk disk;
-    FakeRam ram;
-    FakeQueue q(ram, 16);
-    VirtioBlock blk(disk.fd, 1 << 20, false, "a");
-    request(q, 4, 0, 0, false);  // flush
-    q.offer(0);                  // and the same chain once more
-    CHECK(blk.process(0, q.queue));
-    CHECK(q.used_idx() == 2);
-    CHECK(ram.get<uint16_t>(FakeQueue::kUsed) == 0);  // used ring flags: NO_NOTIFY clear
-}
-
-TEST_CASE("virtio-blk offers a queue per vCPU, up to its maximum, with VIRTIO_BLK_F_MQ beyond one") {
-    Disk disk;
-    auto num_queues = [](const VirtioBlock& blk) {
-        auto config = blk.config();
-        REQUIRE(config.size() >= offsetof(virtio_blk_config, num_queues) + 2);
-        return uint16_t(config[offsetof(virtio_blk_config, num_queues)] |
-                        config[offsetof(virtio_blk_config, num_queues) + 1] << 8);
-    };
-    VirtioBlock one(disk.fd, 1 << 20, false, "a");
-    CHECK(one.queue_count() == 1);
-    CHECK_FALSE((one.features() & VirtioBlock::kFeatureMultiQueue));
-    VirtioBlock two(disk.fd, 1 << 20, false, "b", 2);
-    CHECK(two.queue_count() == 2);
-    CHECK(num_queues(two) == 2);
-    CHECK((two.features() & VirtioBlock::kFeatureMultiQueue));
-    CHECK(two.queues_independent());
-    VirtioBlock many(disk.fd, 1 << 20, false, "c", 64);
-    CHECK(many.queue_count() == VirtioBlock::kMaxQueues);
-    CHECK(num_queues(many) == VirtioBlock::kMaxQueues);
 }
 
 TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to a read-only disk") {

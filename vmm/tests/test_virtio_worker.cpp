@@ -32,36 +32,27 @@ using Common = virtio_pci_common_cfg;
 constexpr MsiMessage kConfigMessage{0xfee00000, 0x4021};
 constexpr MsiMessage kQueueMessage{0xfee01000, 0x4031};
 
-// A device whose requests on queue 0 take as long as the test says: each
-// one waits for `release` before it completes, as a slow disk's flush
-// would.  With two queues, they share nothing, as virtio-blk's, and queue
-// 1's requests complete at once.
+// A device whose requests take as long as the test says: each one waits for
+// `release` before it completes, as a slow disk's flush would.
 class GatedDevice : public VirtioDevice {
 public:
-    explicit GatedDevice(unsigned queues = 1) : queues_(queues) {}
     std::promise<void> started;
     std::shared_future<void> release;
 
     uint16_t device_id() const override { return 2; }
     uint64_t features() const override { return 0; }
-    unsigned queue_count() const override { return queues_; }
-    bool queues_independent() const override { return queues_ > 1; }
+    unsigned queue_count() const override { return 1; }
     std::vector<uint8_t> config() const override { return {}; }
-    bool process(unsigned index, Virtqueue& queue) override {
+    bool process(unsigned, Virtqueue& queue) override {
         bool used = false;
         while (auto chain = queue.pop()) {
-            if (index == 0) {
-                started.set_value();
-                release.wait();
-            }
+            started.set_value();
+            release.wait();
             queue.push_used(chain->head, 0);
             used = true;
         }
         return used;
     }
-
-private:
-    unsigned queues_;
 };
 
 // Polls `done` until it holds, at most 5 s; once true it is not asked
@@ -279,46 +270,6 @@ TEST_CASE("a device worker: a request completes while another vCPU's port access
     CHECK(scratch == std::vector<uint64_t>{0x5a, 0xa5, 0x10421af4});
     CHECK(completed);
     CHECK(injected);
-}
-
-TEST_CASE("independent queues have a worker each: one queue's request completes while another's is in flight") {
-    FakeRam ram;
-    RecordingVm vm;
-    auto owned = std::make_unique<GatedDevice>(2);
-    std::promise<void> release;
-    owned->release = release.get_future().share();
-    auto started = owned->started.get_future();
-    VirtioPciDevice device(
-        std::move(owned), ram.memory, 0xe0000000, 16, [](bool) {}, vm);
-    FakeQueue q0(ram, 16), q1(ram, 16, 0x4000);
-    auto write = [&](uint64_t offset, unsigned size, uint64_t value) { device.bar_write(0, offset, size, value); };
-    write(offsetof(Common, device_status), 1, 1 | 2);
-    write(offsetof(Common, guest_feature_select), 4, 1);
-    write(offsetof(Common, guest_feature), 4, 1);  // VERSION_1
-    write(offsetof(Common, device_status), 1, 1 | 2 | 8);
-    for (const FakeQueue* q : {&q0, &q1}) {
-        write(offsetof(Common, queue_select), 2, q == &q0 ? 0 : 1);
-        write(offsetof(Common, queue_size), 2, 16);
-        write(offsetof(Common, queue_desc_lo), 8, q->base + FakeQueue::kDesc);
-        write(offsetof(Common, queue_avail_lo), 8, q->base + FakeQueue::kAvail);
-        write(offsetof(Common, queue_used_lo), 8, q->base + FakeQueue::kUsed);
-        write(offsetof(Common, queue_enable), 2, 1);
-    }
-    write(offsetof(Common, device_status), 1, 1 | 2 | 4 | 8);
-    device.start_worker();
-
-    q0.descriptor(0, 0x10000, 512, 0, 0);
-    q0.offer(0);
-    device.notify(0);
-    REQUIRE(started.wait_for(5s) == std::future_status::ready);
-    q1.descriptor(0, 0x11000, 512, 0, 0);
-    q1.offer(0);
-    device.notify(1);
-    CHECK(wait_until([&] { return q1.used_idx() == 1; }));
-    CHECK(q0.used_idx() == 0);
-    release.set_value();
-    CHECK(wait_until([&] { return q0.used_idx() == 1; }));
-    device.stop_worker();
 }
 
 TEST_CASE("without MSI-X, used buffers raise INTx and the ISR, which reading acknowledges") {

@@ -138,24 +138,3 @@ TEST_CASE("queue configuration is checked when enabled") {
     CHECK_NOTHROW(q.enable());
     CHECK(q.ready());
 }
-
-TEST_CASE("notification and interrupt suppression follow the ring flags") {
-    FakeRam ram;
-    FakeQueue q(ram, 8);
-    auto used_flags = [&] { return ram.get<uint16_t>(FakeQueue::kUsed); };
-    CHECK_FALSE(q.queue.has_available());
-    q.queue.suppress_notifications(true);
-    CHECK(used_flags() == VRING_USED_F_NO_NOTIFY);
-    q.descriptor(0, 0x10000, 16, 0, 0);
-    q.offer(0);  // offered while the driver was told not to notify
-    q.queue.suppress_notifications(false);
-    CHECK(used_flags() == 0);
-    CHECK(q.queue.has_available());
-    REQUIRE(q.queue.pop());
-    CHECK_FALSE(q.queue.has_available());
-
-    q.queue.push_used(0, 0);
-    CHECK(q.queue.interrupt_wanted());
-    ram.put<uint16_t>(FakeQueue::kAvail, VRING_AVAIL_F_NO_INTERRUPT);  // the driver is reaping
-    CHECK_FALSE(q.queue.interrupt_wanted());
-}

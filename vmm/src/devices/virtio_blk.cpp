@@ -44,20 +44,17 @@ uint8_t* status_byte(const std::vector<iovec>& writable) {
 
 }  // namespace
 
-VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues)
-    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)),
-      queues_(std::clamp(queues, 1u, kMaxQueues)) {}
+VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id)
+    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)) {}
 
 uint64_t VirtioBlock::features() const {
-    return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | (read_only_ ? kFeatureReadOnly : 0) |
-           (queues_ > 1 ? kFeatureMultiQueue : 0);
+    return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | (read_only_ ? kFeatureReadOnly : 0);
 }
 
 std::vector<uint8_t> VirtioBlock::config() const {
     virtio_blk_config c{};
     c.capacity = sectors_;
     c.seg_max = kSegMax;
-    c.num_queues = uint16_t(queues_);
     auto bytes = reinterpret_cast<const uint8_t*>(&c);
     return {bytes, bytes + sizeof(c)};
 }
@@ -109,21 +106,15 @@ uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
     }
 }
 
-// Each notification is an exit of the driver's vCPU: none while the queue
-// is being emptied, since this loop finds the requests anyway.
 bool VirtioBlock::process(unsigned, Virtqueue& queue) {
     bool used = false;
-    do {
-        queue.suppress_notifications(true);
-        while (auto chain = queue.pop()) {
-            uint32_t written = 0;
-            uint8_t status = serve(*chain, written);
-            *status_byte(chain->writable) = status;
-            queue.push_used(chain->head, written + 1);
-            used = true;
-        }
-        queue.suppress_notifications(false);
-    } while (queue.has_available());
+    while (auto chain = queue.pop()) {
+        uint32_t written = 0;
+        uint8_t status = serve(*chain, written);
+        *status_byte(chain->writable) = status;
+        queue.push_used(chain->head, written + 1);
+        used = true;
+    }
     return used;
 }
 

@@ -1,9 +1,6 @@
 #pragma once
 // virtio-blk: reads, writes, flush (fdatasync: a checkpoint relies on it),
 // get-id; the request's sector range is checked against the disk's size.
-// Several request queues (VIRTIO_BLK_F_MQ), served each by its own worker:
-// the guest's blk-mq gives each vCPU its queue, so requests of different
-// vCPUs are in flight together and complete on the vCPU that made them.
 #include <linux/virtio_blk.h>
 
 #include <string>
@@ -18,19 +15,14 @@ public:
     static constexpr uint64_t kFeatureReadOnly = 1ull << VIRTIO_BLK_F_RO;
     static constexpr uint64_t kFeatureFlush = 1ull << VIRTIO_BLK_F_FLUSH;
     static constexpr uint64_t kFeatureIndirect = 1ull << VIRTIO_RING_F_INDIRECT_DESC;
-    static constexpr uint64_t kFeatureMultiQueue = 1ull << VIRTIO_BLK_F_MQ;
     static constexpr uint32_t kSegMax = 126;
-    static constexpr unsigned kMaxQueues = 16;
 
-    // `fd` is borrowed; `id` is what VIRTIO_BLK_T_GET_ID answers
-    // (VIRTIO_BLK_ID_BYTES at most); `queues` request queues, from 1 to
-    // kMaxQueues.
-    VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues = 1);
+    // `fd` is borrowed; `id` is what VIRTIO_BLK_T_GET_ID answers (VIRTIO_BLK_ID_BYTES at most).
+    VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id);
 
     uint16_t device_id() const override { return VIRTIO_ID_BLOCK; }
     uint64_t features() const override;
-    unsigned queue_count() const override { return queues_; }
-    bool queues_independent() const override { return true; }
+    unsigned queue_count() const override { return 1; }
     std::vector<uint8_t> config() const override;
     bool process(unsigned index, Virtqueue& queue) override;
 
@@ -41,7 +33,6 @@ private:
     uint64_t sectors_;
     bool read_only_;
     std::string id_;
-    unsigned queues_;
 };
 
 }  // namespace ntc::vmm

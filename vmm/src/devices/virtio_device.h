@@ -13,9 +13,6 @@ public:
     virtual uint16_t device_id() const = 0;  // virtio device type, 1 = network, 2 = block
     virtual uint64_t features() const = 0;
     virtual unsigned queue_count() const = 0;
-    // Whether each queue may be served by a thread of its own, at the same
-    // time as the others: the queues share no state (virtio-blk's).
-    virtual bool queues_independent() const { return false; }
     virtual std::vector<uint8_t> config() const = 0;  // device-specific config
     // Serves whatever the driver made available on `queue`, the device's
     // queue number `index`; returns whether used buffers were added.  Throws

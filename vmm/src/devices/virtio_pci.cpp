@@ -120,25 +120,19 @@ uint8_t VirtioPciDevice::status() const {
 }
 
 void VirtioPciDevice::start_worker() {
-    stop_ = make_eventfd();  // never read: it stops every worker
-    if (!device_->queues_independent()) {
-        workers_.emplace_back([this] { work_loop(all_queues()); });
-        return;
-    }
-    for (unsigned q = 0; q < queues_.size(); q++) workers_.emplace_back([this, q] { work_loop(1u << q); });
+    stop_ = make_eventfd();
+    worker_ = std::thread([this] { work_loop(); });
 }
 
 void VirtioPciDevice::stop_worker() {
-    if (workers_.empty()) return;
+    if (!worker_.joinable()) return;
     signal_eventfd(stop_.get());
-    for (auto& worker : workers_) worker.join();
-    workers_.clear();
+    worker_.join();
 }
 
-void VirtioPciDevice::work_loop(unsigned watched) {
+void VirtioPciDevice::work_loop() {
     std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}};
-    for (unsigned q = 0; q < queue_eventfds_.size(); q++)
-        if (watched & (1u << q)) fds.push_back({queue_eventfds_[q].get(), POLLIN, 0});
+    for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
     for (;;) {
         if (::poll(fds.data(), fds.size(), -1) < 0) {
             if (errno == EINTR) continue;
@@ -147,7 +141,7 @@ void VirtioPciDevice::work_loop(unsigned watched) {
             return;
         }
         if (fds[0].revents & POLLIN) return;
-        serve_notified(watched);
+        serve_notified();
     }
 }
 
@@ -155,10 +149,10 @@ void VirtioPciDevice::notify(uint16_t queue) {
     if (queue < queue_eventfds_.size()) signal_eventfd(queue_eventfds_[queue].get());
 }
 
-void VirtioPciDevice::serve_notified(unsigned watched) {
+void VirtioPciDevice::serve_notified() {
     unsigned queues = 0;
     for (unsigned q = 0; q < queue_eventfds_.size(); q++)
-        if ((watched & (1u << q)) && take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
+        if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
     if (!queues) return;
     {
         std::lock_guard lock(lock_);
@@ -167,7 +161,7 @@ void VirtioPciDevice::serve_notified(unsigned watched) {
         // and a reset waits while busy_.
         for (unsigned q = 0; q < queues_.size(); q++)
             if (!queues_[q].ready()) queues &= ~(1u << q);
-        busy_++;
+        busy_ = true;
     }
     std::string error;
     unsigned used = 0;
@@ -177,11 +171,11 @@ void VirtioPciDevice::serve_notified(unsigned watched) {
         error = e.what();
     }
     std::lock_guard lock(lock_);
-    busy_--;
+    busy_ = false;
     idle_.notify_all();
     if (!error.empty()) return fail(error.c_str());
     for (unsigned q = 0; q < queues_.size(); q++)
-        if ((used & (1u << q)) && queues_[q].interrupt_wanted()) queue_interrupt(q);
+        if (used & (1u << q)) queue_interrupt(q);
 }
 
 // Serves each queue whose bit is set; returns the queues that got used
@@ -200,7 +194,7 @@ Virtqueue* VirtioPciDevice::selected_queue() {
 void VirtioPciDevice::reset() {
     // The caller holds lock_; the wait lets the worker complete the request
     // it serves before its queues go.
-    idle_.wait(lock_, [this] { return busy_ == 0; });
+    idle_.wait(lock_, [this] { return !busy_; });
     for (auto& q : queues_) q.reset();
     device_feature_select_ = driver_feature_select_ = 0;
     driver_features_ = 0;

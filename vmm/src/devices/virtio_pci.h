@@ -8,8 +8,7 @@
 // driver's notify write never leaves KVM; a notify write that does exit (of
 // another width, or before DRIVER_OK) and host-side input (a frame for
 // virtio-net) signal the same eventfd.  The device's worker thread waits on
-// these eventfds and serves the queues; a device whose queues are
-// independent (virtio-blk's) has a worker per queue instead.
+// these eventfds and serves the queues.
 //
 // Interrupts: while the driver has MSI-X enabled, an MSI-X message per
 // vector, each vector an irqfd (an eventfd KVM turns into the message, with
@@ -77,21 +76,19 @@ public:
     void notify(uint16_t queue);
 
     // Serves the queues whose eventfds were signalled since the last call,
-    // on the calling thread (without workers, e.g. in the fuzzer, whoever
-    // wants the queues served).
-    void serve_notified() { serve_notified(all_queues()); }
+    // on the calling thread: the worker calls it when they wake it (without
+    // a worker, e.g. in the fuzzer, whoever wants the queues served).
+    void serve_notified();
 
-    // From now on the device's workers wait on the queues' eventfds and
-    // serve them, so nothing a vCPU does waits for the device's I/O.
+    // From now on a thread of this device waits on the queues' eventfds and
+    // serves them, so nothing a vCPU does waits for the device's I/O.
     void start_worker();
-    // Ends the workers, each after the request it serves.
+    // Ends the worker after the request it serves.
     void stop_worker();
 
 private:
-    unsigned all_queues() const { return (1u << queues_.size()) - 1; }
-    void serve_notified(unsigned watched);
     unsigned serve(unsigned queues);
-    void work_loop(unsigned watched);
+    void work_loop();
     uint64_t common_read(uint64_t offset, unsigned size);
     void common_write(uint64_t offset, unsigned size, uint64_t value);
     void reset();
@@ -126,9 +123,9 @@ private:
 
     mutable std::mutex lock_;
     std::condition_variable_any idle_;
-    unsigned busy_ = 0;  // workers serving requests unlocked
-    Fd stop_;            // eventfd: the workers are to end
-    std::vector<std::thread> workers_;
+    bool busy_ = false;  // a request is being served unlocked
+    Fd stop_;            // eventfd: the worker is to end
+    std::thread worker_;
 };
 
 }  // namespace ntc::vmm
