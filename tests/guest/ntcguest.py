@@ -268,8 +268,8 @@ KERNEL_WARNING = (r"WARNING:|BUG:|Oops|Call Trace:|Unbalanced|possible circular 
 def kernel_warnings(g):
     """The guest kernel's reports of a kernel bug or a stall (KERNEL_WARNING),
     from the first checkpoint's freeze on, each with the lines after it up to
-    its end of trace, as a list of lines.  The boot before
-    it is left out: nested SVM on QEMU TCG does not intercept XSETBV, so
+    its end of trace, as a list of lines.  The boot before it is left out:
+    nested SVM on QEMU TCG does not intercept XSETBV, so
     every kernel under nested KVM (QEMU's as well as ntc-vmm's) warns about
     XSAVE sizes at boot.  The guest filters its own log: printed whole on
     the serial console, it cost seconds of one vCPU per call under nested
@@ -287,6 +287,12 @@ def kernel_warnings(g):
     if not logged or logged.group(1) == "0":
         raise ntclab.LabError(f"{g.name}: the kernel log shows no checkpoint: {out[-500:]}")
     return re.findall(r"^KERNEL-LOG: (.*)$", out, re.M)
+
+
+def check_no_kernel_warnings(g, what):
+    """Fails the test with the whole reports if g's kernel_warnings() found any."""
+    warnings = kernel_warnings(g)
+    ntclab.check(not warnings, f"{what}:\n" + "\n".join(warnings), g)
 
 
 def check_resumed_state(g, state):

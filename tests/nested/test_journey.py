@@ -146,8 +146,7 @@ def main():
             check(largest <= pause + max(0.5, pause),
                   f"largest stall {largest:.3f}s (before message {at}) is more than twice the pause {pause:.3f}s", a)
             a.expect(r"ECHO-DONE \d+", 30)
-            warnings = ntcguest.kernel_warnings(a)
-            check(not warnings, "the office VM's kernel warned:\n" + "\n".join(warnings), a)
+            ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
             ntcguest.write_after_checkpoint(a)
             a.send("poweroff")
             check(a.wait_exit(120) == 0, "office VM's poweroff should end ntc-vmm with 0", a)

@@ -149,8 +149,7 @@ def checkpoints(office, n):
             answered = len(exchange.lines())
             exchange.wait_messages(answered + 10, 120, vm)
             check(counter_moves(vm), f"after checkpoint {i} the counter stands still", vm)
-            warnings = ntcguest.kernel_warnings(vm)
-            check(not warnings, f"after checkpoint {i} the kernel warned:\n" + "\n".join(warnings), vm)
+            ntcguest.check_no_kernel_warnings(vm, f"after checkpoint {i} the kernel warned")
             check(info_check(host, disk2) == 0, f"ntc-info --check refuses disk 2 after checkpoint {i}", vm)
             if i == 1:
                 n_ck = ntcguest.counter_before(vm, st["time_unix_ns"])
@@ -200,8 +199,7 @@ def resumes(office, n_ck, n):
         ntcguest.expect_counter_resumed(vm, n_ck)
         vm.sh("stty -echo; PS1=''")
         check(counter_moves(vm), f"{label}: the counter stands still", vm)
-        warnings = ntcguest.kernel_warnings(vm)
-        check(not warnings, f"{label}: the kernel warned:\n" + "\n".join(warnings), vm)
+        ntcguest.check_no_kernel_warnings(vm, f"{label}: the kernel warned")
         power_off(vm, label)
         return f" in {time.monotonic() - t0:.1f}s"
 
