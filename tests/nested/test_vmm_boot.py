@@ -4,11 +4,13 @@
 Inside a QEMU TCG host VM with kvm-amd: ntc-vmm boots disk 1 with disk 2 as a
 second disk and 2 vCPUs, the guest uses MSI-X for its virtio disks, reads
 and writes files on both, syncs and powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  A guest
-that reboots ends the VMM with status 2.  While it
+that reboots ends the VMM with status 2.  SIGQUIT makes each vCPU and each
+virtio device print its state (a hang's evidence) and the guest runs on.  While it
 runs, a second VMM on the same disk is refused; the user errors (missing
 kernel, no boot entry, RAM too large) give plain messages and status 1.
 """
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -74,6 +76,19 @@ def main():
         msix = [line for line in interrupts.splitlines() if "PCI-MSI" in line and "virtio" in line]
         check(any("virtio0-req" in line for line in msix) and any("virtio0-config" in line for line in msix),
               f"guest should use MSI-X for its virtio disks: {interrupts}")
+        # What a hang report (SIGQUIT) holds: each vCPU's line and each
+        # virtio device's worker's line with its rings; the guest runs on.
+        vmm.request_report()
+        wanted = [r"vCPU 0: \w+, RIP", r"vCPU 1: \w+, RIP",
+                  r"virtio-blk ntc-disk0: status 0xf, ISR \w+, MSI-X on; queue 0: available \d+, taken \d+, "
+                  r"used \d+, driver flags \w+, vector 1",
+                  r"virtio-blk ntc-disk1: status 0xf"]
+        deadline = time.monotonic() + 60
+        while any(not re.search(w, vmm.stderr()) for w in wanted) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        missing = [w for w in wanted if not re.search(w, vmm.stderr())]
+        check(not missing, f"SIGQUIT report lacks {missing}: {vmm.stderr()}")
+        print("SIGQUIT report:\n" + vmm.stderr().strip(), flush=True)
         vmm.sh("echo disk1-data > /data/written-by-guest")
         check(vmm.sh("cat /etc/hostname 2>/dev/null || hostname")[0] == 0, "read on disk 1")
         vmm.sh("mkdir -p /mnt/d2 && mount /dev/vdb2 /mnt/d2")

@@ -201,10 +201,11 @@ void Machine::dump_guest_ram() {
     }
 }
 
-// Each vCPU prints its own state; guest RAM goes to the crash dump file for
-// its kernel log.
+// Each vCPU and each virtio device's worker prints its own state; guest RAM
+// goes to the crash dump file for its kernel log.
 void Machine::report_state() {
     for (auto& vcpu : vcpus_) vcpu->request_report();
+    for (auto& device : virtio_) device->request_report();
     dump_guest_ram();
 }
 

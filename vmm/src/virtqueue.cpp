@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
+#include <cstdio>
 #include <cstring>
 
 namespace ntc::vmm {
@@ -130,6 +131,18 @@ void Virtqueue::push_used(uint16_t head, uint32_t written) {
     next_used_++;
     if (!memory_->write<uint16_t>(used_address + offsetof(vring_used, idx), next_used_))
         throw GuestError("used ring outside guest RAM");
+}
+
+std::string Virtqueue::describe() const {
+    if (!ready_) return "not enabled";
+    auto avail_idx = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, idx));
+    auto avail_flags = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, flags));
+    auto used_idx = memory_->read<uint16_t>(used_address + offsetof(vring_used, idx));
+    if (!avail_idx || !avail_flags || !used_idx) return "rings outside guest RAM";
+    char text[128];
+    std::snprintf(text, sizeof(text), "available %u, taken %u, used %u, driver flags %#x", unsigned(*avail_idx),
+                  unsigned(last_avail_), unsigned(*used_idx), unsigned(*avail_flags));
+    return text;
 }
 
 }  // namespace ntc::vmm

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <ntc/error.h>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "guest_memory.h"
@@ -63,6 +64,11 @@ public:
     std::optional<DescriptorChain> pop();
     // Returns a chain to the driver with `written` bytes stored in it.
     void push_used(uint16_t head, uint32_t written);
+
+    // Where driver and device stand, for a guest that hangs: the driver's
+    // available index against the chains taken, the used index, the
+    // driver's flags.  Called by the thread that serves the queue.
+    std::string describe() const;
 
 private:
     void add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first, bool indirect_allowed,

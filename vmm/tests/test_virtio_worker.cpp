@@ -182,6 +182,10 @@ TEST_CASE("a notification through the queue's ioeventfd wakes the worker, which 
     // MSI-X replaces INTx: the line stays low, the ISR's queue bit clear.
     CHECK_FALSE(rig.line);
     CHECK(rig.read(VirtioPciDevice::kIsrOffset, 1) == 0);
+    // What a hang report (SIGQUIT) prints of the device.
+    CHECK(rig.device->describe() ==
+          "virtio device 2: status 0xf, ISR 0, MSI-X on; queue 0: available 1, taken 1, used 1, driver flags 0, "
+          "vector 1");
 }
 
 TEST_CASE("the ioeventfds follow DRIVER_OK, the BAR's address and decoding, and a reset") {

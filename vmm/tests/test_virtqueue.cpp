@@ -138,3 +138,19 @@ TEST_CASE("queue configuration is checked when enabled") {
     CHECK_NOTHROW(q.enable());
     CHECK(q.ready());
 }
+
+TEST_CASE("a queue's description says what the driver offered, the device took and gave back") {
+    FakeRam ram;
+    FakeQueue q(ram, 4);
+    q.descriptor(0, 0x10000, 8, WRITE, 0);
+    q.descriptor(1, 0x11000, 8, WRITE, 0);
+    q.offer(0);
+    q.offer(1);
+    ram.put<uint16_t>(FakeQueue::kAvail, VRING_AVAIL_F_NO_INTERRUPT);
+    auto chain = q.queue.pop();
+    REQUIRE(chain);
+    q.queue.push_used(chain->head, 8);
+    CHECK(q.queue.describe() == "available 2, taken 1, used 1, driver flags 0x1");
+    q.queue.reset();
+    CHECK(q.queue.describe() == "not enabled");
+}

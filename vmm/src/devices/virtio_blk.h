@@ -24,6 +24,7 @@ public:
     uint64_t features() const override;
     unsigned queue_count() const override { return 1; }
     std::vector<uint8_t> config() const override;
+    std::string name() const override { return "virtio-blk " + id_; }
     bool process(unsigned index, Virtqueue& queue) override;
 
 private:

@@ -1,6 +1,7 @@
 #pragma once
 // What a virtio device type (block, ...) provides to the PCI transport.
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "virtqueue.h"
@@ -14,6 +15,8 @@ public:
     virtual uint64_t features() const = 0;
     virtual unsigned queue_count() const = 0;
     virtual std::vector<uint8_t> config() const = 0;  // device-specific config
+    // What messages call the device, e.g. "virtio-blk ntc-disk1".
+    virtual std::string name() const { return "virtio device " + std::to_string(device_id()); }
     // Serves whatever the driver made available on `queue`, the device's
     // queue number `index`; returns whether used buffers were added.  Throws
     // GuestError for a malformed request.

@@ -61,6 +61,7 @@ public:
     uint64_t features() const override { return kFeatureMac | kFeatureStatus; }
     unsigned queue_count() const override { return 2; }
     std::vector<uint8_t> config() const override;
+    std::string name() const override { return "virtio-net"; }
     bool process(unsigned index, Virtqueue& queue) override;
 
     void start_input(std::function<void()> deliver);

@@ -110,6 +110,7 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
         vector_eventfds_.push_back(make_eventfd());
         vector_gsis_.push_back(vm_.add_irqfd(vector_eventfds_.back().get()));
     }
+    report_ = make_eventfd();
 }
 
 VirtioPciDevice::~VirtioPciDevice() { stop_worker(); }
@@ -131,18 +132,38 @@ void VirtioPciDevice::stop_worker() {
 }
 
 void VirtioPciDevice::work_loop() {
-    std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}};
+    std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}, {report_.get(), POLLIN, 0}};
     for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
     for (;;) {
         if (::poll(fds.data(), fds.size(), -1) < 0) {
             if (errno == EINTR) continue;
-            std::fprintf(stderr, "ntc-vmm: virtio device %u: poll: %s; its queues are no longer served\n",
-                         device_->device_id(), std::strerror(errno));
+            std::fprintf(stderr, "ntc-vmm: %s: poll: %s; its queues are no longer served\n", device_->name().c_str(),
+                         std::strerror(errno));
             return;
         }
         if (fds[0].revents & POLLIN) return;
+        if (take_eventfd(report_.get())) std::fprintf(stderr, "ntc-vmm: %s\n", describe().c_str());
         serve_notified();
     }
+}
+
+void VirtioPciDevice::request_report() { signal_eventfd(report_.get()); }
+
+std::string VirtioPciDevice::describe() const {
+    std::lock_guard lock(lock_);
+    char text[160];
+    std::snprintf(text, sizeof(text), "%s: status %#x, ISR %#x, MSI-X %s", device_->name().c_str(), status_, isr_,
+                  msix_.enabled() ? "on" : "off");
+    std::string out = text;
+    for (unsigned q = 0; q < queues_.size(); q++) {
+        out += "; queue " + std::to_string(q) + ": " + queues_[q].describe();
+        uint16_t vector = queue_vectors_[q];
+        if (vector >= msix_.size()) continue;
+        std::snprintf(text, sizeof(text), ", vector %u%s%s", vector, msix_.masked(vector) ? " masked" : "",
+                      msix_.pending(vector) ? " pending" : "");
+        out += text;
+    }
+    return out;
 }
 
 void VirtioPciDevice::notify(uint16_t queue) {
@@ -208,7 +229,7 @@ void VirtioPciDevice::reset() {
 }
 
 void VirtioPciDevice::fail(const char* why) {
-    std::fprintf(stderr, "ntc-vmm: virtio device %u: %s; device needs reset\n", device_->device_id(), why);
+    std::fprintf(stderr, "ntc-vmm: %s: %s; device needs reset\n", device_->name().c_str(), why);
     status_ |= VIRTIO_CONFIG_S_NEEDS_RESET;
     config_interrupt();
 }
@@ -255,8 +276,8 @@ void VirtioPciDevice::sync_notify_eventfds() {
             vm_.add_ioeventfd(*wanted, kNotifyWidth, queue_eventfds_[q].get());
             registered = wanted;
         } catch (const ntc::Error& e) {
-            std::fprintf(stderr, "ntc-vmm: virtio device %u queue %u: %s; its notifications exit instead\n",
-                         device_->device_id(), q, e.what());
+            std::fprintf(stderr, "ntc-vmm: %s queue %u: %s; its notifications exit instead\n", device_->name().c_str(),
+                         q, e.what());
         }
     }
 }

@@ -86,6 +86,13 @@ public:
     // Ends the worker after the request it serves.
     void stop_worker();
 
+    // The worker prints the device's state on stderr (describe()) when it
+    // is next idle; for a guest that hangs.
+    void request_report();
+    // Status, ISR, and each queue with its MSI-X vector; from the thread
+    // that serves the queues.
+    std::string describe() const;
+
 private:
     unsigned serve(unsigned queues);
     void work_loop();
@@ -125,6 +132,7 @@ private:
     std::condition_variable_any idle_;
     bool busy_ = false;  // a request is being served unlocked
     Fd stop_;            // eventfd: the worker is to end
+    Fd report_;          // eventfd: the worker is to print describe()
     std::thread worker_;
 };
 
