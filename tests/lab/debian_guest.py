@@ -1,0 +1,61 @@
+"""The Debian guest (Documentation/disk-layout.md, "The Debian guest"): its
+disk, built once per recipe and kept under the build tree, and the login on
+its serial console.
+"""
+import glob
+import hashlib
+import os
+import shutil
+import subprocess
+
+import ntclab
+
+# What the disk is made of: the builder, and everything ntc-dkms packages.
+RECIPE = ["scripts/build-debian-disk.sh", "kmod", "disk-layout", "debian"]
+PROMPT = r"root@ntc-debian:~# "
+GUEST_ADDR = "10.0.2.2"
+
+
+def _recipe_key():
+    files = subprocess.run(["git", "ls-files", "-z", "--"] + RECIPE, cwd=ntclab.ROOT, capture_output=True,
+                           check=True).stdout.split(b"\0")
+    digest = hashlib.sha256()
+    for name in sorted(f for f in files if f):
+        digest.update(name + b"\0")
+        with open(os.path.join(ntclab.ROOT, name.decode()), "rb") as f:
+            digest.update(f.read())
+    return digest.hexdigest()[:16]
+
+
+def debian_disk():
+    """The Debian guest disk for this tree (path of its image; the builder's
+    .vmlinuz, .initrd and .cmdline beside it) and the root's ssh key.  Built
+    with the ntc-dkms package of this tree when its recipe changed: about 8
+    minutes, most of it make deb and mmdebstrap."""
+    cache = os.path.join(ntclab.BUILD, "debian-guest")
+    image = os.path.join(cache, f"debian-{_recipe_key()}.img")
+    key = os.path.join(cache, "id_ed25519")
+    if os.path.exists(image):
+        return image, key
+    os.makedirs(cache, exist_ok=True)
+    for old in glob.glob(os.path.join(cache, "debian-*.img*")):
+        os.remove(old)
+    if not os.path.exists(key):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, timeout=60)
+    deb_build = os.path.join(cache, "build")
+    shutil.rmtree(os.path.join(deb_build, "deb"), ignore_errors=True)
+    subprocess.run(["make", "-s", "-C", ntclab.ROOT, "deb", f"BUILD={deb_build}"], check=True, timeout=1800,
+                   stdout=subprocess.DEVNULL)
+    deb = glob.glob(os.path.join(deb_build, "deb", "ntc-dkms_*_all.deb"))
+    ntclab.check(len(deb) == 1, f"make deb left {deb}")
+    subprocess.run([os.path.join(ntclab.ROOT, "scripts", "build-debian-disk.sh"), image, "--deb", deb[0],
+                    "--ssh-key", key + ".pub", "--address", GUEST_ADDR + "/24",
+                    "--cache", os.path.join(cache, "apt-cache")], check=True, timeout=1800)
+    return image, key
+
+
+def wait_login(g, timeout=300):
+    """Waits for the autologin shell on the serial console and sets it up for
+    ConsoleShell.sh: no echo, no prompt."""
+    g.expect(PROMPT, timeout)
+    g.sh("stty -echo; PS1=''; export SYSTEMD_PAGER= SYSTEMD_COLORS=0", 30)
