@@ -7,7 +7,7 @@ and writes files on both, syncs and powers off; the VMM exits 0 and both disks a
 that reboots ends the VMM with status 2.  SIGQUIT makes each vCPU and each
 virtio device print its state (a hang's evidence) and the guest runs on.  While it
 runs, a second VMM on the same disk is refused; the user errors (missing
-kernel, no boot entry, RAM too large) give plain messages and status 1.
+kernel, no kernel on the disk, RAM too large) give plain messages and status 1.
 """
 import os
 import re
@@ -57,7 +57,7 @@ def main():
 
         d1, d2 = host.inside(disk1), host.inside(disk2)
         refused(f"run {host.inside(blank)}", "no partition table")
-        refused(f"run {host.inside(no_entry)}", "has no boot entry")
+        refused(f"run {host.inside(no_entry)}", "has no kernel to boot")
         refused(f"run {d1} --kernel /nonexistent/vmlinuz", "not found")
         refused(f"run {d1} --mem 100000G", "more than this host")
 

@@ -56,15 +56,16 @@ int compare_versions(std::string_view a, std::string_view b) {
     return 0;
 }
 
+bool kernel_is_release(std::string_view kernel, std::string_view release) {
+    return kernel.size() > release.size() && kernel.ends_with(release) &&
+           kernel[kernel.size() - release.size() - 1] == '-';
+}
+
 std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries, const std::optional<std::string>& release) {
     std::erase_if(entries, [](const BootEntry& e) { return e.linux.empty(); });
     if (release) {
-        for (const auto& e : entries) {
-            std::string_view kernel = e.linux;
-            bool file_matches = kernel.size() >= release->size() + 1 && kernel.ends_with(*release) &&
-                                kernel[kernel.size() - release->size() - 1] == '-';
-            if (e.version == *release || file_matches) return e;
-        }
+        for (const auto& e : entries)
+            if (e.version == *release || kernel_is_release(e.linux, *release)) return e;
         return std::nullopt;
     }
     if (entries.empty()) return std::nullopt;

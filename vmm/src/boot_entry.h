@@ -24,6 +24,9 @@ BootEntry parse_boot_entry(std::string_view name, std::string_view text);
 // name) is that release; otherwise the newest by version.  nullopt if none.
 std::optional<BootEntry> choose_boot_entry(std::vector<BootEntry> entries, const std::optional<std::string>& release);
 
+// Whether a kernel file is that release's, by its name: /boot/vmlinuz-<release>.
+bool kernel_is_release(std::string_view kernel, std::string_view release);
+
 // Compares version strings the way sort -V does, closely enough for kernel
 // releases: runs of digits numerically, everything else bytewise.
 int compare_versions(std::string_view a, std::string_view b);

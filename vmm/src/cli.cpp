@@ -43,15 +43,16 @@ Command parse_command_line(int argc, const char* const* argv) {
     std::string mem = "512M";
     std::string first_disk;
     std::vector<std::string> more_disks;
-    auto* run_cmd = app.add_subcommand("run", "boot a guest disk (kernel, initrd and options from its /boot)");
-    run_cmd->add_option("disk", first_disk, "first disk (/dev/vda), whose boot entry is used")->required();
+    auto* run_cmd = app.add_subcommand(
+        "run", "boot a guest disk (kernel, initrd and command line from its BLS entry, GRUB menu or /vmlinuz)");
+    run_cmd->add_option("disk", first_disk, "first disk (/dev/vda), whose kernel is booted")->required();
     run_cmd->add_option("--disk", more_disks, "another disk, in order: /dev/vdb, /dev/vdc, ...");
     run_cmd->add_option("--ro-disk", run.read_only_disks, "another disk, read-only, after the --disk ones");
     run_cmd->add_option("--mem", mem, "guest RAM, e.g. 512M or 2G")->capture_default_str();
     run_cmd->add_option("--cpus", run.cpus, "vCPUs")->capture_default_str();
-    run_cmd->add_option("--kernel", run.kernel, "bzImage instead of the disk's boot entry");
-    run_cmd->add_option("--initrd", run.initrd, "initramfs instead of the disk's boot entry");
-    run_cmd->add_option("--append", run.append, "kernel command line instead of the disk's boot entry");
+    run_cmd->add_option("--kernel", run.kernel, "bzImage instead of the kernel found on the disk");
+    run_cmd->add_option("--initrd", run.initrd, "initramfs instead of the one found on the disk");
+    run_cmd->add_option("--append", run.append, "kernel command line instead of the one found on the disk");
     run_cmd->add_option("--console-log", run.console_log, "write COM1 to this file instead of the terminal");
     run_cmd->add_option("--crash-dump", run.crash_dump, kCrashDumpHelp);
     // One network card, after the disks; the same options on resume.

@@ -29,9 +29,16 @@ struct BootFiles {
     std::string cmdline;
 };
 
-// Finds the boot entry in /boot/loader/entries of the first ext filesystem on
-// the disk that has one (see choose_boot_entry for `release`) and reads its
-// kernel and initrd from that filesystem; throws ntc::Error with the reason.
+// Finds the kernel, initrd and command line on the disk's ext2/3/4
+// filesystems, in this order, each looked for on every partition before the
+// next: the Boot Loader Specification entry in /boot/loader/entries
+// (choose_boot_entry); GRUB's default entry in /boot/grub/grub.cfg, or in
+// /grub/grub.cfg of a /boot partition (choose_grub_entry); /vmlinuz and
+// /initrd.img, or /boot/vmlinuz and /boot/initrd.img, with "root=DEVICE ro"
+// from /etc/fstab.  The files are read from the filesystem that names them.
+// With a release, only that kernel is taken (/boot/vmlinuz-RELEASE and
+// /boot/initrd.img-RELEASE in the last case).  Throws ntc::Error saying what
+// was looked for when nothing is found, or which named file is missing.
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release);
 
 }  // namespace ntc::vmm
