@@ -2,7 +2,8 @@
 package holds what it must.
 
 ntc-dkms: dkms.conf, the module sources with the disk-layout header they
-include, the modules-load.d file, the checkpoint service and timer.  The
+include, the modules-load.d file, the checkpoint service and timer, the
+udev rule and initramfs script that keep the office VM off disk 2.  The
 timer is not enabled by a fresh install (the postinst's systemd part is run
 with stand-ins for deb-systemd-helper, deb-systemd-invoke and systemctl that
 record what they are asked), systemd-analyze accepts both units, and it
@@ -227,7 +228,10 @@ def main():
     problems += [f"ntc-dkms lacks {p}" for p in missing(dkms_files, [
         src + "dkms.conf", src + "disk-layout/ntc_format.h",
         *(src + m for m in module_sources),
-        "usr/lib/modules-load.d/ntc.conf", f"{UNIT_DIR}/{SERVICE}", f"{UNIT_DIR}/{TIMER}"])]
+        "usr/lib/modules-load.d/ntc.conf", f"{UNIT_DIR}/{SERVICE}", f"{UNIT_DIR}/{TIMER}",
+        "lib/udev/rules.d/60-ntc-snapshot-disk.rules", "lib/udev/ntc-snapshot-disk",
+        "usr/share/initramfs-tools/hooks/ntc-snapshot-disk",
+        "usr/share/initramfs-tools/scripts/local-top/ntc-snapshot-disk"])]
     problems += [f"ntc-dkms enables a unit by a symlink: {p}" for p in dkms_files if ".wants/" in p]
     if field(dkms_deb, "Architecture") != "all":
         problems.append("ntc-dkms is not Architecture: all")
