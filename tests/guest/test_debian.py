@@ -70,7 +70,7 @@ def counter_and_pid(g):
 
 def main():
     t_start = time.monotonic()
-    disk1_cached, _ = debian_guest.debian_disk()
+    disk1_cached = debian_guest.debian_disk()
     with ntcguest.workdir() as tmp:
         disk1 = os.path.join(tmp, "disk1.img")
         for suffix in ("", ".vmlinuz", ".initrd", ".cmdline"):

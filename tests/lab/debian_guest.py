@@ -28,20 +28,17 @@ def _recipe_key():
 
 
 def debian_disk():
-    """The Debian guest disk for this tree (path of its image; the builder's
-    .vmlinuz, .initrd and .cmdline beside it) and the root's ssh key.  Built
-    with the ntc-dkms package of this tree when its recipe changed: about 8
-    minutes, most of it make deb and mmdebstrap."""
+    """The Debian guest disk for this tree: the path of its image, with the
+    builder's .vmlinuz, .initrd and .cmdline beside it.  Built with the
+    ntc-dkms package of this tree when its recipe changed: about 8 minutes,
+    most of it make deb and mmdebstrap."""
     cache = os.path.join(ntclab.BUILD, "debian-guest")
     image = os.path.join(cache, f"debian-{_recipe_key()}.img")
-    key = os.path.join(cache, "id_ed25519")
     if os.path.exists(image):
-        return image, key
+        return image
     os.makedirs(cache, exist_ok=True)
     for old in glob.glob(os.path.join(cache, "debian-*.img*")):
         os.remove(old)
-    if not os.path.exists(key):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, timeout=60)
     deb_build = os.path.join(cache, "build")
     shutil.rmtree(os.path.join(deb_build, "deb"), ignore_errors=True)
     subprocess.run(["make", "-s", "-C", ntclab.ROOT, "deb", f"BUILD={deb_build}"], check=True, timeout=1800,
@@ -49,9 +46,9 @@ def debian_disk():
     deb = glob.glob(os.path.join(deb_build, "deb", "ntc-dkms_*_all.deb"))
     ntclab.check(len(deb) == 1, f"make deb left {deb}")
     subprocess.run([os.path.join(ntclab.ROOT, "scripts", "build-debian-disk.sh"), image, "--deb", deb[0],
-                    "--ssh-key", key + ".pub", "--address", GUEST_ADDR + "/24",
+                    "--address", GUEST_ADDR + "/24",
                     "--cache", os.path.join(cache, "apt-cache")], check=True, timeout=1800)
-    return image, key
+    return image
 
 
 def wait_login(g, timeout=300):
