@@ -5,7 +5,9 @@
 set -eu
 
 # The last two lines are for make deb and its test host.deb (Documentation/packaging.md),
-# and for the Debian guest (Documentation/disk-layout.md).
+# and for the Debian guest (Documentation/disk-layout.md): mmdebstrap with the two
+# of its recommended packages it uses in root mode, since apt is told to skip
+# recommendations below.
 PACKAGES="
 build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
 libblkid-dev libext2fs-dev comerr-dev uuid-dev zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev
@@ -14,7 +16,7 @@ qemu-system-x86 qemu-utils
 linux-image-amd64 linux-headers-amd64 linux-source-6.1
 iproute2 python3 time
 git debhelper dh-dkms dkms lintian systemd
-mmdebstrap
+mmdebstrap arch-test libdistro-info-perl
 "
 
 missing=""

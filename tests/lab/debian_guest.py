@@ -13,7 +13,6 @@ import ntclab
 # What the disk is made of: the builder, and everything ntc-dkms packages.
 RECIPE = ["scripts/build-debian-disk.sh", "kmod", "disk-layout", "debian"]
 PROMPT = r"root@ntc-debian:~# "
-GUEST_ADDR = "10.0.2.2"
 
 
 def _recipe_key():
@@ -46,7 +45,6 @@ def debian_disk():
     deb = glob.glob(os.path.join(deb_build, "deb", "ntc-dkms_*_all.deb"))
     ntclab.check(len(deb) == 1, f"make deb left {deb}")
     subprocess.run([os.path.join(ntclab.ROOT, "scripts", "build-debian-disk.sh"), image, "--deb", deb[0],
-                    "--address", GUEST_ADDR + "/24",
                     "--cache", os.path.join(cache, "apt-cache")], check=True, timeout=1800)
     return image
 
