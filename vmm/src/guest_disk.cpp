@@ -55,7 +55,7 @@ BootFiles read_boot_files(const ExtPartition& part, const std::string& kernel, c
         if (!data) throw ntc::Error(part.name + ": " + path + ", named by " + named_by + ", not found");
         return std::move(*data);
     };
-    BootFiles files{read(kernel), {}, cmdline};
+    BootFiles files{read(kernel), {}, cmdline, kernel + ", named by " + named_by + ", " + part.name};
     // Several initrds are concatenated, as boot loaders do.
     for (const auto& path : initrds) {
         auto data = read(path);
@@ -106,8 +106,8 @@ std::optional<BootFiles> from_kernel_links(const ExtPartition& part, const std::
         if (!kernel_data) continue;
         // A kernel with its disk drivers built in boots without an initrd.
         auto initrd_data = part.fs->read_file(initrd, kMaxBootFile);
-        return BootFiles{std::move(*kernel_data), initrd_data.value_or(std::vector<uint8_t>()),
-                         "root=" + *root + " ro"};
+        return BootFiles{std::move(*kernel_data), initrd_data.value_or(std::vector<uint8_t>()), "root=" + *root + " ro",
+                         kernel + " with the root in /etc/fstab, " + part.name};
     }
     return std::nullopt;
 }

@@ -27,6 +27,7 @@ struct BootFiles {
     std::vector<uint8_t> kernel;
     std::vector<uint8_t> initrd;
     std::string cmdline;
+    std::string source;  // what named them, for the operator: "the entry 'Debian' of /boot/grub/grub.cfg, ..."
 };
 
 // Finds the kernel, initrd and command line on the disk's ext2/3/4

@@ -33,6 +33,7 @@ MachineConfig run_config(const RunCommand& run) {
         if (run.initrd) config.boot.initrd = read_host_file(*run.initrd, "initrd");
     } else {
         config.boot = load_boot_files(run.disks.front(), std::nullopt);
+        std::fprintf(stderr, "ntc-vmm: booting %s\n", config.boot.source.c_str());
     }
     if (run.append) config.boot.cmdline = *run.append;
     return config;

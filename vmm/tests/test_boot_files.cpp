@@ -343,6 +343,7 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         CHECK(text(files.kernel) == "kernel 6.1.0-18-amd64");
         CHECK(text(files.initrd) == "initrd 6.1.0-18-amd64");
         CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro");
+        CHECK(files.source == "/vmlinuz with the root in /etc/fstab, partition 1 of disk " + disk.path);
         // A given release has its own files.
         files = load_boot_files(disk.path, std::string("6.1.0-17-amd64"));
         CHECK(text(files.kernel) == "kernel 6.1.0-17-amd64");
@@ -366,6 +367,9 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         CHECK(text(files.kernel) == "kernel 6.1.0-17-amd64");
         CHECK(text(files.initrd) == "initrd 6.1.0-17-amd64");
         CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet");
+        CHECK(files.source == "/boot/vmlinuz-6.1.0-17-amd64, named by the entry 'Debian GNU/Linux, with Linux "
+                              "6.1.0-17-amd64' of /boot/grub/grub.cfg, partition 1 of disk " +
+                                  disk.path);
         files = load_boot_files(disk.path, std::string("6.1.0-18-amd64"));
         CHECK(text(files.kernel) == "kernel 6.1.0-18-amd64");
         CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet");
@@ -379,6 +383,9 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         auto files = load_boot_files(disk.path, std::nullopt);
         CHECK(text(files.kernel) == "kernel 6.1.0-17-amd64");
         CHECK(files.cmdline == "root=/dev/vda1 rw console=ttyS0");
+        CHECK(files.source == "/boot/vmlinuz-6.1.0-17-amd64, named by /boot/loader/entries/ntc-6.1.0-17-amd64.conf, "
+                              "partition 1 of disk " +
+                                  disk.path);
         // No entry for this release: GRUB's menu has one.
         files = load_boot_files(disk.path, std::string("6.1.0-18-amd64"));
         CHECK(text(files.kernel) == "kernel 6.1.0-18-amd64");
