@@ -109,9 +109,15 @@ class HostVM(ntclab.Guest):
         append = (f"console=ttyS0 loglevel={loglevel} softlockup_all_cpu_backtrace=1 panic=-1 "
                   f"ntc.work={self.workdir} ntc.proj={PROJECT}")
         os.environ.setdefault("NTC_ACCEL", "tcg")
+        # A small translation cache: TCG keeps the code it translated for a
+        # nested guest until the cache is full, and every later write to a
+        # page that held it walks that page's blocks; with the default 1 GiB
+        # cache, the host's clearing of a dead guest's pages for the next
+        # one took minutes (Documentation/testing.md, "Known failure modes" 11).
         super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
                          mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra,
-                         cpu_model=os.environ.get("NTC_HOST_CPU_MODEL", "max"))
+                         cpu_model=os.environ.get("NTC_HOST_CPU_MODEL", "max"),
+                         tcg_options=os.environ.get("NTC_HOST_TCG_OPTIONS", ",tb-size=64"))
 
     def inside(self, path):
         """The path, inside the host VM, of a file under the work directory."""

@@ -91,12 +91,14 @@ class Guest(ConsoleShell):
     """One QEMU virtual machine whose COM1 is this object's stdin/stdout."""
 
     def __init__(self, name, disks, kernel, initrd, append, mem_mib=512, cpus=2,
-                 log_dir=None, extra_args=(), cpu_model="max"):
+                 log_dir=None, extra_args=(), cpu_model="max", tcg_options=""):
+        """tcg_options (",name=value...") are added to -accel tcg."""
         self.name = name
         self.log_dir = log_dir or os.path.join(BUILD, "lab-logs")
         os.makedirs(self.log_dir, exist_ok=True)
         self.log_path = os.path.join(self.log_dir, name + ".console.log")
-        self.args = ["qemu-system-x86_64", "-accel", accel(), "-cpu", cpu_model,
+        self.args = ["qemu-system-x86_64", "-accel", accel() + (tcg_options if accel() == "tcg" else ""),
+                     "-cpu", cpu_model,
                      "-m", str(mem_mib), "-smp", str(cpus),
                      "-display", "none", "-monitor", "none", "-serial", "stdio",
                      "-no-reboot", "-nodefaults",
