@@ -31,8 +31,6 @@ MEM_MIB = 1024
 CPUS = 2
 BOOTS = 10
 check = ntclab.check
-COUNTER = ("systemd-run --unit=ntc-counter sh -c "
-           "'n=0; while :; do n=$((n+1)); echo $n > /run/ntc-counter; sleep 0.1; done'")
 
 
 def system_state(g):
@@ -85,7 +83,7 @@ def main():
                 check(state == "running" and not failed, f"boot {boot}: systemd {state}, failed: {failed}", a)
                 check_on_disk1(a, boot, disk2_checkpointed=boot > 1)
                 if boot == 1:
-                    a.sh(COUNTER)
+                    a.sh(debian_guest.COUNTER)
                     a.sh("sleep 2")
                     _, boot_id = a.sh("cat /proc/sys/kernel/random/boot_id")
                     n_before, pid = counter_and_pid(a)

@@ -13,6 +13,11 @@ import ntclab
 # What the disk is made of: the builder, and everything ntc-dkms packages.
 RECIPE = ["scripts/build-debian-disk.sh", "kmod", "disk-layout", "debian"]
 PROMPT = r"root@ntc-debian:~# "
+# The address the builder gives the guest's first network card (--address).
+ADDRESS = "10.0.2.2"
+# A counter as a systemd service: /run/ntc-counter counts up every 0.1 s.
+COUNTER = ("systemd-run --unit=ntc-counter sh -c "
+           "'n=0; while :; do n=$((n+1)); echo $n > /run/ntc-counter; sleep 0.1; done'")
 
 
 def _recipe_key():
@@ -54,3 +59,22 @@ def wait_login(g, timeout=300):
     ConsoleShell.sh: no echo, no prompt."""
     g.expect(PROMPT, timeout)
     g.sh("stty -echo; PS1=''; export SYSTEMD_PAGER= SYSTEMD_COLORS=0", 30)
+
+
+def pack(image, directory):
+    """The disk image as a sparse tar in `directory`, for a host VM to
+    unpack() into its RAM: only the disk's data (about 1 of its 4.5 GB) then
+    crosses the 9p share."""
+    packed = os.path.join(directory, "debian-disk.tar")
+    subprocess.run(["tar", "-S", "-cf", packed, "-C", os.path.dirname(image), "--transform",
+                    "s/.*/debian-disk.img/", os.path.basename(image)], check=True, timeout=600)
+    return packed
+
+
+def unpack(host, packed, path):
+    """In the host VM: the packed disk image at `path` (in its RAM); the
+    tar file is removed."""
+    directory = os.path.dirname(path)
+    host.sh(f"mkdir -p {directory} && tar -xSf {host.inside(packed)} -C {directory} && "
+            f"mv {directory}/debian-disk.img {path}", 900)
+    os.remove(packed)

@@ -1,0 +1,205 @@
+#!/usr/bin/env python3
+"""Level 3: the Debian 12 guest (Documentation/disk-layout.md, "The Debian
+guest"; the disk of guest.debian) on ntc-vmm under nested KVM.
+
+`ntc-vmm run disk1 --disk disk2 --net tap:...`, with no --kernel, --initrd or
+--append, boots GRUB's default entry from the disk's /boot/grub/grub.cfg
+(root by UUID, as Debian installs it) and says so on stderr.  A counter
+runs as a systemd service.  From the host VM, an ssh session (key login,
+into sshd of the guest) runs a command stream: a line every 0.2 s.  The
+guest takes a checkpoint; the ssh session is still connected afterwards and
+its stream goes on, systemd is running with no failed unit.  The office VM
+powers off; `ntc-vmm resume disk2` resumes the checkpoint with the same
+TAP, and a new ssh session logs in to it: the same boot (boot_id), /proc/ntc
+says resumed, the counter service's same process counting on, systemd
+running with no failed unit, journald writing, the clock right, no kernel
+warning.  Disk 2's root is clean after the resumed guest powers off.
+
+The disks live in the host VM's RAM: over the 9p share, the first
+checkpoint's full compare of the two 4.5 GB disks took 578 s; in RAM about
+a minute (Documentation/testing.md, "Known failure modes").
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lab"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "guest"))
+import debian_guest  # noqa: E402
+import echo_exchange  # noqa: E402
+import nested  # noqa: E402
+import ntcguest  # noqa: E402
+import ntclab  # noqa: E402
+
+MEM = "1G"
+CPUS = 2
+NETNS, TAP = "ntcdebian", "ntcdeb0"
+HOST_ADDR, GUEST_ADDR = "10.0.2.1", debian_guest.ADDRESS
+RAM_DIR = "/tmp/ntc-disks"  # in the host VM: a tmpfs
+TICK_SECONDS = 0.2
+check = ntclab.check
+
+# The state every check below reads, on one line.
+STATE = ("echo STATE boot=$(cat /proc/sys/kernel/random/boot_id) counter=$(cat /run/ntc-counter) "
+         "pid=$(systemctl show -P MainPID ntc-counter) ntc=$(sed -n 's/^state: //p' /proc/ntc) "
+         "clock=$(date +%s) root=$(findmnt -no SOURCE /)")
+
+
+def parse_state(out):
+    m = re.search(r"STATE (.*)", out)
+    return dict(kv.split("=", 1) for kv in m.group(1).split()) if m else {}
+
+
+def system_state(run):
+    """systemctl is-system-running once the boot has finished, and the failed units."""
+    _, state = run("systemctl is-system-running --wait", 300)
+    _, failed = run("systemctl --failed --no-legend --plain", 60)
+    return state.strip(), failed.strip()
+
+
+class Ssh:
+    """ssh from the host VM's network namespace into the guest, as root with
+    the test's key."""
+
+    def __init__(self, host, key):
+        self.host = host
+        self.base = (f"ip netns exec {NETNS} ssh -i {key} -o BatchMode=yes -o StrictHostKeyChecking=no "
+                     f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 "
+                     f"-o ServerAliveInterval=5 root@{GUEST_ADDR}")
+
+    def run(self, cmd, timeout=120):
+        import shlex
+        return self.host.sh(f"{self.base} {shlex.quote(cmd)}", timeout, check=False)
+
+    def start_stream(self, out_file):
+        """The command stream across the checkpoint: a line with the guest's
+        clock every TICK_SECONDS, written to out_file; SSH-END and ssh's
+        status when the session ends."""
+        cmd = f"'while :; do echo TICK $(date +%s.%N); sleep {TICK_SECONDS}; done'"
+        self.host.sh(f"({self.base} {cmd} >{out_file} 2>&1; echo SSH-END $? >>{out_file}) & :")
+
+
+def ticks(path):
+    """The stream's clock readings and its whole text (none until the host
+    VM's shell has started it)."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except FileNotFoundError:
+        text = ""
+    return [float(t) for t in re.findall(r"^TICK (\d+\.\d+)$", text, re.M)], text
+
+
+def main():
+    t_start = time.monotonic()
+    image = debian_guest.debian_disk()
+    parts = ntclab.partitions(image)
+    with ntcguest.workdir() as work:
+        office_then_resume(image, parts, work)
+    print(f"nested Debian test: passed in {time.monotonic() - t_start:.0f}s")
+
+
+def office_then_resume(image, parts, work):
+    key = os.path.join(work, "id_ed25519")
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, timeout=60)
+    packed = debian_guest.pack(image, work)
+    disk1, disk2 = f"{RAM_DIR}/disk1.img", f"{RAM_DIR}/disk2.img"
+    vmm = os.path.join(nested.BUILD, "bin", "ntc-vmm")
+    clone = os.path.join(nested.BUILD, "bin", "ntc-clone")
+
+    with nested.HostVM("nested-debian", work, mem_mib=6144) as host:
+        host.wait_ready()
+        debian_guest.unpack(host, packed, disk1)
+        host.sh(f"{clone} {disk1} {disk2} >/dev/null", 900)
+        echo_exchange.add_tap(host, NETNS, TAP, HOST_ADDR)
+        ssh = Ssh(host, host.inside(key))
+        with open(key + ".pub") as f:
+            pub = f.read().strip()
+
+        def vm(name, args):
+            return nested.NestedVmm(host, name, ["netns", "exec", NETNS, vmm, *args, "--net", f"tap:{TAP}"],
+                                    binary="ip")
+
+        a = vm("debian-office", ["run", disk1, "--disk", disk2, "--mem", MEM, "--cpus", str(CPUS)]).start()
+        t_a = time.monotonic()
+        debian_guest.wait_login(a, 600)
+        print(f"office VM: login in {time.monotonic() - t_a:.0f}s; {a.stderr().strip()}", flush=True)
+        check(re.search(r"booting /boot/vmlinuz-\S+, named by the entry '[^']+' of /boot/grub/grub.cfg",
+                        a.stderr()), f"ntc-vmm should boot GRUB's default entry: {a.stderr()}", a)
+        _, cmdline = a.sh("cat /proc/cmdline")
+        check(re.search(r"\broot=UUID=", cmdline), f"the guest's root should be named by UUID: {cmdline}", a)
+        state, failed = system_state(lambda c, t: a.sh(c, t, check=False))
+        check(state == "running" and not failed, f"office VM: systemd {state}, failed: {failed}", a)
+        a.sh(f"mkdir -p -m 700 /root/.ssh && echo '{pub}' >/root/.ssh/authorized_keys")
+        a.sh(debian_guest.COUNTER)
+
+        stream = os.path.join(work, "ssh-stream.log")
+        ssh.start_stream(host.inside(stream))
+        deadline = time.monotonic() + 120
+        while len(ticks(stream)[0]) < 5 and time.monotonic() < deadline and "SSH-END" not in ticks(stream)[1]:
+            time.sleep(0.5)
+        check(len(ticks(stream)[0]) >= 5, f"the ssh session's stream did not start: {ticks(stream)[1][-2000:]}", a)
+
+        before = parse_state(a.sh(STATE)[1])
+        check(before.get("root") == "/dev/vda1", f"office VM: root is {before.get('root')}, not disk 1's", a)
+        t_ck = time.monotonic()
+        rc, st = ntcguest.checkpoint(a, 900)
+        print(f"checkpoint in {time.monotonic() - t_ck:.0f}s: pause {st.get('pause_ms')} ms, "
+              f"image {st.get('image_pages')} pages", flush=True)
+        check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
+        ck_unix = int(st["time_unix_ns"]) / 1e9
+        time.sleep(3)
+        times, text = ticks(stream)
+        check("SSH-END" not in text, f"the ssh session was dropped across the checkpoint: {text[-1000:]}", a)
+        after = [t for t in times if t > ck_unix]
+        check(len(after) >= 5, f"the ssh stream stopped at the checkpoint: {len(after)} lines after it", a)
+        gap = max(b - a_ for a_, b in zip(times, times[1:]))
+        print(f"ssh stream: {len(times)} lines, largest gap {gap:.2f}s (pause {st.get('pause_ms')} ms)", flush=True)
+        state, failed = system_state(lambda c, t: a.sh(c, t, check=False))
+        check(state == "running" and not failed, f"after the checkpoint: systemd {state}, failed: {failed}", a)
+        ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
+        host.sh(f"pkill -f '{GUEST_ADDR} while' || true", check=False)
+        a.send("poweroff")
+        check(a.wait_exit(180) == 0, "the office VM's poweroff should end ntc-vmm with status 0", a)
+
+        b = vm("debian-resumed", ["resume", disk2]).start()
+        t_b = time.monotonic()
+        deadline = t_b + 300
+        while True:
+            rc, out = ssh.run(STATE)
+            if rc == 0 or time.monotonic() > deadline or b.exit_status() is not None:
+                break
+            print(f"ssh at {time.monotonic() - t_b:.0f}s: status {rc}, {out.strip()[-200:]}", flush=True)
+            time.sleep(2)
+        check(rc == 0, f"no ssh login into the resumed VM: {out}", b)
+        print(f"resumed VM: ssh login {time.monotonic() - t_b:.0f}s after ntc-vmm resume started", flush=True)
+        now = parse_state(out)
+        check(now.get("ntc") == "resumed" and now.get("boot") == before.get("boot"),
+              f"the resumed VM is not the checkpointed boot: {now}, office {before}", b)
+        check(now.get("pid") == before.get("pid") and int(now.get("counter", 0)) > int(before["counter"]),
+              f"counter service: {now}, checkpointed {before}", b)
+        _, host_clock = host.sh("date +%s")
+        check(abs(int(now["clock"]) - int(host_clock)) < 10, f"resumed clock {now['clock']}, host VM {host_clock}", b)
+        state, failed = system_state(lambda c, t: ssh.run(c, t))
+        check(state == "running" and not failed, f"after the resume: systemd {state}, failed: {failed}", b)
+        _, journal = ssh.run("logger ntc-resumed-journal-check && "
+                             "journalctl --since=-1min -g ntc-resumed-journal-check -o cat --no-pager")
+        check("ntc-resumed-journal-check" in journal, f"journald wrote nothing after the resume: {journal}", b)
+        # The console shell that wrote the checkpoint goes on in the resumed VM.
+        b.expect(r"@@NTC-END-debian-office-\d+=\d+@@", 60)
+        b.sh("stty -echo; PS1=''", 30)
+        ntcguest.check_no_kernel_warnings(b, "the resumed kernel warned")
+        b.send("poweroff")
+        check(b.wait_exit(180) == 0, "the resumed VM's poweroff should end ntc-vmm with status 0", b)
+
+        for p in parts:
+            if p.fstype == "ext4":
+                rc, out = host.sh(f"e2fsck -fn '{disk2}?offset={p.offset}' 2>&1", 300, check=False)
+                check(rc == 0, f"e2fsck on disk 2's partition {p.number}: rc {rc}\n{out}")
+        host.send("poweroff -f")
+
+
+if __name__ == "__main__":
+    main()
