@@ -14,3 +14,12 @@ def write(name, text):
     os.makedirs(OUT, exist_ok=True)
     with open(os.path.join(OUT, f"{name}.md"), "w") as f:
         f.write(text)
+
+
+def publish(name, title, setting, table, started):
+    """Prints a benchmark's table and writes its report: "## name: title",
+    the setting it was measured in, the table, and the run time since
+    `started` (time.monotonic())."""
+    import time
+    print("\n" + table)
+    write(name, f"## {name}: {title}\n\n{setting}\n\n{table}\n\nRun time {time.monotonic() - started:.0f} s.\n")

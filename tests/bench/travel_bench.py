@@ -242,13 +242,12 @@ def main():
                 rows.append(run(host, mem, tmp))
             host.send("poweroff -f")
     table = report(rows)
-    print("\n" + table)
-    bench_report.write("travel", "## travel: NTC against QEMU's save and restore\n\n"
-                       f"Nested KVM inside a QEMU TCG host VM; {CPUS} vCPUs; half of RAM filled by ntc-memhog, "
-                       "a counter and a TCP echo exchange running. QEMU: -accel kvm, same kernel, disks, "
-                       "virtio-blk and virtio-net; stop, migrate to a file (bandwidth cap lifted), copy of "
-                       "the disks, cont; restore with -incoming and cont. All files in the host VM's tmpfs.\n\n"
-                       + table + f"\n\nRun time {time.monotonic() - t0:.0f} s.\n")
+    bench_report.publish("travel", "NTC against QEMU's save and restore",
+                         f"Nested KVM inside a QEMU TCG host VM; {CPUS} vCPUs; half of RAM filled by ntc-memhog, "
+                         "a counter and a TCP echo exchange running. QEMU: -accel kvm, same kernel, disks, "
+                         "virtio-blk and virtio-net; stop, migrate to a file (bandwidth cap lifted), copy of "
+                         "the disks, cont; restore with -incoming and cont. All files in the host VM's tmpfs.",
+                         table, t0)
     return 0
 
 
