@@ -168,6 +168,21 @@ TEST_CASE("an fstab that names filesystems by UUID or LABEL draws a warning") {
     REQUIRE(warnings.size() == 2);
     CHECK(warnings[0].find("UUID=1234") != std::string::npos);
     CHECK(warnings[1].find("LABEL=swap") != std::string::npos);
+    CHECK(warnings[0].find("install ntc-dkms") != std::string::npos);
+}
+
+TEST_CASE("an fstab by UUID draws no warning in a guest with ntc-dkms's udev rule") {
+    TempDir dir;
+    make_tree(dir / "tree", 9);
+    must("printf 'UUID=1234 / ext4 rw 0 1\n' > '" + (dir / "tree/etc/fstab") + "' && mkdir -p '" +
+         (dir / "tree/usr/lib/udev/rules.d") + "' && touch '" +
+         (dir / "tree/usr/lib/udev/rules.d/60-ntc-snapshot-disk.rules") + "'");
+    TestDisk src = make_gpt_disk(dir, "src.img", dir / "tree");
+    std::vector<std::string> warnings;
+    CloneOptions opts;
+    opts.warn = [&](const std::string& w) { warnings.push_back(w); };
+    clone_disk(src.path, dir / "dst.img", opts);
+    CHECK(warnings.empty());
 }
 
 TEST_CASE("clone of an MBR disk") {

@@ -121,13 +121,22 @@ uint64_t planned_bytes(const ClonePlan& plan) {
     return total;
 }
 
+// Where ntc-dkms installs its udev rule; with merged /usr, /lib is a link.
+constexpr const char* kSnapshotDiskRules[] = {"/usr/lib/udev/rules.d/60-ntc-snapshot-disk.rules",
+                                              "/lib/udev/rules.d/60-ntc-snapshot-disk.rules"};
+
 // Disk 1 and its clone carry the same filesystem UUIDs and labels, so a guest
-// that names its disks that way would mount the wrong one (two devices match).
+// that names its disks that way may mount the wrong one (two devices match),
+// unless it has ntc-dkms, whose udev rule and initramfs script keep the
+// office VM on disk 1 (disk-layout.md, "Duplicate UUIDs").
 void warn_about_fstab(const ClonePlan& plan, const CloneOptions& opts) {
     for (const ClonePlan::Part& part : plan.parts) {
         if (part.how != ClonePlan::How::ext_used_blocks) continue;
         std::optional<std::vector<uint8_t>> fstab = part.fs->read_file("/etc/fstab", 1 << 20);
         if (!fstab) continue;
+        bool guarded = false;
+        for (const char* rules : kSnapshotDiskRules) guarded = guarded || part.fs->read_file(rules, 1 << 20);
+        if (guarded) continue;
         std::string text(fstab->begin(), fstab->end());
         size_t pos = 0;
         while (pos < text.size()) {
@@ -140,8 +149,9 @@ void warn_about_fstab(const ClonePlan& plan, const CloneOptions& opts) {
             for (const char* tag : {"UUID=", "PARTUUID=", "LABEL=", "PARTLABEL="}) {
                 if (spec.rfind(tag, 0) == 0) {
                     opts.warn("partition " + std::to_string(part.partno) + ": /etc/fstab names " + spec +
-                              ", which disk 1 and its clone share; name devices by path "
-                              "(/dev/vda1) so the guest mounts the right disk");
+                              ", which disk 1 and its clone share; install ntc-dkms in the guest "
+                              "(its udev rule keeps the office VM on disk 1) or name devices by path "
+                              "(/dev/vda1)");
                     break;
                 }
             }
