@@ -185,6 +185,19 @@ TEST_CASE("an fstab by UUID draws no warning in a guest with ntc-dkms's udev rul
     CHECK(warnings.empty());
 }
 
+TEST_CASE("an ext filesystem opened for its files alone reads them, and refuses bitmap queries") {
+    Fixture f;
+    ExtFs files(f.src.path, f.src.ext_offset, 16 * MiB, ExtFs::Read::files);
+    auto data = files.read_file("/etc/big.bin", 16 * MiB);
+    REQUIRE(data);
+    ExtFs whole(f.src.path, f.src.ext_offset, 16 * MiB);
+    CHECK(*whole.read_file("/etc/big.bin", 16 * MiB) == *data);
+    CHECK(whole.used_blocks() > 0);
+    CHECK_THROWS_AS(files.used_blocks(), ntc::Error);
+    CHECK_THROWS_AS(files.block_in_use(1), ntc::Error);
+    CHECK_THROWS_AS(files.inode_in_use(2), ntc::Error);
+}
+
 TEST_CASE("clone of an MBR disk") {
     Fixture f(true);
     clone_disk(f.src.path, f.dst, f.opts);

@@ -31,7 +31,7 @@ std::vector<ExtPartition> ext_partitions(const std::string& disk) {
         if (!part.is_ext()) continue;
         try {
             partitions.push_back({"partition " + std::to_string(part.number) + " of disk " + disk,
-                                  std::make_unique<ntc::ExtFs>(disk, part.offset, part.size)});
+                                  std::make_unique<ntc::ExtFs>(disk, part.offset, part.size, ntc::ExtFs::Read::files)});
         } catch (const ntc::Error&) {
             // A damaged filesystem holds no usable boot files.
         }

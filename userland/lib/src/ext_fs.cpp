@@ -33,7 +33,7 @@ ext2_filsys open_fs(const std::string& image, uint64_t offset, int flags, const 
 
 }  // namespace
 
-ExtFs::ExtFs(const std::string& image, uint64_t offset, uint64_t partition_size)
+ExtFs::ExtFs(const std::string& image, uint64_t offset, uint64_t partition_size, Read read)
     : name_(image + " at byte " + std::to_string(offset)) {
     fs_ = open_fs(image, offset, 0, name_);
     if (blocks_count() * block_size() > partition_size) {
@@ -47,6 +47,7 @@ ExtFs::ExtFs(const std::string& image, uint64_t offset, uint64_t partition_size)
         ext2fs_close_free(&fs_);
         fail("the ext filesystem in " + name_ + " has damaged group descriptors", err);
     }
+    if (read == Read::files) return;
     err = ext2fs_read_bitmaps(fs_);
     if (err) {
         ext2fs_close_free(&fs_);
@@ -69,6 +70,11 @@ uint32_t ExtFs::block_size() const { return fs_->blocksize; }
 uint64_t ExtFs::blocks_count() const { return ext2fs_blocks_count(fs_->super); }
 uint32_t ExtFs::inodes_count() const { return fs_->super->s_inodes_count; }
 
+void ExtFs::require_bitmaps() const {
+    if (!fs_->block_map || !fs_->inode_map)
+        throw Error("internal: the ext filesystem in " + name_ + " was opened without its bitmaps");
+}
+
 uint64_t ExtFs::used_blocks() const {
     uint64_t used = 0;
     for_each_used_run([&](Extent e) { used += e.length / block_size(); });
@@ -76,13 +82,18 @@ uint64_t ExtFs::used_blocks() const {
 }
 
 bool ExtFs::block_in_use(uint64_t block) const {
+    require_bitmaps();
     if (block < fs_->super->s_first_data_block) return true;
     return ext2fs_test_block_bitmap2(fs_->block_map, block) != 0;
 }
 
-bool ExtFs::inode_in_use(uint32_t ino) const { return ext2fs_test_inode_bitmap2(fs_->inode_map, ino) != 0; }
+bool ExtFs::inode_in_use(uint32_t ino) const {
+    require_bitmaps();
+    return ext2fs_test_inode_bitmap2(fs_->inode_map, ino) != 0;
+}
 
 void ExtFs::for_each_used_run(const std::function<void(Extent)>& fn) const {
+    require_bitmaps();
     const uint64_t bs = block_size();
     const uint64_t last = blocks_count() - 1;
     // The boot block before the first data block (1 KiB block filesystems)

@@ -15,9 +15,16 @@ namespace ntc {
 // libext2fs at a byte offset (nothing is mounted).
 class ExtFs {
 public:
+    // What is read at opening: the block and inode bitmaps take a read of
+    // every block group, which reading a few files (ntc-vmm's boot files)
+    // does not need.
+    enum class Read { files, files_and_bitmaps };
+
     // Throws ntc::Error when the filesystem cannot be opened or its bitmaps
-    // cannot be read (a damaged filesystem).
-    ExtFs(const std::string& image, uint64_t offset, uint64_t partition_size);
+    // cannot be read (a damaged filesystem).  With Read::files the bitmap
+    // queries below (used_blocks, block_in_use, inode_in_use,
+    // for_each_used_run) throw.
+    ExtFs(const std::string& image, uint64_t offset, uint64_t partition_size, Read read = Read::files_and_bitmaps);
     ExtFs(const ExtFs&) = delete;
     ExtFs& operator=(const ExtFs&) = delete;
     ~ExtFs();
@@ -50,6 +57,8 @@ public:
     struct_ext2_filsys* handle() const { return fs_; }
 
 private:
+    void require_bitmaps() const;
+
     struct_ext2_filsys* fs_ = nullptr;
     std::string name_;
 };
