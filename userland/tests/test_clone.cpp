@@ -154,17 +154,23 @@ TEST_CASE("a new clone has storage for the data it was written, and none for zer
     CHECK(has_storage(f.dst, zeroed + 4096));
 }
 
-TEST_CASE("an fstab that names filesystems by UUID or LABEL draws a warning") {
-    TempDir dir;
+// The warnings of a clone of a small guest disk whose tree `setup` (a shell
+// command run in the tree) changed.
+std::vector<std::string> clone_warnings(const TempDir& dir, const std::string& setup) {
     make_tree(dir / "tree", 9);
-    must("printf '# comment UUID=x\\n/dev/vda1 / ext4 rw 0 1\\nUUID=1234 /data ext4 rw 0 2\\n"
-         "LABEL=swap none swap sw 0 0\\n' > '" +
-         (dir / "tree/etc/fstab") + "'");
+    must("cd '" + (dir / "tree") + "' && " + setup);
     TestDisk src = make_gpt_disk(dir, "src.img", dir / "tree");
     std::vector<std::string> warnings;
     CloneOptions opts;
     opts.warn = [&](const std::string& w) { warnings.push_back(w); };
     clone_disk(src.path, dir / "dst.img", opts);
+    return warnings;
+}
+
+TEST_CASE("an fstab that names filesystems by UUID or LABEL draws a warning") {
+    TempDir dir;
+    auto warnings = clone_warnings(dir, "printf '# comment UUID=x\\n/dev/vda1 / ext4 rw 0 1\\nUUID=1234 /data ext4 "
+                                        "rw 0 2\\nLABEL=swap none swap sw 0 0\\n' > etc/fstab");
     REQUIRE(warnings.size() == 2);
     CHECK(warnings[0].find("UUID=1234") != std::string::npos);
     CHECK(warnings[1].find("LABEL=swap") != std::string::npos);
@@ -173,15 +179,9 @@ TEST_CASE("an fstab that names filesystems by UUID or LABEL draws a warning") {
 
 TEST_CASE("an fstab by UUID draws no warning in a guest with ntc-dkms's udev rule") {
     TempDir dir;
-    make_tree(dir / "tree", 9);
-    must("printf 'UUID=1234 / ext4 rw 0 1\n' > '" + (dir / "tree/etc/fstab") + "' && mkdir -p '" +
-         (dir / "tree/usr/lib/udev/rules.d") + "' && touch '" +
-         (dir / "tree/usr/lib/udev/rules.d/60-ntc-snapshot-disk.rules") + "'");
-    TestDisk src = make_gpt_disk(dir, "src.img", dir / "tree");
-    std::vector<std::string> warnings;
-    CloneOptions opts;
-    opts.warn = [&](const std::string& w) { warnings.push_back(w); };
-    clone_disk(src.path, dir / "dst.img", opts);
+    auto warnings =
+        clone_warnings(dir, "printf 'UUID=1234 / ext4 rw 0 1\\n' > etc/fstab && mkdir -p usr/lib/udev/rules.d "
+                            "&& touch usr/lib/udev/rules.d/60-ntc-snapshot-disk.rules");
     CHECK(warnings.empty());
 }
 
