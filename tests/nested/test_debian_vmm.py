@@ -21,6 +21,7 @@ a minute (Documentation/testing.md, "Known failure modes").
 """
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -70,7 +71,6 @@ class Ssh:
                      f"-o ServerAliveInterval=5 root@{GUEST_ADDR}")
 
     def run(self, cmd, timeout=120):
-        import shlex
         return self.host.sh(f"{self.base} {shlex.quote(cmd)}", timeout, check=False)
 
     def start_stream(self, out_file):
@@ -160,6 +160,9 @@ def office_then_resume(image, parts, work):
         state, failed = system_state(lambda c, t: a.sh(c, t, check=False))
         check(state == "running" and not failed, f"after the checkpoint: systemd {state}, failed: {failed}", a)
         ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
+        times, text = ticks(stream)
+        check("SSH-END" not in text and times[-1] > after[-1],
+              f"the ssh session ended or stalled after the checkpoint: {text[-1000:]}", a)
         host.sh(f"pkill -f '{GUEST_ADDR} while' || true", check=False)
         a.send("poweroff")
         check(a.wait_exit(180) == 0, "the office VM's poweroff should end ntc-vmm with status 0", a)
