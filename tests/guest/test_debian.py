@@ -33,13 +33,6 @@ BOOTS = 10
 check = ntclab.check
 
 
-def system_state(g):
-    """systemctl is-system-running, once the boot has finished, and the failed units."""
-    _, state = g.sh("systemctl is-system-running --wait", 300, check=False)
-    _, failed = g.sh("systemctl --failed --no-legend --plain", 60, check=False)
-    return state.strip(), failed.strip()
-
-
 def check_on_disk1(g, boot, disk2_checkpointed):
     """Root, swap and every persistent link on disk 1 (vda); the initramfs's choices logged."""
     _, root = g.sh("findmnt -no SOURCE /")
@@ -79,7 +72,7 @@ def main():
             with ntclab.guest_for_disk(f"debian-A{boot}", disk1, disks=[disk1, disk2],
                                        mem_mib=MEM_MIB, cpus=CPUS) as a:
                 debian_guest.wait_login(a)
-                state, failed = system_state(a)
+                state, failed = debian_guest.system_state(a)
                 check(state == "running" and not failed, f"boot {boot}: systemd {state}, failed: {failed}", a)
                 check_on_disk1(a, boot, disk2_checkpointed=boot > 1)
                 if boot == 1:
@@ -90,7 +83,7 @@ def main():
                     rc, st = ntcguest.checkpoint(a)
                     print("checkpoint:", st)
                     check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
-                    state, failed = system_state(a)
+                    state, failed = debian_guest.system_state(a)
                     check(state == "running" and not failed,
                           f"after the checkpoint: systemd {state}, failed: {failed}", a)
                     n_after, _ = counter_and_pid(a)
@@ -118,7 +111,7 @@ def main():
             n_b, pid_b = counter_and_pid(b)
             check(pid_b == pid and n_b > n_before,
                   f"counter service: pid {pid_b} at {n_b}, checkpointed pid {pid} at {n_before}", b)
-            state, failed = system_state(b)
+            state, failed = debian_guest.system_state(b)
             check(state == "running" and not failed, f"after the resume: systemd {state}, failed: {failed}", b)
             b.sh("logger ntc-resumed-journal-check")
             _, journal = b.sh("journalctl --since=-1min -g ntc-resumed-journal-check -o cat --no-pager", 60,

@@ -61,6 +61,14 @@ def wait_login(g, timeout=300):
     g.sh("stty -echo; PS1=''; export SYSTEMD_PAGER= SYSTEMD_COLORS=0", 30)
 
 
+def system_state(shell):
+    """systemctl is-system-running, once the boot has finished, and the
+    failed units, through anything with ConsoleShell's sh()."""
+    _, state = shell.sh("systemctl is-system-running --wait", 300, check=False)
+    _, failed = shell.sh("systemctl --failed --no-legend --plain", 60, check=False)
+    return state.strip(), failed.strip()
+
+
 def pack(image, directory):
     """The disk image as a sparse tar in `directory`, for a host VM to
     unpack() into its RAM: only the disk's data (about 1 of its 4.5 GB) then

@@ -53,13 +53,6 @@ def parse_state(out):
     return dict(kv.split("=", 1) for kv in m.group(1).split()) if m else {}
 
 
-def system_state(run):
-    """systemctl is-system-running once the boot has finished, and the failed units."""
-    _, state = run("systemctl is-system-running --wait", 300)
-    _, failed = run("systemctl --failed --no-legend --plain", 60)
-    return state.strip(), failed.strip()
-
-
 class Ssh:
     """ssh from the host VM's network namespace into the guest, as root with
     the test's key."""
@@ -70,8 +63,9 @@ class Ssh:
                      f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 "
                      f"-o ServerAliveInterval=5 root@{GUEST_ADDR}")
 
-    def run(self, cmd, timeout=120):
-        return self.host.sh(f"{self.base} {shlex.quote(cmd)}", timeout, check=False)
+    def sh(self, cmd, timeout=120, check=True):
+        """(status, output) of cmd in the guest, as ConsoleShell.sh."""
+        return self.host.sh(f"{self.base} {shlex.quote(cmd)}", timeout, check=check)
 
     def start_stream(self, out_file):
         """The command stream across the checkpoint: a line with the guest's
@@ -130,7 +124,7 @@ def office_then_resume(image, parts, work):
                         a.stderr()), f"ntc-vmm should boot GRUB's default entry: {a.stderr()}", a)
         _, cmdline = a.sh("cat /proc/cmdline")
         check(re.search(r"\broot=UUID=", cmdline), f"the guest's root should be named by UUID: {cmdline}", a)
-        state, failed = system_state(lambda c, t: a.sh(c, t, check=False))
+        state, failed = debian_guest.system_state(a)
         check(state == "running" and not failed, f"office VM: systemd {state}, failed: {failed}", a)
         a.sh(f"mkdir -p -m 700 /root/.ssh && echo '{pub}' >/root/.ssh/authorized_keys")
         a.sh(debian_guest.COUNTER)
@@ -157,7 +151,7 @@ def office_then_resume(image, parts, work):
         check(len(after) >= 5, f"the ssh stream stopped at the checkpoint: {len(after)} lines after it", a)
         gap = max(b - a_ for a_, b in zip(times, times[1:]))
         print(f"ssh stream: {len(times)} lines, largest gap {gap:.2f}s (pause {st.get('pause_ms')} ms)", flush=True)
-        state, failed = system_state(lambda c, t: a.sh(c, t, check=False))
+        state, failed = debian_guest.system_state(a)
         check(state == "running" and not failed, f"after the checkpoint: systemd {state}, failed: {failed}", a)
         ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
         times, text = ticks(stream)
@@ -171,7 +165,7 @@ def office_then_resume(image, parts, work):
         t_b = time.monotonic()
         deadline = t_b + 300
         while True:
-            rc, out = ssh.run(STATE)
+            rc, out = ssh.sh(STATE, check=False)
             if rc == 0 or time.monotonic() > deadline or b.exit_status() is not None:
                 break
             print(f"ssh at {time.monotonic() - t_b:.0f}s: status {rc}, {out.strip()[-200:]}", flush=True)
@@ -185,10 +179,11 @@ def office_then_resume(image, parts, work):
               f"counter service: {now}, checkpointed {before}", b)
         _, host_clock = host.sh("date +%s")
         check(abs(int(now["clock"]) - int(host_clock)) < 10, f"resumed clock {now['clock']}, host VM {host_clock}", b)
-        state, failed = system_state(lambda c, t: ssh.run(c, t))
+        state, failed = debian_guest.system_state(ssh)
         check(state == "running" and not failed, f"after the resume: systemd {state}, failed: {failed}", b)
-        _, journal = ssh.run("logger ntc-resumed-journal-check && "
-                             "journalctl --since=-1min -g ntc-resumed-journal-check -o cat --no-pager")
+        _, journal = ssh.sh("logger ntc-resumed-journal-check && "
+                             "journalctl --since=-1min -g ntc-resumed-journal-check -o cat --no-pager",
+                             check=False)
         check("ntc-resumed-journal-check" in journal, f"journald wrote nothing after the resume: {journal}", b)
         # The console shell that wrote the checkpoint goes on in the resumed VM.
         b.expect(r"@@NTC-END-debian-office-\d+=\d+@@", 60)
