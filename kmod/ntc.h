@@ -16,6 +16,7 @@
 #include <linux/stddef.h>
 #include <linux/blkdev.h>
 #include <linux/mutex.h>
+#include <linux/time64.h>
 #include "ntc_format.h"
 
 #define NTC_BLK_SHIFT 12		/* tracking and copy unit: 4 KiB */
@@ -56,6 +57,8 @@ struct ntc_kfuncs {
 	unsigned long (*shrink_all_memory)(unsigned long nr_to_reclaim);
 	unsigned long *image_size;		/* /sys/power/image_size */
 	unsigned long *reserved_size;		/* /sys/power/reserved_size */
+	void (*read_persistent_clock64)(struct timespec64 *ts);
+	int *persistent_clock_is_local;
 };
 
 extern struct ntc_kfuncs ntc_k;
@@ -142,9 +145,11 @@ struct ntc_status {
 	u64 shrink_us;		/* reclaim before the freeze */
 	u64 shrunk_pages;
 	u64 frozen_reclaimed_pages;	/* reclaim while user space was frozen */
+	s64 clock_offset_ns;	/* persistent clock - system clock, at the snapshot */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;
+	s64 resumed_clock_step_ns;	/* how far the resume set the clock forward */
 };
 
 extern struct ntc_status ntc_status;

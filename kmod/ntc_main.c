@@ -56,6 +56,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "shrink_ms: %llu\n", s->shrink_us / 1000);
 	seq_printf(m, "shrunk_pages: %llu\n", s->shrunk_pages);
 	seq_printf(m, "frozen_reclaimed_pages: %llu\n", s->frozen_reclaimed_pages);
+	seq_printf(m, "clock_offset_ns: %lld\n", s->clock_offset_ns);
 	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);
 	seq_printf(m, "write_ms: %llu\n", s->write_ms);
 	seq_printf(m, "total_ms: %llu\n", s->total_ms);
@@ -65,6 +66,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "swap_slots_copied: %llu\n", s->swap_slots);
 	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
 	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
+	seq_printf(m, "resumed_clock_step_ns: %lld\n", s->resumed_clock_step_ns);
 	return 0;
 }
 

@@ -62,6 +62,8 @@ static const struct {
 	NTC_SYM(shrink_all_memory),
 	NTC_SYM(image_size),
 	NTC_SYM(reserved_size),
+	NTC_SYM(read_persistent_clock64),
+	NTC_SYM(persistent_clock_is_local),
 };
 
 int ntc_syms_init(void)

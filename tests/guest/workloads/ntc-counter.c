@@ -4,10 +4,11 @@
  * partition, so a test can see that it ran on during a checkpoint, how long
  * it was stopped, and from which value a resumed guest continues.
  *
- * The same line goes to stdout (the console) on the first tick and on the
- * first tick of each second of the wall clock.  A resumed guest's wall clock
- * has moved on by far more than a second since its checkpoint, so its first
- * tick is printed, and a test sees from which value it goes on.  A line on
+ * The same line goes to stdout (the console) on the first tick and whenever
+ * the wall clock's second is another than at the last line printed.  A
+ * resumed guest's wall clock has moved on by far more than a second since
+ * its checkpoint (or back, if it is wrong), so its first tick is printed, and
+ * a test sees from which value it goes on.  A line on
  * every tick would keep a vCPU busy under nested KVM, where each byte written
  * to the serial port costs an exit to the VMM (Documentation/testing.md).
  *
@@ -46,7 +47,7 @@ int main(int argc, char **argv)
 		len = snprintf(line, sizeof(line), "CNT %lu %ld.%09ld\n", n, (long)ts.tv_sec, ts.tv_nsec);
 		if (write(fd, line, len) != len)
 			return 1;
-		if (n == 1 || ts.tv_sec > printed) {
+		if (n == 1 || ts.tv_sec != printed) {
 			if (write(1, line, len) != len)
 				return 1;
 			printed = ts.tv_sec;
