@@ -141,7 +141,8 @@ def office_then_resume(image, parts, work):
         t_ck = time.monotonic()
         rc, st = ntcguest.checkpoint(a, 900)
         print(f"checkpoint in {time.monotonic() - t_ck:.0f}s: pause {st.get('pause_ms')} ms, "
-              f"image {st.get('image_pages')} pages", flush=True)
+              f"image {st.get('image_pages')} pages, persistent clock - system clock "
+              f"{int(st.get('clock_offset_ns', 0)) / 1e9:.3f}s", flush=True)
         check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
         ck_unix = int(st["time_unix_ns"]) / 1e9
         time.sleep(3)
@@ -177,6 +178,8 @@ def office_then_resume(image, parts, work):
               f"the resumed VM is not the checkpointed boot: {now}, office {before}", b)
         check(now.get("pid") == before.get("pid") and int(now.get("counter", 0)) > int(before["counter"]),
               f"counter service: {now}, checkpointed {before}", b)
+        _, step = ssh.sh("sed -n 's/^resumed_clock_step_ns: //p' /proc/ntc")
+        print(f"resumed VM: the resume set the clock {int(step or 0) / 1e9:+.3f}s", flush=True)
         _, host_clock = host.sh("date +%s")
         check(abs(int(now["clock"]) - int(host_clock)) < 10, f"resumed clock {now['clock']}, host VM {host_clock}", b)
         state, failed = debian_guest.system_state(ssh)
