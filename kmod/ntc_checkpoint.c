@@ -179,7 +179,6 @@ static unsigned long raise_image_size(void)
 	return saved;
 }
 
-/* Pages reclaimed since boot, by anyone: /proc/vmstat's pgsteal_anon + _file. */
 /* The machine's persistent clock (kvmclock's wall clock, the RTC) in UTC ns, 0 if it has none. */
 static s64 persistent_clock_ns(void)
 {
@@ -220,6 +219,7 @@ static void set_clock_from_machine(void)
 	pr_info("clock set from the machine's: %+lld ms\n", step / NSEC_PER_MSEC);
 }
 
+/* Pages reclaimed since boot, by anyone: /proc/vmstat's pgsteal_anon + _file. */
 static u64 pages_reclaimed(unsigned long *events)
 {
 	all_vm_events(events);
