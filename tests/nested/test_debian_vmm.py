@@ -9,11 +9,14 @@ runs as a systemd service.  From the host VM, an ssh session (key login,
 into sshd of the guest) runs a command stream: a line every 0.2 s.  The
 guest takes a checkpoint; the ssh session is still connected afterwards and
 its stream goes on, systemd is running with no failed unit.  The office VM
-powers off; `ntc-vmm resume disk2` resumes the checkpoint with the same
-TAP, and a new ssh session logs in to it: the same boot (boot_id), /proc/ntc
-says resumed, the counter service's same process counting on, systemd
-running with no failed unit, journald writing, the clock right, no kernel
-warning.  Disk 2's root is clean after the resumed guest powers off.
+powers off; `ntc-vmm resume disk2 --disk disk3` (disk 3 an ntc-clone of
+disk 2) resumes the checkpoint with the same TAP, and a new ssh session
+logs in to it: the same boot (boot_id), /proc/ntc says resumed, the counter
+service's same process counting on, systemd running with no failed unit,
+journald writing, the clock right.  There ntc-dkms's ntc-checkpoint.timer,
+enabled with an interval in a drop-in, takes checkpoint 2 onto disk 3 and
+logs its report to the journal; no kernel warning.  Disk 2's root is clean
+after the resumed guest powers off.
 
 The disks live in the host VM's RAM: over the 9p share, the first
 checkpoint's full compare of the two 4.5 GB disks took 578 s; in RAM about
@@ -40,6 +43,7 @@ NETNS, TAP = "ntcdebian", "ntcdeb0"
 HOST_ADDR, GUEST_ADDR = "10.0.2.1", debian_guest.ADDRESS
 RAM_DIR = "/tmp/ntc-disks"  # in the host VM: a tmpfs
 TICK_SECONDS = 0.2
+TIMER_DROPIN_DIR = "/etc/systemd/system/ntc-checkpoint.timer.d"
 check = ntclab.check
 
 # The state every check below reads, on one line.
@@ -86,6 +90,31 @@ def ticks(path):
     return [float(t) for t in re.findall(r"^TICK (\d+\.\d+)$", text, re.M)], text
 
 
+def timer_checkpoint(ssh, vm):
+    """ntc-dkms's ntc-checkpoint.timer, enabled as README.Debian says with
+    an interval in a drop-in, takes a checkpoint at once (the machine has
+    been up longer than its OnBootSec=) and its service logs /proc/ntc's
+    report to the journal."""
+    ssh.sh(f"mkdir -p {TIMER_DROPIN_DIR} && printf '[Timer]\\nOnUnitActiveSec=\\nOnBootSec=1min\\n"
+           f"OnUnitActiveSec=1h\\n' >{TIMER_DROPIN_DIR}/interval.conf && systemctl daemon-reload && "
+           "systemctl enable --now ntc-checkpoint.timer")
+    deadline = time.monotonic() + 900
+    while True:
+        _, result = ssh.sh("systemctl show -P Result ntc-checkpoint.service; "
+                           "systemctl show -P ActiveState ntc-checkpoint.service; "
+                           "journalctl -u ntc-checkpoint.service -o cat --no-pager | grep -c '^result: '",
+                           check=False)
+        lines = result.split()
+        if lines[-1:] != ["0"] and "activating" not in lines or time.monotonic() > deadline:
+            break
+        time.sleep(10)
+    _, journal = ssh.sh("journalctl -u ntc-checkpoint.service -o cat --no-pager", check=False)
+    check(lines[:1] == ["success"] and re.search(r"^result: 0$", journal, re.M)
+          and re.search(r"^sequence: 2$", journal, re.M),
+          f"the timer's checkpoint: service {lines}, journal:\n{journal[-3000:]}", vm)
+    print("resumed VM: ntc-checkpoint.timer took checkpoint 2, its report in the journal", flush=True)
+
+
 def main():
     t_start = time.monotonic()
     image = debian_guest.debian_disk()
@@ -99,7 +128,7 @@ def office_then_resume(image, parts, work):
     key = os.path.join(work, "id_ed25519")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True, timeout=60)
     packed = debian_guest.pack(image, work)
-    disk1, disk2 = f"{RAM_DIR}/disk1.img", f"{RAM_DIR}/disk2.img"
+    disk1, disk2, disk3 = f"{RAM_DIR}/disk1.img", f"{RAM_DIR}/disk2.img", f"{RAM_DIR}/disk3.img"
     vmm = os.path.join(nested.BUILD, "bin", "ntc-vmm")
     clone = os.path.join(nested.BUILD, "bin", "ntc-clone")
 
@@ -162,7 +191,9 @@ def office_then_resume(image, parts, work):
         a.send("poweroff")
         check(a.wait_exit(180) == 0, "the office VM's poweroff should end ntc-vmm with status 0", a)
 
-        b = vm("debian-resumed", ["resume", disk2]).start()
+        # Disk 3, where disk 2 was, takes the resumed VM's timer checkpoint.
+        host.sh(f"rm {disk1} && {clone} {disk2} {disk3} >/dev/null", 900)
+        b = vm("debian-resumed", ["resume", disk2, "--disk", disk3]).start()
         t_b = time.monotonic()
         deadline = t_b + 300
         while True:
@@ -191,6 +222,7 @@ def office_then_resume(image, parts, work):
         # The console shell that wrote the checkpoint goes on in the resumed VM.
         b.expect(r"@@NTC-END-debian-office-\d+=\d+@@", 60)
         b.sh("stty -echo; PS1=''", 30)
+        timer_checkpoint(ssh, b)
         ntcguest.check_no_kernel_warnings(b, "the resumed kernel warned")
         b.send("poweroff")
         check(b.wait_exit(180) == 0, "the resumed VM's poweroff should end ntc-vmm with status 0", b)
