@@ -201,22 +201,23 @@ static s64 persistent_clock_ns(void)
  * nothing anyway: the machine that runs the checkpoint now knows the time.
  * So the restored kernel takes it from the persistent clock, before user
  * space runs, when the two differ by more than the RTC's 1 s resolution.
+ * Returns the step, 0 if the clock was left as it was.
  */
-static void set_clock_from_machine(void)
+static s64 set_clock_from_machine(void)
 {
 	s64 machine = persistent_clock_ns(), step;
 	struct timespec64 ts;
 
 	if (!machine)
-		return;
+		return 0;
 	step = machine - ktime_get_real_ns();
 	if (abs(step) <= NSEC_PER_SEC)
-		return;
+		return 0;
 	ts = ns_to_timespec64(machine);
 	if (do_settimeofday64(&ts))
-		return;
-	ntc_status.resumed_clock_step_ns = step;
+		return 0;
 	pr_info("clock set from the machine's: %+lld ms\n", step / NSEC_PER_MSEC);
+	return step;
 }
 
 /* Pages reclaimed since boot, by anyone: /proc/vmstat's pgsteal_anon + _file. */
@@ -435,8 +436,7 @@ int ntc_checkpoint(void)
 	if (!*ntc_k.in_suspend) {
 		/* We are the restored kernel; the snapshot is already freed. */
 		restored = true;
-		ntc_status.resumed_clock_step_ns = 0;
-		set_clock_from_machine();
+		ntc_status.resumed_clock_step_ns = set_clock_from_machine();
 		goto free_bitmaps;
 	}
 	ntc_status.frozen_reclaimed_pages = pages_reclaimed(c.vm_events) - reclaimed;
