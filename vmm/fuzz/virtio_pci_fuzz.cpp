@@ -106,7 +106,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     NoKvm kvm;
     PciBus bus;
     auto device = std::make_shared<VirtioPciDevice>(
-        std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz"), memory, uint32_t(kBar), 16, [](bool) {},
+        std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz", 2), memory, uint32_t(kBar), 16, [](bool) {},
         kvm);
     bus.add(device);
     auto net = std::make_shared<VirtioPciDevice>(

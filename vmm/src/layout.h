@@ -36,9 +36,10 @@ constexpr uint64_t kMinRam = 64 * kMiB;
 // machine apart from the one before (a device, an address, a table); a
 // checkpoint records it and resumes only on the same model.  2: the
 // virtio devices' MSI-X capability and their 32 KiB BAR 0 (vmm.md, Resume).
+// 3: a virtio-blk queue per vCPU and VIRTIO_RING_F_EVENT_IDX.
 constexpr char kAcpiOemId[] = "NTCVMM";
 constexpr char kAcpiOemTableId[] = "NTCVMM  ";
-constexpr uint32_t kMachineModel = 2;
+constexpr uint32_t kMachineModel = 3;
 
 // PCI functions on bus 0.
 constexpr uint16_t kHostBridgeVendor = 0x8086, kHostBridgeDevice = 0x0d57;

@@ -149,9 +149,10 @@ void Machine::create_devices() {
         virtio_.push_back(pci_device);
         return pci_device;
     };
+    unsigned disk_queues = std::min(config_.cpus, VirtioBlock::kMaxQueues);
     for (size_t i = 0; i < disks_.size(); i++)
         add_virtio(std::make_unique<VirtioBlock>(disks_[i].fd(), disks_[i].size(), disks_[i].read_only(),
-                                                 "ntc-disk" + std::to_string(i)));
+                                                 "ntc-disk" + std::to_string(i), disk_queues));
     if (config_.net) {
         auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
         net_ = net.get();

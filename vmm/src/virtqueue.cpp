@@ -62,14 +62,17 @@ void Virtqueue::enable() {
         throw GuestError("ring outside guest RAM");
     last_avail_ = 0;
     next_used_ = 0;
+    signalled_used_.reset();
     ready_ = true;
 }
 
 void Virtqueue::reset() {
     size = kMaxSize;
     desc_address = avail_address = used_address = 0;
+    event_index = false;
     ready_ = false;
     last_avail_ = next_used_ = 0;
+    signalled_used_.reset();
 }
 
 void Virtqueue::add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first,
@@ -104,11 +107,23 @@ void Virtqueue::add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t
     }
 }
 
-std::optional<DescriptorChain> Virtqueue::pop() {
-    if (!ready_) return std::nullopt;
+uint16_t Virtqueue::available_index() const {
     auto avail_idx = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, idx));
     if (!avail_idx) throw GuestError("available ring outside guest RAM");
-    uint16_t pending = uint16_t(*avail_idx - last_avail_);
+    return *avail_idx;
+}
+
+std::optional<DescriptorChain> Virtqueue::pop() {
+    if (!ready_) return std::nullopt;
+    uint16_t pending = uint16_t(available_index() - last_avail_);
+    if (pending == 0 && event_index) {
+        // Ask for a notification at the next chain, then look again: the
+        // driver may have added it before it could see the request.
+        if (!memory_->write<uint16_t>(used_address + used_ring_bytes(size) - sizeof(uint16_t), last_avail_))
+            throw GuestError("used ring outside guest RAM");
+        std::atomic_thread_fence(std::memory_order_seq_cst);
+        pending = uint16_t(available_index() - last_avail_);
+    }
     if (pending == 0) return std::nullopt;
     if (pending > size) throw GuestError("available index ran ahead of the ring");
     // The ring entry must be read after the index that published it.
@@ -133,15 +148,36 @@ void Virtqueue::push_used(uint16_t head, uint32_t written) {
         throw GuestError("used ring outside guest RAM");
 }
 
+bool Virtqueue::needs_interrupt() {
+    // The used index must be visible before the driver's wish is read: the
+    // driver states its wish, then reads the used index.
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (!event_index) {
+        auto flags = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, flags));
+        if (!flags) throw GuestError("available ring outside guest RAM");
+        return !(*flags & VRING_AVAIL_F_NO_INTERRUPT);
+    }
+    auto used_event = memory_->read<uint16_t>(avail_address + avail_ring_bytes(size) - sizeof(uint16_t));
+    if (!used_event) throw GuestError("available ring outside guest RAM");
+    std::optional<uint16_t> old = signalled_used_;
+    signalled_used_ = next_used_;
+    return !old || vring_need_event(*used_event, next_used_, *old);
+}
+
 std::string Virtqueue::describe() const {
     if (!ready_) return "not enabled";
     auto avail_idx = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, idx));
     auto avail_flags = memory_->read<uint16_t>(avail_address + offsetof(vring_avail, flags));
     auto used_idx = memory_->read<uint16_t>(used_address + offsetof(vring_used, idx));
     if (!avail_idx || !avail_flags || !used_idx) return "rings outside guest RAM";
-    char text[128];
-    std::snprintf(text, sizeof(text), "available %u, taken %u, used %u, driver flags %#x", unsigned(*avail_idx),
-                  unsigned(last_avail_), unsigned(*used_idx), unsigned(*avail_flags));
+    char text[160];
+    int n = std::snprintf(text, sizeof(text), "available %u, taken %u, used %u, driver flags %#x", unsigned(*avail_idx),
+                          unsigned(last_avail_), unsigned(*used_idx), unsigned(*avail_flags));
+    if (event_index) {
+        auto used_event = memory_->read<uint16_t>(avail_address + avail_ring_bytes(size) - sizeof(uint16_t));
+        if (used_event)
+            std::snprintf(text + n, sizeof(text) - size_t(n), ", driver's used_event %u", unsigned(*used_event));
+    }
     return text;
 }
 

@@ -54,16 +54,23 @@ public:
     uint64_t desc_address = 0;
     uint64_t avail_address = 0;
     uint64_t used_address = 0;
+    // VIRTIO_RING_F_EVENT_IDX negotiated: notifications and interrupts are
+    // asked for by index (avail_event, used_event) instead of by flags.
+    bool event_index = false;
     bool ready() const { return ready_; }
 
     // Checks the configuration and the rings' placement; throws GuestError.
     void enable();
     void reset();
 
-    // The next available chain, or nullopt when the driver has offered none.
+    // The next available chain, or nullopt when the driver has offered none;
+    // then, with event_index, the driver is asked to notify at its next one.
     std::optional<DescriptorChain> pop();
     // Returns a chain to the driver with `written` bytes stored in it.
     void push_used(uint16_t head, uint32_t written);
+    // Whether the driver wants an interrupt for the chains returned since
+    // the last call that said yes (virtio 1.x 2.7.7, 2.7.10).
+    bool needs_interrupt();
 
     // Where driver and device stand, for a guest that hangs: the driver's
     // available index against the chains taken, the used index, the
@@ -71,6 +78,7 @@ public:
     std::string describe() const;
 
 private:
+    uint16_t available_index() const;
     void add_descriptors(DescriptorChain& chain, uint64_t table, uint32_t count, uint16_t first, bool indirect_allowed,
                          size_t& budget) const;
 
@@ -78,6 +86,8 @@ private:
     bool ready_ = false;
     uint16_t last_avail_ = 0;
     uint16_t next_used_ = 0;
+    // The used index at the last interrupt; none yet after enable().
+    std::optional<uint16_t> signalled_used_;
 };
 
 }  // namespace ntc::vmm

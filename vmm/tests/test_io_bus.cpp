@@ -57,7 +57,7 @@ struct MachineBuses {
     RecordingVm vm;
     MachineBuses() {
         pci.add(std::make_shared<VirtioPciDevice>(
-            std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, uint32_t(layout::kPciMmioBase), 16,
+            std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t", 1), ram.memory, uint32_t(layout::kPciMmioBase), 16,
             [](bool) {}, vm));
         map_devices(ports, mmio, serial, pci, pm);
     }

@@ -53,7 +53,8 @@ uint8_t find_msix(PciConfigSpace& config) {
 TEST_CASE("the MSI-X capability puts a vector per queue and one for configuration in BAR 0") {
     FakeRam ram;
     RecordingVm vm;
-    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16, nullptr, vm);
+    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t", 1), ram.memory, 0xe0000000, 16, nullptr,
+                      vm);
     uint8_t cap = find_msix(d.config());
     REQUIRE(cap);
     CHECK(d.msix_vectors() == 2);
@@ -160,7 +161,8 @@ TEST_CASE("a vector is routed when it becomes deliverable with a new message, no
 TEST_CASE("a table entry the guest writes becomes its vector's KVM route when unmasked") {
     FakeRam ram;
     RecordingVm vm;
-    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16, nullptr, vm);
+    VirtioPciDevice d(std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t", 1), ram.memory, 0xe0000000, 16, nullptr,
+                      vm);
     uint8_t cap = find_msix(d.config());
     // As Linux's msix_capability_init: enabled with the function masked,
     // entries written, then the function unmasked; request_irq() unmasks

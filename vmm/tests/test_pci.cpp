@@ -28,7 +28,7 @@ struct BlockOnBus {
     bool irq = false;
     BlockOnBus() {
         device = std::make_shared<VirtioPciDevice>(
-            std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t"), ram.memory, 0xe0000000, 16,
+            std::make_unique<VirtioBlock>(-1, 1 << 20, false, "t", 1), ram.memory, 0xe0000000, 16,
             [this](bool on) { irq = on; }, vm);
         bus.add(device);
     }

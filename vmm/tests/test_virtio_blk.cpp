@@ -36,7 +36,7 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
     Disk disk;
     FakeRam ram;
     FakeQueue q(ram, 16);
-    VirtioBlock blk(disk.fd, 1 << 20, false, "serial-1");
+    VirtioBlock blk(disk.fd, 1 << 20, false, "serial-1", 1);
     CHECK((blk.features() & VirtioBlock::kFeatureFlush));
 
     std::memset(&ram.bytes[0x11000], 0xab, 1024);
@@ -72,7 +72,7 @@ TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to
     Disk disk;
     FakeRam ram;
     FakeQueue q(ram, 16);
-    VirtioBlock blk(disk.fd, 1 << 20, false, "x");
+    VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
     request(q, 0, 2047, 1024, true);  // runs past the end
     blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
@@ -83,7 +83,7 @@ TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to
     blk.process(0, q.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
 
-    VirtioBlock ro(disk.fd, 1 << 20, true, "x");
+    VirtioBlock ro(disk.fd, 1 << 20, true, "x", 1);
     CHECK((ro.features() & VirtioBlock::kFeatureReadOnly));
     request(q, 1, 0, 512, false);
     ro.process(0, q.queue);
@@ -94,7 +94,7 @@ TEST_CASE("virtio-blk requests without status byte are guest errors") {
     Disk disk;
     FakeRam ram;
     FakeQueue q(ram, 16);
-    VirtioBlock blk(disk.fd, 1 << 20, false, "x");
+    VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
     q.descriptor(0, 0x10000, 16, 0, 0);
     q.offer(0);
     CHECK_THROWS_AS(blk.process(0, q.queue), GuestError);
@@ -108,4 +108,18 @@ TEST_CASE("virtio-blk requests without status byte are guest errors") {
     ram.put<uint8_t>(0x12000, 0xff);
     blk.process(0, q2.queue);
     CHECK(ram.get<uint8_t>(0x12000) == 0);
+}
+
+TEST_CASE("virtio-blk offers a queue each for the guest's vCPUs, up to its limit") {
+    Disk disk;
+    VirtioBlock blk(disk.fd, 1 << 20, false, "x", 4);
+    CHECK(blk.queue_count() == 4);
+    CHECK((blk.features() & VirtioBlock::kFeatureMultiQueue));
+    auto config = blk.config();
+    REQUIRE(config.size() >= offsetof(virtio_blk_config, num_queues) + 2);
+    uint16_t queues;
+    std::memcpy(&queues, &config[offsetof(virtio_blk_config, num_queues)], 2);
+    CHECK(queues == 4);
+    CHECK_THROWS_AS(VirtioBlock(disk.fd, 1 << 20, false, "x", 0), ntc::Error);
+    CHECK_THROWS_AS(VirtioBlock(disk.fd, 1 << 20, false, "x", VirtioBlock::kMaxQueues + 1), ntc::Error);
 }

@@ -154,3 +154,64 @@ TEST_CASE("a queue's description says what the driver offered, the device took a
     q.queue.reset();
     CHECK(q.queue.describe() == "not enabled");
 }
+
+TEST_CASE("with the event index, a queue found empty asks the driver to notify at its next chain") {
+    FakeRam ram;
+    FakeQueue q(ram, 8);
+    q.queue.event_index = true;
+    q.queue.enable();
+    const uint64_t avail_event = FakeQueue::kUsed + 4 + 8 * 8;
+    ram.put<uint16_t>(avail_event, 0xffff);
+    q.descriptor(0, 0x10000, 8, WRITE, 0);
+    q.offer(0);
+    q.offer(0);
+    REQUIRE(q.queue.pop());
+    CHECK(ram.get<uint16_t>(avail_event) == 0xffff);  // not empty yet: no request
+    REQUIRE(q.queue.pop());
+    CHECK_FALSE(q.queue.pop());
+    CHECK(ram.get<uint16_t>(avail_event) == 2);
+}
+
+TEST_CASE("interrupts: the driver's flag without the event index, its used_event with it") {
+    FakeRam ram;
+    FakeQueue q(ram, 8);
+    q.descriptor(0, 0x10000, 8, WRITE, 0);
+    auto complete = [&](unsigned chains) {
+        for (unsigned i = 0; i < chains; i++) {
+            q.offer(0);
+            auto chain = q.queue.pop();
+            REQUIRE(chain);
+            q.queue.push_used(chain->head, 8);
+        }
+    };
+    complete(1);
+    CHECK(q.queue.needs_interrupt());
+    ram.put<uint16_t>(FakeQueue::kAvail, VRING_AVAIL_F_NO_INTERRUPT);
+    complete(1);
+    CHECK_FALSE(q.queue.needs_interrupt());
+
+    // With the event index the flag means nothing; used_event is where the
+    // driver wants the next interrupt: when the used index passes it.
+    q.queue.reset();
+    q.queue.size = 8;
+    q.queue.desc_address = FakeQueue::kDesc;
+    q.queue.avail_address = FakeQueue::kAvail;
+    q.queue.used_address = FakeQueue::kUsed;
+    q.queue.event_index = true;
+    q.queue.enable();
+    q.avail_idx = 0;
+    ram.put<uint16_t>(FakeQueue::kAvail + 2, 0);
+    const uint64_t used_event = FakeQueue::kAvail + 4 + 2 * 8;
+    ram.put<uint16_t>(used_event, 4);
+    complete(1);
+    CHECK(q.queue.needs_interrupt());  // the first since enable()
+    complete(2);                       // used index 3: entry 4 not yet used
+    CHECK_FALSE(q.queue.needs_interrupt());
+    complete(2);  // used index 5: entry 4 was used
+    CHECK(q.queue.needs_interrupt());
+    complete(3);  // used_event 4 is behind: the driver has not caught up
+    CHECK_FALSE(q.queue.needs_interrupt());
+    ram.put<uint16_t>(used_event, 8);
+    complete(1);  // entry 8 used
+    CHECK(q.queue.needs_interrupt());
+}

@@ -44,17 +44,22 @@ uint8_t* status_byte(const std::vector<iovec>& writable) {
 
 }  // namespace
 
-VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id)
-    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)) {}
+VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues)
+    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)), queues_(queues) {
+    if (queues < 1 || queues > kMaxQueues)
+        throw ntc::Error("virtio-blk takes 1 to " + std::to_string(kMaxQueues) + " queues, not " +
+                         std::to_string(queues));
+}
 
 uint64_t VirtioBlock::features() const {
-    return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | (read_only_ ? kFeatureReadOnly : 0);
+    return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | kFeatureMultiQueue | (read_only_ ? kFeatureReadOnly : 0);
 }
 
 std::vector<uint8_t> VirtioBlock::config() const {
     virtio_blk_config c{};
     c.capacity = sectors_;
     c.seg_max = kSegMax;
+    c.num_queues = uint16_t(queues_);
     auto bytes = reinterpret_cast<const uint8_t*>(&c);
     return {bytes, bytes + sizeof(c)};
 }

@@ -25,6 +25,9 @@ namespace ntc::vmm {
 namespace {
 
 constexpr uint64_t kFeatureVersion1 = 1ull << VIRTIO_F_VERSION_1;
+constexpr uint64_t kFeatureEventIndex = 1ull << VIRTIO_RING_F_EVENT_IDX;
+// What the transport and the virtqueues implement, offered for every device.
+constexpr uint64_t kTransportFeatures = kFeatureVersion1 | kFeatureEventIndex;
 // ISR bit 0, used buffers: <linux/virtio_pci.h> names only bit 1 (VIRTIO_PCI_ISR_CONFIG).
 constexpr uint8_t kIsrQueue = 1;
 
@@ -185,9 +188,9 @@ void VirtioPciDevice::serve_notified() {
         busy_ = true;
     }
     std::string error;
-    unsigned used = 0;
+    unsigned owed = 0;
     try {
-        used = serve(queues);
+        owed = serve(queues);
     } catch (const std::exception& e) {  // GuestError, or the host out of memory
         error = e.what();
     }
@@ -196,16 +199,16 @@ void VirtioPciDevice::serve_notified() {
     idle_.notify_all();
     if (!error.empty()) return fail(error.c_str());
     for (unsigned q = 0; q < queues_.size(); q++)
-        if (used & (1u << q)) queue_interrupt(q);
+        if (owed & (1u << q)) queue_interrupt(q);
 }
 
-// Serves each queue whose bit is set; returns the queues that got used
-// buffers.  Throws GuestError.
+// Serves each queue whose bit is set; returns the queues that owe the
+// driver an interrupt.  Throws GuestError.
 unsigned VirtioPciDevice::serve(unsigned queues) {
-    unsigned used = 0;
+    unsigned owed = 0;
     for (unsigned q = 0; q < queues_.size(); q++)
-        if ((queues & (1u << q)) && device_->process(q, queues_[q])) used |= 1u << q;
-    return used;
+        if ((queues & (1u << q)) && device_->process(q, queues_[q]) && queues_[q].needs_interrupt()) owed |= 1u << q;
+    return owed;
 }
 
 Virtqueue* VirtioPciDevice::selected_queue() {
@@ -325,7 +328,7 @@ uint64_t VirtioPciDevice::common_read(uint64_t offset, unsigned size) {
         if (offset < base || offset + size > base + width) return std::nullopt;
         return (reg >> (8 * (offset - base))) & (size >= 8 ? ~0ull : ((1ull << (8 * size)) - 1));
     };
-    uint64_t features = device_->features() | kFeatureVersion1;
+    uint64_t features = device_->features() | kTransportFeatures;
     uint16_t queue_vector = q ? queue_vectors_[queue_select_] : uint16_t(VIRTIO_MSI_NO_VECTOR);
     // The queue addresses are read as one 64-bit register from their _lo half.
     const std::pair<std::pair<uint64_t, unsigned>, uint64_t> registers[] = {
@@ -368,7 +371,7 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
         uint8_t status = uint8_t(value);
         if (status == 0) return reset();
         if ((status & VIRTIO_CONFIG_S_FEATURES_OK) && !(status_ & VIRTIO_CONFIG_S_FEATURES_OK)) {
-            uint64_t offered = device_->features() | kFeatureVersion1;
+            uint64_t offered = device_->features() | kTransportFeatures;
             // Without VERSION_1 or with features we never offered, refuse.
             if ((driver_features_ & ~offered) || !(driver_features_ & kFeatureVersion1))
                 status &= ~VIRTIO_CONFIG_S_FEATURES_OK;
@@ -385,6 +388,7 @@ void VirtioPciDevice::common_write(uint64_t offset, unsigned size, uint64_t valu
         if (in(offsetof(CommonConfig, queue_size), 2)) q->size = uint16_t(value);
         else if (in(offsetof(CommonConfig, queue_enable), 2) && value == 1) {
             try {
+                q->event_index = driver_features_ & kFeatureEventIndex;
                 q->enable();
             } catch (const GuestError& e) {
                 return fail(e.what());
