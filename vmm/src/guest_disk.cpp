@@ -126,11 +126,32 @@ ntc::DiskFile open_vm_disk(const std::string& path, bool read_only) {
 
 std::string partition_table_id(const std::string& disk) { return partition_table(disk).disk_id; }
 
+bool has_kernel_option(std::string_view cmdline, std::string_view name) {
+    size_t at = 0;
+    while (at < cmdline.size()) {
+        size_t end = cmdline.find(' ', at);
+        if (end == std::string_view::npos) end = cmdline.size();
+        std::string_view word = cmdline.substr(at, end - at);
+        if (word.starts_with(name) && (word.size() == name.size() || word[name.size()] == '=')) return true;
+        at = end + 1;
+    }
+    return false;
+}
+
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release) {
     auto partitions = ext_partitions(disk);
     for (auto find : {from_boot_entries, from_grub_menu, from_kernel_links})
         for (const auto& part : partitions)
-            if (auto files = find(part, release)) return std::move(*files);
+            if (auto files = find(part, release)) {
+                // ntc-vmm's one console is COM1; a command line written for a
+                // PC's screen (Debian's installer writes no console=) would
+                // show the operator nothing.
+                if (!has_kernel_option(files->cmdline, "console")) {
+                    files->cmdline += files->cmdline.empty() ? "console=ttyS0" : " console=ttyS0";
+                    files->source += ", console=ttyS0 added";
+                }
+                return std::move(*files);
+            }
     if (release) {
         std::string kernel = "/boot/vmlinuz-" + *release;
         throw ntc::Error("disk " + disk + " has no kernel " + *release + " to boot: no " + kEntriesDir +

@@ -7,6 +7,7 @@
 #include <ntc/disk_file.h>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "boot_entry.h"
@@ -38,8 +39,13 @@ struct BootFiles {
 // /initrd.img, or /boot/vmlinuz and /boot/initrd.img, with "root=DEVICE ro"
 // from /etc/fstab.  The files are read from the filesystem that names them.
 // With a release, only that kernel is taken (/boot/vmlinuz-RELEASE and
-// /boot/initrd.img-RELEASE in the last case).  Throws ntc::Error saying what
-// was looked for when nothing is found, or which named file is missing.
+// /boot/initrd.img-RELEASE in the last case).  A command line without
+// console= gets console=ttyS0, the machine's one console.  Throws
+// ntc::Error saying what was looked for when nothing is found, or which
+// named file is missing.
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release);
+
+// Whether a kernel command line has the option `name`, with a value or without.
+bool has_kernel_option(std::string_view cmdline, std::string_view name);
 
 }  // namespace ntc::vmm

@@ -342,8 +342,9 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         auto files = load_boot_files(disk.path, std::nullopt);
         CHECK(text(files.kernel) == "kernel 6.1.0-18-amd64");
         CHECK(text(files.initrd) == "initrd 6.1.0-18-amd64");
-        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro");
-        CHECK(files.source == "/vmlinuz with the root in /etc/fstab, partition 1 of disk " + disk.path);
+        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro console=ttyS0");
+        CHECK(files.source ==
+              "/vmlinuz with the root in /etc/fstab, partition 1 of disk " + disk.path + ", console=ttyS0 added");
         // A given release has its own files.
         files = load_boot_files(disk.path, std::string("6.1.0-17-amd64"));
         CHECK(text(files.kernel) == "kernel 6.1.0-17-amd64");
@@ -357,7 +358,7 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         auto files = load_boot_files(disk.path, std::nullopt);
         CHECK(text(files.kernel) == "kernel 6.1.0-17-amd64");
         CHECK(text(files.initrd) == "initrd 6.1.0-17-amd64");
-        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro");
+        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro console=ttyS0");
     }
     SUBCASE("GRUB's default entry before /vmlinuz") {
         write_text(tree + "/boot/grub/grub.cfg", debian_grub_cfg("set default=\"${saved_entry}\""));
@@ -366,13 +367,13 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         auto files = load_boot_files(disk.path, std::nullopt);
         CHECK(text(files.kernel) == "kernel 6.1.0-17-amd64");
         CHECK(text(files.initrd) == "initrd 6.1.0-17-amd64");
-        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet");
+        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet console=ttyS0");
         CHECK(files.source == "/boot/vmlinuz-6.1.0-17-amd64, named by the entry 'Debian GNU/Linux, with Linux "
                               "6.1.0-17-amd64' of /boot/grub/grub.cfg, partition 1 of disk " +
-                                  disk.path);
+                                  disk.path + ", console=ttyS0 added");
         files = load_boot_files(disk.path, std::string("6.1.0-18-amd64"));
         CHECK(text(files.kernel) == "kernel 6.1.0-18-amd64");
-        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet");
+        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet console=ttyS0");
     }
     SUBCASE("a BLS entry before GRUB") {
         write_text(tree + "/boot/grub/grub.cfg", debian_grub_cfg());
@@ -389,7 +390,7 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         // No entry for this release: GRUB's menu has one.
         files = load_boot_files(disk.path, std::string("6.1.0-18-amd64"));
         CHECK(text(files.kernel) == "kernel 6.1.0-18-amd64");
-        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet");
+        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet console=ttyS0");
     }
     SUBCASE("a /boot partition's GRUB menu, its paths relative to that partition, before the root's /vmlinuz") {
         std::string boot = dir / "boot-tree";
@@ -402,7 +403,7 @@ TEST_CASE("run finds the kernel: BLS entry, else GRUB's default entry, else /vml
         auto files = load_boot_files(disk.path, std::nullopt);
         CHECK(text(files.kernel) == "boot partition's kernel");
         CHECK(text(files.initrd) == "boot partition's initrd");
-        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet");
+        CHECK(files.cmdline == "root=UUID=" + std::string(kRootUuid) + " ro quiet console=ttyS0");
     }
     SUBCASE("a missing file of the chosen entry is named") {
         write_text(tree + "/boot/grub/grub.cfg", debian_grub_cfg("set default=\"1>2\""));
@@ -436,4 +437,12 @@ TEST_CASE("a disk without a kernel is refused with what was looked for") {
                           "Resume without --boot-kernel.")
                              .c_str(),
                          ntc::Error);
+}
+
+TEST_CASE("kernel options are found by name, with a value or without") {
+    CHECK(has_kernel_option("root=/dev/vda1 console=tty0 quiet", "console"));
+    CHECK(has_kernel_option("quiet console", "console"));
+    CHECK_FALSE(has_kernel_option("root=/dev/vda1 consoleblank=0 quiet", "console"));
+    CHECK_FALSE(has_kernel_option("", "console"));
+    CHECK_FALSE(has_kernel_option("netconsole=@/,@1.2.3.4/", "console"));
 }
