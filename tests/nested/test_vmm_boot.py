@@ -81,7 +81,7 @@ def main():
         vmm.request_report()
         wanted = [r"vCPU 0: \w+, RIP", r"vCPU 1: \w+, RIP",
                   r"virtio-blk ntc-disk0: status 0xf, ISR \w+, MSI-X on; queue 0: available \d+, taken \d+, "
-                  r"used \d+, driver flags \w+, vector 1",
+                  r"used \d+, driver flags \w+, driver's used_event \d+, vector 1; queue 1: .*, vector 2",
                   r"virtio-blk ntc-disk1: status 0xf"]
         deadline = time.monotonic() + 60
         while any(not re.search(w, vmm.stderr()) for w in wanted) and time.monotonic() < deadline:
