@@ -68,6 +68,8 @@ public:
     std::optional<DescriptorChain> pop();
     // Returns a chain to the driver with `written` bytes stored in it.
     void push_used(uint16_t head, uint32_t written);
+    // Chains taken since enable(), modulo 2^16.
+    uint16_t taken() const { return last_avail_; }
     // Whether the driver wants an interrupt for the chains returned since
     // the last call that said yes (virtio 1.x 2.7.7, 2.7.10).
     bool needs_interrupt();

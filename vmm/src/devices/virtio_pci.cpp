@@ -20,6 +20,7 @@
 #include <ntc/error.h>
 
 #include "devices/register_bytes.h"
+#include "devices/worker_wakeup.h"
 #include "layout.h"
 
 namespace ntc::vmm {
@@ -136,17 +137,21 @@ void VirtioPciDevice::stop_worker() {
     worker_.join();
 }
 
+namespace {
+
+// SCHED_BATCH or SCHED_OTHER for the calling thread (devices/worker_wakeup.h).
+void set_wakeup_policy(bool batched, const std::string& device) {
+    sched_param none{};
+    if (int e = ::pthread_setschedparam(::pthread_self(), batched ? SCHED_BATCH : SCHED_OTHER, &none))
+        std::fprintf(stderr, "ntc-vmm: %s: cannot switch to %s: %s\n", device.c_str(),
+                     batched ? "SCHED_BATCH" : "SCHED_OTHER", std::strerror(e));
+}
+
+}  // namespace
+
 void VirtioPciDevice::work_loop() {
-    // SCHED_BATCH: a notification makes the worker runnable without
-    // preempting the vCPU that sent it, which goes on queueing requests
-    // (unnotified, with the event index) until its guest idles or its time
-    // slice ends; the worker then serves them as one batch, with one
-    // interrupt.  Where vCPUs and workers share host CPUs, as in the lab,
-    // that is the only batching a guest without an I/O scheduler gets.
-    sched_param batch{};
-    if (int e = ::pthread_setschedparam(::pthread_self(), SCHED_BATCH, &batch))
-        std::fprintf(stderr, "ntc-vmm: %s: cannot take SCHED_BATCH (%s); it serves each notification at once\n",
-                     device_->name().c_str(), std::strerror(e));
+    WorkerWakeup wakeup;
+    set_wakeup_policy(wakeup.batched(), device_->name());
     std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}, {report_.get(), POLLIN, 0}};
     for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
     for (;;) {
@@ -158,7 +163,7 @@ void VirtioPciDevice::work_loop() {
         }
         if (fds[0].revents & POLLIN) return;
         if (take_eventfd(report_.get())) std::fprintf(stderr, "ntc-vmm: %s\n", describe().c_str());
-        serve_notified();
+        if (wakeup.served(serve_notified())) set_wakeup_policy(wakeup.batched(), device_->name());
     }
 }
 
@@ -185,14 +190,14 @@ void VirtioPciDevice::notify(uint16_t queue) {
     if (queue < queue_eventfds_.size()) signal_eventfd(queue_eventfds_[queue].get());
 }
 
-void VirtioPciDevice::serve_notified() {
+unsigned VirtioPciDevice::serve_notified() {
     unsigned queues = 0;
     for (unsigned q = 0; q < queue_eventfds_.size(); q++)
         if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
-    if (!queues) return;
+    if (!queues) return 0;
     {
         std::lock_guard lock(lock_);
-        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) return;
+        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) return 0;
         // Only enabled queues: their layout stays as it is until a reset,
         // and a reset waits while busy_.
         for (unsigned q = 0; q < queues_.size(); q++)
@@ -200,26 +205,36 @@ void VirtioPciDevice::serve_notified() {
         busy_ = true;
     }
     std::string error;
-    unsigned owed = 0;
+    unsigned owed = 0, chains = 0;
     try {
-        owed = serve(queues);
+        owed = serve(queues, chains);
     } catch (const std::exception& e) {  // GuestError, or the host out of memory
         error = e.what();
     }
     std::lock_guard lock(lock_);
     busy_ = false;
     idle_.notify_all();
-    if (!error.empty()) return fail(error.c_str());
+    if (!error.empty()) {
+        fail(error.c_str());
+        return chains;
+    }
     for (unsigned q = 0; q < queues_.size(); q++)
         if (owed & (1u << q)) queue_interrupt(q);
+    return chains;
 }
 
-// Serves each queue whose bit is set; returns the queues that owe the
-// driver an interrupt.  Throws GuestError.
-unsigned VirtioPciDevice::serve(unsigned queues) {
+// Serves each queue whose bit is set, adding the chains it takes to
+// `chains`; returns the queues that owe the driver an interrupt.  Throws
+// GuestError.
+unsigned VirtioPciDevice::serve(unsigned queues, unsigned& chains) {
     unsigned owed = 0;
-    for (unsigned q = 0; q < queues_.size(); q++)
-        if ((queues & (1u << q)) && device_->process(q, queues_[q]) && queues_[q].needs_interrupt()) owed |= 1u << q;
+    for (unsigned q = 0; q < queues_.size(); q++) {
+        if (!(queues & (1u << q))) continue;
+        uint16_t before = queues_[q].taken();
+        bool used = device_->process(q, queues_[q]);
+        chains += uint16_t(queues_[q].taken() - before);
+        if (used && queues_[q].needs_interrupt()) owed |= 1u << q;
+    }
     return owed;
 }
 

@@ -78,7 +78,8 @@ public:
     // Serves the queues whose eventfds were signalled since the last call,
     // on the calling thread: the worker calls it when they wake it (without
     // a worker, e.g. in the fuzzer, whoever wants the queues served).
-    void serve_notified();
+    // Returns the chains taken.
+    unsigned serve_notified();
 
     // From now on a thread of this device waits on the queues' eventfds and
     // serves them, so nothing a vCPU does waits for the device's I/O.
@@ -94,7 +95,7 @@ public:
     std::string describe() const;
 
 private:
-    unsigned serve(unsigned queues);
+    unsigned serve(unsigned queues, unsigned& chains);
     void work_loop();
     uint64_t common_read(uint64_t offset, unsigned size);
     void common_write(uint64_t offset, unsigned size, uint64_t value);
