@@ -114,7 +114,11 @@ krel=$(ls "$target/usr/lib/modules" | sort -V | tail -n1)
 	{ echo "build-debian-disk: DKMS did not build ntc.ko for $krel" >&2; chroot "$target" dkms status >&2; exit 1; }
 chroot "$target" update-initramfs -u -k "$krel"
 
-cmdline="root=UUID=$root_uuid ro console=ttyS0 quiet"
+# GRUB's command line as Debian's installer writes it, for a PC's screen:
+# ntc-vmm adds its serial console itself (vmm.md, Boot).  QEMU boots with
+# -kernel and gets OUT.img.cmdline, which names the console.
+grub_cmdline="root=UUID=$root_uuid ro quiet"
+cmdline="$grub_cmdline console=ttyS0"
 # One menu entry as 10_linux writes it: indent, title, id, kernel options.
 grub_entry() {
 	printf "%smenuentry '%s' --class debian --class gnu-linux --class gnu --class os \$menuentry_id_option '%s' {\n" \
@@ -163,11 +167,11 @@ set timeout=5
 
 ### BEGIN /etc/grub.d/10_linux ###
 EOF
-	grub_entry "" "Debian GNU/Linux" "gnulinux-simple-$root_uuid" "$cmdline"
+	grub_entry "" "Debian GNU/Linux" "gnulinux-simple-$root_uuid" "$grub_cmdline"
 	echo "submenu 'Advanced options for Debian GNU/Linux' \$menuentry_id_option 'gnulinux-advanced-$root_uuid' {"
-	grub_entry "	" "Debian GNU/Linux, with Linux $krel" "gnulinux-$krel-advanced-$root_uuid" "$cmdline"
+	grub_entry "	" "Debian GNU/Linux, with Linux $krel" "gnulinux-$krel-advanced-$root_uuid" "$grub_cmdline"
 	grub_entry "	" "Debian GNU/Linux, with Linux $krel (recovery mode)" "gnulinux-$krel-recovery-$root_uuid" \
-		"root=UUID=$root_uuid ro single console=ttyS0"
+		"root=UUID=$root_uuid ro single"
 	echo "}"
 	echo "### END /etc/grub.d/10_linux ###"
 } > "$target/boot/grub/grub.cfg"
