@@ -1,8 +1,8 @@
 #pragma once
 // virtio-blk: reads, writes, flush (fdatasync: a checkpoint relies on it),
 // get-id; the request's sector range is checked against the disk's size.
-// A queue per vCPU (VIRTIO_BLK_F_MQ): the guest then completes each request
-// on the vCPU that made it, without an interprocessor interrupt.
+// A queue per vCPU (VIRTIO_BLK_F_MQ), each with its own MSI-X vector, so the
+// guest can complete a request on the vCPU that made it (vmm.md).
 #include <linux/virtio_blk.h>
 
 #include <string>
