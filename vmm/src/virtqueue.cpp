@@ -15,6 +15,13 @@ uint64_t avail_ring_bytes(uint16_t size) { return offsetof(vring_avail, ring) + 
 uint64_t used_ring_bytes(uint16_t size) {
     return offsetof(vring_used, ring) + sizeof(vring_used_elem) * size + sizeof(uint16_t);
 }
+// The event indices (VIRTIO_RING_F_EVENT_IDX), each its ring's last field.
+uint64_t used_event_address(uint64_t avail_address, uint16_t size) {
+    return avail_address + avail_ring_bytes(size) - sizeof(uint16_t);
+}
+uint64_t avail_event_address(uint64_t used_address, uint16_t size) {
+    return used_address + used_ring_bytes(size) - sizeof(uint16_t);
+}
 
 }  // namespace
 
@@ -119,7 +126,7 @@ std::optional<DescriptorChain> Virtqueue::pop() {
     if (pending == 0 && event_index) {
         // Ask for a notification at the next chain, then look again: the
         // driver may have added it before it could see the request.
-        if (!memory_->write<uint16_t>(used_address + used_ring_bytes(size) - sizeof(uint16_t), last_avail_))
+        if (!memory_->write<uint16_t>(avail_event_address(used_address, size), last_avail_))
             throw GuestError("used ring outside guest RAM");
         std::atomic_thread_fence(std::memory_order_seq_cst);
         pending = uint16_t(available_index() - last_avail_);
@@ -157,7 +164,7 @@ bool Virtqueue::needs_interrupt() {
         if (!flags) throw GuestError("available ring outside guest RAM");
         return !(*flags & VRING_AVAIL_F_NO_INTERRUPT);
     }
-    auto used_event = memory_->read<uint16_t>(avail_address + avail_ring_bytes(size) - sizeof(uint16_t));
+    auto used_event = memory_->read<uint16_t>(used_event_address(avail_address, size));
     if (!used_event) throw GuestError("available ring outside guest RAM");
     std::optional<uint16_t> old = signalled_used_;
     signalled_used_ = next_used_;
@@ -174,7 +181,7 @@ std::string Virtqueue::describe() const {
     int n = std::snprintf(text, sizeof(text), "available %u, taken %u, used %u, driver flags %#x", unsigned(*avail_idx),
                           unsigned(last_avail_), unsigned(*used_idx), unsigned(*avail_flags));
     if (event_index) {
-        auto used_event = memory_->read<uint16_t>(avail_address + avail_ring_bytes(size) - sizeof(uint16_t));
+        auto used_event = memory_->read<uint16_t>(used_event_address(avail_address, size));
         if (used_event)
             std::snprintf(text + n, sizeof(text) - size_t(n), ", driver's used_event %u", unsigned(*used_event));
     }

@@ -174,9 +174,7 @@ TEST_CASE("with the event index, a queue found empty asks the driver to notify a
 
 TEST_CASE("interrupts: the driver's flag without the event index, its used_event with it") {
     FakeRam ram;
-    FakeQueue q(ram, 8);
-    q.descriptor(0, 0x10000, 8, WRITE, 0);
-    auto complete = [&](unsigned chains) {
+    auto complete = [](FakeQueue& q, unsigned chains) {
         for (unsigned i = 0; i < chains; i++) {
             q.offer(0);
             auto chain = q.queue.pop();
@@ -184,34 +182,33 @@ TEST_CASE("interrupts: the driver's flag without the event index, its used_event
             q.queue.push_used(chain->head, 8);
         }
     };
-    complete(1);
-    CHECK(q.queue.needs_interrupt());
+    FakeQueue flags(ram, 8);
+    flags.descriptor(0, 0x10000, 8, WRITE, 0);
+    complete(flags, 1);
+    CHECK(flags.queue.needs_interrupt());
     ram.put<uint16_t>(FakeQueue::kAvail, VRING_AVAIL_F_NO_INTERRUPT);
-    complete(1);
-    CHECK_FALSE(q.queue.needs_interrupt());
+    complete(flags, 1);
+    CHECK_FALSE(flags.queue.needs_interrupt());
 
     // With the event index the flag means nothing; used_event is where the
     // driver wants the next interrupt: when the used index passes it.
-    q.queue.reset();
-    q.queue.size = 8;
-    q.queue.desc_address = FakeQueue::kDesc;
-    q.queue.avail_address = FakeQueue::kAvail;
-    q.queue.used_address = FakeQueue::kUsed;
+    FakeRam ram2;
+    FakeQueue q(ram2, 8);
     q.queue.event_index = true;
     q.queue.enable();
-    q.avail_idx = 0;
-    ram.put<uint16_t>(FakeQueue::kAvail + 2, 0);
+    q.descriptor(0, 0x10000, 8, WRITE, 0);
+    ram2.put<uint16_t>(FakeQueue::kAvail, VRING_AVAIL_F_NO_INTERRUPT);
     const uint64_t used_event = FakeQueue::kAvail + 4 + 2 * 8;
-    ram.put<uint16_t>(used_event, 4);
-    complete(1);
+    ram2.put<uint16_t>(used_event, 4);
+    complete(q, 1);
     CHECK(q.queue.needs_interrupt());  // the first since enable()
-    complete(2);                       // used index 3: entry 4 not yet used
+    complete(q, 2);                    // used index 3: entry 4 not yet used
     CHECK_FALSE(q.queue.needs_interrupt());
-    complete(2);  // used index 5: entry 4 was used
+    complete(q, 2);  // used index 5: entry 4 was used
     CHECK(q.queue.needs_interrupt());
-    complete(3);  // used_event 4 is behind: the driver has not caught up
+    complete(q, 3);  // used_event 4 is behind: the driver has not caught up
     CHECK_FALSE(q.queue.needs_interrupt());
-    ram.put<uint16_t>(used_event, 8);
-    complete(1);  // entry 8 used
+    ram2.put<uint16_t>(used_event, 8);
+    complete(q, 1);  // entry 8 used
     CHECK(q.queue.needs_interrupt());
 }

@@ -85,6 +85,14 @@ bool take_eventfd(int fd) {
     return ::read(fd, &count, sizeof(count)) == sizeof(count);
 }
 
+// SCHED_BATCH or SCHED_OTHER for the calling thread (devices/worker_wakeup.h).
+void set_wakeup_policy(bool batched, const std::string& device) {
+    sched_param none{};
+    if (int e = ::pthread_setschedparam(::pthread_self(), batched ? SCHED_BATCH : SCHED_OTHER, &none))
+        std::fprintf(stderr, "ntc-vmm: %s: cannot switch to %s: %s\n", device.c_str(),
+                     batched ? "SCHED_BATCH" : "SCHED_OTHER", std::strerror(e));
+}
+
 }  // namespace
 
 VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const GuestMemory& memory, uint32_t bar_address,
@@ -136,18 +144,6 @@ void VirtioPciDevice::stop_worker() {
     signal_eventfd(stop_.get());
     worker_.join();
 }
-
-namespace {
-
-// SCHED_BATCH or SCHED_OTHER for the calling thread (devices/worker_wakeup.h).
-void set_wakeup_policy(bool batched, const std::string& device) {
-    sched_param none{};
-    if (int e = ::pthread_setschedparam(::pthread_self(), batched ? SCHED_BATCH : SCHED_OTHER, &none))
-        std::fprintf(stderr, "ntc-vmm: %s: cannot switch to %s: %s\n", device.c_str(),
-                     batched ? "SCHED_BATCH" : "SCHED_OTHER", std::strerror(e));
-}
-
-}  // namespace
 
 void VirtioPciDevice::work_loop() {
     WorkerWakeup wakeup;
