@@ -5,6 +5,7 @@
 #include <ntc/error.h>
 #include <ntc/ext_fs.h>
 #include <ntc/partition_table.h>
+#include <sstream>
 
 #include "fstab.h"
 #include "grub_config.h"
@@ -126,15 +127,11 @@ ntc::DiskFile open_vm_disk(const std::string& path, bool read_only) {
 
 std::string partition_table_id(const std::string& disk) { return partition_table(disk).disk_id; }
 
-bool has_kernel_option(std::string_view cmdline, std::string_view name) {
-    size_t at = 0;
-    while (at < cmdline.size()) {
-        size_t end = cmdline.find(' ', at);
-        if (end == std::string_view::npos) end = cmdline.size();
-        std::string_view word = cmdline.substr(at, end - at);
-        if (word.starts_with(name) && (word.size() == name.size() || word[name.size()] == '=')) return true;
-        at = end + 1;
-    }
+bool has_kernel_option(const std::string& cmdline, const std::string& name) {
+    std::istringstream in(cmdline);
+    std::string word;
+    while (in >> word)
+        if (word == name || word.starts_with(name + "=")) return true;
     return false;
 }
 

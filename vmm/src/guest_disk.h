@@ -7,7 +7,6 @@
 #include <ntc/disk_file.h>
 #include <optional>
 #include <string>
-#include <string_view>
 #include <vector>
 
 #include "boot_entry.h"
@@ -46,6 +45,6 @@ struct BootFiles {
 BootFiles load_boot_files(const std::string& disk, const std::optional<std::string>& release);
 
 // Whether a kernel command line has the option `name`, with a value or without.
-bool has_kernel_option(std::string_view cmdline, std::string_view name);
+bool has_kernel_option(const std::string& cmdline, const std::string& name);
 
 }  // namespace ntc::vmm
