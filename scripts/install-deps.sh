@@ -10,7 +10,7 @@ set -eu
 # recommendations below.
 PACKAGES="
 build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
-libblkid-dev libext2fs-dev comerr-dev uuid-dev zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev
+libblkid-dev libext2fs-dev comerr-dev uuid-dev zlib1g-dev libcli11-dev doctest-dev nlohmann-json3-dev liburing-dev
 e2fsprogs fdisk gdisk util-linux cpio zstd kmod busybox-static file
 qemu-system-x86 qemu-utils
 linux-image-amd64 linux-headers-amd64 linux-source-6.1
