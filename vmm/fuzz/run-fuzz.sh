@@ -12,8 +12,8 @@ clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 	-I "$src/src" -I "$src/../userland/lib/include" \
 	"$src/fuzz/virtio_pci_fuzz.cpp" "$src/src/virtqueue.cpp" "$src/src/devices/pci.cpp" \
 	"$src/src/devices/virtio_pci.cpp" "$src/src/devices/virtio_blk.cpp" "$src/src/devices/virtio_net.cpp" \
-	"$src/src/devices/msix.cpp" "$src/src/devices/worker_wakeup.cpp" \
-	"$src/../userland/lib/src/error.cpp" "$src/src/kvm.cpp" -o "$bin"
+	"$src/src/devices/msix.cpp" "$src/src/devices/worker_wakeup.cpp" "$src/src/devices/block_io.cpp" \
+	"$src/src/eventfd.cpp" "$src/../userland/lib/src/error.cpp" "$src/src/kvm.cpp" -luring -o "$bin"
 python3 "$src/fuzz/make-seed.py" > "$out/corpus/seed"
 python3 "$src/fuzz/make-seed.py" net > "$out/corpus/seed-net"
 # The device reports each malformed ring on stderr; the log keeps it, the

@@ -1,7 +1,17 @@
 #include <doctest/doctest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <poll.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <cstddef>
+
+#include "devices/block_io.h"
 #include "devices/virtio_blk.h"
 #include "fake_guest.h"
 
@@ -18,16 +28,39 @@ struct Disk {
     ~Disk() { ::close(fd); }
 };
 
-// Header at 0x10000, data at 0x11000, status at 0x12000.
-void request(FakeQueue& q, uint32_t type, uint64_t sector, uint32_t data_len, bool data_writable) {
-    q.ram.put<uint32_t>(0x10000, type);
-    q.ram.put<uint32_t>(0x10004, 0);
-    q.ram.put<uint64_t>(0x10008, sector);
-    q.ram.put<uint8_t>(0x12000, 0xff);
-    q.descriptor(0, 0x10000, 16, NEXT, 1);
-    q.descriptor(1, 0x11000, data_len, uint16_t(NEXT | (data_writable ? WRITE : 0)), 2);
-    q.descriptor(2, 0x12000, 1, WRITE, 0);
-    q.offer(0);
+// Request `slot` of a queue: descriptors 3 * slot on, header at
+// 0x10000 + 0x3000 * slot, data 0x1000 after it, status 0x2000 after it.
+uint64_t header_at(unsigned slot) { return 0x10000 + 0x3000ull * slot; }
+uint64_t data_at(unsigned slot) { return header_at(slot) + 0x1000; }
+uint64_t status_at(unsigned slot) { return header_at(slot) + 0x2000; }
+
+void request(FakeQueue& q, uint32_t type, uint64_t sector, uint32_t data_len, bool data_writable, unsigned slot = 0) {
+    q.ram.put<uint32_t>(header_at(slot), type);
+    q.ram.put<uint32_t>(header_at(slot) + 4, 0);
+    q.ram.put<uint64_t>(header_at(slot) + 8, sector);
+    q.ram.put<uint8_t>(status_at(slot), 0xff);
+    uint16_t first = uint16_t(3 * slot);
+    q.descriptor(first, header_at(slot), 16, NEXT, uint16_t(first + 1));
+    q.descriptor(uint16_t(first + 1), data_at(slot), data_len, uint16_t(NEXT | (data_writable ? WRITE : 0)),
+                 uint16_t(first + 2));
+    q.descriptor(uint16_t(first + 2), status_at(slot), 1, WRITE, 0);
+    q.offer(first);
+}
+
+// What the device's worker does for one wake-up and the completions that
+// follow it: serves the queue and returns the requests done at once, then
+// returns the others as they complete (5 s at most); returns whether used
+// buffers were added.
+bool serve(VirtioBlock& blk, FakeQueue& q) {
+    bool used = blk.process(0, q.queue);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    for (;;) {
+        if (blk.complete(std::span<Virtqueue>(&q.queue, 1))) used = true;
+        if (!blk.in_flight()) return used;
+        auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+        pollfd completions{blk.completion_fd(), POLLIN, 0};
+        REQUIRE(::poll(&completions, 1, int(std::max<int64_t>(left.count(), 0))) == 1);
+    }
 }
 
 }  // namespace
@@ -41,7 +74,7 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
 
     std::memset(&ram.bytes[0x11000], 0xab, 1024);
     request(q, 1, 8, 1024, false);
-    CHECK(blk.process(0, q.queue));
+    CHECK(serve(blk, q));
     CHECK(ram.get<uint8_t>(0x12000) == 0);
     uint8_t on_disk[1024];
     REQUIRE(::pread(disk.fd, on_disk, 1024, 8 * 512) == 1024);
@@ -50,21 +83,21 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
 
     std::memset(&ram.bytes[0x11000], 0, 1024);
     request(q, 0, 8, 1024, true);
-    CHECK(blk.process(0, q.queue));
+    CHECK(serve(blk, q));
     CHECK(ram.get<uint8_t>(0x12000) == 0);
     CHECK(ram.bytes[0x11000 + 1023] == 0xab);
     CHECK(q.used(1).second == 1025);
 
     request(q, 4, 0, 0, false);
-    blk.process(0, q.queue);
+    serve(blk, q);
     CHECK(ram.get<uint8_t>(0x12000) == 0);
 
     request(q, 8, 0, 20, true);
-    blk.process(0, q.queue);
+    serve(blk, q);
     CHECK(std::string(reinterpret_cast<char*>(&ram.bytes[0x11000])) == "serial-1");
 
     request(q, 99, 0, 0, false);
-    blk.process(0, q.queue);
+    serve(blk, q);
     CHECK(ram.get<uint8_t>(0x12000) == 2);  // unsupported
 }
 
@@ -74,19 +107,19 @@ TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to
     FakeQueue q(ram, 16);
     VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
     request(q, 0, 2047, 1024, true);  // runs past the end
-    blk.process(0, q.queue);
+    serve(blk, q);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
     request(q, 0, ~0ull / 256, 512, true);  // sector * 512 would overflow
-    blk.process(0, q.queue);
+    serve(blk, q);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
     request(q, 0, 0, 100, true);  // not whole sectors
-    blk.process(0, q.queue);
+    serve(blk, q);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
 
     VirtioBlock ro(disk.fd, 1 << 20, true, "x", 1);
     CHECK((ro.features() & VirtioBlock::kFeatureReadOnly));
     request(q, 1, 0, 512, false);
-    ro.process(0, q.queue);
+    serve(ro, q);
     CHECK(ram.get<uint8_t>(0x12000) == 1);
 }
 
@@ -97,7 +130,7 @@ TEST_CASE("virtio-blk requests without status byte are guest errors") {
     VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
     q.descriptor(0, 0x10000, 16, 0, 0);
     q.offer(0);
-    CHECK_THROWS_AS(blk.process(0, q.queue), GuestError);
+    CHECK_THROWS_AS(serve(blk, q), GuestError);
     // A zero-length last writable descriptor: the status goes in the one before.
     FakeQueue q2(ram, 16);
     q2.ram.put<uint32_t>(0x10000, 4);
@@ -106,7 +139,7 @@ TEST_CASE("virtio-blk requests without status byte are guest errors") {
     q2.descriptor(2, 0x13000, 0, WRITE, 0);
     q2.offer(0);
     ram.put<uint8_t>(0x12000, 0xff);
-    blk.process(0, q2.queue);
+    serve(blk, q2);
     CHECK(ram.get<uint8_t>(0x12000) == 0);
 }
 
@@ -122,4 +155,133 @@ TEST_CASE("virtio-blk offers a queue each for the guest's vCPUs, up to its limit
     CHECK(queues == 4);
     CHECK_THROWS_AS(VirtioBlock(disk.fd, 1 << 20, false, "x", 0), ntc::Error);
     CHECK_THROWS_AS(VirtioBlock(disk.fd, 1 << 20, false, "x", VirtioBlock::kMaxQueues + 1), ntc::Error);
+}
+
+TEST_CASE("virtio-blk returns each of the requests one wake-up found to its own chain") {
+    Disk disk;
+    for (unsigned k = 0; k < 8; k++) {
+        std::vector<uint8_t> sector_data(4096, uint8_t(k + 1));
+        REQUIRE(::pwrite(disk.fd, sector_data.data(), 4096, off_t(k) * 4096) == 4096);
+    }
+    FakeRam ram;
+    FakeQueue q(ram, 32);
+    VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
+    CHECK(blk.in_flight() == 0);
+    for (unsigned k = 0; k < 8; k++) request(q, VIRTIO_BLK_T_IN, 8 * k, 4096, true, k);
+    serve(blk, q);
+    REQUIRE(q.used_idx() == 8);
+    std::vector<bool> returned(8);
+    for (uint16_t n = 0; n < 8; n++) {
+        auto [head, length] = q.used(n);
+        REQUIRE(head % 3 == 0);
+        REQUIRE(head / 3 < 8);
+        returned[head / 3] = true;
+        CHECK(length == 4097);
+    }
+    for (unsigned k = 0; k < 8; k++) {
+        CHECK(returned[k]);
+        CHECK(ram.get<uint8_t>(status_at(k)) == VIRTIO_BLK_S_OK);
+        CHECK(ram.get<uint8_t>(data_at(k)) == k + 1);
+        CHECK(ram.get<uint8_t>(data_at(k) + 4095) == k + 1);
+    }
+}
+
+TEST_CASE("virtio-blk fails a read that the disk file cannot fill, after taking what it had") {
+    Disk disk;
+    VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
+    // The file shrinks under the VMM to 2 KiB past 512 KiB.
+    REQUIRE(::ftruncate(disk.fd, (512 << 10) + 2048) == 0);
+    FakeRam ram;
+    FakeQueue q(ram, 16);
+    request(q, VIRTIO_BLK_T_IN, 1024, 8192, true);
+    CHECK(serve(blk, q));
+    CHECK(ram.get<uint8_t>(status_at(0)) == VIRTIO_BLK_S_IOERR);
+    CHECK(q.used(0).second == 1);
+}
+
+TEST_CASE("virtio-blk's reset waits for the requests in flight and returns none of them") {
+    Disk disk;
+    FakeRam ram;
+    FakeQueue q(ram, 32);
+    VirtioBlock blk(disk.fd, 1 << 20, false, "x", 1);
+    for (unsigned k = 0; k < 8; k++) request(q, VIRTIO_BLK_T_OUT, 8 * k, 4096, false, k);
+    request(q, VIRTIO_BLK_T_FLUSH, 0, 0, false, 8);
+    blk.process(0, q.queue);
+    CHECK(blk.in_flight() == 9);
+    blk.quiesce();
+    CHECK(blk.in_flight() == 0);
+    CHECK(q.used_idx() == 0);
+    for (unsigned k = 0; k < 9; k++) CHECK(ram.get<uint8_t>(status_at(k)) == 0xff);
+}
+
+TEST_CASE("without io_uring (a seccomp filter refuses it) disk requests run one at a time, with the same results") {
+    Disk disk;
+    {
+        BlockIo io(disk.fd, 8, "test");
+        CHECK(io.asynchronous());
+    }
+    pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        sock_filter refuse_io_uring[] = {
+            BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+            BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+            BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+        };
+        sock_fprog program{sizeof(refuse_io_uring) / sizeof(refuse_io_uring[0]), refuse_io_uring};
+        if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program))
+            ::_exit(2);
+        BlockIo io(disk.fd, 8, "test");
+        char out[512], in[512] = {};
+        std::memset(out, 0x5a, sizeof(out));
+        std::vector<iovec> write_buffers{{out, sizeof(out)}}, read_buffers{{in, sizeof(in)}};
+        io.write(1, write_buffers, 4096);
+        io.flush(2);
+        io.read(3, read_buffers, 4096);
+        io.submit();
+        auto done = io.take_completions();
+        bool right = !io.asynchronous() && io.in_flight() == 0 && done.size() == 3 && done[0].tag == 1 &&
+                     done[0].result == 512 && done[1].tag == 2 && done[1].result == 0 && done[2].tag == 3 &&
+                     done[2].result == 512 && std::memcmp(in, out, sizeof(in)) == 0;
+        ::_exit(right ? 0 : 1);
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    CHECK(WIFEXITED(status));
+    CHECK(WEXITSTATUS(status) == 0);
+}
+
+TEST_CASE("virtio-blk keeps the reads that must wait for the disk in flight together in io_uring") {
+    // A file on a disk's filesystem, not in tmpfs: its uncached pages make a
+    // read without waiting fail (RWF_NOWAIT), which tmpfs cannot tell.
+    char path[] = "/var/tmp/ntc-blk-XXXXXX";
+    int fd = ::mkstemp(path);
+    REQUIRE(fd >= 0);
+    ::unlink(path);
+    for (unsigned k = 0; k < 8; k++) {
+        std::vector<uint8_t> sector_data(4096, uint8_t(0x40 + k));
+        REQUIRE(::pwrite(fd, sector_data.data(), 4096, off_t(k) * 65536) == 4096);
+    }
+    REQUIRE(::ftruncate(fd, 1 << 20) == 0);
+    REQUIRE(::fdatasync(fd) == 0);
+    REQUIRE(::posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED) == 0);
+
+    FakeRam ram;
+    FakeQueue q(ram, 32);
+    VirtioBlock blk(fd, 1 << 20, false, "x", 1);
+    for (unsigned k = 0; k < 8; k++) request(q, VIRTIO_BLK_T_IN, 128 * k, 4096, true, k);
+    request(q, VIRTIO_BLK_T_FLUSH, 0, 0, false, 8);
+    CHECK_FALSE(blk.process(0, q.queue));
+    CHECK(blk.in_flight() == 9);
+    CHECK(blk.describe() == "9 requests in flight, 9 of them waiting in io_uring");
+    serve(blk, q);
+    CHECK(q.used_idx() == 9);
+    for (unsigned k = 0; k < 9; k++) CHECK(ram.get<uint8_t>(status_at(k)) == VIRTIO_BLK_S_OK);
+    for (unsigned k = 0; k < 8; k++) {
+        CHECK(ram.get<uint8_t>(data_at(k)) == 0x40 + k);
+        CHECK(ram.get<uint8_t>(data_at(k) + 4095) == 0x40 + k);
+    }
+    CHECK(blk.describe() == "0 requests in flight, 0 of them waiting in io_uring");
+    ::close(fd);
 }

@@ -13,43 +13,36 @@ namespace {
 
 constexpr uint64_t kSector = 512;
 
-// Full transfer at `offset`, retrying short reads/writes.
-bool transfer(int fd, std::vector<iovec> iov, uint64_t offset, bool write) {
+// Drops the first `bytes` bytes of `buffers`.
+void advance(std::vector<iovec>& buffers, uint64_t bytes) {
     size_t first = 0;
-    while (first < iov.size()) {
-        int n = int(std::min<size_t>(iov.size() - first, IOV_MAX));
-        ssize_t done =
-            write ? ::pwritev(fd, &iov[first], n, off_t(offset)) : ::preadv(fd, &iov[first], n, off_t(offset));
-        if (done < 0 && errno == EINTR) continue;
-        if (done <= 0) return false;
-        offset += uint64_t(done);
-        while (done > 0) {
-            size_t step = std::min<size_t>(size_t(done), iov[first].iov_len);
-            iov[first].iov_base = static_cast<uint8_t*>(iov[first].iov_base) + step;
-            iov[first].iov_len -= step;
-            done -= ssize_t(step);
-            if (iov[first].iov_len == 0) first++;
-        }
-        while (first < iov.size() && iov[first].iov_len == 0) first++;
+    while (first < buffers.size() && bytes >= buffers[first].iov_len) bytes -= buffers[first++].iov_len;
+    buffers.erase(buffers.begin(), buffers.begin() + ptrdiff_t(first));
+    if (bytes && !buffers.empty()) {
+        buffers[0].iov_base = static_cast<uint8_t*>(buffers[0].iov_base) + bytes;
+        buffers[0].iov_len -= bytes;
     }
-    return true;
 }
 
-// The last device-writable byte of the chain (serve() checked there is one).
+// The last device-writable byte of the chain (start() checked there is one).
 uint8_t* status_byte(const std::vector<iovec>& writable) {
     for (auto it = writable.rbegin(); it != writable.rend(); ++it)
         if (it->iov_len) return static_cast<uint8_t*>(it->iov_base) + it->iov_len - 1;
     return nullptr;
 }
 
+unsigned checked_queues(unsigned queues) {
+    if (queues < 1 || queues > VirtioBlock::kMaxQueues)
+        throw ntc::Error("virtio-blk takes 1 to " + std::to_string(VirtioBlock::kMaxQueues) + " queues, not " +
+                         std::to_string(queues));
+    return queues;
+}
+
 }  // namespace
 
 VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues)
-    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)), queues_(queues) {
-    if (queues < 1 || queues > kMaxQueues)
-        throw ntc::Error("virtio-blk takes 1 to " + std::to_string(kMaxQueues) + " queues, not " +
-                         std::to_string(queues));
-}
+    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)), queues_(queues),
+      io_(fd, checked_queues(queues) * Virtqueue::kMaxSize, name()) {}
 
 uint64_t VirtioBlock::features() const {
     return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | kFeatureMultiQueue | (read_only_ ? kFeatureReadOnly : 0);
@@ -64,7 +57,7 @@ std::vector<uint8_t> VirtioBlock::config() const {
     return {bytes, bytes + sizeof(c)};
 }
 
-uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
+std::optional<uint8_t> VirtioBlock::start(unsigned queue, const DescriptorChain& chain, uint32_t& written) {
     virtio_blk_outhdr header;
     auto header_buffers = slice(chain.readable, 0, sizeof(header));
     if (total(header_buffers) < sizeof(header) || chain.writable.empty() || total(chain.writable) < 1)
@@ -77,33 +70,39 @@ uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
     uint64_t in_bytes = total(chain.writable) - 1;  // the last byte is the status
     auto in_data = slice(chain.writable, 0, in_bytes);
     uint64_t out_bytes = total(chain.readable) - sizeof(header);
-    auto out_data = slice(chain.readable, sizeof(header), out_bytes);
 
     auto in_range = [&](uint64_t bytes) {
         return bytes % kSector == 0 && header.sector <= sectors_ && bytes / kSector <= sectors_ - header.sector;
     };
+    auto submitted = [&](std::vector<iovec> data) -> std::optional<uint8_t> {
+        if (data.empty() && header.type != VIRTIO_BLK_T_FLUSH) return VIRTIO_BLK_S_OK;  // nothing to move
+        uint32_t tag;
+        if (free_tags_.empty()) {
+            tag = uint32_t(requests_.size());
+            requests_.emplace_back();
+        } else {
+            tag = free_tags_.back();
+            free_tags_.pop_back();
+        }
+        requests_[tag] = {
+            queue, chain.head, header.type, status_byte(chain.writable), std::move(data), header.sector * kSector};
+        submit(tag);
+        return std::nullopt;
+    };
     switch (header.type) {
     case VIRTIO_BLK_T_IN:
         if (!in_range(in_bytes)) return VIRTIO_BLK_S_IOERR;
-        if (!transfer(fd_, in_data, header.sector * kSector, false)) return VIRTIO_BLK_S_IOERR;
-        written = uint32_t(in_bytes);
-        return VIRTIO_BLK_S_OK;
+        return submitted(std::move(in_data));
     case VIRTIO_BLK_T_OUT:
         if (read_only_ || !in_range(out_bytes)) return VIRTIO_BLK_S_IOERR;
-        return transfer(fd_, out_data, header.sector * kSector, true) ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+        return submitted(slice(chain.readable, sizeof(header), out_bytes));
     case VIRTIO_BLK_T_FLUSH:
-        return ::fdatasync(fd_) == 0 ? VIRTIO_BLK_S_OK : VIRTIO_BLK_S_IOERR;
+        return submitted({});
     case VIRTIO_BLK_T_GET_ID: {
         uint64_t n = std::min<uint64_t>({in_bytes, uint64_t(VIRTIO_BLK_ID_BYTES), uint64_t(id_.size())});
         uint8_t id[VIRTIO_BLK_ID_BYTES] = {};
         std::memcpy(id, id_.data(), n);
-        uint64_t copied = 0;
-        for (const auto& b : in_data) {
-            uint64_t step = std::min<uint64_t>(b.iov_len, std::min<uint64_t>(in_bytes, VIRTIO_BLK_ID_BYTES) - copied);
-            std::memcpy(b.iov_base, id + copied, step);
-            copied += step;
-        }
-        written = uint32_t(copied);
+        written = uint32_t(copy_to(in_data, id, std::min<uint64_t>(in_bytes, VIRTIO_BLK_ID_BYTES)));
         return VIRTIO_BLK_S_OK;
     }
     default:
@@ -111,16 +110,81 @@ uint8_t VirtioBlock::serve(const DescriptorChain& chain, uint32_t& written) {
     }
 }
 
-bool VirtioBlock::process(unsigned, Virtqueue& queue) {
+void VirtioBlock::submit(uint32_t tag) {
+    Request& request = requests_[tag];
+    if (request.type == VIRTIO_BLK_T_FLUSH) io_.flush(tag);
+    else if (request.type == VIRTIO_BLK_T_IN) io_.read(tag, request.data, request.offset);
+    else io_.write(tag, request.data, request.offset);
+}
+
+bool VirtioBlock::finish(uint32_t tag, int64_t result, uint8_t& status) {
+    Request& request = requests_[tag];
+    status = VIRTIO_BLK_S_OK;
+    if (request.type == VIRTIO_BLK_T_FLUSH) {
+        if (result < 0) status = VIRTIO_BLK_S_IOERR;
+        return true;
+    }
+    // A transfer ends short after IOV_MAX buffers, or at the file's end (it
+    // shrank under the VMM): the rest is submitted again, and where nothing
+    // more comes the request fails.
+    if (result <= 0) {
+        status = VIRTIO_BLK_S_IOERR;
+        return true;
+    }
+    advance(request.data, uint64_t(result));
+    request.offset += uint64_t(result);
+    if (request.type == VIRTIO_BLK_T_IN) request.bytes_read += uint32_t(result);
+    if (request.data.empty()) return true;
+    submit(tag);
+    return false;
+}
+
+void VirtioBlock::release(uint32_t tag) {
+    requests_[tag].data.clear();
+    free_tags_.push_back(tag);
+}
+
+bool VirtioBlock::process(unsigned index, Virtqueue& queue) {
     bool used = false;
     while (auto chain = queue.pop()) {
         uint32_t written = 0;
-        uint8_t status = serve(*chain, written);
-        *status_byte(chain->writable) = status;
+        std::optional<uint8_t> status = start(index, *chain, written);
+        if (!status) continue;
+        *status_byte(chain->writable) = *status;
         queue.push_used(chain->head, written + 1);
         used = true;
     }
+    io_.submit();
     return used;
+}
+
+unsigned VirtioBlock::complete(std::span<Virtqueue> queues) {
+    unsigned used = 0;
+    // A request that goes on (a short transfer) may be done at once again.
+    for (auto completions = io_.take_completions(); !completions.empty(); completions = io_.take_completions()) {
+        for (const auto& completion : completions) {
+            uint32_t tag = uint32_t(completion.tag);
+            uint8_t status;
+            if (!finish(tag, completion.result, status)) continue;
+            const Request& request = requests_[tag];
+            *request.status = status;
+            uint32_t written = status == VIRTIO_BLK_S_OK ? request.bytes_read : 0;
+            queues[request.queue].push_used(request.head, written + 1);
+            used |= 1u << request.queue;
+            release(tag);
+        }
+    }
+    io_.submit();
+    return used;
+}
+
+std::string VirtioBlock::describe() const {
+    return std::to_string(io_.in_flight()) + " requests in flight, " + std::to_string(io_.in_ring()) +
+           " of them waiting in io_uring";
+}
+
+void VirtioBlock::quiesce() {
+    for (const auto& completion : io_.wait_all()) release(uint32_t(completion.tag));
 }
 
 }  // namespace ntc::vmm

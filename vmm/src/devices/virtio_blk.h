@@ -1,12 +1,23 @@
 #pragma once
 // virtio-blk: reads, writes, flush (fdatasync: a checkpoint relies on it),
 // get-id; the request's sector range is checked against the disk's size.
+// Reads, writes and flushes go to the disk file through BlockIo, as many in
+// flight as the guest offers, and return to the guest in the order they
+// complete.  A flush completes once every write that completed before the
+// driver sent it is durable: what the guest's block layer relies on
+// ("previously completed write requests", the kernel's
+// Documentation/block/writeback_cache_control.rst), no more.
 // A queue per vCPU (VIRTIO_BLK_F_MQ), each with its own MSI-X vector, so the
 // guest can complete a request on the vCPU that made it (vmm.md).
 #include <linux/virtio_blk.h>
 
+#include <cstdint>
+#include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
+#include "devices/block_io.h"
 #include "devices/virtio_device.h"
 
 namespace ntc::vmm {
@@ -32,15 +43,41 @@ public:
     std::vector<uint8_t> config() const override;
     std::string name() const override { return "virtio-blk " + id_; }
     bool process(unsigned index, Virtqueue& queue) override;
+    int completion_fd() const override { return io_.completion_fd(); }
+    unsigned complete(std::span<Virtqueue> queues) override;
+    void quiesce() override;
+    std::string describe() const override;
+
+    unsigned in_flight() const { return io_.in_flight(); }
 
 private:
-    uint8_t serve(const DescriptorChain& chain, uint32_t& written);
+    // A read, write or flush between its submission and its completion.
+    struct Request {
+        unsigned queue;
+        uint16_t head;
+        uint32_t type;            // VIRTIO_BLK_T_*
+        uint8_t* status;          // the chain's status byte
+        std::vector<iovec> data;  // what is still to transfer
+        uint64_t offset;          // in the disk file, of data's first byte
+        uint32_t bytes_read = 0;  // for the used length
+    };
+
+    // Serves a request at once (get-id, anything refused), returning its
+    // status; or submits it and returns nullopt.
+    std::optional<uint8_t> start(unsigned queue, const DescriptorChain& chain, uint32_t& written);
+    void submit(uint32_t tag);
+    // A completion of request `tag`; returns whether the request is done.
+    bool finish(uint32_t tag, int64_t result, uint8_t& status);
+    void release(uint32_t tag);
 
     int fd_;
     uint64_t sectors_;
     bool read_only_;
     std::string id_;
     unsigned queues_;
+    std::vector<Request> requests_;    // indexed by tag
+    std::vector<uint32_t> free_tags_;  // of requests_ not in flight
+    BlockIo io_;                       // last: its destructor waits for requests_ in flight
 };
 
 }  // namespace ntc::vmm

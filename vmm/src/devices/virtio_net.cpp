@@ -1,7 +1,6 @@
 #include "devices/virtio_net.h"
 
 #include <poll.h>
-#include <sys/eventfd.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -10,6 +9,8 @@
 #include <cstdio>
 #include <cstring>
 #include <ntc/error.h>
+
+#include "eventfd.h"
 
 namespace ntc::vmm {
 
@@ -113,14 +114,10 @@ bool VirtioNet::receive(Virtqueue& queue) {
     return used;
 }
 
-void VirtioNet::wake() {
-    uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = ::write(wake_.get(), &one, sizeof(one));
-}
+void VirtioNet::wake() { signal_eventfd(wake_.get()); }
 
 void VirtioNet::start_input(std::function<void()> deliver) {
-    wake_ = Fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (wake_.get() < 0) ntc::throw_errno("eventfd");
+    wake_ = make_eventfd("virtio-net's input thread");
     deliver_ = std::move(deliver);
     stopping_ = false;
     input_ = std::thread([this] { input_loop(); });
@@ -141,10 +138,7 @@ void VirtioNet::input_loop() {
             std::perror("ntc-vmm: virtio-net: poll");
             return;
         }
-        if (fds[0].revents & POLLIN) {
-            uint64_t count;
-            [[maybe_unused]] ssize_t n = ::read(wake_.get(), &count, sizeof(count));
-        }
+        if (fds[0].revents & POLLIN) take_eventfd(wake_.get());
         if (stopping_) return;
         if (fds[1].revents & (POLLERR | POLLHUP | POLLNVAL)) {
             std::fprintf(stderr, "ntc-vmm: virtio-net: the TAP device failed; the guest receives no more frames\n");

@@ -6,7 +6,6 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
-#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +20,7 @@
 
 #include "devices/register_bytes.h"
 #include "devices/worker_wakeup.h"
+#include "eventfd.h"
 #include "layout.h"
 
 namespace ntc::vmm {
@@ -67,24 +67,6 @@ uint64_t merge(uint64_t reg, unsigned lo, unsigned size, uint64_t value) {
     return (reg & ~(mask << (8 * lo))) | ((value & mask) << (8 * lo));
 }
 
-Fd make_eventfd() {
-    Fd fd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
-    if (fd.get() < 0) ntc::throw_errno("cannot create an eventfd for a virtio device");
-    return fd;
-}
-
-void signal_eventfd(int fd) {
-    uint64_t one = 1;
-    // Fails only when the count would overflow, and then it is signalled already.
-    [[maybe_unused]] ssize_t n = ::write(fd, &one, sizeof(one));
-}
-
-// Whether the eventfd was signalled; reading clears it.
-bool take_eventfd(int fd) {
-    uint64_t count;
-    return ::read(fd, &count, sizeof(count)) == sizeof(count);
-}
-
 // SCHED_BATCH or SCHED_OTHER for the calling thread (devices/worker_wakeup.h).
 void set_wakeup_policy(bool batched, const std::string& device) {
     sched_param none{};
@@ -118,13 +100,13 @@ VirtioPciDevice::VirtioPciDevice(std::unique_ptr<VirtioDevice> device, const Gue
     config_.set_writable(uint8_t(msix_capability_ + PCI_MSIX_FLAGS), 2, MsixTable::kWritableControl);
     for (unsigned i = 0; i < device_->queue_count(); i++) {
         queues_.emplace_back(memory);
-        queue_eventfds_.push_back(make_eventfd());
+        queue_eventfds_.push_back(make_eventfd(device_->name()));
     }
     for (unsigned v = 0; v < msix_.size(); v++) {
-        vector_eventfds_.push_back(make_eventfd());
+        vector_eventfds_.push_back(make_eventfd(device_->name()));
         vector_gsis_.push_back(vm_.add_irqfd(vector_eventfds_.back().get()));
     }
-    report_ = make_eventfd();
+    report_ = make_eventfd(device_->name());
 }
 
 VirtioPciDevice::~VirtioPciDevice() { stop_worker(); }
@@ -135,7 +117,7 @@ uint8_t VirtioPciDevice::status() const {
 }
 
 void VirtioPciDevice::start_worker() {
-    stop_ = make_eventfd();
+    stop_ = make_eventfd(device_->name());
     worker_ = std::thread([this] { work_loop(); });
 }
 
@@ -150,6 +132,7 @@ void VirtioPciDevice::work_loop() {
     set_wakeup_policy(wakeup.batched(), device_->name());
     std::vector<pollfd> fds{{stop_.get(), POLLIN, 0}, {report_.get(), POLLIN, 0}};
     for (const auto& fd : queue_eventfds_) fds.push_back({fd.get(), POLLIN, 0});
+    if (device_->completion_fd() >= 0) fds.push_back({device_->completion_fd(), POLLIN, 0});
     for (;;) {
         if (::poll(fds.data(), fds.size(), -1) < 0) {
             if (errno == EINTR) continue;
@@ -179,6 +162,7 @@ std::string VirtioPciDevice::describe() const {
                       msix_.pending(vector) ? " pending" : "");
         out += text;
     }
+    if (std::string own = device_->describe(); !own.empty()) out += "; " + own;
     return out;
 }
 
@@ -190,14 +174,18 @@ unsigned VirtioPciDevice::serve_notified() {
     unsigned queues = 0;
     for (unsigned q = 0; q < queue_eventfds_.size(); q++)
         if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
-    if (!queues) return 0;
+    if (!queues && device_->completion_fd() < 0) return 0;
     {
         std::lock_guard lock(lock_);
-        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) return 0;
+        // New requests only from a driver that drives the device; requests
+        // in flight complete whatever happened since they were taken (a
+        // reset would have waited for them).
+        if (!(status_ & VIRTIO_CONFIG_S_DRIVER_OK) || (status_ & VIRTIO_CONFIG_S_NEEDS_RESET)) queues = 0;
         // Only enabled queues: their layout stays as it is until a reset,
         // and a reset waits while busy_.
         for (unsigned q = 0; q < queues_.size(); q++)
             if (!queues_[q].ready()) queues &= ~(1u << q);
+        if (!queues && device_->completion_fd() < 0) return 0;
         busy_ = true;
     }
     std::string error;
@@ -220,17 +208,20 @@ unsigned VirtioPciDevice::serve_notified() {
 }
 
 // Serves each queue whose bit is set, adding the chains it takes to
-// `chains`; returns the queues that owe the driver an interrupt.  Throws
-// GuestError.
+// `chains`, and returns the device's completed requests; returns the queues
+// that owe the driver an interrupt.  Throws GuestError.
 unsigned VirtioPciDevice::serve(unsigned queues, unsigned& chains) {
-    unsigned owed = 0;
+    unsigned used = 0;
     for (unsigned q = 0; q < queues_.size(); q++) {
         if (!(queues & (1u << q))) continue;
         uint16_t before = queues_[q].taken();
-        bool used = device_->process(q, queues_[q]);
+        if (device_->process(q, queues_[q])) used |= 1u << q;
         chains += uint16_t(queues_[q].taken() - before);
-        if (used && queues_[q].needs_interrupt()) owed |= 1u << q;
     }
+    used |= device_->complete(queues_);
+    unsigned owed = 0;
+    for (unsigned q = 0; q < queues_.size(); q++)
+        if ((used & (1u << q)) && queues_[q].needs_interrupt()) owed |= 1u << q;
     return owed;
 }
 
@@ -239,9 +230,11 @@ Virtqueue* VirtioPciDevice::selected_queue() {
 }
 
 void VirtioPciDevice::reset() {
-    // The caller holds lock_; the wait lets the worker complete the request
-    // it serves before its queues go.
+    // The caller holds lock_; the wait lets the worker finish what it is
+    // doing before the queues go, and the device's requests in flight end
+    // before the guest reuses their memory.
     idle_.wait(lock_, [this] { return !busy_; });
+    device_->quiesce();
     for (auto& q : queues_) q.reset();
     device_feature_select_ = driver_feature_select_ = 0;
     driver_features_ = 0;

@@ -76,8 +76,9 @@ public:
     void notify(uint16_t queue);
 
     // Serves the queues whose eventfds were signalled since the last call,
-    // on the calling thread: the worker calls it when they wake it (without
-    // a worker, e.g. in the fuzzer, whoever wants the queues served).
+    // and returns the device's completed requests to the driver, on the
+    // calling thread: the worker calls it when they wake it (without a
+    // worker, e.g. in the fuzzer, whoever wants the queues served).
     // Returns the chains taken.
     unsigned serve_notified();
 
