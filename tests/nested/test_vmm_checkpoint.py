@@ -6,8 +6,10 @@ ntc-clone); a counter runs, `echo checkpoint > /proc/ntc` writes the
 checkpoint onto disk 2 while the guest goes on, and the guest powers off.
 `ntc-vmm resume disk2` then takes RAM and CPUs from the checkpoint record,
 loads the image into guest RAM itself, with a new sparse second disk, and
-the counter continues from its checkpoint value, with no kernel warning.
-Disk 2 is clean afterwards and no longer holds a checkpoint.
+the counter continues from its checkpoint value, with no kernel warning,
+and the resumed kernel reseeds its random-number generator for the new VM
+generation ID.  Disk 2 is clean afterwards and no longer holds a
+checkpoint.
 """
 import os
 import sys
@@ -38,6 +40,9 @@ def main():
             a = nested.NestedVmm(host, "ckpt-a", ["run", d1, "--disk", d2, "--mem", MEM, "--cpus", CPUS])
             a.start()
             a.wait_ready(300)
+            # The VM generation ID device (vm_generation.h) has its driver.
+            _, bound = a.sh("ls /sys/bus/acpi/drivers/vmgenid/", check=False)
+            check("VMGENCTR:00" in bound, f"the vmgenid driver should bind to VMGENCTR:00: {bound!r}", a)
             a.sh("ntc-counter /data/counter.log 50 & :")
             a.sh("sleep 1")
             rc, st = ntcguest.checkpoint(a)
@@ -57,6 +62,17 @@ def main():
             print(f"resumed under ntc-vmm in {time.monotonic() - t1:.1f}s; counter {n_ck} -> {n_b}", flush=True)
             check(os.path.exists(disk2 + ".next"), "resume should create disk2.img.next as the second disk")
             ntcguest.check_no_kernel_warnings(b, "the resumed kernel logged")
+            # A new VM generation ID, announced through GPE 0: the resumed
+            # kernel reseeds its random-number generator (the notification
+            # is handled by a kernel worker, hence a few tries).
+            for _ in range(10):
+                _, log = b.sh("dmesg | grep -i -e 'virtual machine fork' -e gpe -e vmgenid", check=False)
+                if "crng reseeded due to virtual machine fork" in log:
+                    break
+                b.sh("sleep 1")
+            check("crng reseeded due to virtual machine fork" in log,
+                  f"the resumed kernel should reseed its RNG for the new VM generation ID: {log!r}", b)
+            print("resumed kernel reseeded its RNG for the new VM generation ID", flush=True)
             b.sh("killall ntc-counter; sleep 0.5", check=False)
             b.send("poweroff")
             check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)

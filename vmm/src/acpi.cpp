@@ -22,9 +22,10 @@ constexpr size_t kSignature = 0, kChecksum = 8, kOemId = 9, kRevision = 15, kLen
 }  // namespace rsdp
 namespace fadt {  // the Fixed ACPI Description Table (5.2.9), revision 6
 constexpr size_t kDsdt = 40, kSciInterrupt = 46, kPm1aEventBlock = 56, kPm1aControlBlock = 64, kPmTimerBlock = 76,
-                 kPm1EventLength = 88, kPm1ControlLength = 89, kPmTimerLength = 91, kC2Latency = 96, kC3Latency = 98,
-                 kBootFlags = 109, kFlags = 112, kMinorRevision = 131, kXDsdt = 140, kXPm1aEventBlock = 148,
-                 kXPm1aControlBlock = 172, kXPmTimerBlock = 208, kSize = 276;
+                 kGpe0Block = 80, kPm1EventLength = 88, kPm1ControlLength = 89, kPmTimerLength = 91,
+                 kGpe0BlockLength = 92, kC2Latency = 96, kC3Latency = 98, kBootFlags = 109, kFlags = 112,
+                 kMinorRevision = 131, kXDsdt = 140, kXPm1aEventBlock = 148, kXPm1aControlBlock = 172,
+                 kXPmTimerBlock = 208, kXGpe0Block = 220, kSize = 276;
 // C2/C3 latencies above 100 and 1000 us say the state is not supported.
 constexpr uint16_t kNoC2 = 101, kNoC3 = 1001;
 constexpr uint16_t kBootNoVga = 1u << 2, kBootNoCmosRtc = 1u << 5;  // IA-PC boot architecture
@@ -70,7 +71,17 @@ void finish_table(std::vector<uint8_t>& t) {
     t[header::kChecksum] = checksum(t.data(), t.size());
 }
 
-// --- AML, just the constructs the DSDT needs ---
+// --- AML, just the constructs the DSDT needs (ACPI 6.x, section 20) ---
+namespace aml {
+constexpr uint8_t kNameOp = 0x08, kStringPrefix = 0x0d, kScopeOp = 0x10, kBufferOp = 0x11, kPackageOp = 0x12,
+                  kMethodOp = 0x14, kDualNamePrefix = 0x2e, kRootChar = 0x5c, kNotifyOp = 0x86,
+                  kDeviceOp = 0x82;  // after kExtOpPrefix
+constexpr uint8_t kExtOpPrefix = 0x5b;
+// Notify values (5.6.6): device-specific, which the vmgenid driver takes
+// as "read the ID again".
+constexpr uint32_t kNotifyDeviceSpecific = 0x80;
+}  // namespace aml
+
 std::vector<uint8_t> pkg_length(size_t body) {
     // The encoded length counts itself.
     if (body + 1 < 0x40) return {uint8_t(body + 1)};
@@ -82,7 +93,7 @@ std::vector<uint8_t> pkg_length(size_t body) {
 
 std::vector<uint8_t> with_length(uint8_t op, const std::vector<uint8_t>& body, bool ext = false) {
     std::vector<uint8_t> out;
-    if (ext) out.push_back(0x5b);
+    if (ext) out.push_back(aml::kExtOpPrefix);
     out.push_back(op);
     auto len = pkg_length(body.size());
     out.insert(out.end(), len.begin(), len.end());
@@ -110,12 +121,12 @@ std::vector<uint8_t> aml_integer(uint32_t v) {
 std::vector<uint8_t> aml_package(const std::vector<std::vector<uint8_t>>& elements) {
     std::vector<uint8_t> body = {uint8_t(elements.size())};
     for (const auto& e : elements) body.insert(body.end(), e.begin(), e.end());
-    return with_length(0x12, body);
+    return with_length(aml::kPackageOp, body);
 }
 
 std::vector<uint8_t> aml_name(std::string_view name, const std::vector<uint8_t>& value) {
     std::vector<uint8_t> out(1 + name.size() + value.size());
-    out[0] = 0x08;  // NameOp
+    out[0] = aml::kNameOp;
     auto rest = std::copy(name.begin(), name.end(), out.begin() + 1);
     std::copy(value.begin(), value.end(), rest);
     return out;
@@ -130,7 +141,32 @@ std::vector<uint8_t> aml_scope_like(uint8_t op, bool ext, std::string_view name,
 std::vector<uint8_t> aml_buffer(const std::vector<uint8_t>& bytes) {
     std::vector<uint8_t> body = aml_integer(uint32_t(bytes.size()));
     body.insert(body.end(), bytes.begin(), bytes.end());
-    return with_length(0x11, body);
+    return with_length(aml::kBufferOp, body);
+}
+
+std::vector<uint8_t> aml_string(std::string_view text) {
+    std::vector<uint8_t> out{aml::kStringPrefix};
+    out.insert(out.end(), text.begin(), text.end());
+    out.push_back(0);
+    return out;
+}
+
+// A method without arguments (flags 0: not serialized) whose body is `terms`.
+std::vector<uint8_t> aml_method(std::string_view name, const std::vector<uint8_t>& terms) {
+    std::vector<uint8_t> body(name.begin(), name.end());
+    body.push_back(0);
+    body.insert(body.end(), terms.begin(), terms.end());
+    return with_length(aml::kMethodOp, body);
+}
+
+// Notify(\<scope>.<device>, value): both names 4 characters.
+std::vector<uint8_t> aml_notify(std::string_view scope, std::string_view device, uint32_t value) {
+    std::vector<uint8_t> out{aml::kNotifyOp, aml::kRootChar, aml::kDualNamePrefix};
+    out.insert(out.end(), scope.begin(), scope.end());
+    out.insert(out.end(), device.begin(), device.end());
+    auto v = aml_integer(value);
+    out.insert(out.end(), v.begin(), v.end());
+    return out;
 }
 
 // Word/DWord address space descriptors (ACPI 6.4.3.5), fixed min and max.
@@ -175,17 +211,34 @@ std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
     pci0.insert(pci0.end(), crs.begin(), crs.end());
     auto prt = aml_name("_PRT", aml_package(routes));
     pci0.insert(pci0.end(), prt.begin(), prt.end());
-    auto sb = aml_scope_like(0x10, false, "_SB_", aml_scope_like(0x82, true, "PCI0", pci0));
+    auto sb_terms = aml_scope_like(aml::kDeviceOp, true, "PCI0", pci0);
+
+    // The VM generation ID (vm_generation.h): the ID Linux's vmgenid driver
+    // matches, and the ID's address as the driver reads it, low and high dwords.
+    std::vector<uint8_t> vgen = aml_name("_HID", aml_string("VMGENCTR"));
+    auto addr = aml_name("ADDR", aml_package({aml_integer(uint32_t(layout::kVmGenerationId)),
+                                              aml_integer(uint32_t(layout::kVmGenerationId >> 32))}));
+    vgen.insert(vgen.end(), addr.begin(), addr.end());
+    auto vgen_device = aml_scope_like(aml::kDeviceOp, true, "VGEN", vgen);
+    sb_terms.insert(sb_terms.end(), vgen_device.begin(), vgen_device.end());
+    auto sb = aml_scope_like(aml::kScopeOp, false, "_SB_", sb_terms);
     aml.insert(aml.end(), sb.begin(), sb.end());
+
+    // GPE 0, edge-triggered: a new generation ID (devices/acpi_pm.h).
+    static_assert(layout::kGpeVmGeneration == 0, "the method's name says which GPE");
+    auto gpe = aml_scope_like(aml::kScopeOp, false, "\\_GPE",
+                              aml_method("_E00", aml_notify("_SB_", "VGEN", aml::kNotifyDeviceSpecific)));
+    aml.insert(aml.end(), gpe.begin(), gpe.end());
     return aml;
 }
 
-// Generic Address Structure in system I/O space.
-void put_gas_io(std::vector<uint8_t>& t, size_t offset, uint16_t port, uint8_t bits) {
+// Generic Address Structure in system I/O space, accessed `access_bits` at
+// a time.
+void put_gas_io(std::vector<uint8_t>& t, size_t offset, uint16_t port, uint8_t bits, uint8_t access_bits) {
     t[offset + gas::kSpaceId] = gas::kSystemIo;
     t[offset + gas::kBitWidth] = bits;
     t[offset + gas::kBitOffset] = 0;
-    t[offset + gas::kAccessSize] = bits == 32 ? 3 : bits == 16 ? 2 : 1;  // dword, word, byte
+    t[offset + gas::kAccessSize] = access_bits == 32 ? 3 : access_bits == 16 ? 2 : 1;  // dword, word, byte
     put(t, offset + gas::kAddress, port, 8);
 }
 
@@ -198,9 +251,11 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
     put(t, fadt::kPm1aEventBlock, layout::kPm1EventBlock, 4);
     put(t, fadt::kPm1aControlBlock, layout::kPm1ControlBlock, 4);
     put(t, fadt::kPmTimerBlock, layout::kPmTimer, 4);
+    put(t, fadt::kGpe0Block, layout::kGpe0Block, 4);
     t[fadt::kPm1EventLength] = 4;
     t[fadt::kPm1ControlLength] = 2;
     t[fadt::kPmTimerLength] = 4;
+    t[fadt::kGpe0BlockLength] = 2;  // a status byte, then an enable byte
     put(t, fadt::kC2Latency, fadt::kNoC2, 2);
     put(t, fadt::kC3Latency, fadt::kNoC3, 2);
     // No VGA, no CMOS RTC: nothing for the kernel to probe and time out on.
@@ -208,9 +263,10 @@ std::vector<uint8_t> build_fadt(uint64_t dsdt_address) {
     put(t, fadt::kFlags, fadt::kFlagWbinvd | fadt::kFlagPowerButton | fadt::kFlagSleepButton, 4);
     t[fadt::kMinorRevision] = 0;
     put(t, fadt::kXDsdt, dsdt_address, 8);
-    put_gas_io(t, fadt::kXPm1aEventBlock, layout::kPm1EventBlock, 32);
-    put_gas_io(t, fadt::kXPm1aControlBlock, layout::kPm1ControlBlock, 16);
-    put_gas_io(t, fadt::kXPmTimerBlock, layout::kPmTimer, 32);
+    put_gas_io(t, fadt::kXPm1aEventBlock, layout::kPm1EventBlock, 32, 32);
+    put_gas_io(t, fadt::kXPm1aControlBlock, layout::kPm1ControlBlock, 16, 16);
+    put_gas_io(t, fadt::kXPmTimerBlock, layout::kPmTimer, 32, 32);
+    put_gas_io(t, fadt::kXGpe0Block, layout::kGpe0Block, 16, 8);  // GPE registers are bytes
     finish_table(t);
     return t;
 }

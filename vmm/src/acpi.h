@@ -1,7 +1,9 @@
 #pragma once
 // Minimal ACPI: RSDP, XSDT, FADT (PM1 event/control blocks and a PM timer, so
-// the stock kernel can power off through its ACPI S5 path), a DSDT with _S5_
-// and the PCI root bridge's interrupt routing, and a MADT listing the CPUs.
+// the stock kernel can power off through its ACPI S5 path; a GPE block), a
+// DSDT with _S5_, the PCI root bridge's interrupt routing, the VM generation
+// ID device and the GPE method that announces a new ID (vm_generation.h),
+// and a MADT listing the CPUs.
 #include <cstdint>
 #include <vector>
 

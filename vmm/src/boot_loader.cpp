@@ -7,6 +7,7 @@
 #include "boot_params.h"
 #include "e820.h"
 #include "layout.h"
+#include "vm_generation.h"
 
 namespace ntc::vmm {
 
@@ -83,8 +84,9 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
 
 void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots) {
     auto acpi = build_acpi_tables(layout::kAcpiTables, cpus, pci_slots);
-    if (acpi.size() > layout::kAcpiTablesEnd - layout::kAcpiTables) throw ntc::Error("ACPI tables too large");
+    if (acpi.size() > layout::kVmGenerationId - layout::kAcpiTables) throw ntc::Error("ACPI tables too large");
     copy_in(memory, layout::kAcpiTables, acpi.data(), acpi.size(), "ACPI tables");
+    store_vm_generation_id(memory, new_vm_generation_id());
 }
 
 void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs) {

@@ -24,7 +24,7 @@ void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs)
 
 // The ACPI tables the firmware leaves in memory, for a booting kernel and,
 // the same bytes, for a resuming one (they lie outside RAM in the E820 map,
-// so no image holds them).
+// so no image holds them); and a new VM generation ID beside them.
 void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots);
 
 // Long mode at `rip` on the page tables at `cr3`, flat 64-bit code and data

@@ -15,8 +15,9 @@ constexpr uint64_t kPageDirectories = 0xb000;  // four, identity-mapping 4 GiB
 constexpr uint64_t kCmdline = 0x20000;
 constexpr uint64_t kCmdlineMax = 0x10000;
 constexpr uint64_t kEbda = 0x9fc00;
-constexpr uint64_t kAcpiTables = 0xe0000;  // RSDP first: the kernel also scans here
-constexpr uint64_t kAcpiTablesEnd = 0x100000;
+constexpr uint64_t kAcpiTables = 0xe0000;      // RSDP first: the kernel also scans here
+constexpr uint64_t kVmGenerationId = 0xff000;  // 16 bytes after the tables (vm_generation.h)
+constexpr uint64_t kAcpiTablesEnd = 0x100000;  // the reserved area's end
 constexpr uint64_t kKernelLoad = 0x100000;
 
 // RAM above this goes to 4 GiB and up; below 4 GiB it is PCI and APICs.
@@ -36,10 +37,11 @@ constexpr uint64_t kMinRam = 64 * kMiB;
 // machine apart from the one before (a device, an address, a table); a
 // checkpoint records it and resumes only on the same model.  2: the
 // virtio devices' MSI-X capability and their 32 KiB BAR 0 (vmm.md, Resume).
-// 3: a virtio-blk queue per vCPU and VIRTIO_RING_F_EVENT_IDX.
+// 3: a virtio-blk queue per vCPU and VIRTIO_RING_F_EVENT_IDX.  4: the VM
+// generation ID device and the GPE block that announces a new ID.
 constexpr char kAcpiOemId[] = "NTCVMM";
 constexpr char kAcpiOemTableId[] = "NTCVMM  ";
-constexpr uint32_t kMachineModel = 3;
+constexpr uint32_t kMachineModel = 4;
 
 // PCI functions on bus 0.
 constexpr uint16_t kHostBridgeVendor = 0x8086, kHostBridgeDevice = 0x0d57;
@@ -54,6 +56,8 @@ constexpr uint16_t kPciConfigData = 0xcfc;
 constexpr uint16_t kPm1EventBlock = 0x600;    // 4 bytes: status, enable
 constexpr uint16_t kPm1ControlBlock = 0x604;  // 2 bytes
 constexpr uint16_t kPmTimer = 0x608;          // 4 bytes
+constexpr uint16_t kGpe0Block = 0x60c;        // 2 bytes: status, enable (GPEs 0-7)
+constexpr unsigned kGpeVmGeneration = 0;      // a new VM generation ID
 constexpr uint16_t kResetControl = 0xcf9;
 constexpr uint16_t kI8042Command = 0x64;
 constexpr uint32_t kSciIrq = 9;

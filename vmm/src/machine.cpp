@@ -128,14 +128,16 @@ Machine::~Machine() {
 
 void Machine::create_devices() {
     irqs_ = std::make_unique<InterruptLines>(vm_->fd());
-    // Source 0 on each line is the serial port; virtio devices are 1 + index.
+    // Source 0 on each line is the serial port or the SCI; virtio devices are 1 + index.
     console_output_ = std::make_unique<ConsoleOutput>(console_out_);
     serial_ = std::make_unique<Serial>([this](uint8_t b) { console_output_->put(b); },
                                        [this](bool on) { irqs_->set(layout::kCom1Irq, 0, on); });
-    pm_ = std::make_unique<AcpiPm>([this](GuestRequest r, const char* how) {
-        if (r == GuestRequest::Reboot) std::fprintf(stderr, "ntc-vmm: the guest asked for a reset (%s)\n", how);
-        finish(r == GuestRequest::PowerOff ? kExitPowerOff : kExitReboot);
-    });
+    pm_ = std::make_unique<AcpiPm>(
+        [this](GuestRequest r, const char* how) {
+            if (r == GuestRequest::Reboot) std::fprintf(stderr, "ntc-vmm: the guest asked for a reset (%s)\n", how);
+            finish(r == GuestRequest::PowerOff ? kExitPowerOff : kExitReboot);
+        },
+        [this](bool on) { irqs_->set(layout::kSciIrq, 0, on); });
     pci_ = std::make_unique<PciBus>();
     // Device i (disks, then the NIC) sits in slot i + 1 with BAR i and
     // interrupt source i + 1 on its line.
@@ -165,6 +167,8 @@ void Machine::create_vcpus() {
     VcpuSupport support = vcpu_support(*vm_);
     EntryRegisters entry = config_.image ? build_for_resume(vm_->memory(), config_, pci_->slots_used())
                                          : build_for_boot(vm_->memory(), config_, pci_->slots_used());
+    // Both wrote a new VM generation ID; a booting kernel reads it anyway.
+    if (config_.image) pm_->announce_vm_generation(true);
     for (unsigned i = 0; i < config_.cpus; i++) {
         auto vcpu = std::make_unique<Vcpu>(*vm_, support, i, config_.cpus);
         // The boot CPU starts at the kernel's entry, or the image kernel's;
@@ -273,6 +277,7 @@ void map_devices(IoBus& ports, IoBus& mmio, Serial& serial, PciBus& pci, AcpiPm&
     for (auto [base, length, name] : {std::tuple<uint16_t, uint64_t, const char*>{kPm1EventBlock, 4, "PM1 event block"},
                                       {kPm1ControlBlock, 2, "PM1 control block"},
                                       {kPmTimer, 4, "PM timer"},
+                                      {kGpe0Block, 2, "GPE0 block"},
                                       {kI8042Command, 1, "i8042 command port"},
                                       {kResetControl, 1, "reset control register"}})
         ports.add(base, length, by_port(base, pm_read, pm_write), name);

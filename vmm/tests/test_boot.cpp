@@ -137,3 +137,43 @@ TEST_CASE("ACPI tables have valid checksums and list every CPU") {
     }
     CHECK(lapics == 4);
 }
+
+TEST_CASE("the tables present the VM generation ID at its address and announce a new one through GPE 0") {
+    const uint64_t base = layout::kAcpiTables;
+    auto t = build_acpi_tables(base, 2, 2);
+    auto text = [](const char* s) { return std::vector<int>(s, s + std::strlen(s)); };
+    auto join = [](std::initializer_list<std::vector<int>> parts) {
+        std::vector<int> out;
+        for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+        return out;
+    };
+    auto has = [&](const std::vector<int>& bytes) {
+        std::string wanted(bytes.begin(), bytes.end());
+        return std::string(t.begin(), t.end()).find(wanted) != std::string::npos;
+    };
+    // Name (_HID, "VMGENCTR"), the ID Linux's vmgenid driver matches.
+    CHECK(has(join({{0x08}, text("_HID"), {0x0d}, text("VMGENCTR"), {0x00}})));
+    // Name (ADDR, Package (2) {0xff000, 0}): the ID's address, low and high dwords.
+    static_assert(layout::kVmGenerationId == 0xff000);
+    CHECK(has(join({{0x08}, text("ADDR"), {0x12, 0x08, 0x02, 0x0c, 0x00, 0xf0, 0x0f, 0x00, 0x00}})));
+    // Method (_E00) { Notify (\_SB.VGEN, 0x80) } in Scope (\_GPE).
+    CHECK(has(join({text("_E00"), {0x00, 0x86, 0x5c, 0x2e}, text("_SB_VGEN"), {0x0a, 0x80}})));
+    CHECK(has(join({{0x5c}, text("_GPE"), {0x14}})));
+    CHECK(has(join({{0x5b, 0x82}, {0x22}, text("VGEN")})));  // Device (VGEN), 33 bytes after its length
+
+    uint64_t xsdt;
+    std::memcpy(&xsdt, &t[24], 8);
+    uint64_t fadt;
+    std::memcpy(&fadt, &t[xsdt - base + 36], 8);
+    REQUIRE(std::memcmp(&t[fadt - base], "FACP", 4) == 0);
+    size_t f = fadt - base;
+    uint32_t gpe0;
+    std::memcpy(&gpe0, &t[f + 80], 4);
+    CHECK(gpe0 == layout::kGpe0Block);
+    CHECK(t[f + 92] == 2);   // a status byte and an enable byte
+    CHECK(t[f + 220] == 1);  // X_GPE0_BLK: system I/O
+    CHECK(t[f + 221] == 16);
+    uint64_t x_gpe0;
+    std::memcpy(&x_gpe0, &t[f + 224], 8);
+    CHECK(x_gpe0 == layout::kGpe0Block);
+}

@@ -50,9 +50,10 @@ struct MachineBuses {
     FakeRam ram;
     std::vector<uint8_t> output;
     std::vector<std::pair<GuestRequest, std::string>> requests;
+    bool sci = false;
     Serial serial{[this](uint8_t b) { output.push_back(b); }, [](bool) {}};
     PciBus pci;
-    AcpiPm pm{[this](GuestRequest r, const char* how) { requests.push_back({r, how}); }};
+    AcpiPm pm{[this](GuestRequest r, const char* how) { requests.push_back({r, how}); }, [this](bool on) { sci = on; }};
     IoBus ports, mmio;
     RecordingVm vm;
     MachineBuses() {
@@ -161,6 +162,7 @@ TEST_CASE("the machine's ports and MMIO window are claimed without overlap") {
                                 {kPm1EventBlock, 4},
                                 {kPm1ControlBlock, 2},
                                 {kPmTimer, 4},
+                                {kGpe0Block, 2},
                                 {kI8042Command, 1},
                                 {kResetControl, 1},
                                 {kPciConfigAddress, 1},
@@ -169,7 +171,7 @@ TEST_CASE("the machine's ports and MMIO window are claimed without overlap") {
         CHECK(m.ports.find(base));
         CHECK(m.ports.find(uint16_t(base + length - 1)));
     }
-    for (uint16_t free : {0x3f7, 0x400, 0x5ff, 0x606, 0x607, 0x60c, 0x60, 0xcf7, 0xcfa, 0xcfb, 0xd00})
+    for (uint16_t free : {0x3f7, 0x400, 0x5ff, 0x606, 0x607, 0x60e, 0x60, 0xcf7, 0xcfa, 0xcfb, 0xd00})
         CHECK_FALSE(m.ports.find(free));
     CHECK(m.mmio.find(kPciMmioBase));
     CHECK(m.mmio.find(kPciMmioEnd - 1));
@@ -217,6 +219,29 @@ TEST_CASE("COM1, the PM blocks and the i8042 reset on the port bus") {
     REQUIRE(m.requests.size() == 2);
     CHECK(m.requests[0].first == GuestRequest::PowerOff);
     CHECK(m.requests[1].first == GuestRequest::Reboot);
+}
+
+TEST_CASE("a GPE raises the SCI while its status and enable bits are set; the guest clears the status") {
+    MachineBuses m;
+    uint8_t gpe = 1u << layout::kGpeVmGeneration;
+    m.pm.announce_vm_generation(false);  // a booted kernel enables it itself
+    CHECK(m.ports.read(layout::kGpe0Block, 1) == gpe);
+    CHECK_FALSE(m.sci);
+    m.ports.write(layout::kGpe0Block + 1, 1, gpe);
+    CHECK(m.sci);
+    CHECK(m.ports.read(layout::kGpe0Block, 2) == (gpe | (gpe << 8)));
+    m.ports.write(layout::kGpe0Block, 1, 0xfe);  // write-one-to-clear: other bits
+    CHECK(m.sci);
+    m.ports.write(layout::kGpe0Block, 1, gpe);
+    CHECK_FALSE(m.sci);
+    CHECK(m.ports.read(layout::kGpe0Block, 1) == 0);
+    m.ports.write(layout::kGpe0Block, 2, 0);  // a word write: enable off
+    CHECK(m.ports.read(layout::kGpe0Block + 1, 1) == 0);
+
+    MachineBuses resumed;
+    resumed.pm.announce_vm_generation(true);  // enabled as the resumed kernel left it
+    CHECK(resumed.sci);
+    CHECK(resumed.ports.read(layout::kGpe0Block, 2) == (gpe | (gpe << 8)));
 }
 
 TEST_CASE("the MMIO window reaches a BAR where the guest moves it, while memory decoding is on") {

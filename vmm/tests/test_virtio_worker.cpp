@@ -80,7 +80,7 @@ struct Rig {
     std::atomic<bool> line{false};
     std::shared_ptr<VirtioPciDevice> device;
     Serial serial{[](uint8_t) {}, [](bool) {}};
-    AcpiPm pm{[](GuestRequest, const char*) {}};
+    AcpiPm pm{[](GuestRequest, const char*) {}, [](bool) {}};
     PciBus pci;
     IoBus ports, mmio;
     uint64_t bar = layout::kPciMmioBase;

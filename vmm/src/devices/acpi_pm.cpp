@@ -10,7 +10,18 @@ constexpr uint16_t kSleepEnable = 1u << 13;
 constexpr uint64_t kPmTimerHz = 3579545;
 }  // namespace
 
-AcpiPm::AcpiPm(Request request) : request_(std::move(request)), start_(std::chrono::steady_clock::now()) {}
+AcpiPm::AcpiPm(Request request, InterruptLine sci)
+    : request_(std::move(request)), sci_(std::move(sci)), start_(std::chrono::steady_clock::now()) {}
+
+void AcpiPm::announce_vm_generation(bool resumed) {
+    gpe_status_ |= 1u << layout::kGpeVmGeneration;
+    if (resumed) gpe_enable_ |= 1u << layout::kGpeVmGeneration;
+    update_sci();
+}
+
+void AcpiPm::update_sci() {
+    if (sci_) sci_((pm1_status_ & pm1_enable_) || (gpe_status_ & gpe_enable_));
+}
 
 uint32_t AcpiPm::read(uint16_t port, unsigned size) {
     using namespace layout;
@@ -25,6 +36,9 @@ uint32_t AcpiPm::read(uint16_t port, unsigned size) {
         value = block >> (8 * (port - kPm1EventBlock));
     } else if (port >= kPm1ControlBlock && port < kPm1ControlBlock + 2) {
         value = pm1_control_ >> (8 * (port - kPm1ControlBlock));
+    } else if (port >= kGpe0Block && port < kGpe0Block + 2) {
+        uint32_t block = gpe_status_ | (uint32_t(gpe_enable_) << 8);
+        value = block >> (8 * (port - kGpe0Block));
     } else if (port == kI8042Command) {
         value = 0;  // input buffer empty: the reset command can be sent
     } else if (port == kResetControl && size == 1) {
@@ -43,6 +57,15 @@ void AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
         uint32_t v = uint32_t((uint64_t(value) << shift) & mask);
         pm1_status_ &= uint16_t(~(v & 0xffff));
         pm1_enable_ = uint16_t((pm1_enable_ & ~(mask >> 16)) | (v >> 16));
+        update_sci();
+    } else if (port >= kGpe0Block && port < kGpe0Block + 2) {
+        // The same halves as PM1's event block, a byte each.
+        unsigned shift = 8 * (port - kGpe0Block);
+        uint32_t mask = (size >= 2 ? 0xffffu : 0xffu) << shift;
+        uint32_t v = (value << shift) & mask;
+        gpe_status_ &= uint8_t(~(v & 0xff));
+        gpe_enable_ = uint8_t((gpe_enable_ & ~(mask >> 8)) | (v >> 8));
+        update_sci();
     } else if (port >= kPm1ControlBlock && port < kPm1ControlBlock + 2) {
         unsigned shift = 8 * (port - kPm1ControlBlock);
         uint32_t mask = (size >= 2 ? 0xffffu : 0xffu) << shift;
