@@ -74,20 +74,23 @@ void BlockIo::run_now(uint64_t tag, int64_t result) {
 }
 
 void BlockIo::read(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset) {
-    if (!ring_ready_)
-        return run_now(
-            tag, retrying_eintr([&] { return ::preadv(fd_, buffers.data(), iov_count(buffers), off_t(offset)); }));
-    io_uring_sqe* entry = next_entry();
-    io_uring_prep_readv(entry, fd_, buffers.data(), iov_count(buffers), offset);
-    io_uring_sqe_set_data64(entry, tag);
+    transfer(tag, buffers, offset, false);
 }
 
 void BlockIo::write(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset) {
+    transfer(tag, buffers, offset, true);
+}
+
+void BlockIo::transfer(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset, bool write) {
+    unsigned count = iov_count(buffers);
     if (!ring_ready_)
-        return run_now(
-            tag, retrying_eintr([&] { return ::pwritev(fd_, buffers.data(), iov_count(buffers), off_t(offset)); }));
+        return run_now(tag, retrying_eintr([&] {
+                           return write ? ::pwritev(fd_, buffers.data(), int(count), off_t(offset))
+                                        : ::preadv(fd_, buffers.data(), int(count), off_t(offset));
+                       }));
     io_uring_sqe* entry = next_entry();
-    io_uring_prep_writev(entry, fd_, buffers.data(), iov_count(buffers), offset);
+    if (write) io_uring_prep_writev(entry, fd_, buffers.data(), count, offset);
+    else io_uring_prep_readv(entry, fd_, buffers.data(), count, offset);
     io_uring_sqe_set_data64(entry, tag);
 }
 

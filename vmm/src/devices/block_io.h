@@ -67,6 +67,7 @@ public:
     unsigned in_ring() const { return in_flight_ - unsigned(finished_.size()); }
 
 private:
+    void transfer(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset, bool write);
     io_uring_sqe* next_entry();
     void run_now(uint64_t tag, int64_t result);
     void collect(std::vector<Completion>& into);
