@@ -150,6 +150,7 @@ struct ntc_status {
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;
 	s64 resumed_clock_step_ns;	/* how far the resume set the clock forward */
+	char instance[64];	/* the machine's instance name (ntc_machine.c) */
 };
 
 extern struct ntc_status ntc_status;
@@ -158,5 +159,7 @@ extern u64 ntc_boot_id[2];
 int ntc_checkpoint(void);
 void ntc_test_point(const char *name);
 void ntc_machine_describe(struct ntc_record *rec);
+void ntc_machine_instance(char *name, size_t size);
+void ntc_announce_resume(void);
 
 #endif

@@ -437,6 +437,7 @@ int ntc_checkpoint(void)
 		/* We are the restored kernel; the snapshot is already freed. */
 		restored = true;
 		ntc_status.resumed_clock_step_ns = set_clock_from_machine();
+		ntc_machine_instance(ntc_status.instance, sizeof(ntc_status.instance));
 		goto free_bitmaps;
 	}
 	ntc_status.frozen_reclaimed_pages = pages_reclaimed(c.vm_events) - reclaimed;
@@ -481,7 +482,8 @@ close:
 		ntc_status.resumed_from = ntc_status.sequence;
 		ntc_status.resumed_time_ns = ntc_status.time_unix_ns;
 		ntc_track_mark_all();
-		pr_info("resumed from checkpoint %llu\n", ntc_status.sequence);
+		pr_info("resumed from checkpoint %llu as instance '%s'\n", ntc_status.sequence,
+			ntc_status.instance);
 	}
 	ntc_target_close(&c.t);
 	bitmap_free(c.free_map);
@@ -496,5 +498,7 @@ close:
 			ntc_status.image_pages, ntc_status.pause_us / 1000,
 			ntc_status.total_ms);
 	mutex_unlock(&ntc_lock);
+	if (restored)
+		ntc_announce_resume();
 	return err;
 }

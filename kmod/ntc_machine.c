@@ -10,6 +10,8 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/acpi.h>
+#include <linux/ctype.h>
+#include <linux/io.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
 #include <linux/rtnetlink.h>
@@ -45,6 +47,43 @@ static void card_mac(struct pci_dev *pdev, u8 *mac)
 		}
 	}
 	rtnl_unlock();
+}
+
+/*
+ * The instance name ntc-vmm gives the machine (its --name): \NTCI in the
+ * DSDT is a package of the address and size of a NUL-terminated name in
+ * reserved memory, which ntc-vmm writes at every boot and resume, so a
+ * resumed kernel finds the name it runs under now.  Without \NTCI (another
+ * hypervisor) the name is empty.  Characters other than ntc-vmm's (letters,
+ * digits, '.', '_', '-') become '_': the name goes into /proc/ntc's lines
+ * and a uevent.
+ */
+void ntc_machine_instance(char *name, size_t size)
+{
+	struct acpi_buffer buf = { ACPI_ALLOCATE_BUFFER, NULL };
+	union acpi_object *obj;
+	size_t len, i;
+	char *mem;
+
+	name[0] = 0;
+	if (ACPI_FAILURE(acpi_evaluate_object(NULL, "\\NTCI", NULL, &buf)))
+		return;
+	obj = buf.pointer;
+	if (!obj || obj->type != ACPI_TYPE_PACKAGE || obj->package.count != 2 ||
+	    obj->package.elements[0].type != ACPI_TYPE_INTEGER ||
+	    obj->package.elements[1].type != ACPI_TYPE_INTEGER)
+		goto out;
+	len = min_t(u64, obj->package.elements[1].integer.value, size);
+	mem = memremap(obj->package.elements[0].integer.value, len, MEMREMAP_WB);
+	if (!mem)
+		goto out;
+	strscpy(name, mem, len);
+	memunmap(mem);
+	for (i = 0; name[i]; i++)
+		if (!isalnum(name[i]) && !strchr("._-", name[i]))
+			name[i] = '_';
+out:
+	ACPI_FREE(buf.pointer);
 }
 
 void ntc_machine_describe(struct ntc_record *rec)

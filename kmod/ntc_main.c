@@ -67,7 +67,29 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
 	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
 	seq_printf(m, "resumed_clock_step_ns: %lld\n", s->resumed_clock_step_ns);
+	seq_printf(m, "instance: %s\n", s->instance);
 	return 0;
+}
+
+/*
+ * After a resume, user space learns of it without polling: a "change"
+ * uevent of the module (SUBSYSTEM=module, DEVPATH=/module/ntc) with the
+ * checkpoint resumed and the instance name; the Debian package's udev rule
+ * starts the resume hooks on it.
+ */
+void ntc_announce_resume(void)
+{
+	char event[] = "NTC_EVENT=resumed";
+	char checkpoint[40], instance[sizeof(ntc_status.instance) + 16];
+	char *envp[4];
+
+	snprintf(checkpoint, sizeof(checkpoint), "NTC_CHECKPOINT=%llu", ntc_status.sequence);
+	snprintf(instance, sizeof(instance), "NTC_INSTANCE=%s", ntc_status.instance);
+	envp[0] = event;
+	envp[1] = checkpoint;
+	envp[2] = instance;
+	envp[3] = NULL;
+	kobject_uevent_env(&THIS_MODULE->mkobj.kobj, KOBJ_CHANGE, envp);
 }
 
 static int ntc_open(struct inode *inode, struct file *file)
@@ -162,6 +184,7 @@ static int __init ntc_init(void)
 		goto out;
 	}
 	get_random_bytes(ntc_boot_id, sizeof(ntc_boot_id));
+	ntc_machine_instance(ntc_status.instance, sizeof(ntc_status.instance));
 	err = ntc_track_start(disk);
 	if (err)
 		goto out;

@@ -7,8 +7,9 @@ checkpoint onto disk 2 while the guest goes on, and the guest powers off.
 `ntc-vmm resume disk2` then takes RAM and CPUs from the checkpoint record,
 loads the image into guest RAM itself, with a new sparse second disk, and
 the counter continues from its checkpoint value, with no kernel warning,
-and the resumed kernel reseeds its random-number generator for the new VM
-generation ID.  Disk 2 is clean afterwards and no longer holds a
+the resumed kernel reseeds its random-number generator for the new VM
+generation ID, and a uevent tells user space that it was resumed, from which
+checkpoint, as which instance (`--name`).  Disk 2 is clean afterwards and no longer holds a
 checkpoint.
 """
 import os
@@ -37,12 +38,16 @@ def main():
         with nested.HostVM("nested-vmm-checkpoint", tmp) as host:
             host.wait_ready()
             d1, d2 = host.inside(disk1), host.inside(disk2)
-            a = nested.NestedVmm(host, "ckpt-a", ["run", d1, "--disk", d2, "--mem", MEM, "--cpus", CPUS])
+            a = nested.NestedVmm(host, "ckpt-a", ["run", d1, "--disk", d2, "--mem", MEM, "--cpus", CPUS,
+                                                  "--name", "office"])
             a.start()
             a.wait_ready(300)
             # The VM generation ID device (vm_generation.h) has its driver.
             _, bound = a.sh("ls /sys/bus/acpi/drivers/vmgenid/", check=False)
             check("VMGENCTR:00" in bound, f"the vmgenid driver should bind to VMGENCTR:00: {bound!r}", a)
+            check("instance: office" in a.sh("cat /proc/ntc")[1], "ntc.ko should report the instance name", a)
+            # A listener for the module's uevents, which the resume must wake.
+            a.sh("uevent sh -c '[ \"$NTC_EVENT\" = resumed ] && env > /tmp/ntc-resumed' >/dev/null 2>&1 & :")
             a.sh("ntc-counter /data/counter.log 50 & :")
             a.sh("sleep 1")
             rc, st = ntcguest.checkpoint(a)
@@ -55,7 +60,7 @@ def main():
             check(a.wait_exit(120) == 0, "guest A's poweroff should end ntc-vmm with 0", a)
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
 
-            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2])
+            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2, "--name", "instance-b"])
             t1 = time.monotonic()
             b.start()
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
@@ -73,6 +78,16 @@ def main():
             check("crng reseeded due to virtual machine fork" in log,
                   f"the resumed kernel should reseed its RNG for the new VM generation ID: {log!r}", b)
             print("resumed kernel reseeded its RNG for the new VM generation ID", flush=True)
+            # User space learns of the resume, as which checkpoint and instance, from a uevent.
+            for _ in range(10):
+                _, env = b.sh("cat /tmp/ntc-resumed 2>/dev/null", check=False)
+                if "NTC_INSTANCE" in env:
+                    break
+                b.sh("sleep 1")
+            check("NTC_INSTANCE=instance-b" in env and f"NTC_CHECKPOINT={st['sequence']}" in env
+                  and "SUBSYSTEM=module" in env, f"the resume's uevent: {env!r}", b)
+            check("instance: instance-b" in b.sh("cat /proc/ntc")[1], "/proc/ntc should name the new instance", b)
+            print("resume announced by a uevent with the instance name", flush=True)
             b.sh("killall ntc-counter; sleep 0.5", check=False)
             b.send("poweroff")
             check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)

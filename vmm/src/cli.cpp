@@ -3,6 +3,8 @@
 #include <CLI/CLI.hpp>
 #include <ntc/error.h>
 
+#include "instance_name.h"
+
 namespace ntc::vmm {
 
 uint64_t parse_size(const std::string& text) {
@@ -75,6 +77,10 @@ Command parse_command_line(int argc, const char* const* argv) {
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
     resume_cmd->add_option("--crash-dump", resume.crash_dump, kCrashDumpHelp);
     add_net_options(resume_cmd);
+    for (auto [cmd, name] : {std::pair{run_cmd, &run.instance_name}, std::pair{resume_cmd, &resume.instance_name}})
+        cmd->add_option("--name", *name,
+                        "this machine's instance name, which the guest can read (ntc.ko reports it; "
+                        "letters, digits, '.', '_', '-', up to 63)");
 
     try {
         app.parse(argc, argv);
@@ -83,6 +89,7 @@ Command parse_command_line(int argc, const char* const* argv) {
     }
     std::optional<NetSpec> net_spec;
     if (net) net_spec = parse_net(*net, mac);
+    check_instance_name(*resume_cmd ? resume.instance_name : run.instance_name);
     if (*resume_cmd) {
         resume.net = net_spec;
         return resume;

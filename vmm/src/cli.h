@@ -19,6 +19,7 @@ struct RunCommand {
     std::optional<std::string> console_log;
     std::optional<std::string> crash_dump;
     std::optional<NetSpec> net;
+    std::string instance_name;
 };
 
 struct ResumeCommand {
@@ -28,6 +29,7 @@ struct ResumeCommand {
     std::optional<std::string> console_log;
     std::optional<std::string> crash_dump;
     std::optional<NetSpec> net;
+    std::string instance_name;
 };
 
 struct ExitNow {

@@ -17,6 +17,8 @@ constexpr uint64_t kCmdlineMax = 0x10000;
 constexpr uint64_t kEbda = 0x9fc00;
 constexpr uint64_t kAcpiTables = 0xe0000;      // RSDP first: the kernel also scans here
 constexpr uint64_t kVmGenerationId = 0xff000;  // 16 bytes after the tables (vm_generation.h)
+constexpr uint64_t kInstanceName = 0xff010;    // then the instance name (instance_name.h)
+constexpr uint64_t kInstanceNameBytes = 64;
 constexpr uint64_t kAcpiTablesEnd = 0x100000;  // the reserved area's end
 constexpr uint64_t kKernelLoad = 0x100000;
 
@@ -38,7 +40,7 @@ constexpr uint64_t kMinRam = 64 * kMiB;
 // checkpoint records it and resumes only on the same model.  2: the
 // virtio devices' MSI-X capability and their 32 KiB BAR 0 (vmm.md, Resume).
 // 3: a virtio-blk queue per vCPU and VIRTIO_RING_F_EVENT_IDX.  4: the VM
-// generation ID device and the GPE block that announces a new ID.
+// generation ID device, the GPE block that announces a new ID, and \NTCI.
 constexpr char kAcpiOemId[] = "NTCVMM";
 constexpr char kAcpiOemTableId[] = "NTCVMM  ";
 constexpr uint32_t kMachineModel = 4;

@@ -23,6 +23,7 @@ MachineConfig run_config(const RunCommand& run) {
     config.ram_bytes = run.ram_bytes;
     config.cpus = run.cpus;
     config.console_log = run.console_log;
+    config.instance_name = run.instance_name;
     config.crash_dump = run.crash_dump;
     config.net = run.net;
     for (const auto& d : run.disks) config.disks.push_back({d, false});

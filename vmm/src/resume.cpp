@@ -35,6 +35,7 @@ ResumePlan resume_plan(const ResumeCommand& command) {
     config.ram_bytes = machine_ram_for_record(r.ram_bytes);
     config.cpus = r.cpus;
     config.console_log = command.console_log;
+    config.instance_name = command.instance_name;
     config.crash_dump = command.crash_dump;
     config.net = command.net;
     if (command.boot_kernel) {

@@ -6,7 +6,9 @@
 #include "acpi.h"
 #include "boot_params.h"
 #include "e820.h"
+#include "instance_name.h"
 #include "layout.h"
+#include "vm_generation.h"
 
 using namespace ntc::vmm;
 
@@ -176,4 +178,37 @@ TEST_CASE("the tables present the VM generation ID at its address and announce a
     uint64_t x_gpe0;
     std::memcpy(&x_gpe0, &t[f + 224], 8);
     CHECK(x_gpe0 == layout::kGpe0Block);
+}
+
+TEST_CASE("the instance name is checked, and stored where \\NTCI says, NUL-terminated") {
+    auto t = build_acpi_tables(layout::kAcpiTables, 1, 1);
+    std::string tables(t.begin(), t.end());
+    // Name (NTCI, Package (2) {0xff010, 64}) at the root.
+    static_assert(layout::kInstanceName == 0xff010 && layout::kInstanceNameBytes == 64);
+    CHECK(tables.find(std::string("\x08NTCI\x12\x09\x02\x0c\x10\xf0\x0f\x00\x0a\x40", 14)) != std::string::npos);
+
+    std::vector<uint8_t> ram(2 << 20, 0xee);
+    GuestMemory memory({{0, ram.size(), ram.data()}});
+    store_instance_name(memory, "inst-1.a_b");
+    CHECK(std::string(reinterpret_cast<char*>(&ram[layout::kInstanceName])) == "inst-1.a_b");
+    CHECK(ram[layout::kInstanceName + layout::kInstanceNameBytes - 1] == 0);
+    CHECK(ram[layout::kInstanceName + layout::kInstanceNameBytes] == 0xee);
+    store_instance_name(memory, "");
+    CHECK(ram[layout::kInstanceName] == 0);
+    CHECK_NOTHROW(check_instance_name(std::string(kInstanceNameMax, 'x')));
+    CHECK_THROWS_AS(check_instance_name(std::string(kInstanceNameMax + 1, 'x')), ntc::Error);
+    CHECK_THROWS_AS(check_instance_name("a b"), ntc::Error);
+    CHECK_THROWS_AS(check_instance_name("a;rm"), ntc::Error);
+    CHECK_THROWS_AS(store_instance_name(memory, "x/y"), ntc::Error);
+    CHECK(ram[layout::kInstanceName] == 0);  // a refused name changes nothing
+}
+
+TEST_CASE("each boot or resume stores a new VM generation ID") {
+    std::vector<uint8_t> ram(2 << 20, 0);
+    GuestMemory memory({{0, ram.size(), ram.data()}});
+    VmGenerationId first = new_vm_generation_id(), second = new_vm_generation_id();
+    CHECK(first != second);
+    store_vm_generation_id(memory, first);
+    CHECK(std::equal(first.begin(), first.end(), &ram[layout::kVmGenerationId]));
+    CHECK(ram[layout::kVmGenerationId + 16] == 0);
 }

@@ -78,6 +78,10 @@ TEST_CASE("command line") {
     auto r = std::get<ResumeCommand>(parse({"resume", "d2.img", "--disk", "next.img"}));
     CHECK(r.disk == "d2.img");
     CHECK(r.next == "next.img");
+    CHECK(r.instance_name.empty());
+    CHECK(std::get<ResumeCommand>(parse({"resume", "d2.img", "--name", "inst-1"})).instance_name == "inst-1");
+    CHECK(std::get<RunCommand>(parse({"run", "d1.img", "--name", "office"})).instance_name == "office");
+    CHECK_THROWS_AS(parse({"resume", "d2.img", "--name", "two words"}), ntc::Error);
     // Bad arguments exit 1 as documented, not with CLI11's own codes; --help exits 0.
     CHECK(std::get<ExitNow>(parse({"run"})).status == 1);
     CHECK(std::get<ExitNow>(parse({})).status == 1);
