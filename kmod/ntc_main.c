@@ -74,8 +74,7 @@ static int ntc_show(struct seq_file *m, void *v)
 /*
  * After a resume, user space learns of it without polling: a "change"
  * uevent of the module (SUBSYSTEM=module, DEVPATH=/module/ntc) with the
- * checkpoint resumed and the instance name; the Debian package's udev rule
- * starts the resume hooks on it.
+ * checkpoint resumed and the instance name, for udev rules to act on.
  */
 void ntc_announce_resume(void)
 {
