@@ -41,7 +41,7 @@ unsigned checked_queues(unsigned queues) {
 }  // namespace
 
 VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues)
-    : fd_(fd), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)), queues_(queues),
+    : sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)), queues_(queues),
       io_(fd, checked_queues(queues) * Virtqueue::kMaxSize, name()) {}
 
 uint64_t VirtioBlock::features() const {

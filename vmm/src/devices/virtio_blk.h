@@ -70,7 +70,6 @@ private:
     bool finish(uint32_t tag, int64_t result, uint8_t& status);
     void release(uint32_t tag);
 
-    int fd_;
     uint64_t sectors_;
     bool read_only_;
     std::string id_;
