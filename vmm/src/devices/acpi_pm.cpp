@@ -8,6 +8,24 @@ namespace ntc::vmm {
 namespace {
 constexpr uint16_t kSleepEnable = 1u << 13;
 constexpr uint64_t kPmTimerHz = 3579545;
+
+// An event block (PM1's, GPE0's): a status half, then an enable half of the
+// same width; `offset` is the accessed byte's within the block.
+template <typename Half>
+uint32_t read_event_block(Half status, Half enable, unsigned offset) {
+    uint64_t block = status | (uint64_t(enable) << (8 * sizeof(Half)));
+    return uint32_t(block >> (8 * offset));
+}
+
+// Status bits are write-one-to-clear, enable bits plain.
+template <typename Half>
+void write_event_block(Half& status, Half& enable, unsigned offset, unsigned size, uint32_t value) {
+    constexpr unsigned kHalfBits = 8 * sizeof(Half);
+    uint64_t mask = (size >= 4 ? 0xffffffffull : ((1ull << (8 * size)) - 1)) << (8 * offset);
+    uint64_t v = (uint64_t(value) << (8 * offset)) & mask;
+    status &= Half(~v);
+    enable = Half((enable & ~(mask >> kHalfBits)) | (v >> kHalfBits));
+}
 }  // namespace
 
 AcpiPm::AcpiPm(Request request, InterruptLine sci)
@@ -32,13 +50,11 @@ uint32_t AcpiPm::read(uint16_t port, unsigned size) {
         uint32_t ticks = uint32_t((unsigned __int128)ns * kPmTimerHz / 1000000000u) & 0xffffff;
         value = ticks >> (8 * (port - kPmTimer));
     } else if (port >= kPm1EventBlock && port < kPm1EventBlock + 4) {
-        uint32_t block = pm1_status_ | (uint32_t(pm1_enable_) << 16);
-        value = block >> (8 * (port - kPm1EventBlock));
+        value = read_event_block(pm1_status_, pm1_enable_, port - kPm1EventBlock);
     } else if (port >= kPm1ControlBlock && port < kPm1ControlBlock + 2) {
         value = pm1_control_ >> (8 * (port - kPm1ControlBlock));
     } else if (port >= kGpe0Block && port < kGpe0Block + 2) {
-        uint32_t block = gpe_status_ | (uint32_t(gpe_enable_) << 8);
-        value = block >> (8 * (port - kGpe0Block));
+        value = read_event_block(gpe_status_, gpe_enable_, port - kGpe0Block);
     } else if (port == kI8042Command) {
         value = 0;  // input buffer empty: the reset command can be sent
     } else if (port == kResetControl && size == 1) {
@@ -51,20 +67,10 @@ uint32_t AcpiPm::read(uint16_t port, unsigned size) {
 void AcpiPm::write(uint16_t port, unsigned size, uint32_t value) {
     using namespace layout;
     if (port >= kPm1EventBlock && port < kPm1EventBlock + 4) {
-        // Status bits are write-one-to-clear; enable bits plain.
-        unsigned shift = 8 * (port - kPm1EventBlock);
-        uint64_t mask = (size >= 4 ? 0xffffffffull : ((1ull << (8 * size)) - 1)) << shift;
-        uint32_t v = uint32_t((uint64_t(value) << shift) & mask);
-        pm1_status_ &= uint16_t(~(v & 0xffff));
-        pm1_enable_ = uint16_t((pm1_enable_ & ~(mask >> 16)) | (v >> 16));
+        write_event_block(pm1_status_, pm1_enable_, port - kPm1EventBlock, size, value);
         update_sci();
     } else if (port >= kGpe0Block && port < kGpe0Block + 2) {
-        // The same halves as PM1's event block, a byte each.
-        unsigned shift = 8 * (port - kGpe0Block);
-        uint32_t mask = (size >= 2 ? 0xffffu : 0xffu) << shift;
-        uint32_t v = (value << shift) & mask;
-        gpe_status_ &= uint8_t(~(v & 0xff));
-        gpe_enable_ = uint8_t((gpe_enable_ & ~(mask >> 8)) | (v >> 8));
+        write_event_block(gpe_status_, gpe_enable_, port - kGpe0Block, size, value);
         update_sci();
     } else if (port >= kPm1ControlBlock && port < kPm1ControlBlock + 2) {
         unsigned shift = 8 * (port - kPm1ControlBlock);
