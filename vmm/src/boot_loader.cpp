@@ -6,6 +6,7 @@
 #include "acpi.h"
 #include "boot_params.h"
 #include "e820.h"
+#include "instance_name.h"
 #include "layout.h"
 #include "vm_generation.h"
 
@@ -40,8 +41,7 @@ kvm_segment segment(uint64_t gdt_entry, uint16_t selector) {
 
 }  // namespace
 
-BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus, unsigned pci_slots,
-                    const BootFiles& boot) {
+BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, const BootFiles& boot) {
     KernelImage kernel = parse_bzimage(boot.kernel);
     uint64_t low_end = split_ram(ram_bytes).low;
     if (layout::kKernelLoad + std::max<uint64_t>(kernel.header.init_size, kernel.code.size()) > low_end)
@@ -59,8 +59,6 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
     std::vector<char> cmdline(boot.cmdline.begin(), boot.cmdline.end());
     cmdline.push_back('\0');
     copy_in(memory, layout::kCmdline, cmdline.data(), cmdline.size(), "command line");
-
-    load_firmware_tables(memory, cpus, pci_slots);
 
     auto params = make_boot_params(kernel, {layout::kCmdline, initrd_address, boot.initrd.size(), layout::kAcpiTables},
                                    e820_map(ram_bytes));
@@ -82,11 +80,13 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, unsigned cpus
     return {layout::kKernelLoad + 0x200, layout::kZeroPage, layout::kPml4};
 }
 
-void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots) {
+void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots,
+                          const std::string& instance_name) {
     auto acpi = build_acpi_tables(layout::kAcpiTables, cpus, pci_slots);
     if (acpi.size() > layout::kVmGenerationId - layout::kAcpiTables) throw ntc::Error("ACPI tables too large");
     copy_in(memory, layout::kAcpiTables, acpi.data(), acpi.size(), "ACPI tables");
     store_vm_generation_id(memory, new_vm_generation_id());
+    store_instance_name(memory, instance_name);
 }
 
 void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs) {

@@ -5,19 +5,17 @@
 
 #include "boot_loader.h"
 #include "image_restore.h"
-#include "instance_name.h"
 
 namespace ntc::vmm {
 
 EntryRegisters build_for_boot(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots) {
-    BootState boot = load_boot(memory, config.ram_bytes, config.cpus, pci_slots, config.boot);
-    store_instance_name(memory, config.instance_name);
+    load_firmware_tables(memory, config.cpus, pci_slots, config.instance_name);
+    BootState boot = load_boot(memory, config.ram_bytes, config.boot);
     return [boot](kvm_regs& regs, kvm_sregs& sregs) { boot_cpu_registers(boot, regs, sregs); };
 }
 
 EntryRegisters build_for_resume(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots) {
-    load_firmware_tables(memory, config.cpus, pci_slots);
-    store_instance_name(memory, config.instance_name);
+    load_firmware_tables(memory, config.cpus, pci_slots, config.instance_name);
     auto start = std::chrono::steady_clock::now();
     RestoreEntry restore = load_image(*config.image, memory, config.ram_bytes);
     std::chrono::duration<double> took = std::chrono::steady_clock::now() - start;
