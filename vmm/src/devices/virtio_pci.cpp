@@ -174,7 +174,6 @@ unsigned VirtioPciDevice::serve_notified() {
     unsigned queues = 0;
     for (unsigned q = 0; q < queue_eventfds_.size(); q++)
         if (take_eventfd(queue_eventfds_[q].get())) queues |= 1u << q;
-    if (!queues && device_->completion_fd() < 0) return 0;
     {
         std::lock_guard lock(lock_);
         // New requests only from a driver that drives the device; requests
