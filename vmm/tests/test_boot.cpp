@@ -140,15 +140,21 @@ TEST_CASE("ACPI tables have valid checksums and list every CPU") {
     CHECK(lapics == 4);
 }
 
+namespace {
+
+// AML as the tests spell it: names and bytes, joined.
+std::vector<int> text(const char* s) { return std::vector<int>(s, s + std::strlen(s)); }
+std::vector<int> join(std::initializer_list<std::vector<int>> parts) {
+    std::vector<int> out;
+    for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+    return out;
+}
+
+}  // namespace
+
 TEST_CASE("the tables present the VM generation ID at its address and announce a new one through GPE 0") {
     const uint64_t base = layout::kAcpiTables;
     auto t = build_acpi_tables(base, 2, 2);
-    auto text = [](const char* s) { return std::vector<int>(s, s + std::strlen(s)); };
-    auto join = [](std::initializer_list<std::vector<int>> parts) {
-        std::vector<int> out;
-        for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
-        return out;
-    };
     auto has = [&](const std::vector<int>& bytes) {
         std::string wanted(bytes.begin(), bytes.end());
         return std::string(t.begin(), t.end()).find(wanted) != std::string::npos;
@@ -185,7 +191,8 @@ TEST_CASE("the instance name is checked, and stored where \\NTCI says, NUL-termi
     std::string tables(t.begin(), t.end());
     // Name (NTCI, Package (2) {0xff010, 64}) at the root.
     static_assert(layout::kInstanceName == 0xff010 && layout::kInstanceNameBytes == 64);
-    CHECK(tables.find(std::string("\x08NTCI\x12\x09\x02\x0c\x10\xf0\x0f\x00\x0a\x40", 14)) != std::string::npos);
+    auto ntci = join({{0x08}, text("NTCI"), {0x12, 0x09, 0x02, 0x0c, 0x10, 0xf0, 0x0f, 0x00, 0x0a, 0x40}});
+    CHECK(tables.find(std::string(ntci.begin(), ntci.end())) != std::string::npos);
 
     std::vector<uint8_t> ram(2 << 20, 0xee);
     GuestMemory memory({{0, ram.size(), ram.data()}});
