@@ -213,4 +213,52 @@ NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 #define NTC_OFF_SIG (NTC_PAGE_SIZE - NTC_SIG_LEN)
 #define NTC_OFF_ORIG_SIG (NTC_PAGE_SIZE - 2 * NTC_SIG_LEN)
 
+/* ---- Instance overlay (host only: ntc-vmm, ntc-clone) -------------------- */
+
+/*
+ * A copy-on-write overlay of a disk image: one instance's writes over a disk
+ * 2 that stays read-only and shared (ntc-vmm resume --overlay).  The file is
+ *
+ *   [0, 4096)                 struct ntc_overlay_header
+ *   [bitmap_offset, +bitmap_bytes)
+ *                             one bit per 512-byte sector of the disk (bit i
+ *                             of byte n: sector 8n + i), set when the sector
+ *                             lives in the overlay; clear: read the base
+ *   [data_offset, +disk_bytes) sector s at data_offset + 512 s, a hole until
+ *                             written (the file is sparse)
+ *
+ * Crash safety: the header is written once, when the overlay is made.  A
+ * bit is set on disk only after its sector's data is durable (a guest flush
+ * syncs the data, then writes the bits of the writes completed before the
+ * flush, then syncs again).  Bits only ever go from 0 to 1, so a torn
+ * bitmap write leaves each bit either durable data or the base's older
+ * sector, as an unflushed write may on a real disk.
+ *
+ * The base is named by its absolute path, and held to its size and
+ * modification time at the overlay's creation: a base written since then
+ * (resumed in place, say) no longer matches the sectors the overlay left to
+ * it, and is refused.
+ */
+#define NTC_OVERLAY_MAGIC "NTC-COW1"		/* 8 bytes, no NUL */
+#define NTC_OVERLAY_VERSION 1u
+#define NTC_OVERLAY_DATA_ALIGN (1u << 20)
+
+struct ntc_overlay_header {
+	char magic[8];			/* NTC_OVERLAY_MAGIC */
+	__u32 version;			/* NTC_OVERLAY_VERSION */
+	__u32 header_crc32;		/* as ntc_record's, over these 4096 bytes */
+	__u32 sector_bytes;		/* NTC_SECTOR_SIZE */
+	__u32 flags;			/* reserved, 0 */
+	__u64 disk_bytes;		/* the disk presented = the base's size */
+	__u64 bitmap_offset;		/* NTC_PAGE_SIZE */
+	__u64 bitmap_bytes;		/* (disk_bytes / 512 + 7) / 8 */
+	__u64 data_offset;		/* NTC_OVERLAY_DATA_ALIGN after the bitmap */
+	__s64 base_mtime_ns;		/* the base's st_mtime at creation */
+	__u64 created_unix;
+	char base_path[4096 - 72];	/* absolute, NUL-terminated */
+};
+
+NTC_STATIC_ASSERT(sizeof(struct ntc_overlay_header) == NTC_PAGE_SIZE,
+		  "overlay header is one page");
+
 #endif /* NTC_FORMAT_H */
