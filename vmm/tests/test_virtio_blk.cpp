@@ -14,6 +14,7 @@
 #include "devices/block_io.h"
 #include "devices/virtio_blk.h"
 #include "fake_guest.h"
+#include "support.h"
 
 using namespace ntc::vmm;
 using namespace ntc::vmm::testing;
@@ -99,6 +100,49 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
     request(q, 99, 0, 0, false);
     serve(blk, q);
     CHECK(ram.get<uint8_t>(0x12000) == 2);  // unsupported
+}
+
+TEST_CASE("virtio-blk on an overlay reads the base until written, writes only the overlay, commits at a flush") {
+    testsupport::TempDir dir;
+    std::string base_path = dir / "disk2.img";
+    std::vector<uint8_t> pattern(1 << 20);
+    for (size_t i = 0; i < pattern.size(); i++) pattern[i] = uint8_t(i / 512 + 1);
+    ntc::DiskFile::create_sparse(base_path, pattern.size()).write_at(0, pattern);
+    std::string base_digest = testsupport::file_digest(base_path);
+    ntc::Overlay overlay = ntc::Overlay::create(dir / "inst.cow", ntc::DiskFile(base_path, ntc::DiskFile::Mode::read));
+    FakeRam ram;
+    FakeQueue q(ram, 16);
+    VirtioBlock blk(overlay, "inst", 1);
+    CHECK_FALSE((blk.features() & VirtioBlock::kFeatureReadOnly));
+
+    std::memset(&ram.bytes[0x11000], 0xab, 1024);
+    request(q, VIRTIO_BLK_T_OUT, 9, 1024, false);
+    CHECK(serve(blk, q));
+    CHECK(ram.get<uint8_t>(0x12000) == VIRTIO_BLK_S_OK);
+    CHECK(overlay.sectors_in_overlay() == 2);
+    // Sectors 8 to 15 in one request: the base's, the two written, the base's.
+    request(q, VIRTIO_BLK_T_IN, 8, 4096, true);
+    CHECK(serve(blk, q));
+    CHECK(ram.get<uint8_t>(0x12000) == VIRTIO_BLK_S_OK);
+    CHECK(q.used(1).second == 4097);
+    CHECK(ram.bytes[0x11000] == 9);
+    CHECK(ram.bytes[0x11000 + 511] == 9);
+    CHECK(ram.bytes[0x11000 + 512] == 0xab);
+    CHECK(ram.bytes[0x11000 + 1535] == 0xab);
+    CHECK(ram.bytes[0x11000 + 1536] == 12);
+    CHECK(ram.bytes[0x11000 + 4095] == 16);
+    CHECK(testsupport::file_digest(base_path) == base_digest);
+
+    // Unflushed, the writes are not in the overlay's bitmap on disk.
+    CHECK(ntc::Overlay::open(dir / "inst.cow", ntc::DiskFile::Mode::read).sectors_in_overlay() == 0);
+    request(q, VIRTIO_BLK_T_FLUSH, 0, 0, false);
+    serve(blk, q);
+    CHECK(ram.get<uint8_t>(0x12000) == VIRTIO_BLK_S_OK);
+    ntc::Overlay reopened = ntc::Overlay::open(dir / "inst.cow", ntc::DiskFile::Mode::read);
+    CHECK(reopened.sectors_in_overlay() == 2);
+    std::vector<uint8_t> sector(512);
+    reopened.read_at(10 * 512, sector);
+    CHECK(sector[0] == 0xab);
 }
 
 TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to a read-only disk") {
@@ -217,7 +261,7 @@ TEST_CASE("virtio-blk's reset waits for the requests in flight and returns none 
 TEST_CASE("without io_uring (a seccomp filter refuses it) disk requests run one at a time, with the same results") {
     Disk disk;
     {
-        BlockIo io(disk.fd, 8, "test");
+        BlockIo io(8, "test");
         CHECK(io.asynchronous());
     }
     pid_t child = ::fork();
@@ -232,13 +276,13 @@ TEST_CASE("without io_uring (a seccomp filter refuses it) disk requests run one 
         sock_fprog program{sizeof(refuse_io_uring) / sizeof(refuse_io_uring[0]), refuse_io_uring};
         if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) || ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program))
             ::_exit(2);
-        BlockIo io(disk.fd, 8, "test");
+        BlockIo io(8, "test");
         char out[512], in[512] = {};
         std::memset(out, 0x5a, sizeof(out));
         std::vector<iovec> write_buffers{{out, sizeof(out)}}, read_buffers{{in, sizeof(in)}};
-        io.write(1, write_buffers, 4096);
-        io.flush(2);
-        io.read(3, read_buffers, 4096);
+        io.write(1, disk.fd, write_buffers, 4096);
+        io.flush(2, disk.fd);
+        io.read(3, disk.fd, read_buffers, 4096);
         io.submit();
         auto done = io.take_completions();
         bool right = !io.asynchronous() && io.in_flight() == 0 && done.size() == 3 && done[0].tag == 1 &&

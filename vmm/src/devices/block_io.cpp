@@ -32,8 +32,7 @@ unsigned iov_count(const std::vector<iovec>& buffers) { return unsigned(std::min
 
 }  // namespace
 
-BlockIo::BlockIo(int fd, unsigned most_in_flight, const std::string& user)
-    : fd_(fd), completion_event_(make_eventfd(user)) {
+BlockIo::BlockIo(unsigned most_in_flight, const std::string& user) : completion_event_(make_eventfd(user)) {
     io_uring_params params{};
     // Room for every completion at once, so that none waits in the kernel's
     // overflow list, which only a system call empties.
@@ -73,31 +72,31 @@ void BlockIo::run_now(uint64_t tag, int64_t result) {
     finished_.push_back({tag, result});
 }
 
-void BlockIo::read(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset) {
-    transfer(tag, buffers, offset, false);
+void BlockIo::read(uint64_t tag, int fd, const std::vector<iovec>& buffers, uint64_t offset) {
+    transfer(tag, fd, buffers, offset, false);
 }
 
-void BlockIo::write(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset) {
-    transfer(tag, buffers, offset, true);
+void BlockIo::write(uint64_t tag, int fd, const std::vector<iovec>& buffers, uint64_t offset) {
+    transfer(tag, fd, buffers, offset, true);
 }
 
-void BlockIo::transfer(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset, bool write) {
+void BlockIo::transfer(uint64_t tag, int fd, const std::vector<iovec>& buffers, uint64_t offset, bool write) {
     unsigned count = iov_count(buffers);
     if (!ring_ready_)
         return run_now(tag, retrying_eintr([&] {
-                           return write ? ::pwritev(fd_, buffers.data(), int(count), off_t(offset))
-                                        : ::preadv(fd_, buffers.data(), int(count), off_t(offset));
+                           return write ? ::pwritev(fd, buffers.data(), int(count), off_t(offset))
+                                        : ::preadv(fd, buffers.data(), int(count), off_t(offset));
                        }));
     io_uring_sqe* entry = next_entry();
-    if (write) io_uring_prep_writev(entry, fd_, buffers.data(), count, offset);
-    else io_uring_prep_readv(entry, fd_, buffers.data(), count, offset);
+    if (write) io_uring_prep_writev(entry, fd, buffers.data(), count, offset);
+    else io_uring_prep_readv(entry, fd, buffers.data(), count, offset);
     io_uring_sqe_set_data64(entry, tag);
 }
 
-void BlockIo::flush(uint64_t tag) {
-    if (!ring_ready_) return run_now(tag, retrying_eintr([&] { return ::fdatasync(fd_); }));
+void BlockIo::flush(uint64_t tag, int fd) {
+    if (!ring_ready_) return run_now(tag, retrying_eintr([&] { return ::fdatasync(fd); }));
     io_uring_sqe* entry = next_entry();
-    io_uring_prep_fsync(entry, fd_, IORING_FSYNC_DATASYNC);
+    io_uring_prep_fsync(entry, fd, IORING_FSYNC_DATASYNC);
     io_uring_sqe_set_data64(entry, tag);
 }
 

@@ -34,22 +34,23 @@ public:
         int64_t result;  // bytes transferred (perhaps fewer than asked), 0 for a flush, or -errno
     };
 
-    // `fd` is borrowed.  `most_in_flight` is how many operations the caller
-    // may have submitted and not yet taken back.  `user` names the caller in
-    // the one-line notice printed when io_uring is refused.
-    BlockIo(int fd, unsigned most_in_flight, const std::string& user);
+    // `most_in_flight` is how many operations the caller may have submitted
+    // and not yet taken back.  `user` names the caller in the one-line notice
+    // printed when io_uring is refused.
+    BlockIo(unsigned most_in_flight, const std::string& user);
     ~BlockIo();  // waits for the operations in flight
     BlockIo(const BlockIo&) = delete;
     BlockIo& operator=(const BlockIo&) = delete;
 
     bool asynchronous() const { return ring_ready_; }
 
-    // Queue an operation; `buffers` must stay valid until its completion is
-    // taken.  A read or write may transfer less than asked (the first
-    // IOV_MAX buffers, the file's end): the caller goes on with the rest.
-    void read(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset);
-    void write(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset);
-    void flush(uint64_t tag);  // fdatasync
+    // Queue an operation on the file `fd` (borrowed); `buffers` must stay
+    // valid until its completion is taken.  A read or write may transfer
+    // less than asked (the first IOV_MAX buffers, the file's end): the
+    // caller goes on with the rest.
+    void read(uint64_t tag, int fd, const std::vector<iovec>& buffers, uint64_t offset);
+    void write(uint64_t tag, int fd, const std::vector<iovec>& buffers, uint64_t offset);
+    void flush(uint64_t tag, int fd);  // fdatasync
     // Hands the operations queued since the last call to the kernel.
     void submit();
 
@@ -67,12 +68,11 @@ public:
     unsigned in_ring() const { return in_flight_ - unsigned(finished_.size()); }
 
 private:
-    void transfer(uint64_t tag, const std::vector<iovec>& buffers, uint64_t offset, bool write);
+    void transfer(uint64_t tag, int fd, const std::vector<iovec>& buffers, uint64_t offset, bool write);
     io_uring_sqe* next_entry();
     void run_now(uint64_t tag, int64_t result);
     void collect(std::vector<Completion>& into);
 
-    int fd_;
     io_uring ring_{};
     bool ring_ready_ = false;
     Fd completion_event_;

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 
 namespace ntc::vmm {
@@ -41,8 +42,13 @@ unsigned checked_queues(unsigned queues) {
 }  // namespace
 
 VirtioBlock::VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues)
-    : sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)), queues_(queues),
-      io_(fd, checked_queues(queues) * Virtqueue::kMaxSize, name()) {}
+    : fd_(fd), overlay_(nullptr), sectors_(size_bytes / kSector), read_only_(read_only), id_(std::move(id)),
+      queues_(queues), io_(checked_queues(queues) * Virtqueue::kMaxSize, name()) {}
+
+VirtioBlock::VirtioBlock(ntc::Overlay& overlay, std::string id, unsigned queues)
+    : VirtioBlock(overlay.base().fd(), overlay.size(), false, std::move(id), queues) {
+    overlay_ = &overlay;
+}
 
 uint64_t VirtioBlock::features() const {
     return kFeatureSegMax | kFeatureFlush | kFeatureIndirect | kFeatureMultiQueue | (read_only_ ? kFeatureReadOnly : 0);
@@ -84,8 +90,10 @@ std::optional<uint8_t> VirtioBlock::start(unsigned queue, const DescriptorChain&
             tag = free_tags_.back();
             free_tags_.pop_back();
         }
+        uint64_t sectors = total(data) / kSector;
         requests_[tag] = {
             queue, chain.head, header.type, status_byte(chain.writable), std::move(data), header.sector * kSector};
+        requests_[tag].written = {header.sector, sectors};
         submit(tag);
         return std::nullopt;
     };
@@ -112,16 +120,54 @@ std::optional<uint8_t> VirtioBlock::start(unsigned queue, const DescriptorChain&
 
 void VirtioBlock::submit(uint32_t tag) {
     Request& request = requests_[tag];
-    if (request.type == VIRTIO_BLK_T_FLUSH) io_.flush(tag);
-    else if (request.type == VIRTIO_BLK_T_IN) io_.read(tag, request.data, request.offset);
-    else io_.write(tag, request.data, request.offset);
+    if (!overlay_) {
+        if (request.type == VIRTIO_BLK_T_FLUSH) io_.flush(tag, fd_);
+        else if (request.type == VIRTIO_BLK_T_IN) io_.read(tag, fd_, request.data, request.offset);
+        else io_.write(tag, fd_, request.data, request.offset);
+        return;
+    }
+    int overlay_fd = overlay_->file().fd();
+    if (request.type == VIRTIO_BLK_T_FLUSH) {
+        request.committing = overlay_->take_marked();
+        io_.flush(tag, overlay_fd);
+    } else if (request.type == VIRTIO_BLK_T_IN) {
+        submit_read(request, tag);
+    } else {
+        io_.write(tag, overlay_fd, request.data, overlay_->data_offset() + request.offset);
+    }
+}
+
+void VirtioBlock::submit_read(Request& request, uint32_t tag) {
+    // A short transfer may stop inside a sector; its rest comes from the
+    // same file.
+    uint64_t sector = request.offset / kSector;
+    uint64_t skip = request.offset % kSector;
+    auto run = overlay_->run(sector, (skip + total(request.data) + kSector - 1) / kSector);
+    request.run = slice(request.data, 0, run.sectors * kSector - skip);
+    if (run.in_overlay) io_.read(tag, overlay_->file().fd(), request.run, overlay_->data_offset() + request.offset);
+    else io_.read(tag, fd_, request.run, request.offset);
+}
+
+uint8_t VirtioBlock::finish_flush(Request& request, int64_t result) {
+    if (!overlay_) return result < 0 ? VIRTIO_BLK_S_IOERR : VIRTIO_BLK_S_OK;
+    if (result < 0) {
+        overlay_->defer(std::move(request.committing));
+        return VIRTIO_BLK_S_IOERR;
+    }
+    try {
+        overlay_->commit(request.committing);
+    } catch (const ntc::Error& e) {
+        std::fprintf(stderr, "ntc-vmm: %s: %s\n", name().c_str(), e.what());
+        return VIRTIO_BLK_S_IOERR;
+    }
+    return VIRTIO_BLK_S_OK;
 }
 
 bool VirtioBlock::finish(uint32_t tag, int64_t result, uint8_t& status) {
     Request& request = requests_[tag];
     status = VIRTIO_BLK_S_OK;
     if (request.type == VIRTIO_BLK_T_FLUSH) {
-        if (result < 0) status = VIRTIO_BLK_S_IOERR;
+        status = finish_flush(request, result);
         return true;
     }
     // A transfer ends short after IOV_MAX buffers, or at the file's end (it
@@ -134,13 +180,18 @@ bool VirtioBlock::finish(uint32_t tag, int64_t result, uint8_t& status) {
     advance(request.data, uint64_t(result));
     request.offset += uint64_t(result);
     if (request.type == VIRTIO_BLK_T_IN) request.bytes_read += uint32_t(result);
-    if (request.data.empty()) return true;
+    if (request.data.empty()) {
+        if (overlay_ && request.type == VIRTIO_BLK_T_OUT) overlay_->mark(request.written.first, request.written.count);
+        return true;
+    }
     submit(tag);
     return false;
 }
 
 void VirtioBlock::release(uint32_t tag) {
     requests_[tag].data.clear();
+    requests_[tag].run.clear();
+    requests_[tag].committing.clear();
     free_tags_.push_back(tag);
 }
 
@@ -184,7 +235,13 @@ std::string VirtioBlock::describe() const {
 }
 
 void VirtioBlock::quiesce() {
-    for (const auto& completion : io_.wait_all()) release(uint32_t(completion.tag));
+    for (const auto& completion : io_.wait_all()) {
+        uint32_t tag = uint32_t(completion.tag);
+        // Writes the guest was told of wait for the next flush.
+        if (overlay_ && requests_[tag].type == VIRTIO_BLK_T_FLUSH)
+            overlay_->defer(std::move(requests_[tag].committing));
+        release(tag);
+    }
 }
 
 }  // namespace ntc::vmm

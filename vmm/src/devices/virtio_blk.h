@@ -9,9 +9,16 @@
 // Documentation/block/writeback_cache_control.rst), no more.
 // A queue per vCPU (VIRTIO_BLK_F_MQ), each with its own MSI-X vector, so the
 // guest can complete a request on the vCPU that made it (vmm.md).
+//
+// On an overlay (ntc/overlay.h, an instance's disk over a shared disk 2):
+// writes go to the overlay file and are marked there once complete; a read
+// goes, a run of sectors at a time, to the overlay or the base; a flush
+// syncs the overlay's data, then commits the bits of the writes that
+// completed before it (in the worker: one small write and a sync).
 #include <linux/virtio_blk.h>
 
 #include <cstdint>
+#include <ntc/overlay.h>
 #include <optional>
 #include <span>
 #include <string>
@@ -36,6 +43,8 @@ public:
     // `fd` is borrowed; `id` is what VIRTIO_BLK_T_GET_ID answers (VIRTIO_BLK_ID_BYTES at most);
     // `queues` from 1 to kMaxQueues.
     VirtioBlock(int fd, uint64_t size_bytes, bool read_only, std::string id, unsigned queues);
+    // A writable disk made of `overlay` (borrowed) over its base.
+    VirtioBlock(ntc::Overlay& overlay, std::string id, unsigned queues);
 
     uint16_t device_id() const override { return VIRTIO_ID_BLOCK; }
     uint64_t features() const override;
@@ -58,18 +67,28 @@ private:
         uint32_t type;            // VIRTIO_BLK_T_*
         uint8_t* status;          // the chain's status byte
         std::vector<iovec> data;  // what is still to transfer
-        uint64_t offset;          // in the disk file, of data's first byte
+        uint64_t offset;          // on the disk, of data's first byte
         uint32_t bytes_read = 0;  // for the used length
+        // On an overlay: the sectors a write covers, marked when it is
+        // done; the part of data a read transfers from one file; the
+        // sectors a flush commits.
+        ntc::SectorRange written{};
+        std::vector<iovec> run;
+        std::vector<ntc::SectorRange> committing;
     };
 
     // Serves a request at once (get-id, anything refused), returning its
     // status; or submits it and returns nullopt.
     std::optional<uint8_t> start(unsigned queue, const DescriptorChain& chain, uint32_t& written);
     void submit(uint32_t tag);
+    void submit_read(Request& request, uint32_t tag);
     // A completion of request `tag`; returns whether the request is done.
     bool finish(uint32_t tag, int64_t result, uint8_t& status);
+    uint8_t finish_flush(Request& request, int64_t result);
     void release(uint32_t tag);
 
+    int fd_;                 // the disk file, or the overlay's base
+    ntc::Overlay* overlay_;  // or null
     uint64_t sectors_;
     bool read_only_;
     std::string id_;
