@@ -70,7 +70,17 @@ Command parse_command_line(int argc, const char* const* argv) {
     auto* resume_cmd = app.add_subcommand("resume", "resume disk 2's NTC checkpoint");
     resume_cmd->add_option("disk", resume.disk, "disk 2, holding the checkpoint")->required();
     resume_cmd->add_option("--disk", resume.next,
-                           "disk to put where disk 2 was (default: a new sparse DISK.next of the same size)");
+                           "disk to put where disk 2 was (default: a new sparse DISK.next, or OVERLAY.next, of "
+                           "disk 2's size)");
+    auto* overlay_opt = resume_cmd->add_option(
+        "--overlay", resume.overlay,
+        "resume an instance: disk 2 stays unchanged and may be shared by other instances at once; this new "
+        "file takes the instance's writes (ntc-clone turns it into a plain disk)");
+    resume_cmd
+        ->add_flag("--throwaway", resume.throwaway,
+                   "resume an instance on a temporary overlay (and second disk) in $TMPDIR or /var/tmp, "
+                   "removed when the VM ends")
+        ->excludes(overlay_opt);
     resume_cmd->add_flag("--boot-kernel", resume.boot_kernel,
                          "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
                          "slower, but reads compressed images too");

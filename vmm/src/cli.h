@@ -25,7 +25,11 @@ struct RunCommand {
 struct ResumeCommand {
     std::string disk;                 // disk 2, holding the checkpoint
     std::optional<std::string> next;  // what stands where disk 2 was
-    bool boot_kernel = false;         // resume through a booted kernel's resume=
+    // An instance: disk 2 stays unchanged and shared, its writes go to this
+    // new overlay, or to a temporary one (throwaway).
+    std::optional<std::string> overlay;
+    bool throwaway = false;
+    bool boot_kernel = false;  // resume through a booted kernel's resume=
     std::optional<std::string> console_log;
     std::optional<std::string> crash_dump;
     std::optional<NetSpec> net;

@@ -125,6 +125,35 @@ ntc::DiskFile open_vm_disk(const std::string& path, bool read_only) {
     return disk;
 }
 
+namespace {
+
+void lock_shared(const ntc::DiskFile& base) {
+    if (!base.try_lock_shared()) {
+        if (errno == EWOULDBLOCK)
+            throw ntc::Error("disk " + base.path() + " is in use by a VM that writes it in place (or by ntc-clone): " +
+                             "an instance's base must stay unchanged");
+        ntc::throw_errno("cannot lock disk " + base.path());
+    }
+}
+
+}  // namespace
+
+ntc::Overlay open_vm_overlay(const std::string& path) {
+    ntc::Overlay overlay = ntc::Overlay::open(path, ntc::DiskFile::Mode::read_write);
+    if (!overlay.file().try_lock_exclusive()) {
+        if (errno == EWOULDBLOCK) throw ntc::Error("overlay " + path + " is in use (by another VM or by ntc-clone)");
+        ntc::throw_errno("cannot lock overlay " + path);
+    }
+    lock_shared(overlay.base());
+    return overlay;
+}
+
+void create_vm_overlay(const std::string& path, const std::string& base) {
+    ntc::DiskFile disk(base, ntc::DiskFile::Mode::read, "disk " + base);
+    lock_shared(disk);
+    ntc::Overlay::create(path, std::move(disk));
+}
+
 std::string partition_table_id(const std::string& disk) { return partition_table(disk).disk_id; }
 
 bool has_kernel_option(const std::string& cmdline, const std::string& name) {

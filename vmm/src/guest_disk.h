@@ -5,6 +5,7 @@
 // mounted.
 #include <cstdint>
 #include <ntc/disk_file.h>
+#include <ntc/overlay.h>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,6 +19,15 @@ namespace ntc::vmm {
 // and so refuse a disk in use.  Throws ntc::Error saying which disk is in
 // use or cannot be opened.
 ntc::DiskFile open_vm_disk(const std::string& path, bool read_only);
+
+// Opens an instance's overlay for writing: the overlay file held
+// exclusively, its base shared, so that instances share a base and a VM
+// that writes the base in place excludes them all.  Throws ntc::Error.
+ntc::Overlay open_vm_overlay(const std::string& path);
+
+// Makes `path` a new, empty overlay of `base` (which must not be in use by a
+// VM in place).  Throws ntc::Error, leaving no file.
+void create_vm_overlay(const std::string& path, const std::string& base);
 
 // The disk's partition table identifier (GPT disk GUID or MBR signature),
 // which names the machine's MAC address; throws ntc::Error when unreadable.

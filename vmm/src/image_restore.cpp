@@ -141,16 +141,27 @@ RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, u
                      "resume it with --boot-kernel");
 }
 
-void retire_image(const ImageLocation& image) {
+void retire_image(const ImageLocation& image, ntc::Overlay* overlay) {
     try {
-        ntc::DiskFile disk(image.disk, ntc::DiskFile::Mode::read_write);
         ntc::Page page0;
+        auto retire = [&page0] {
+            std::memcpy(page0.data() + NTC_OFF_SIG, page0.data() + NTC_OFF_ORIG_SIG, NTC_SIG_LEN);
+        };
+        if (overlay) {
+            overlay->read_at(image.partition_offset, page0);
+            retire();
+            overlay->write_at(image.partition_offset, page0);
+            overlay->sync();
+            return;
+        }
+        ntc::DiskFile disk(image.disk, ntc::DiskFile::Mode::read_write);
         disk.read_at(image.partition_offset, page0);
-        std::memcpy(page0.data() + NTC_OFF_SIG, page0.data() + NTC_OFF_ORIG_SIG, NTC_SIG_LEN);
+        retire();
         disk.write_at(image.partition_offset, page0);
         disk.sync();
     } catch (const ntc::Error& e) {
-        throw ntc::Error(std::string("cannot mark the image on ") + image.disk + " as resumed: " + e.what());
+        std::string where = overlay ? "the overlay " + overlay->file().path() : image.disk;
+        throw ntc::Error("cannot mark the image on " + where + " as resumed: " + e.what());
     }
 }
 

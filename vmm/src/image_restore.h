@@ -10,6 +10,7 @@
 // restores its own registers, GDT, IDT and MSRs and resumes its devices, as
 // after any resume (kernel/power/hibernate.c, arch/x86/power/).
 #include <cstdint>
+#include <ntc/overlay.h>
 #include <string>
 
 #include "guest_memory.h"
@@ -41,7 +42,8 @@ RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, u
 // Puts the swap signature back (orig_sig) and makes it durable, as the stock
 // resume does before it loads: the area becomes the resumed machine's swap
 // and the same image is never resumed twice.
-void retire_image(const ImageLocation& image);
+// With an overlay (an instance over a shared disk 2), the page goes there.
+void retire_image(const ImageLocation& image, ntc::Overlay* overlay);
 
 // Register state of the boot CPU at restore_registers().
 void restore_cpu_registers(const RestoreEntry& entry, kvm_regs& regs, kvm_sregs& sregs);

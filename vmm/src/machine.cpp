@@ -81,7 +81,9 @@ private:
 
     const MachineConfig& config_;
     std::unique_ptr<Vm> vm_;
+    // In config_.disks' order; an instance's disk is an overlay.
     std::vector<ntc::DiskFile> disks_;
+    std::vector<std::unique_ptr<ntc::Overlay>> overlays_;
     Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
 
@@ -110,7 +112,10 @@ private:
 Machine::Machine(const MachineConfig& config) : config_(config) {
     if (auto why = kvm_unusable_reason()) throw ntc::Error(*why);
     // Disks first: a locked disk is the likeliest refusal, and cheap to detect.
-    for (const auto& spec : config_.disks) disks_.push_back(open_vm_disk(spec.path, spec.read_only));
+    for (const auto& spec : config_.disks) {
+        if (spec.overlay) overlays_.push_back(std::make_unique<ntc::Overlay>(open_vm_overlay(*spec.overlay)));
+        else disks_.push_back(open_vm_disk(spec.path, spec.read_only));
+    }
     if (config_.net) tap_ = open_tap(config_.net->tap);
     if (config_.console_log) {
         console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -152,9 +157,16 @@ void Machine::create_devices() {
         return pci_device;
     };
     unsigned disk_queues = std::min(config_.cpus, VirtioBlock::kMaxQueues);
-    for (size_t i = 0; i < disks_.size(); i++)
-        add_virtio(std::make_unique<VirtioBlock>(disks_[i].fd(), disks_[i].size(), disks_[i].read_only(),
-                                                 "ntc-disk" + std::to_string(i), disk_queues));
+    size_t plain = 0, overlaid = 0;
+    for (size_t i = 0; i < config_.disks.size(); i++) {
+        std::string id = "ntc-disk" + std::to_string(i);
+        if (config_.disks[i].overlay) {
+            add_virtio(std::make_unique<VirtioBlock>(*overlays_[overlaid++], id, disk_queues));
+            continue;
+        }
+        const ntc::DiskFile& disk = disks_[plain++];
+        add_virtio(std::make_unique<VirtioBlock>(disk.fd(), disk.size(), disk.read_only(), id, disk_queues));
+    }
     if (config_.net) {
         auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
         net_ = net.get();
@@ -222,7 +234,7 @@ int Machine::run() {
     console_input.attach_terminal();
     // Last before the guest runs, after every step that can still fail:
     // from here on the image is used up.
-    if (config_.image) retire_image(*config_.image);
+    if (config_.image) retire_image(*config_.image, config_.disks.front().overlay ? overlays_.front().get() : nullptr);
     std::thread console([&] { guarded("console", [&] { console_input.run(); }); });
     // Disk and network I/O run in the devices' workers: a vCPU that notifies
     // a queue never waits for the host's disk or TAP.
@@ -249,6 +261,13 @@ int Machine::run() {
                      (unsigned long long)lost);
     for (auto& disk : disks_)
         if (!disk.read_only()) ::fdatasync(disk.fd());
+    for (auto& overlay : overlays_) {
+        try {
+            overlay->sync();
+        } catch (const ntc::Error& e) {
+            std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
+        }
+    }
     return *exit_status_;
 }
 

@@ -20,6 +20,9 @@ class Serial;
 struct DiskSpec {
     std::string path;
     bool read_only = false;
+    // An instance's disk: `path` is the overlay's base, read-only and
+    // shared, and every write goes to this overlay (ntc/overlay.h).
+    std::optional<std::string> overlay;
 };
 
 // A network card on a host TAP interface.  Without `mac` the MAC is

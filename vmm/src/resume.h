@@ -8,13 +8,17 @@ namespace ntc::vmm {
 
 struct ResumePlan {
     MachineConfig config;
-    std::optional<std::string> created_disk;  // the new DISK2.next, if made
+    std::vector<std::string> created_files;  // the new DISK2.next, the new overlay
+    std::optional<std::string> scratch_dir;  // --throwaway's, holding its files
 };
 
+// Checks the checkpoint against the machine to build, and makes the files it
+// needs.  Throws ntc::Error, leaving no file made.
 ResumePlan resume_plan(const ResumeCommand& command);
 
 // Runs the plan's machine.  When the machine cannot start (a damaged image,
-// say), a second disk made for it is removed again: a refusal leaves nothing.
+// say), the files made for it are removed again: a refusal leaves nothing.
+// A throwaway instance's files go when the VM ends.
 int run_resume(const ResumePlan& plan);
 
 // The machine RAM size for a record's ram_bytes.  ntc.ko records the

@@ -80,6 +80,11 @@ TEST_CASE("command line") {
     CHECK(r.next == "next.img");
     CHECK(r.instance_name.empty());
     CHECK(std::get<ResumeCommand>(parse({"resume", "d2.img", "--name", "inst-1"})).instance_name == "inst-1");
+    auto instance = std::get<ResumeCommand>(parse({"resume", "d2.img", "--overlay", "i.cow"}));
+    CHECK(instance.overlay == "i.cow");
+    CHECK_FALSE(instance.throwaway);
+    CHECK(std::get<ResumeCommand>(parse({"resume", "d2.img", "--throwaway"})).throwaway);
+    CHECK(std::get<ExitNow>(parse({"resume", "d2.img", "--throwaway", "--overlay", "i.cow"})).status == 1);
     CHECK(std::get<RunCommand>(parse({"run", "d1.img", "--name", "office"})).instance_name == "office");
     CHECK_THROWS_AS(parse({"resume", "d2.img", "--name", "two words"}), ntc::Error);
     // Bad arguments exit 1 as documented, not with CLI11's own codes; --help exits 0.

@@ -131,8 +131,25 @@ TEST_CASE("an image is refused, and the disk left alone, when it does not fit th
 TEST_CASE("retiring an image turns the area back into swap, as the kernel's resume does") {
     DiskWithImage d({1});
     REQUIRE(d.area_kind() == ntc::AreaKind::ntc_checkpoint);
-    retire_image(d.location);
+    retire_image(d.location, nullptr);
     CHECK(d.area_kind() == ntc::AreaKind::swap);
+}
+
+TEST_CASE("an instance retires its image in its overlay, and disk 2 keeps the checkpoint") {
+    DiskWithImage d({1});
+    std::string digest = testsupport::file_digest(d.disk.path);
+    std::string cow = d.dir / "instance.cow";
+    {
+        auto overlay = ntc::Overlay::create(cow, ntc::DiskFile(d.disk.path, ntc::DiskFile::Mode::read));
+        retire_image(d.location, &overlay);
+    }
+    CHECK(d.area_kind() == ntc::AreaKind::ntc_checkpoint);
+    CHECK(testsupport::file_digest(d.disk.path) == digest);
+    // Committed: the overlay opened again reads the retired page.
+    auto overlay = ntc::Overlay::open(cow, ntc::DiskFile::Mode::read);
+    ntc::Page page;
+    overlay.read_at(d.disk.swap_offset, page);
+    CHECK(ntc::inspect_swap_area(ntc::PageView(page.data(), NTC_PAGE_SIZE)).kind == ntc::AreaKind::swap);
 }
 
 TEST_CASE("translate walks 4- and 5-level tables with 4 KiB, 2 MiB and 1 GiB pages") {

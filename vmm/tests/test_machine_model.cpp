@@ -4,6 +4,7 @@
 #include <cstring>
 #include <filesystem>
 #include <ntc/error.h>
+#include <ntc/overlay.h>
 #include <ntc/swap_area.h>
 
 #include "layout.h"
@@ -100,8 +101,11 @@ TEST_CASE("a checkpoint resumes only on the machine it was taken on") {
     }
 }
 
-TEST_CASE("resume refuses another machine before it writes anything") {
-    testsupport::TempDir dir;
+namespace {
+
+// A disk 2 in `dir` with a checkpoint taken on ntc-vmm's machine with a
+// network card (kMac).
+testsupport::TestDisk checkpointed_disk(const testsupport::TempDir& dir) {
     testsupport::make_tree(dir / "tree", 1);
     auto disk = testsupport::make_gpt_disk(dir, "disk.img", dir / "tree");
     auto page = testsupport::read_bytes(disk.path, disk.swap_offset, NTC_PAGE_SIZE);
@@ -124,6 +128,14 @@ TEST_CASE("resume refuses another machine before it writes anything") {
     ntc::seal_record(rec);
     std::memcpy(page.data(), &rec, sizeof rec);
     testsupport::write_bytes(disk.path, disk.swap_offset, page);
+    return disk;
+}
+
+}  // namespace
+
+TEST_CASE("resume refuses another machine before it writes anything") {
+    testsupport::TempDir dir;
+    auto disk = checkpointed_disk(dir);
     auto before = testsupport::file_digest(disk.path);
 
     ResumeCommand command;
@@ -144,4 +156,52 @@ TEST_CASE("resume refuses another machine before it writes anything") {
     ResumePlan plan = resume_plan(command);  // the same machine: accepted
     CHECK(plan.config.net.has_value());
     std::filesystem::remove(disk.path + ".next");
+}
+
+TEST_CASE("an instance's resume makes a new overlay and its second disk, and leaves disk 2 as it was") {
+    testsupport::TempDir dir;
+    auto disk = checkpointed_disk(dir);
+    auto before = testsupport::file_digest(disk.path);
+    ResumeCommand command;
+    command.disk = disk.path;
+    command.net = NetSpec{"tap0", kMac};
+    command.overlay = dir / "a.cow";
+
+    ResumePlan plan = resume_plan(command);
+    REQUIRE(plan.config.disks.size() == 2);
+    CHECK(plan.config.disks[0].path == disk.path);
+    CHECK(plan.config.disks[0].overlay == dir / "a.cow");
+    CHECK(plan.config.disks[1].path == dir / "a.cow.next");
+    CHECK(plan.created_files == std::vector<std::string>{dir / "a.cow", dir / "a.cow.next"});
+    CHECK(ntc::Overlay::open(dir / "a.cow", ntc::DiskFile::Mode::read).sectors_in_overlay() == 0);
+    CHECK(testsupport::file_digest(disk.path) == before);
+
+    SUBCASE("an overlay that exists is refused and kept") {
+        auto digest = testsupport::file_digest(dir / "a.cow");
+        command.next = dir / "other.next";
+        CHECK_THROWS_WITH_AS(resume_plan(command), doctest::Contains("exists"), ntc::Error);
+        CHECK(testsupport::file_digest(dir / "a.cow") == digest);
+        CHECK_FALSE(std::filesystem::exists(dir / "other.next"));
+    }
+    SUBCASE("a disk 2 that a VM holds in place is refused, and nothing is made") {
+        ntc::DiskFile in_place(disk.path, ntc::DiskFile::Mode::read_write);
+        REQUIRE(in_place.try_lock_exclusive());
+        command.overlay = dir / "b.cow";
+        CHECK_THROWS_WITH_AS(resume_plan(command), doctest::Contains("in use"), ntc::Error);
+        CHECK_FALSE(std::filesystem::exists(dir / "b.cow"));
+        CHECK_FALSE(std::filesystem::exists(dir / "b.cow.next"));
+    }
+    SUBCASE("a throwaway instance's files are made in a directory of their own under $TMPDIR") {
+        std::filesystem::create_directory(dir / "tmp");
+        ::setenv("TMPDIR", (dir / "tmp").c_str(), 1);
+        command.overlay.reset();
+        command.throwaway = true;
+        ResumePlan throwaway = resume_plan(command);
+        ::unsetenv("TMPDIR");
+        REQUIRE(throwaway.scratch_dir);
+        CHECK(throwaway.scratch_dir->starts_with(dir / "tmp/ntc-instance-"));
+        CHECK(throwaway.config.disks[0].overlay == *throwaway.scratch_dir + "/instance.cow");
+        CHECK(throwaway.config.disks[1].path == *throwaway.scratch_dir + "/instance.cow.next");
+        CHECK(std::filesystem::exists(*throwaway.scratch_dir + "/instance.cow"));
+    }
 }
