@@ -1,5 +1,6 @@
 // ntc-clone SRC DST: make disk 2, an inode-identical clone of disk 1 whose
-// swap partitions are NTC snapshot areas.  Logic lives in libntcdisk.
+// swap partitions are NTC snapshot areas; or, from an instance's overlay, a
+// plain disk.  Logic lives in libntcdisk.
 #include "ntc/clone.h"
 #include "ntc/error.h"
 #include "ntc/progress.h"
@@ -26,12 +27,13 @@ int report_verify(const ntc::VerifyResult& v, bool quiet) {
 
 int main(int argc, char** argv) {
     CLI::App app{"Clone an NTC disk: identical partitions and inodes, swap prepared as the "
-                 "snapshot area.\nExit status: 0 done, 1 refused or failed, 2 verification "
+                 "snapshot area; or turn an instance's overlay (ntc-vmm resume --overlay) into a plain disk."
+                 "\nExit status: 0 done, 1 refused or failed, 2 verification "
                  "found differences."};
     std::string src, dst;
     bool verify = false, verify_only = false, quiet = false;
     ntc::CloneOptions opts;
-    app.add_option("SRC", src, "source disk image or block device (disk 1)")->required();
+    app.add_option("SRC", src, "source disk image or block device (disk 1), or an instance's overlay")->required();
     app.add_option("DST", dst, "target: a new file, an existing file with --force, or a block device")->required();
     app.add_flag("-f,--force", opts.force, "replace an existing DST file");
     app.add_flag("-u,--update", opts.update, "DST is an earlier clone: write only what differs");

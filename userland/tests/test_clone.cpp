@@ -3,12 +3,14 @@
 #include "ntc/disk_report.h"
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
+#include "ntc/overlay.h"
 #include "support.h"
 
 #include <algorithm>
 #include <csignal>
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <filesystem>
 #include <linux/fiemap.h>
 #include <linux/fs.h>
 #include <sys/file.h>
@@ -383,4 +385,44 @@ TEST_CASE("an --update stopped part-way does not look finished, and --update fin
     CHECK(read_bytes(f.dst, 40 * MiB, late.size()) == late);
     DiskFile(f.dst, DiskFile::Mode::read).read_at(f.src.swap_offset, page0);
     CHECK(inspect_swap_area(page0).kind == AreaKind::ntc_area);
+}
+
+TEST_CASE("an instance's overlay becomes a plain disk: the base with the instance's sectors over it") {
+    Fixture f;
+    std::string base_digest = file_digest(f.src.path);
+    std::string cow = f.dir / "instance.cow";
+    std::vector<uint8_t> written(4096, 0x5a);
+    {
+        Overlay overlay = Overlay::create(cow, DiskFile(f.src.path, DiskFile::Mode::read));
+        overlay.write_at(f.src.raw_offset + 8192, written);
+        overlay.sync();
+    }
+    clone_disk(cow, f.dst, f.opts);
+    CHECK(file_digest(f.src.path) == base_digest);
+    auto expect = read_bytes(f.src.path, 0, size_t(48 * MiB));
+    std::copy(written.begin(), written.end(), expect.begin() + ptrdiff_t(f.src.raw_offset + 8192));
+    CHECK(read_bytes(f.dst, 0, size_t(48 * MiB)) == expect);
+    // Holes of the base stay holes.
+    CHECK_FALSE(has_storage(f.dst, f.free_block_offset()));
+
+    SUBCASE("an instance still running is refused") {
+        DiskFile running(cow, DiskFile::Mode::read_write);
+        REQUIRE(running.try_lock_exclusive());
+        CHECK_THROWS_WITH_AS(clone_disk(cow, f.dir / "other.img", f.opts), doctest::Contains("in use"), Error);
+        CHECK_FALSE(std::filesystem::exists(f.dir / "other.img"));
+    }
+    SUBCASE("--update and --verify are for clones of disks") {
+        f.opts.update = true;
+        CHECK_THROWS_WITH_AS(clone_disk(cow, f.dst, f.opts), doctest::Contains("--update"), Error);
+        CHECK_THROWS_WITH_AS(verify_clone(cow, f.dst), doctest::Contains("overlay"), Error);
+    }
+    SUBCASE("an existing target needs --force, and the overlay is no target") {
+        CHECK_THROWS_WITH_AS(clone_disk(cow, f.dst, f.opts), doctest::Contains("--force"), Error);
+        f.opts.force = true;
+        CHECK_THROWS_WITH_AS(clone_disk(cow, cow, f.opts), doctest::Contains("overlay itself"), Error);
+        CHECK_THROWS_WITH_AS(clone_disk(cow, f.src.path, f.opts), doctest::Contains("source disk itself"), Error);
+        CHECK(file_digest(f.src.path) == base_digest);
+        clone_disk(cow, f.dst, f.opts);
+        CHECK(read_bytes(f.dst, 0, size_t(48 * MiB)) == expect);
+    }
 }

@@ -3,6 +3,7 @@
 #include "ntc/block_copier.h"
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
+#include "ntc/overlay.h"
 #include "ntc/progress.h"
 
 #include <cerrno>
@@ -178,6 +179,54 @@ bool ext_needs_recovery(const DiskFile& src, const Partition& p) {
     }
 }
 
+// An instance's overlay as a plain disk: the base's bytes (holes stay holes,
+// reflinked where the filesystem can) with the overlay's sectors over them.
+CloneResult flatten_overlay(const std::string& overlay_path, const std::string& dst_path, const CloneOptions& opts) {
+    if (opts.update)
+        throw Error("--update refreshes a clone of a disk; " + overlay_path +
+                    " is an instance's overlay: make a new plain disk of it (without --update)");
+    Overlay overlay = Overlay::open(overlay_path, DiskFile::Mode::read);
+    if (!overlay.file().try_lock_shared())
+        throw Error(overlay_path + " is in use by a running instance (ntc-vmm holds a lock on it); stop it first");
+    if (!overlay.base().try_lock_shared())
+        throw Error(overlay.base().path() + ", the base of " + overlay_path +
+                    ", is in use by a virtual machine that writes it; stop it first");
+    if (std::optional<struct stat> st = stat_path(dst_path);
+        st && st->st_dev == overlay.file().stat().st_dev && st->st_ino == overlay.file().stat().st_ino)
+        throw Error(dst_path + " is the overlay itself; name another file");
+    Target dst = open_target(dst_path, overlay.base(), ClonePlan{}, opts);
+    Progress progress("ntc-clone", overlay.size(), opts.progress);
+    uint64_t from_overlay = 0;
+    try {
+        BlockCopier copier(overlay.base(), dst.file, dst.mode, !dst.created, [&](uint64_t n) { progress.advance(n); });
+        copier.copy({0, overlay.size()});
+        BlockCopier::Stats stats = copier.finish();
+        std::vector<uint8_t> buffer(1 << 20);
+        const uint64_t sectors = overlay.size() / Overlay::kSector;
+        for (uint64_t sector = 0; sector < sectors;) {
+            Overlay::Run run = overlay.run(sector, buffer.size() / Overlay::kSector);
+            uint64_t bytes = run.sectors * Overlay::kSector;
+            if (run.in_overlay) {
+                std::span<uint8_t> piece(buffer.data(), bytes);
+                overlay.file().read_at(overlay.data_offset() + sector * Overlay::kSector, piece);
+                dst.file.write_at(sector * Overlay::kSector, piece);
+                from_overlay += bytes;
+            }
+            sector += run.sectors;
+        }
+        dst.file.sync();
+        progress.finish();
+        CloneResult result;
+        result.bytes_written = stats.written + from_overlay;
+        result.bytes_skipped = overlay.size() - std::min(overlay.size(), stats.written);
+        result.seconds = progress.elapsed_seconds();
+        return result;
+    } catch (...) {
+        if (dst.created) ::unlink(dst_path.c_str());
+        throw;
+    }
+}
+
 }  // namespace
 
 ClonePlan plan_clone(const DiskFile& src, const CloneOptions& opts) {
@@ -216,6 +265,7 @@ ClonePlan plan_clone(const DiskFile& src, const CloneOptions& opts) {
 
 CloneResult clone_disk(const std::string& src_path, const std::string& dst_path, const CloneOptions& opts) {
     DiskFile src(src_path, DiskFile::Mode::read);
+    if (Overlay::is_overlay(src)) return flatten_overlay(src_path, dst_path, opts);
     if (!src.try_lock_shared())
         throw Error(src_path + " is in use by a running virtual machine (it holds a lock on it); "
                                "stop the VM, or checkpoint from inside it with 'echo checkpoint > /proc/ntc'");

@@ -2,6 +2,7 @@
 #include "ntc/clone.h"
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
+#include "ntc/overlay.h"
 
 #include <cstring>
 
@@ -132,6 +133,9 @@ private:
 }  // namespace
 
 VerifyResult verify_clone(const std::string& src_path, const std::string& dst_path, unsigned max_differences) {
+    if (Overlay::is_overlay(DiskFile(src_path, DiskFile::Mode::read)))
+        throw Error("--verify proves that a disk was cloned; " + src_path +
+                    " is an instance's overlay, which ntc-clone copies as a plain disk, not a clone");
     return Verifier(src_path, dst_path, max_differences).run();
 }
 

@@ -45,7 +45,10 @@ struct ClonePlan {
 // damaged ext filesystem, which is then copied raw.
 ClonePlan plan_clone(const DiskFile& src, const CloneOptions& opts);
 
-// ntc-clone SRC DST.  Every refusal happens before DST is touched.  Each
+// ntc-clone SRC DST.  Every refusal happens before DST is touched.  A SRC
+// that is an instance's overlay (ntc/overlay.h) becomes a plain disk image:
+// the instance's disk as it sees it, to boot or to carry on (no snapshot
+// areas are made; ntc-clone that image to make its disk 2).  Each
 // snapshot area of DST is first made an unfinished clone's (no signature)
 // and gets its marker last, so a clone that fails or is killed part-way
 // never looks finished, and --update finishes it; a DST the clone created
