@@ -261,4 +261,32 @@ struct ntc_overlay_header {
 NTC_STATIC_ASSERT(sizeof(struct ntc_overlay_header) == NTC_PAGE_SIZE,
 		  "overlay header is one page");
 
+/* ---- Instance record (ntc-vmm -> the guest's ntc.ko) ------------------- */
+
+/*
+ * Not on disk: what ntc-vmm tells the machine about itself, in reserved
+ * memory that the DSDT's \NTCI names (a package of address and size),
+ * rewritten at every boot and resume, so that a resumed kernel learns what
+ * it runs as now.  ntc.ko reports the name and gives each network card the
+ * MAC listed for its PCI function (an instance of a checkpoint has a MAC of
+ * its own; the restored driver still holds the checkpointed one).
+ */
+#define NTC_INSTANCE_NAME_BYTES 64u
+#define NTC_INSTANCE_MAX_CARDS 4u
+struct ntc_instance_card {
+	__u8 devfn;			/* on bus 0 */
+	__u8 mac[6];
+	__u8 pad;			/* zero */
+};
+
+struct ntc_instance_record {
+	char name[NTC_INSTANCE_NAME_BYTES];	/* --name, NUL-terminated */
+	__u32 card_count;		/* entries used in cards[] */
+	__u32 pad;			/* zero */
+	struct ntc_instance_card cards[NTC_INSTANCE_MAX_CARDS];
+};
+
+NTC_STATIC_ASSERT(sizeof(struct ntc_instance_record) == 104,
+		  "instance record is 104 bytes");
+
 #endif /* NTC_FORMAT_H */

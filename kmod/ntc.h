@@ -160,6 +160,7 @@ int ntc_checkpoint(void);
 void ntc_test_point(const char *name);
 void ntc_machine_describe(struct ntc_record *rec);
 void ntc_machine_instance(char *name, size_t size);
+void ntc_machine_adopt_macs(void);
 void ntc_announce_resume(void);
 
 #endif

@@ -498,7 +498,9 @@ close:
 			ntc_status.image_pages, ntc_status.pause_us / 1000,
 			ntc_status.total_ms);
 	mutex_unlock(&ntc_lock);
-	if (restored)
+	if (restored) {
+		ntc_machine_adopt_macs();
 		ntc_announce_resume();
+	}
 	return err;
 }

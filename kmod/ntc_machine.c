@@ -5,12 +5,14 @@
  * in the OEM revision) and the PCI functions on bus 0 with the MAC of each
  * network card.  The restored drivers expect exactly these devices where
  * they left them, so the VMM that resumes the checkpoint compares its own
- * machine with this and refuses a different one.
+ * machine with this and refuses a different one; only a card's MAC may
+ * differ, and the machine's instance record says which to take.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/acpi.h>
 #include <linux/ctype.h>
+#include <linux/etherdevice.h>
 #include <linux/io.h>
 #include <linux/netdevice.h>
 #include <linux/pci.h>
@@ -30,41 +32,55 @@ static void describe_firmware(struct ntc_record *rec)
 	acpi_put_table(fadt);
 }
 
+/* The network device bound to pdev, if there is one; under rtnl_lock(). */
+static struct net_device *card_netdev(struct pci_dev *pdev)
+{
+	struct net_device *dev;
+
+	for_each_netdev(&init_net, dev) {
+		struct device *parent = dev->dev.parent;
+
+		/* virtio-net's device sits on the virtio bus below the PCI function */
+		if (dev->addr_len == ETH_ALEN && parent &&
+		    (parent == &pdev->dev || parent->parent == &pdev->dev))
+			return dev;
+	}
+	return NULL;
+}
+
 /* The permanent MAC of the network device bound to pdev, if there is one. */
 static void card_mac(struct pci_dev *pdev, u8 *mac)
 {
 	struct net_device *dev;
 
 	rtnl_lock();
-	for_each_netdev(&init_net, dev) {
-		struct device *parent = dev->dev.parent;
-
-		/* virtio-net's device sits on the virtio bus below the PCI function */
-		if (dev->addr_len == ETH_ALEN && parent &&
-		    (parent == &pdev->dev || parent->parent == &pdev->dev)) {
-			memcpy(mac, dev->perm_addr, ETH_ALEN);
-			break;
-		}
-	}
+	dev = card_netdev(pdev);
+	if (dev)
+		memcpy(mac, dev->perm_addr, ETH_ALEN);
 	rtnl_unlock();
 }
 
+/* The instance record as ntc-vmm last wrote it, read at load and at resume. */
+static struct ntc_instance_record instance;
+
 /*
- * The instance name ntc-vmm gives the machine (its --name): \NTCI in the
- * DSDT is a package of the address and size of a NUL-terminated name in
- * reserved memory, which ntc-vmm writes at every boot and resume, so a
- * resumed kernel finds the name it runs under now.  Without \NTCI (another
- * hypervisor) the name is empty.  Characters other than ntc-vmm's (letters,
- * digits, '.', '_', '-') become '_': the name goes into /proc/ntc's lines
- * and a uevent.
+ * The instance record ntc-vmm gives the machine (disk-layout/ntc_format.h):
+ * \NTCI in the DSDT is a package of its address and size in reserved
+ * memory, which ntc-vmm writes at every boot and resume, so a resumed
+ * kernel finds the name and MACs it runs under now.  A record of another
+ * size is read as far as both go.  Without \NTCI (another hypervisor) the
+ * name is empty and no card is listed.  Characters of the name other than
+ * ntc-vmm's (letters, digits, '.', '_', '-') become '_': it goes into
+ * /proc/ntc's lines and a uevent.
  */
 void ntc_machine_instance(char *name, size_t size)
 {
 	struct acpi_buffer buf = { ACPI_ALLOCATE_BUFFER, NULL };
 	union acpi_object *obj;
 	size_t len, i;
-	char *mem;
+	void *mem;
 
+	memset(&instance, 0, sizeof(instance));
 	name[0] = 0;
 	if (ACPI_FAILURE(acpi_evaluate_object(NULL, "\\NTCI", NULL, &buf)))
 		return;
@@ -73,17 +89,62 @@ void ntc_machine_instance(char *name, size_t size)
 	    obj->package.elements[0].type != ACPI_TYPE_INTEGER ||
 	    obj->package.elements[1].type != ACPI_TYPE_INTEGER)
 		goto out;
-	len = min_t(u64, obj->package.elements[1].integer.value, size);
+	len = min_t(u64, obj->package.elements[1].integer.value, sizeof(instance));
 	mem = memremap(obj->package.elements[0].integer.value, len, MEMREMAP_WB);
 	if (!mem)
 		goto out;
-	strscpy(name, mem, len);
+	memcpy(&instance, mem, len);
 	memunmap(mem);
+	instance.name[sizeof(instance.name) - 1] = 0;
+	instance.card_count = min_t(u32, instance.card_count, NTC_INSTANCE_MAX_CARDS);
+	strscpy(name, instance.name, size);
 	for (i = 0; name[i]; i++)
 		if (!isalnum(name[i]) && !strchr("._-", name[i]))
 			name[i] = '_';
 out:
 	ACPI_FREE(buf.pointer);
+}
+
+/*
+ * A resumed instance runs on cards whose MACs differ from the ones its
+ * drivers read at boot: give each card listed in the instance record its
+ * MAC, as the permanent one too (the next checkpoint records it), and tell
+ * the network (gratuitous ARP, unsolicited neighbour advertisements), as
+ * virtio-net does after a migration.  Process context, no locks held.
+ */
+void ntc_machine_adopt_macs(void)
+{
+	u32 i;
+
+	for (i = 0; i < instance.card_count; i++) {
+		const struct ntc_instance_card *card = &instance.cards[i];
+		struct pci_dev *pdev = pci_get_domain_bus_and_slot(0, 0, card->devfn);
+		struct net_device *dev;
+		struct sockaddr addr;
+		int err;
+
+		if (!pdev)
+			continue;
+		rtnl_lock();
+		dev = card_netdev(pdev);
+		if (dev && is_valid_ether_addr(card->mac) &&
+		    !ether_addr_equal(dev->dev_addr, card->mac)) {
+			addr.sa_family = dev->type;
+			memcpy(addr.sa_data, card->mac, ETH_ALEN);
+			err = dev_set_mac_address(dev, &addr, NULL);
+			if (err) {
+				pr_warn("%s: cannot take this instance's MAC %pM: error %d\n",
+					dev->name, card->mac, err);
+			} else {
+				memcpy(dev->perm_addr, card->mac, ETH_ALEN);
+				if (netif_running(dev))
+					__netdev_notify_peers(dev);
+				pr_info("%s: MAC %pM, this instance's\n", dev->name, card->mac);
+			}
+		}
+		rtnl_unlock();
+		pci_dev_put(pdev);
+	}
 }
 
 void ntc_machine_describe(struct ntc_record *rec)

@@ -200,9 +200,9 @@ std::vector<uint8_t> root_bridge_resources() {
 std::vector<uint8_t> dsdt_body(unsigned pci_slots) {
     std::vector<uint8_t> aml = aml_name(
         "_S5_", aml_package({aml_integer(kSleepTypeS5), aml_integer(kSleepTypeS5), aml_integer(0), aml_integer(0)}));
-    // \NTCI: where the instance name is and its size (instance_name.h).
-    auto ntci = aml_name("NTCI", aml_package({aml_integer(uint32_t(layout::kInstanceName)),
-                                              aml_integer(uint32_t(layout::kInstanceNameBytes))}));
+    // \NTCI: where the instance record is and its size (instance_record.h).
+    auto ntci = aml_name("NTCI", aml_package({aml_integer(uint32_t(layout::kInstanceRecord)),
+                                              aml_integer(uint32_t(layout::kInstanceRecordBytes))}));
     aml.insert(aml.end(), ntci.begin(), ntci.end());
     std::vector<std::vector<uint8_t>> routes;
     for (unsigned slot = 1; slot <= pci_slots; slot++)

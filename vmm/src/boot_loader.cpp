@@ -6,7 +6,7 @@
 #include "acpi.h"
 #include "boot_params.h"
 #include "e820.h"
-#include "instance_name.h"
+#include "instance_record.h"
 #include "layout.h"
 #include "vm_generation.h"
 
@@ -81,12 +81,12 @@ BootState load_boot(const GuestMemory& memory, uint64_t ram_bytes, const BootFil
 }
 
 void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots,
-                          const std::string& instance_name) {
+                          const std::string& instance_name, const std::vector<InstanceCard>& cards) {
     auto acpi = build_acpi_tables(layout::kAcpiTables, cpus, pci_slots);
     if (acpi.size() > layout::kVmGenerationId - layout::kAcpiTables) throw ntc::Error("ACPI tables too large");
     copy_in(memory, layout::kAcpiTables, acpi.data(), acpi.size(), "ACPI tables");
     store_vm_generation_id(memory, new_vm_generation_id());
-    store_instance_name(memory, instance_name);
+    store_instance_record(memory, instance_name, cards);
 }
 
 void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs) {

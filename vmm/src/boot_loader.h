@@ -9,6 +9,7 @@
 
 #include "guest_disk.h"
 #include "guest_memory.h"
+#include "instance_record.h"
 
 namespace ntc::vmm {
 
@@ -26,9 +27,9 @@ void boot_cpu_registers(const BootState& boot, kvm_regs& regs, kvm_sregs& sregs)
 // The ACPI tables the firmware leaves in memory, for a booting kernel and,
 // the same bytes, for a resuming one (they lie outside RAM in the E820 map,
 // so no image holds them); beside them a new VM generation ID and the
-// instance name.
+// instance record.
 void load_firmware_tables(const GuestMemory& memory, unsigned cpus, unsigned pci_slots,
-                          const std::string& instance_name);
+                          const std::string& instance_name, const std::vector<InstanceCard>& cards);
 
 // Long mode at `rip` on the page tables at `cr3`, flat 64-bit code and data
 // segments (__BOOT_CS, __BOOT_DS), interrupts off.

@@ -3,7 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <ntc/error.h>
 
-#include "instance_name.h"
+#include "instance_record.h"
 
 namespace ntc::vmm {
 

@@ -17,8 +17,8 @@ constexpr uint64_t kCmdlineMax = 0x10000;
 constexpr uint64_t kEbda = 0x9fc00;
 constexpr uint64_t kAcpiTables = 0xe0000;      // RSDP first: the kernel also scans here
 constexpr uint64_t kVmGenerationId = 0xff000;  // 16 bytes after the tables (vm_generation.h)
-constexpr uint64_t kInstanceName = 0xff010;    // then the instance name (instance_name.h)
-constexpr uint64_t kInstanceNameBytes = 64;
+constexpr uint64_t kInstanceRecord = 0xff010;  // then the instance record (instance_record.h)
+constexpr uint64_t kInstanceRecordBytes = 104;
 constexpr uint64_t kAcpiTablesEnd = 0x100000;  // the reserved area's end
 constexpr uint64_t kKernelLoad = 0x100000;
 

@@ -41,7 +41,7 @@ struct MachineConfig {
     std::optional<ImageLocation> image;      // ...the machine resumes this image
     std::optional<std::string> console_log;  // else the terminal (stdout)
     std::optional<std::string> crash_dump;   // guest RAM goes here on a triple fault or SIGQUIT
-    std::string instance_name;               // --name (instance_name.h)
+    std::string instance_name;               // --name (instance_record.h)
 };
 
 // ntc-vmm's exit statuses (Documentation/vmm.md).

@@ -28,7 +28,18 @@ std::string describe(const PciFunction& f) {
 }  // namespace
 
 MacAddress card_mac(const MachineConfig& config) {
-    return config.net && config.net->mac ? *config.net->mac : mac_for_id(partition_table_id(config.disks.front().path));
+    if (config.net && config.net->mac) return *config.net->mac;
+    std::string disk_id = partition_table_id(config.disks.front().path);
+    return mac_for_id(config.instance_name.empty() ? disk_id : disk_id + "/" + config.instance_name);
+}
+
+std::optional<MacAddress> recorded_card_mac(const ntc_record& r) {
+    for (unsigned i = 0; i < std::min<unsigned>(r.device_count, NTC_MAX_DEVICES); i++) {
+        MacAddress mac;
+        std::memcpy(mac.data(), r.devices[i].mac, mac.size());
+        if (mac != MacAddress{}) return mac;
+    }
+    return std::nullopt;
 }
 
 std::vector<PciFunction> machine_functions(const MachineConfig& config) {
@@ -70,8 +81,10 @@ std::vector<std::string> machine_differences(const ntc_record& r, const MachineC
     };
     for (const auto& f : theirs) {
         const PciFunction* o = find(ours, f.devfn);
+        // A card's MAC may differ: ntc.ko gives the card the new one.
         if (!o) out.push_back("it had " + describe(f) + ", which this machine lacks");
-        else if (!(*o == f)) out.push_back("it had " + describe(f) + " where this machine has " + describe(*o));
+        else if (o->vendor != f.vendor || o->device != f.device)
+            out.push_back("it had " + describe(f) + " where this machine has " + describe(*o));
     }
     for (const auto& o : ours)
         if (!find(theirs, o.devfn)) out.push_back("this machine adds " + describe(o) + ", which it did not have");

@@ -4,6 +4,7 @@
 // holds what the checkpointed kernel saw (disk-layout/ntc_format.h); a
 // resume builds the machine only if it presents the same.
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -20,8 +21,12 @@ struct PciFunction {
 };
 
 // The network card's MAC: --mac, or else derived from the first disk's
-// partition table, which ntc-clone copies, so every clone gives the same.
+// partition table, which ntc-clone copies, so every clone gives the same,
+// and the instance name: each --name its own MAC, the same name the same.
 MacAddress card_mac(const MachineConfig& config);
+
+// The MAC of the network card a checkpoint's machine had, if it had one.
+std::optional<MacAddress> recorded_card_mac(const ntc_record& record);
 
 // The functions `config` gives the guest: the host bridge at 00:00.0, a
 // virtio-blk per disk from 00:01.0 on, then the virtio-net card.
@@ -29,7 +34,8 @@ std::vector<PciFunction> machine_functions(const MachineConfig& config);
 
 // What differs between the machine `record` was taken on and `config`, one
 // sentence each; empty when they match.  A record that predates the
-// machine fields yields no differences.
+// machine fields yields no differences.  MACs are no difference: ntc.ko
+// gives a resumed card the MAC of the instance record (instance_record.h).
 std::vector<std::string> machine_differences(const ntc_record& record, const MachineConfig& config);
 
 }  // namespace ntc::vmm

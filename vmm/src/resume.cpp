@@ -78,6 +78,9 @@ ResumePlan resume_plan(const ResumeCommand& command) {
     config.instance_name = command.instance_name;
     config.crash_dump = command.crash_dump;
     config.net = command.net;
+    // Without a new identity (--name, --mac) the machine goes on as the one
+    // that took the checkpoint, with its card's MAC.
+    if (config.net && !config.net->mac && config.instance_name.empty()) config.net->mac = recorded_card_mac(r);
     if (command.boot_kernel) {
         config.boot = load_boot_files(command.disk, std::string(r.kernel_release));
         config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);

@@ -6,7 +6,7 @@
 #include "acpi.h"
 #include "boot_params.h"
 #include "e820.h"
-#include "instance_name.h"
+#include "instance_record.h"
 #include "layout.h"
 #include "vm_generation.h"
 
@@ -189,25 +189,32 @@ TEST_CASE("the tables present the VM generation ID at its address and announce a
 TEST_CASE("the instance name is checked, and stored where \\NTCI says, NUL-terminated") {
     auto t = build_acpi_tables(layout::kAcpiTables, 1, 1);
     std::string tables(t.begin(), t.end());
-    // Name (NTCI, Package (2) {0xff010, 64}) at the root.
-    static_assert(layout::kInstanceName == 0xff010 && layout::kInstanceNameBytes == 64);
-    auto ntci = join({{0x08}, text("NTCI"), {0x12, 0x09, 0x02, 0x0c, 0x10, 0xf0, 0x0f, 0x00, 0x0a, 0x40}});
+    // Name (NTCI, Package (2) {0xff010, 104}) at the root.
+    static_assert(layout::kInstanceRecord == 0xff010 && layout::kInstanceRecordBytes == 104);
+    auto ntci = join({{0x08}, text("NTCI"), {0x12, 0x09, 0x02, 0x0c, 0x10, 0xf0, 0x0f, 0x00, 0x0a, 0x68}});
     CHECK(tables.find(std::string(ntci.begin(), ntci.end())) != std::string::npos);
 
     std::vector<uint8_t> ram(2 << 20, 0xee);
     GuestMemory memory({{0, ram.size(), ram.data()}});
-    store_instance_name(memory, "inst-1.a_b");
-    CHECK(std::string(reinterpret_cast<char*>(&ram[layout::kInstanceName])) == "inst-1.a_b");
-    CHECK(ram[layout::kInstanceName + layout::kInstanceNameBytes - 1] == 0);
-    CHECK(ram[layout::kInstanceName + layout::kInstanceNameBytes] == 0xee);
-    store_instance_name(memory, "");
-    CHECK(ram[layout::kInstanceName] == 0);
+    const MacAddress mac{0x02, 0x4e, 0x54, 1, 2, 3};
+    store_instance_record(memory, "inst-1.a_b", {{3 << 3, mac}});
+    ntc_instance_record record;
+    std::memcpy(&record, &ram[layout::kInstanceRecord], sizeof record);
+    CHECK(std::string(record.name) == "inst-1.a_b");
+    CHECK(record.card_count == 1);
+    CHECK(record.cards[0].devfn == (3 << 3));
+    CHECK(std::memcmp(record.cards[0].mac, mac.data(), 6) == 0);
+    CHECK(ram[layout::kInstanceRecord + layout::kInstanceRecordBytes] == 0xee);
+    store_instance_record(memory, "", {});
+    CHECK(ram[layout::kInstanceRecord] == 0);
+    CHECK(ram[layout::kInstanceRecord + offsetof(ntc_instance_record, card_count)] == 0);
     CHECK_NOTHROW(check_instance_name(std::string(kInstanceNameMax, 'x')));
     CHECK_THROWS_AS(check_instance_name(std::string(kInstanceNameMax + 1, 'x')), ntc::Error);
     CHECK_THROWS_AS(check_instance_name("a b"), ntc::Error);
     CHECK_THROWS_AS(check_instance_name("a;rm"), ntc::Error);
-    CHECK_THROWS_AS(store_instance_name(memory, "x/y"), ntc::Error);
-    CHECK(ram[layout::kInstanceName] == 0);  // a refused name changes nothing
+    CHECK_THROWS_AS(store_instance_record(memory, "x/y", {}), ntc::Error);
+    CHECK_THROWS_AS(store_instance_record(memory, "x", std::vector<InstanceCard>(5, {0, mac})), ntc::Error);
+    CHECK(ram[layout::kInstanceRecord] == 0);  // a refusal changes nothing
 }
 
 TEST_CASE("each boot or resume stores a new VM generation ID") {
