@@ -254,6 +254,22 @@ def expect_counter_resumed(vm, n_ck, timeout=300):
     return n
 
 
+def check_wall_clock(host, vm):
+    """The resumed guest's wall clock agrees with its host's within a second:
+    the host's reading falls between two of the guest's, give or take one
+    second.  The guest's readings are its counter's latest ticks, which carry
+    CLOCK_REALTIME in nanoseconds (busybox date has no %N).  Returns the
+    offset seen."""
+    _, before = vm.sh("tail -n 1 /data/counter.log")
+    _, now = host.sh("date +%s.%N")
+    vm.sh("sleep 0.2")
+    _, after = vm.sh("tail -n 1 /data/counter.log")
+    g0, h, g1 = (float(re.findall(r"\d+\.\d+", t)[-1]) for t in (before, now, after))
+    ntclab.check(g0 - 1 <= h <= g1 + 1,
+                 f"the resumed guest's clock is off: guest {g0:.3f}..{g1:.3f}, host {h:.3f}", vm)
+    return h - (g0 + g1) / 2
+
+
 def write_after_checkpoint(g):
     """A write the checkpoint must not carry (check_resumed_state looks for it)."""
     g.sh("echo written-after-checkpoint > /data/after.txt && sync")

@@ -191,6 +191,18 @@ def kernel_messages(ram_file, limit=80):
     return [l.decode() for l in found[-limit:]]
 
 
+def expected_mac(disk, instance_name=""):
+    """ntc-vmm's MAC rule (Documentation/vmm.md): 02:4e:54 + FNV-1a of the
+    disk's PTUUID, with "/NAME" after it for an instance named with --name."""
+    import subprocess
+    ptuuid = subprocess.run(["blkid", "-p", "-s", "PTUUID", "-o", "value", disk], capture_output=True,
+                            text=True, check=True).stdout.strip()
+    h = 2166136261
+    for c in (ptuuid + (f"/{instance_name}" if instance_name else "")).encode():
+        h = ((h ^ c) * 16777619) & 0xffffffff
+    return "02:4e:54:%02x:%02x:%02x" % (h >> 16 & 0xff, h >> 8 & 0xff, h & 0xff)
+
+
 class NestedVmm(ntclab.ConsoleShell):
     """An ntc-vmm running inside a HostVM.
 

@@ -50,39 +50,12 @@ import ntclab  # noqa: E402
 check = ntclab.check
 
 
-def expected_mac(disk):
-    """ntc-vmm's MAC rule (Documentation/vmm.md): 02:4e:54 + FNV-1a of PTUUID."""
-    import subprocess
-    ptuuid = subprocess.run(["blkid", "-p", "-s", "PTUUID", "-o", "value", disk], capture_output=True,
-                            text=True, check=True).stdout.strip()
-    h = 2166136261
-    for c in ptuuid.encode():
-        h = ((h ^ c) * 16777619) & 0xffffffff
-    return "02:4e:54:%02x:%02x:%02x" % (h >> 16 & 0xff, h >> 8 & 0xff, h & 0xff)
-
-
 def configure_guest_network(vm, mac):
     _, out = vm.sh("cat /sys/class/net/eth0/address; readlink -f /sys/class/net/eth0/device")
     check(mac in out, f"eth0's MAC should be {mac}: {out}", vm)
     # Slot 3: after the two disks, in the original and in the resumed machine.
     check("/0000:00:03.0/" in out, f"eth0 should be at PCI 00:03.0: {out}", vm)
     return out
-
-
-def check_wall_clock(host, vm):
-    """The resumed guest's wall clock agrees with its host's within a second:
-    the host's reading falls between two of the guest's, give or take one
-    second.  The guest's readings are its counter's latest ticks, which carry
-    CLOCK_REALTIME in nanoseconds (busybox date has no %N).  Returns the
-    offset seen."""
-    import re
-    _, before = vm.sh("tail -n 1 /data/counter.log")
-    _, now = host.sh("date +%s.%N")
-    vm.sh("sleep 0.2")
-    _, after = vm.sh("tail -n 1 /data/counter.log")
-    g0, h, g1 = (float(re.findall(r"\d+\.\d+", t)[-1]) for t in (before, now, after))
-    check(g0 - 1 <= h <= g1 + 1, f"the resumed guest's clock is off: guest {g0:.3f}..{g1:.3f}, host {h:.3f}", vm)
-    return h - (g0 + g1) / 2
 
 
 def travel(vm, label, n_ck):
@@ -104,7 +77,7 @@ def main():
         disk1 = ntcguest.build_disk1(tmp)
         disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "disk2.img"))
         disk3 = os.path.join(tmp, "disk3.img")
-        mac = expected_mac(disk1)
+        mac = nested.expected_mac(disk1)
         with nested.HostVM("nested-journey", tmp) as host:
             host.wait_ready()
             print(f"host VM ready after {time.monotonic() - t0:.0f}s", flush=True)
@@ -168,7 +141,7 @@ def main():
             figures["resume1_s"] = travel(b, "travel 1", n_ck)
             problems = ntcguest.check_resumed_state(b, state)
             check(not problems, "resumed state:\n" + "\n".join(problems), b)
-            figures["clock_offset_s"] = check_wall_clock(host, b)
+            figures["clock_offset_s"] = ntcguest.check_wall_clock(host, b)
             configure_guest_network(b, mac)
             ntcguest.start_in_background(b, f"ntc-echo {PORT + 1}", r"ECHO-LISTENING")
             again = echo_exchange.Exchange(host, NETNS, tmp, "travel1", GUEST_ADDR, PORT + 1).start()
@@ -189,7 +162,7 @@ def main():
             # -- travel 2: disk 3 resumes the second checkpoint ---------------
             c = vm("journey-c", "resume", d3, *net)
             figures["resume2_s"] = travel(c, "travel 2", n_ck2)
-            check_wall_clock(host, c)
+            ntcguest.check_wall_clock(host, c)
             step = int(ntcguest.status(c)["resumed_clock_step_ns"]) / 1e9
             check(abs(step - CLOCK_BACK_S) < 10,
                   f"the resume should have set the clock {CLOCK_BACK_S}s forward, not {step:.3f}s", c)
