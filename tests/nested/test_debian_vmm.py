@@ -2,21 +2,27 @@
 """Level 3: the Debian 12 guest (Documentation/disk-layout.md, "The Debian
 guest"; the disk of guest.debian) on ntc-vmm under nested KVM.
 
-`ntc-vmm run disk1 --disk disk2 --net tap:...`, with no --kernel, --initrd or
---append, boots GRUB's default entry from the disk's /boot/grub/grub.cfg
-(root by UUID, as Debian installs it) and says so on stderr.  A counter
-runs as a systemd service.  From the host VM, an ssh session (key login,
-into sshd of the guest) runs a command stream: a line every 0.2 s.  The
-guest takes a checkpoint; the ssh session is still connected afterwards and
-its stream goes on, systemd is running with no failed unit.  The office VM
-powers off; `ntc-vmm resume disk2 --disk disk3` (disk 3 an ntc-clone of
-disk 2) resumes the checkpoint with the same TAP, and a new ssh session
-logs in to it: the same boot (boot_id), /proc/ntc says resumed, the counter
-service's same process counting on, systemd running with no failed unit,
-journald writing, the clock right.  There ntc-dkms's ntc-checkpoint.timer,
-enabled with an interval in a drop-in, takes checkpoint 2 onto disk 3 and
-logs its report to the journal; no kernel warning.  Disk 2's root is clean
-after the resumed guest powers off.
+`ntc-vmm run disk1 --disk disk2 --net tap:... --name debian-office`, with no
+--kernel, --initrd or --append, boots GRUB's default entry from the disk's
+/boot/grub/grub.cfg (root by UUID, as Debian installs it) and says so on
+stderr; /proc/ntc names the instance.  A counter runs as a systemd
+service, and a resume hook of ntc-dkms (/etc/ntc/resume.d/50-record)
+appends its NTC_INSTANCE and NTC_CHECKPOINT to /run/ntc-resume-hook; the
+office VM never runs it, before the checkpoint or after.  From the host
+VM, an ssh session (key login, into sshd of the guest) runs a command
+stream: a line every 0.2 s.  The guest takes a checkpoint; the ssh session
+is still connected afterwards and its stream goes on, systemd is running
+with no failed unit.  The office VM powers off; `ntc-vmm resume disk2 --disk disk3 --name debian-b` (disk 3 an
+ntc-clone of disk 2) resumes the checkpoint with the same TAP, and a new
+ssh session logs in to it: the same boot (boot_id), /proc/ntc says resumed,
+the counter service's same process counting on, the hook run once by
+ntc-resumed.service (started by udev on the module's resume uevent), which
+succeeded: /run/ntc-resume-hook holds "debian-b 1" alone; the card has
+debian-b's MAC, which ntc.ko gave it (the ssh login came through it); systemd running
+with no failed unit, journald writing, the clock right.  There ntc-dkms's
+ntc-checkpoint.timer, enabled with an interval in a drop-in, takes
+checkpoint 2 onto disk 3 and logs its report to the journal; no kernel
+warning.  Disk 2's root is clean after the resumed guest powers off.
 
 The disks live in the host VM's RAM: over the 9p share, the first
 checkpoint's full compare of the two 4.5 GB disks took 578 s; in RAM about
@@ -47,6 +53,16 @@ TICK_SECONDS = 0.2
 # more than 1 s off, and `date +%s` truncates.
 CLOCK_SLACK = 2
 TIMER_DROPIN_DIR = "/etc/systemd/system/ntc-checkpoint.timer.d"
+OFFICE_NAME, RESUMED_NAME = "debian-office", "debian-b"
+# ntc-dkms runs the hooks in /etc/ntc/resume.d after a resume; this one
+# records what it was given.  /run is in the memory image: what the office
+# VM wrote there before the checkpoint, the resumed VM finds.
+HOOK, HOOK_RECORD = "/etc/ntc/resume.d/50-record", "/run/ntc-resume-hook"
+INSTALL_HOOK = (f"mkdir -p {os.path.dirname(HOOK)} && printf '#!/bin/sh\\necho \"$NTC_INSTANCE $NTC_CHECKPOINT\" "
+                f">>{HOOK_RECORD}\\n' >{HOOK} && chmod 0755 {HOOK}")
+# The record (or NONE), then ntc-resumed.service's state and result.
+HOOK_STATE = (f"cat {HOOK_RECORD} 2>/dev/null || echo NONE; "
+              "systemctl show -P ActiveState ntc-resumed.service; systemctl show -P Result ntc-resumed.service")
 check = ntclab.check
 
 # The state every check below reads, on one line.
@@ -118,6 +134,31 @@ def timer_checkpoint(ssh, vm):
     print("resumed VM: ntc-checkpoint.timer took checkpoint 2, its report in the journal", flush=True)
 
 
+def no_hook_run(vm, when):
+    """The office VM has not run the resume hook."""
+    _, out = vm.sh(f"test -e {HOOK_RECORD} && cat {HOOK_RECORD} || echo NO-RECORD", check=False)
+    check(out.strip() == "NO-RECORD", f"the office VM ran the resume hook {when}: {HOOK_RECORD} holds {out!r}", vm)
+
+
+def resume_hook(ssh, vm):
+    """In the resumed VM, udev has started ntc-resumed.service on the
+    module's uevent, and it ran the hook once, with the new instance name
+    and the checkpoint resumed, and succeeded."""
+    deadline = time.monotonic() + 60
+    while True:
+        rc, out = ssh.sh(HOOK_STATE, check=False)
+        lines = out.strip().splitlines()
+        done = rc == 0 and lines[:1] != ["NONE"] and lines[-2:-1] != ["activating"]
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    _, journal = ssh.sh("journalctl -u ntc-resumed.service -o cat --no-pager", check=False)
+    check(lines[:-2] == [f"{RESUMED_NAME} 1"] and lines[-1:] == ["success"],
+          f"the resume hook: want {HOOK_RECORD} to hold '{RESUMED_NAME} 1' alone and ntc-resumed.service "
+          f"to succeed; record, ActiveState, Result: {lines}; its journal:\n{journal[-3000:]}", vm)
+    print(f"resumed VM: ntc-resumed.service ran {HOOK}: '{lines[0]}'", flush=True)
+
+
 def main():
     t_start = time.monotonic()
     image = debian_guest.debian_disk()
@@ -148,7 +189,8 @@ def office_then_resume(image, parts, work):
             return nested.NestedVmm(host, name, ["netns", "exec", NETNS, vmm, *args, "--net", f"tap:{TAP}"],
                                     binary="ip")
 
-        a = vm("debian-office", ["run", disk1, "--disk", disk2, "--mem", MEM, "--cpus", str(CPUS)]).start()
+        a = vm("debian-office", ["run", disk1, "--disk", disk2, "--mem", MEM, "--cpus", str(CPUS),
+                                 "--name", OFFICE_NAME]).start()
         t_a = time.monotonic()
         debian_guest.wait_login(a, 600)
         print(f"office VM: login in {time.monotonic() - t_a:.0f}s; {a.stderr().strip()}", flush=True)
@@ -163,6 +205,9 @@ def office_then_resume(image, parts, work):
         check(state == "running" and not failed, f"office VM: systemd {state}, failed: {failed}", a)
         a.sh(f"mkdir -p -m 700 /root/.ssh && echo '{pub}' >/root/.ssh/authorized_keys")
         a.sh(debian_guest.COUNTER)
+        a.sh(INSTALL_HOOK)
+        _, instance = a.sh("sed -n 's/^instance: //p' /proc/ntc")
+        check(instance.strip() == OFFICE_NAME, f"office VM: /proc/ntc names the instance {instance!r}", a)
 
         stream = os.path.join(work, "ssh-stream.log")
         ssh.start_stream(host.inside(stream))
@@ -173,6 +218,7 @@ def office_then_resume(image, parts, work):
 
         before = parse_state(a.sh(STATE)[1])
         check(before.get("root") == "/dev/vda1", f"office VM: root is {before.get('root')}, not disk 1's", a)
+        no_hook_run(a, "before the checkpoint")
         t_ck = time.monotonic()
         rc, st = ntcguest.checkpoint(a, 900)
         print(f"checkpoint in {time.monotonic() - t_ck:.0f}s: pause {st.get('pause_ms')} ms, "
@@ -190,6 +236,7 @@ def office_then_resume(image, parts, work):
         state, failed = debian_guest.system_state(a)
         check(state == "running" and not failed, f"after the checkpoint: systemd {state}, failed: {failed}", a)
         ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
+        no_hook_run(a, "after its checkpoint (only a resumed machine runs it)")
         times, text = ticks(stream)
         check("SSH-END" not in text and times[-1] > after[-1],
               f"the ssh session ended or stalled after the checkpoint: {text[-1000:]}", a)
@@ -199,7 +246,7 @@ def office_then_resume(image, parts, work):
 
         # Disk 3, where disk 2 was, takes the resumed VM's timer checkpoint.
         host.sh(f"rm {disk1} && {clone} {disk2} {disk3} >/dev/null", 900)
-        b = vm("debian-resumed", ["resume", disk2, "--disk", disk3]).start()
+        b = vm("debian-resumed", ["resume", disk2, "--disk", disk3, "--name", RESUMED_NAME]).start()
         t_b = time.monotonic()
         deadline = t_b + 300
         while True:
@@ -215,6 +262,11 @@ def office_then_resume(image, parts, work):
               f"the resumed VM is not the checkpointed boot: {now}, office {before}", b)
         check(now.get("pid") == before.get("pid") and int(now.get("counter", 0)) > int(before["counter"]),
               f"counter service: {now}, checkpointed {before}", b)
+        resume_hook(ssh, b)
+        # ntc.ko gave the card the instance's MAC; ssh came in through it.
+        mac = nested.expected_mac(image, RESUMED_NAME)
+        _, addresses = ssh.sh("cat /sys/class/net/e*/address")
+        check(mac in addresses.split(), f"the resumed VM's card should have {RESUMED_NAME}'s MAC {mac}: {addresses}", b)
         _, step = ssh.sh("sed -n 's/^resumed_clock_step_ns: //p' /proc/ntc")
         print(f"resumed VM: the resume set the clock {int(step or 0) / 1e9:+.3f}s", flush=True)
         # The guest's clock read between two of the host VM's, in one shell
