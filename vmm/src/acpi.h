@@ -3,7 +3,7 @@
 // the stock kernel can power off through its ACPI S5 path; a GPE block), a
 // DSDT with _S5_, the PCI root bridge's interrupt routing, the VM generation
 // ID device and the GPE method that announces a new ID (vm_generation.h),
-// \NTCI locating the instance name (instance_record.h), and a MADT listing
+// \NTCI locating the instance record (instance_record.h), and a MADT listing
 // the CPUs.
 #include <cstdint>
 #include <vector>
