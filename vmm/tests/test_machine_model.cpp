@@ -131,6 +131,13 @@ testsupport::TestDisk checkpointed_disk(const testsupport::TempDir& dir) {
     return disk;
 }
 
+ResumeCommand resume_command(const std::string& disk, std::optional<NetSpec> net) {
+    ResumeCommand command;
+    command.disk = disk;
+    command.net = std::move(net);
+    return command;
+}
+
 }  // namespace
 
 TEST_CASE("resume refuses another machine before it writes anything") {
@@ -138,8 +145,7 @@ TEST_CASE("resume refuses another machine before it writes anything") {
     auto disk = checkpointed_disk(dir);
     auto before = testsupport::file_digest(disk.path);
 
-    ResumeCommand command;
-    command.disk = disk.path;
+    ResumeCommand command = resume_command(disk.path, std::nullopt);
     try {
         resume_plan(command);
         FAIL("a resume without the card was not refused");
@@ -162,9 +168,7 @@ TEST_CASE("an instance's resume makes a new overlay and its second disk, and lea
     testsupport::TempDir dir;
     auto disk = checkpointed_disk(dir);
     auto before = testsupport::file_digest(disk.path);
-    ResumeCommand command;
-    command.disk = disk.path;
-    command.net = NetSpec{"tap0", kMac};
+    ResumeCommand command = resume_command(disk.path, NetSpec{"tap0", kMac});
     command.overlay = dir / "a.cow";
 
     ResumePlan plan = resume_plan(command);
@@ -223,10 +227,8 @@ TEST_CASE("an instance's card has a MAC of its own; without a new name a resume 
     config.net->mac = kMac;
     CHECK(card_mac(config) == kMac);
 
-    ResumeCommand command;
-    command.disk = disk.path;
+    ResumeCommand command = resume_command(disk.path, NetSpec{"tap0", std::nullopt});
     command.next = dir / "next.img";
-    command.net = NetSpec{"tap0", std::nullopt};
     CHECK(resume_plan(command).config.net->mac == kMac);  // the checkpointed machine's
     command.instance_name = "b";
     command.overlay = dir / "b.cow";
