@@ -1,6 +1,7 @@
 #include "ntc/clone.h"
 #include "ntc/disk_report.h"
 #include "ntc/error.h"
+#include "ntc/overlay.h"
 #include "support.h"
 
 #include <algorithm>
@@ -36,6 +37,22 @@ TEST_CASE("ntc-info on disk 1: ordinary swap, nothing to resume") {
     CHECK(d.swap(r).area->kind == AreaKind::swap);
     CHECK(info_exit_code(r) == info_no_checkpoint);
     CHECK(render_text(r).find("swap") != std::string::npos);
+}
+
+TEST_CASE("ntc-info on an instance's overlay says what it is and how to make it a disk") {
+    ClonedDisk d;
+    std::string cow = d.dir / "inst.cow";
+    Overlay overlay = Overlay::create(cow, DiskFile(d.dst, DiskFile::Mode::read));
+    overlay.write_at(0, std::vector<uint8_t>(4096, 1));
+    overlay.sync();
+    std::string why;
+    try {
+        describe_disk(cow, false);
+    } catch (const Error& e) {
+        why = e.what();
+    }
+    CHECK(why.find("an instance's overlay over ") != std::string::npos);
+    CHECK(why.find("(4 KiB written), not a disk; 'ntc-clone " + cow + " new.img'") != std::string::npos);
 }
 
 TEST_CASE("ntc-info on a fresh clone: snapshot area without checkpoint") {

@@ -2,6 +2,7 @@
 
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
+#include "ntc/overlay.h"
 #include "ntc/progress.h"
 
 #include <algorithm>
@@ -46,6 +47,12 @@ DiskReport describe_disk(const std::string& path, bool check) {
     DiskReport report;
     report.path = path;
     DiskFile disk(path, DiskFile::Mode::read);
+    if (Overlay::is_overlay(disk)) {
+        Overlay overlay = Overlay::open(path, DiskFile::Mode::read);
+        throw Error(path + " is an instance's overlay over " + overlay.base().path() + " (" +
+                    std::to_string(overlay.sectors_in_overlay() * Overlay::kSector / 1024) +
+                    " KiB written), not a disk; 'ntc-clone " + path + " new.img' makes the instance's disk");
+    }
     report.table = read_partition_table(disk);
     for (const Partition& p : report.table.partitions) {
         PartitionReport pr;
