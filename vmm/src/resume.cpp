@@ -68,6 +68,10 @@ uint64_t machine_ram_for_record(uint64_t ram_bytes) {
 }
 
 ResumePlan resume_plan(const ResumeCommand& command) {
+    if (command.boot_kernel && (command.overlay || command.throwaway))
+        throw ntc::Error("--boot-kernel cannot start an instance: no new VM generation ID reaches the kernel it "
+                         "restores, so every instance of the checkpoint would hand out the same random bytes.\n"
+                         "Resume instances without --boot-kernel.");
     Checkpoint checkpoint = find_checkpoint(command.disk);
     const ntc_record& r = checkpoint.record;
 

@@ -187,6 +187,12 @@ TEST_CASE("an instance's resume makes a new overlay and its second disk, and lea
         CHECK(testsupport::file_digest(dir / "a.cow") == digest);
         CHECK_FALSE(std::filesystem::exists(dir / "other.next"));
     }
+    SUBCASE("--boot-kernel is refused: the restored kernel would not reseed its RNG") {
+        command.overlay = dir / "c.cow";
+        command.boot_kernel = true;
+        CHECK_THROWS_WITH_AS(resume_plan(command), doctest::Contains("same random bytes"), ntc::Error);
+        CHECK_FALSE(std::filesystem::exists(dir / "c.cow"));
+    }
     SUBCASE("a disk 2 that a VM holds in place is refused, and nothing is made") {
         ntc::DiskFile in_place(disk.path, ntc::DiskFile::Mode::read_write);
         REQUIRE(in_place.try_lock_exclusive());
