@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Seeds for virtio_pci_fuzz.  Default: bring the block device up with a
 ring of 8 at 0x1000/0x2000/0x3000, offer a read, a write and an indirect
-flush, notify.  With "net": bring the network device up (receive ring at
+flush, notify; with "overlay", the same on an instance's overlay (the
+length's top bit).  With "net": bring the network device up (receive ring at
 0x1000/0x2000/0x3000, transmit ring at 0x4000/0x5000/0x6000), post a
 receive buffer, let a frame arrive, transmit one."""
 import struct
@@ -42,4 +43,5 @@ desc(0x3c00, 1, 0x3900, 512, 1, 2)
 desc(0x3c00, 2, 0x3b01, 1, 2, 0)
 desc(0x1000, 3, 0x3c00, 48, 4, 0)
 struct.pack_into("<HHHH", ram, 0x2000, 0, 2, 0, 3)
-sys.stdout.buffer.write(struct.pack("<H", len(ops)) + ops + ram)
+on_overlay = 0x8000 if sys.argv[1:] == ["overlay"] else 0
+sys.stdout.buffer.write(struct.pack("<H", len(ops) | on_overlay) + ops + ram)

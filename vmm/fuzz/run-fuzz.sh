@@ -18,6 +18,7 @@ clang++ -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-reco
 	"$src/../userland/lib/src/swap_area.cpp" -luring -lz -o "$bin"
 python3 "$src/fuzz/make-seed.py" > "$out/corpus/seed"
 python3 "$src/fuzz/make-seed.py" net > "$out/corpus/seed-net"
+python3 "$src/fuzz/make-seed.py" overlay > "$out/corpus/seed-overlay"
 # The device reports each malformed ring on stderr; the log keeps it, the
 # summary shows the verdict, and the fuzzer's status is the test's.
 status=0

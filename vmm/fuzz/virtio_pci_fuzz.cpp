@@ -1,8 +1,9 @@
 // libFuzzer target: an adversarial guest driving the PCI bus, a virtio-blk
 // device (slot 1) and a virtio-net device (slot 2, its wire a socketpair the
 // fuzzer also writes frames into) over fake guest RAM, MSI-X included.
-// Input: u16 length of an operation stream, the operations, then the initial
-// RAM contents.  AddressSanitizer catches any access outside the RAM buffer,
+// Input: u16 length of an operation stream (its top bit set: the disk is an
+// instance's overlay over a base file, else a plain memfd), the operations,
+// then the initial RAM contents.  AddressSanitizer catches any access outside the RAM buffer,
 // which is allocated to its exact size.  There is no worker thread: after
 // each operation the fuzzer serves what was notified, as a worker would.
 #include <sys/mman.h>
@@ -11,6 +12,8 @@
 
 #include <cstring>
 #include <memory>
+#include <ntc/overlay.h>
+#include <string>
 #include <vector>
 
 #include "devices/pci.h"
@@ -47,6 +50,23 @@ int disk_fd() {
         return f;
     }();
     return fd;
+}
+
+// An instance's disk: an overlay over a 64 KiB base, both files removed at
+// once (the descriptors keep them).
+ntc::Overlay& overlay_disk() {
+    static ntc::Overlay overlay = [] {
+        char dir[] = "/tmp/ntc-fuzz-XXXXXX";
+        if (!::mkdtemp(dir)) __builtin_trap();
+        std::string base = std::string(dir) + "/base.img", cow = std::string(dir) + "/instance.cow";
+        ntc::DiskFile::create_sparse(base, 64 * 1024);
+        ntc::Overlay made = ntc::Overlay::create(cow, ntc::DiskFile(base, ntc::DiskFile::Mode::read));
+        ::unlink(cow.c_str());
+        ::unlink(base.c_str());
+        ::rmdir(dir);
+        return made;
+    }();
+    return overlay;
 }
 
 // [0] is the net device's end, [1] the wire's.
@@ -95,6 +115,8 @@ void bring_up(VirtioPciDevice& d, Reader& ops) {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     Reader in{data, size};
     uint16_t ops_len = in.take<uint16_t>();
+    bool on_overlay = ops_len & 0x8000;
+    ops_len &= 0x7fff;
     Reader ops{in.p, std::min<size_t>(ops_len, in.n)};
     in.p += ops.n;
     in.n -= ops.n;
@@ -105,9 +127,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     NoKvm kvm;
     PciBus bus;
+    auto block = on_overlay ? std::make_unique<VirtioBlock>(overlay_disk(), "fuzz", 2)
+                            : std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz", 2);
     auto device = std::make_shared<VirtioPciDevice>(
-        std::make_unique<VirtioBlock>(disk_fd(), 64 * 1024, false, "fuzz", 2), memory, uint32_t(kBar), 16, [](bool) {},
-        kvm);
+        std::move(block), memory, uint32_t(kBar), 16, [](bool) {}, kvm);
     bus.add(device);
     auto net = std::make_shared<VirtioPciDevice>(
         std::make_unique<VirtioNet>(wire()[0], MacAddress{2, 0, 0, 0, 0, 1}), memory,
