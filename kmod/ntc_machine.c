@@ -107,10 +107,11 @@ out:
 
 /*
  * A resumed instance runs on cards whose MACs differ from the ones its
- * drivers read at boot: give each card listed in the instance record its
- * MAC, as the permanent one too (the next checkpoint records it), and tell
- * the network (gratuitous ARP, unsolicited neighbour advertisements), as
- * virtio-net does after a migration.  Process context, no locks held.
+ * drivers read at boot: a card the instance record lists with a MAC other
+ * than its permanent one gets that MAC, as the permanent one too (the next
+ * checkpoint records it), and the network is told (gratuitous ARP,
+ * unsolicited neighbour advertisements), as virtio-net does after a
+ * migration.  Process context, no locks held.
  */
 void ntc_machine_adopt_macs(void)
 {
@@ -127,8 +128,12 @@ void ntc_machine_adopt_macs(void)
 			continue;
 		rtnl_lock();
 		dev = card_netdev(pdev);
+		/*
+		 * Against the permanent MAC: an address the administrator set
+		 * stays when the card itself is the same.
+		 */
 		if (dev && is_valid_ether_addr(card->mac) &&
-		    !ether_addr_equal(dev->dev_addr, card->mac)) {
+		    !ether_addr_equal(dev->perm_addr, card->mac)) {
 			addr.sa_family = dev->type;
 			memcpy(addr.sa_data, card->mac, ETH_ALEN);
 			err = dev_set_mac_address(dev, &addr, NULL);
