@@ -143,22 +143,20 @@ RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, u
 
 void retire_image(const ImageLocation& image, ntc::Overlay* overlay) {
     try {
-        ntc::Page page0;
-        auto retire = [&page0] {
+        // The same steps on the disk file or through the overlay.
+        auto retire = [&image](auto& disk) {
+            ntc::Page page0;
+            disk.read_at(image.partition_offset, page0);
             std::memcpy(page0.data() + NTC_OFF_SIG, page0.data() + NTC_OFF_ORIG_SIG, NTC_SIG_LEN);
+            disk.write_at(image.partition_offset, page0);
+            disk.sync();
         };
         if (overlay) {
-            overlay->read_at(image.partition_offset, page0);
-            retire();
-            overlay->write_at(image.partition_offset, page0);
-            overlay->sync();
-            return;
+            retire(*overlay);
+        } else {
+            ntc::DiskFile disk(image.disk, ntc::DiskFile::Mode::read_write);
+            retire(disk);
         }
-        ntc::DiskFile disk(image.disk, ntc::DiskFile::Mode::read_write);
-        disk.read_at(image.partition_offset, page0);
-        retire();
-        disk.write_at(image.partition_offset, page0);
-        disk.sync();
     } catch (const ntc::Error& e) {
         std::string where = overlay ? "the overlay " + overlay->file().path() : image.disk;
         throw ntc::Error("cannot mark the image on " + where + " as resumed: " + e.what());

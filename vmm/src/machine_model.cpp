@@ -33,12 +33,25 @@ MacAddress card_mac(const MachineConfig& config) {
     return mac_for_id(config.instance_name.empty() ? disk_id : disk_id + "/" + config.instance_name);
 }
 
-std::optional<MacAddress> recorded_card_mac(const ntc_record& r) {
+namespace {
+
+// The functions a checkpoint's record lists.
+std::vector<PciFunction> recorded_functions(const ntc_record& r) {
+    std::vector<PciFunction> out;
     for (unsigned i = 0; i < std::min<unsigned>(r.device_count, NTC_MAX_DEVICES); i++) {
-        MacAddress mac;
-        std::memcpy(mac.data(), r.devices[i].mac, mac.size());
-        if (mac != MacAddress{}) return mac;
+        const ntc_machine_device& d = r.devices[i];
+        PciFunction f{d.devfn, d.vendor, d.device, {}};
+        std::memcpy(f.mac.data(), d.mac, f.mac.size());
+        out.push_back(f);
     }
+    return out;
+}
+
+}  // namespace
+
+std::optional<MacAddress> recorded_card_mac(const ntc_record& r) {
+    for (const PciFunction& f : recorded_functions(r))
+        if (f.mac != MacAddress{}) return f.mac;
     return std::nullopt;
 }
 
@@ -66,13 +79,7 @@ std::vector<std::string> machine_differences(const ntc_record& r, const MachineC
     else if (r.acpi_oem_revision != layout::kMachineModel)
         out.push_back("it ran on ntc-vmm's machine model " + std::to_string(r.acpi_oem_revision) +
                       ", this ntc-vmm builds model " + std::to_string(layout::kMachineModel));
-    std::vector<PciFunction> theirs;
-    for (unsigned i = 0; i < std::min<unsigned>(r.device_count, NTC_MAX_DEVICES); i++) {
-        const ntc_machine_device& d = r.devices[i];
-        PciFunction f{d.devfn, d.vendor, d.device, {}};
-        std::memcpy(f.mac.data(), d.mac, f.mac.size());
-        theirs.push_back(f);
-    }
+    std::vector<PciFunction> theirs = recorded_functions(r);
     std::vector<PciFunction> ours = machine_functions(config);
     auto find = [](const std::vector<PciFunction>& list, uint8_t devfn) -> const PciFunction* {
         for (const auto& f : list)
