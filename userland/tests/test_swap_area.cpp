@@ -39,12 +39,12 @@ struct AreaWithImage {
     TempDir dir;
     std::string path = dir / "area.img";
     FakeImage image;
-    explicit AreaWithImage(uint64_t data_pages) {
+    explicit AreaWithImage(uint64_t data_pages, const FakeStream& stream = {}) {
         Page src = mkswap_page(dir);
         must("truncate -s 8M '" + path + "'");
         Page area = make_area_page(src, AreaSource{});
         write_bytes(path, 0, std::vector<uint8_t>(area.begin(), area.end()));
-        image = write_fake_checkpoint(path, 0, data_pages);
+        image = write_fake_checkpoint(path, 0, data_pages, 1, stream);
     }
     ImageCheck check() {
         auto bytes = read_bytes(path, 0, 8 * MiB);
@@ -166,6 +166,45 @@ TEST_CASE("check_image accepts a sound checkpoint, single and multi map page") {
         REQUIRE(c.info);
         CHECK(c.info->pages == data_pages + 1);
     }
+}
+
+TEST_CASE("map_image reads the header and PFN pages only, and gives the data pages' slots in stream order") {
+    for (uint64_t data_pages : {5ull, 513ull, 1200ull}) {
+        CAPTURE(data_pages);
+        FakeStream stream;
+        for (uint64_t pfn = 0; pfn < data_pages; pfn++) stream.pfns.push_back(pfn);
+        AreaWithImage a(data_pages, stream);
+        auto bytes = read_bytes(a.path, 0, 8 * MiB);
+        Page p0;
+        std::copy_n(bytes.begin(), NTC_PAGE_SIZE, p0.begin());
+        MemoryPages pages(bytes);
+        std::vector<uint64_t> seen, slots;
+        ImageCheck c = map_image(
+            pages, inspect_swap_area(p0), [&](uint64_t i, PageView) { seen.push_back(i); }, slots);
+        CHECK(c.ok());
+        uint64_t meta = (data_pages + 511) / 512;
+        CHECK(seen.size() == 1 + meta);
+        REQUIRE(slots.size() == data_pages);
+        CHECK(std::equal(slots.begin(), slots.end(), a.image.entries.begin() + 1 + long(meta)));
+        // The CRC of the pages read; with the data's, check_image's.
+        uint32_t crc = c.crc32;
+        for (uint64_t slot : slots) crc = crc32_update(crc, {&bytes[slot * NTC_PAGE_SIZE], NTC_PAGE_SIZE});
+        CHECK(crc == a.check().crc32);
+    }
+}
+
+TEST_CASE("map_image refuses a compressed image, whose pages have no slots of their own") {
+    AreaWithImage a(5);
+    auto bytes = read_bytes(a.path, 0, 8 * MiB);
+    Page p0;
+    std::copy_n(bytes.begin(), NTC_PAGE_SIZE, p0.begin());
+    SwapArea area = inspect_swap_area(p0);
+    area.image_flags &= ~NTC_SF_NOCOMPRESS_MODE;
+    MemoryPages pages(bytes);
+    std::vector<uint64_t> slots;
+    ImageCheck c = map_image(pages, area, {}, slots);
+    REQUIRE_FALSE(c.ok());
+    CHECK(c.problems[0].find("compressed") != std::string::npos);
 }
 
 TEST_CASE("check_image stops at a map chain that loops back on itself") {

@@ -170,7 +170,11 @@ public:
 
 }  // namespace
 
-ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePageSink& sink) {
+namespace {
+
+// check_image, or with data_slots, map_image.
+ImageCheck walk_image(PageReader& reader, const SwapArea& area, const ImagePageSink& sink,
+                      std::vector<uint64_t>* data_slots) {
     ImageCheck out;
     if (area.kind != AreaKind::ntc_checkpoint && area.kind != AreaKind::stock_image) {
         out.problems.push_back("the swap area holds no image");
@@ -192,6 +196,7 @@ ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePage
     unsigned k = 0;
     Page page;
     uint32_t crc = 0;
+    uint64_t meta_pages = 0;  // PFN pages after the header, for map_image
     // Ends on any disk: every pass claims a page no pass claimed before, or
     // returns, so a looping or endless map stops within the partition.
     while (expected == 0 || out.pages_walked < expected) {
@@ -213,6 +218,11 @@ ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePage
             return out;
         }
         if (!walk.claim(entry, "image page")) return out;
+        if (data_slots && out.pages_walked > meta_pages) {
+            data_slots->push_back(entry);
+            out.pages_walked++;
+            continue;
+        }
         reader.read_page(entry, page);
         crc = crc32_update(crc, page);
         if (out.pages_walked == 0) {
@@ -227,6 +237,8 @@ ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePage
                 return out;
             }
             if (!compressed) expected = info.pages;
+            // snapshot.c: the PFNs of the data pages as unsigned longs.
+            meta_pages = (info.image_pages + NTC_PAGE_SIZE / 8 - 1) / (NTC_PAGE_SIZE / 8);
         }
         if (sink) sink(out.pages_walked, page);
         out.pages_walked++;
@@ -243,11 +255,28 @@ ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePage
         if (area.record->image_pages != out.pages_walked)
             out.problems.push_back("the NTC record counts " + std::to_string(area.record->image_pages) +
                                    " image pages, the swap map " + std::to_string(out.pages_walked));
-        else if (area.record->image_crc32 != crc)
+        else if (!data_slots && area.record->image_crc32 != crc)
             out.problems.push_back("image CRC mismatch: the record says " + std::to_string(area.record->image_crc32) +
                                    ", the pages give " + std::to_string(crc));
     }
     return out;
+}
+
+}  // namespace
+
+ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePageSink& sink) {
+    return walk_image(reader, area, sink, nullptr);
+}
+
+ImageCheck map_image(PageReader& reader, const SwapArea& area, const ImagePageSink& sink,
+                     std::vector<uint64_t>& data_slots) {
+    if (!(area.image_flags & NTC_SF_NOCOMPRESS_MODE)) {
+        ImageCheck out;
+        out.problems.push_back("the image is compressed: its pages have no slots of their own");
+        return out;
+    }
+    data_slots.clear();
+    return walk_image(reader, area, sink, &data_slots);
 }
 
 std::string uuid_string(const std::array<uint8_t, 16>& u) {

@@ -96,6 +96,14 @@ using ImagePageSink = std::function<void(uint64_t index, PageView page)>;
 // sees every page as it is read, before the stream as a whole is judged.
 ImageCheck check_image(PageReader& reader, const SwapArea& area, const ImagePageSink& sink = {});
 
+// check_image's walk of an uncompressed image that reads only the header and
+// the PFN pages (the sink sees those), and gives the slot (page of the
+// partition) of every data page, in stream order, unread.  crc32 covers the
+// pages read; the record's CRC of the whole stream is for the caller to
+// check once it has read the data.  A lazy loader starts from this.
+ImageCheck map_image(PageReader& reader, const SwapArea& area, const ImagePageSink& sink,
+                     std::vector<uint64_t>& data_slots);
+
 std::string uuid_string(const std::array<uint8_t, 16>& uuid);
 // "12345678-..." (any case) to bytes; false when it is not a GUID.
 bool parse_guid(const std::string& text, std::array<uint8_t, 16>& out);
