@@ -66,6 +66,15 @@ def main():
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
             print(f"resumed under ntc-vmm in {time.monotonic() - t1:.1f}s; counter {n_ck} -> {n_b}", flush=True)
             check(os.path.exists(disk2 + ".next"), "resume should create disk2.img.next as the second disk")
+            # The guest ran before its image was in RAM: the pages came on
+            # first touch and from the loader, and the stream's CRC matched.
+            check("resuming while it loads" in b.stderr(), "the resume should not wait for the whole image", b)
+            deadline = time.monotonic() + 60
+            while "image loaded in" not in b.stderr() and time.monotonic() < deadline:
+                time.sleep(0.5)
+            loaded = [line for line in b.stderr().splitlines() if "image loaded in" in line]
+            check(loaded, "the image loader never finished", b)
+            print(loaded[0], flush=True)
             ntcguest.check_no_kernel_warnings(b, "the resumed kernel logged")
             # A new VM generation ID, announced through GPE 0: the resumed
             # kernel reseeds its random-number generator (the notification

@@ -81,9 +81,15 @@ Command parse_command_line(int argc, const char* const* argv) {
                    "resume an instance on a temporary overlay (and second disk) in $TMPDIR or /var/tmp, "
                    "removed when the VM ends")
         ->excludes(overlay_opt);
-    resume_cmd->add_flag("--boot-kernel", resume.boot_kernel,
-                         "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
-                         "slower, but reads compressed images too");
+    auto* boot_kernel_opt =
+        resume_cmd->add_flag("--boot-kernel", resume.boot_kernel,
+                             "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
+                             "slower, but reads compressed images too");
+    resume_cmd
+        ->add_flag("--preload", resume.preload,
+                   "read and check the whole image before the guest runs (default: the guest runs at once, "
+                   "its pages read on first touch and in the background; disk 2 is written only once all are in)")
+        ->excludes(boot_kernel_opt);
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
     resume_cmd->add_option("--crash-dump", resume.crash_dump, kCrashDumpHelp);
     add_net_options(resume_cmd);

@@ -50,6 +50,8 @@ public:
         return true;
     }
 
+    const std::vector<MemoryRegion>& regions() const { return regions_; }
+
 private:
     std::vector<MemoryRegion> regions_;
 };

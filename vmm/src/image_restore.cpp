@@ -33,53 +33,47 @@ struct ImageRefused : ntc::Error {
     using ntc::Error::Error;
 };
 
-// Follows the image stream page by page: header, PFN pages, data pages.
-class ImageLoader {
+// Takes the header and PFN pages of the image stream as map_image reads them.
+class LayoutReader {
 public:
-    explicit ImageLoader(const GuestMemory& memory) : memory_(memory) {}
+    explicit LayoutReader(const GuestMemory& memory, ImageLayout& layout) : memory_(memory), layout_(layout) {}
 
     void take(uint64_t index, ntc::PageView page) {
         if (index == 0) return take_header(page);
-        if (index <= meta_pages_) return take_pfns(page);
-        uint64_t k = index - 1 - meta_pages_;
-        if (k >= pfns_.size()) throw ImageRefused("the image holds more data pages than its header says");
-        std::memcpy(memory_.span(pfns_[k] << kPageShift, NTC_PAGE_SIZE), page.data(), NTC_PAGE_SIZE);
+        take_pfns(page);
     }
-
-    const ntc_swsusp_info& info() const { return info_; }
 
 private:
     void take_header(ntc::PageView page) {
-        std::memcpy(&info_, page.data(), sizeof info_);
+        std::memcpy(&layout_.info, page.data(), sizeof layout_.info);
         // snapshot.c: one header page, then the PFNs of the data pages as
         // unsigned longs, then the data pages.
+        const ntc_swsusp_info& info = layout_.info;
         uint64_t per_page = NTC_PAGE_SIZE / sizeof(uint64_t);
-        meta_pages_ = (info_.image_pages + per_page - 1) / per_page;
-        if (info_.pages != 1 + meta_pages_ + info_.image_pages)
+        if (info.pages != 1 + (info.image_pages + per_page - 1) / per_page + info.image_pages)
             throw ImageRefused("the image header's page counts do not add up");
-        pfns_.reserve(info_.image_pages);
+        layout_.frames.reserve(info.image_pages);
     }
 
     // The frames come in ascending order (memory_bm_next_pfn), which also
     // rules out a frame given twice; each must be RAM of this machine.
     void take_pfns(ntc::PageView page) {
+        std::vector<uint64_t>& frames = layout_.frames;
         const uint8_t* p = page.data();
-        for (size_t i = 0; i < NTC_PAGE_SIZE / 8 && pfns_.size() < info_.image_pages; i++, p += 8) {
+        for (size_t i = 0; i < NTC_PAGE_SIZE / 8 && frames.size() < layout_.info.image_pages; i++, p += 8) {
             uint64_t pfn;
             std::memcpy(&pfn, p, 8);
-            if (!pfns_.empty() && pfn <= pfns_.back())
+            if (!frames.empty() && pfn <= frames.back())
                 throw ImageRefused("the image's page frame list is out of order at frame " + std::to_string(pfn));
             if (pfn > (UINT64_MAX >> kPageShift) || !memory_.span(pfn << kPageShift, NTC_PAGE_SIZE))
                 throw ImageRefused("the image holds page frame " + std::to_string(pfn) +
                                    ", which is not RAM in this machine");
-            pfns_.push_back(pfn);
+            frames.push_back(pfn);
         }
     }
 
     const GuestMemory& memory_;
-    ntc_swsusp_info info_{};
-    uint64_t meta_pages_ = 0;
-    std::vector<uint64_t> pfns_;
+    ImageLayout& layout_;
 };
 
 std::string problems_text(const ntc::ImageCheck& check) {
@@ -106,9 +100,19 @@ std::optional<uint64_t> translate(const GuestMemory& memory, uint64_t cr3, uint6
     return std::nullopt;
 }
 
-RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, uint64_t ram_bytes) {
-    ImageLoader loader(memory);
+uint64_t ImageLayout::run(uint64_t k, uint64_t max) const {
+    uint64_t n = 1;
+    while (n < max && k + n < frames.size() && frames[k + n] == frames[k] + n &&
+           offsets[k + n] == offsets[k] + n * NTC_PAGE_SIZE)
+        n++;
+    return n;
+}
+
+ImageLayout read_image_layout(const ImageLocation& image, const GuestMemory& memory, uint64_t ram_bytes) {
+    ImageLayout layout;
+    LayoutReader reader_of_pages(memory, layout);
     ntc::ImageCheck check;
+    std::vector<uint64_t> slots;
     try {
         ntc::DiskFile disk(image.disk, ntc::DiskFile::Mode::read);
         ntc::PartitionPageReader reader(disk, partition_of(image));
@@ -118,22 +122,64 @@ RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, u
         if (!(area.image_flags & NTC_SF_NOCOMPRESS_MODE))
             throw ImageRefused("the image is compressed; ntc-vmm reads only uncompressed images "
                                "(resume it with --boot-kernel)");
-        check = ntc::check_image(reader, area, [&](uint64_t i, ntc::PageView p) { loader.take(i, p); });
+        check = ntc::map_image(
+            reader, area, [&](uint64_t i, ntc::PageView p) { reader_of_pages.take(i, p); }, slots);
+        if (area.record && area.kind == ntc::AreaKind::ntc_checkpoint) layout.image_crc32 = area.record->image_crc32;
     } catch (const ImageRefused&) {
         throw;
     } catch (const ntc::Error& e) {
         throw ntc::Error(std::string("cannot read the image: ") + e.what());
     }
     if (!check.ok()) throw ntc::Error("the image on " + image.disk + " is damaged:" + problems_text(check));
+    if (slots.size() != layout.frames.size())
+        throw ntc::Error("the image on " + image.disk + " is damaged: its swap map lists " +
+                         std::to_string(slots.size()) + " data pages, its header " +
+                         std::to_string(layout.frames.size()));
+    layout.head_crc32 = check.crc32;
+    layout.offsets.reserve(slots.size());
+    for (uint64_t slot : slots) layout.offsets.push_back(image.partition_offset + slot * NTC_PAGE_SIZE);
 
-    const ntc_swsusp_info& info = loader.info();
-    if (info.e820_checksum != e820_checksum(e820_map(ram_bytes)))
+    if (layout.info.e820_checksum != e820_checksum(e820_map(ram_bytes)))
         throw ntc::Error("the image was taken on a machine with another memory map than this one "
                          "(ntc-vmm with " +
                          std::to_string(ram_bytes >> 20) + " MiB); it cannot resume here");
+    return layout;
+}
 
+std::optional<std::string> image_crc_problem(const ImageLayout& layout, uint32_t pages_crc32) {
+    if (!layout.image_crc32 || *layout.image_crc32 == pages_crc32) return std::nullopt;
+    return "image CRC mismatch: the record says " + std::to_string(*layout.image_crc32) + ", the pages give " +
+           std::to_string(pages_crc32);
+}
+
+RestoreEntry load_image(const ImageLocation& image, const ImageLayout& layout, const GuestMemory& memory) {
+    constexpr uint64_t kRunPages = 256;
+    uint32_t crc = layout.head_crc32;
+    try {
+        ntc::DiskFile disk(image.disk, ntc::DiskFile::Mode::read);
+        for (uint64_t k = 0; k < layout.frames.size();) {
+            uint64_t n = layout.run(k, kRunPages);
+            uint8_t* dst = memory.span(layout.frames[k] << kPageShift, n * NTC_PAGE_SIZE);
+            if (!dst) {  // the run crosses from one RAM region into the next
+                n = 1;
+                dst = memory.span(layout.frames[k] << kPageShift, NTC_PAGE_SIZE);
+            }
+            disk.read_at(layout.offsets[k], {dst, n * NTC_PAGE_SIZE});
+            crc = ntc::crc32_update(crc, {dst, n * NTC_PAGE_SIZE});
+            k += n;
+        }
+    } catch (const ntc::Error& e) {
+        throw ntc::Error(std::string("cannot read the image: ") + e.what());
+    }
+    if (auto problem = image_crc_problem(layout, crc))
+        throw ntc::Error("the image on " + image.disk + " is damaged:\n  " + *problem);
+    return restore_entry(layout, memory);
+}
+
+RestoreEntry restore_entry(const ImageLayout& layout, const GuestMemory& memory) {
     // The image kernel maps restore_registers() in its own page tables,
     // 4- or 5-level; which one is whichever finds it at its physical address.
+    const ntc_swsusp_info& info = layout.info;
     for (bool five_level : {false, true})
         if (translate(memory, info.cr3, info.jump_address, five_level) == info.jump_address_phys)
             return {info.jump_address, info.cr3 & kAddressMask, five_level, info.size};

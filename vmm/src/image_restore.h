@@ -11,7 +11,9 @@
 // after any resume (kernel/power/hibernate.c, arch/x86/power/).
 #include <cstdint>
 #include <ntc/overlay.h>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "guest_memory.h"
 #include "kvm.h"
@@ -33,11 +35,36 @@ struct ImageLocation {
     uint64_t partition_bytes;
 };
 
-// Reads and checks the whole image and copies its pages into guest RAM of a
-// machine of `ram_bytes`.  Throws ntc::Error, before anything on the disk is
-// changed, when the image is damaged, was taken on another memory map, or
-// its pages or entry do not fit this machine.
-RestoreEntry load_image(const ImageLocation& image, const GuestMemory& memory, uint64_t ram_bytes);
+// Where each data page of an image goes and where it comes from.
+struct ImageLayout {
+    ntc_swsusp_info info{};
+    std::vector<uint64_t> frames;         // data page k belongs in page frame frames[k] (ascending)
+    std::vector<uint64_t> offsets;        // and is read from byte offsets[k] of the disk
+    uint32_t head_crc32 = 0;              // CRC-32 of the header and PFN pages
+    std::optional<uint32_t> image_crc32;  // the record's, of the whole stream (NTC checkpoints)
+
+    // How many data pages from k on (at most `max`) lie one after the
+    // other both in RAM and on disk: one read and one copy.
+    uint64_t run(uint64_t k, uint64_t max) const;
+};
+
+// Reads the image's header and PFN pages and walks its swap map, without its
+// data pages.  Throws ntc::Error, before anything is changed, when the map or
+// header is damaged, the image was taken on another memory map than that of
+// a machine of `ram_bytes`, or a frame is not RAM of this machine.
+ImageLayout read_image_layout(const ImageLocation& image, const GuestMemory& memory, uint64_t ram_bytes);
+
+// Reads every data page into guest RAM and checks the stream's CRC, then
+// finds the entry.  Throws ntc::Error, with nothing on disk changed, when
+// the image is damaged or its entry does not fit this machine.
+RestoreEntry load_image(const ImageLocation& image, const ImageLayout& layout, const GuestMemory& memory);
+
+// The entry of an image whose pages guest RAM holds, or serves on demand.
+RestoreEntry restore_entry(const ImageLayout& layout, const GuestMemory& memory);
+
+// "image CRC mismatch: ..." when `pages_crc32` is not what the layout's
+// record says, else nothing.
+std::optional<std::string> image_crc_problem(const ImageLayout& layout, uint32_t pages_crc32);
 
 // Puts the swap signature back (orig_sig) and makes it durable, as the stock
 // resume does before it loads: the area becomes the resumed machine's swap

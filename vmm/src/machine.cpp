@@ -73,6 +73,8 @@ public:
 private:
     void create_devices();
     void create_vcpus();
+    bool image_ready_for_writes();
+    void retire_resumed_image();
     void dump_guest_ram();
     void report_state();
     void finish(int status);
@@ -81,6 +83,10 @@ private:
 
     const MachineConfig& config_;
     std::unique_ptr<Vm> vm_;
+    // Serves the image's pages while the resumed guest runs, until all are in.
+    std::unique_ptr<ImagePager> pager_;
+    std::mutex retire_lock_;
+    bool image_retired_ = false;
     // In config_.disks' order; an instance's disk is an overlay.
     std::vector<ntc::DiskFile> disks_;
     std::vector<std::unique_ptr<ntc::Overlay>> overlays_;
@@ -160,12 +166,15 @@ void Machine::create_devices() {
     size_t plain = 0, overlaid = 0;
     for (size_t i = 0; i < config_.disks.size(); i++) {
         std::string id = "ntc-disk" + std::to_string(i);
+        std::unique_ptr<VirtioBlock> block;
         if (config_.disks[i].overlay) {
-            add_virtio(std::make_unique<VirtioBlock>(*overlays_[overlaid++], id, disk_queues));
-            continue;
+            block = std::make_unique<VirtioBlock>(*overlays_[overlaid++], id, disk_queues);
+        } else {
+            const ntc::DiskFile& disk = disks_[plain++];
+            block = std::make_unique<VirtioBlock>(disk.fd(), disk.size(), disk.read_only(), id, disk_queues);
         }
-        const ntc::DiskFile& disk = disks_[plain++];
-        add_virtio(std::make_unique<VirtioBlock>(disk.fd(), disk.size(), disk.read_only(), id, disk_queues));
+        if (i == 0 && config_.image) block->hold_writes([this] { return image_ready_for_writes(); });
+        add_virtio(std::move(block));
     }
     if (config_.net) {
         auto net = std::make_unique<VirtioNet>(tap_.get(), card_mac(config_));
@@ -177,8 +186,23 @@ void Machine::create_devices() {
 
 void Machine::create_vcpus() {
     VcpuSupport support = vcpu_support(*vm_);
-    EntryRegisters entry = config_.image ? build_for_resume(vm_->memory(), config_, pci_->slots_used())
-                                         : build_for_boot(vm_->memory(), config_, pci_->slots_used());
+    EntryRegisters entry;
+    if (config_.image) {
+        // The guest ran on pages that turned out bad: nothing of it may
+        // reach a disk, and its disk 2 has not been written.
+        auto failed = [](const std::string& why) {
+            std::fprintf(stderr,
+                         "ntc-vmm: %s\nntc-vmm: the resumed machine ran on these pages and stops here; "
+                         "disk 2 was not written.\n",
+                         why.c_str());
+            std::_Exit(kExitError);
+        };
+        ResumeEntry resume = build_for_resume(vm_->memory(), config_, pci_->slots_used(), failed);
+        entry = std::move(resume.entry);
+        pager_ = std::move(resume.pager);
+    } else {
+        entry = build_for_boot(vm_->memory(), config_, pci_->slots_used());
+    }
     // Both wrote a new VM generation ID; a booting kernel reads it anyway.
     if (config_.image) pm_->announce_vm_generation(true);
     for (unsigned i = 0; i < config_.cpus; i++) {
@@ -199,6 +223,19 @@ void Machine::guarded(const char* thread, Body body) {
         std::fprintf(stderr, "ntc-vmm: %s thread failed: %s\n", thread, e.what());
         finish(kExitError);
     }
+}
+
+bool Machine::image_ready_for_writes() {
+    if (pager_ && !pager_->wait_until_loaded()) return false;
+    retire_resumed_image();
+    return true;
+}
+
+void Machine::retire_resumed_image() {
+    std::lock_guard lock(retire_lock_);
+    if (image_retired_) return;
+    retire_image(*config_.image, config_.disks.front().overlay ? overlays_.front().get() : nullptr);
+    image_retired_ = true;
 }
 
 void Machine::finish(int status) {
@@ -233,8 +270,15 @@ int Machine::run() {
     console_input.catch_signals();
     console_input.attach_terminal();
     // Last before the guest runs, after every step that can still fail:
-    // from here on the image is used up.
-    if (config_.image) retire_image(*config_.image, config_.disks.front().overlay ? overlays_.front().get() : nullptr);
+    // from here on the image is used up.  A lazily loaded one is retired
+    // once all of it is in, before the guest's first write to disk 2.
+    if (config_.image && !pager_) retire_resumed_image();
+    if (pager_)
+        pager_->start_loading([](const ImagePager::Loaded& l) {
+            std::fprintf(stderr,
+                         "ntc-vmm: image loaded in %.2f s while the guest ran (%llu of %llu pages on first touch)\n",
+                         l.seconds, (unsigned long long)l.on_first_touch, (unsigned long long)l.pages);
+        });
     std::thread console([&] { guarded("console", [&] { console_input.run(); }); });
     // Disk and network I/O run in the devices' workers: a vCPU that notifies
     // a queue never waits for the host's disk or TAP.
@@ -251,8 +295,19 @@ int Machine::run() {
     stopping_ = true;
     for (auto& vcpu : vcpus_) vcpu->kick();
     for (auto& vcpu : vcpus_) vcpu->join();
+    // A device worker may wait for the pager (hold_writes); faults may not
+    // come any more.
+    if (pager_) pager_->stop();
     if (net_) net_->stop_input();
     for (auto& device : virtio_) device->stop_worker();
+    // The guest ran: its image is used up even if it never wrote disk 2.
+    if (config_.image) {
+        try {
+            retire_resumed_image();
+        } catch (const ntc::Error& e) {
+            std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
+        }
+    }
     console_input.stop();
     console.join();
     console_output_->drain();

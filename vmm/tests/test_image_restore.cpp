@@ -1,14 +1,22 @@
 // Resuming an image without a boot kernel: the image into fake guest RAM,
-// the refusals, the signature put back, the entry's page-table walk.
+// whole or on demand (userfaultfd), the refusals, the signature put back,
+// the entry's page-table walk.
 #include <doctest/doctest.h>
 #include <support.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstring>
 #include <ntc/error.h>
 #include <ntc/swap_area.h>
+#include <optional>
+#include <thread>
 
 #include "e820.h"
 #include "fake_guest.h"
+#include "image_pager.h"
 #include "image_restore.h"
 
 using namespace ntc::vmm;
@@ -22,14 +30,39 @@ constexpr uint64_t kCr3 = 0x100000;
 constexpr uint64_t kJump = 0xffffffff81234567ull;  // the kernel text mapping
 constexpr uint64_t kJumpPhys = 0x2234567;
 
+// Guest RAM as ntc-vmm maps it (anonymous, private, untouched), which
+// userfaultfd can serve, with FakeRam's accessors.
+struct MappedRam {
+    uint8_t* bytes;
+    GuestMemory memory;
+    explicit MappedRam(uint64_t size)
+        : bytes(static_cast<uint8_t*>(
+              ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0))),
+          memory({{0, size, bytes}}) {
+        REQUIRE(bytes != MAP_FAILED);
+    }
+    ~MappedRam() { ::munmap(bytes, kRam); }
+    template <typename T>
+    void put(uint64_t address, const T& value) {
+        std::memcpy(bytes + address, &value, sizeof(T));
+    }
+    template <typename T>
+    T get(uint64_t address) const {
+        T value;
+        std::memcpy(&value, bytes + address, sizeof(T));
+        return value;
+    }
+};
+
 // Kernel-like page tables for kJump in 4-level form: PML4 at kCr3, then a
 // PDPT and a page directory mapping kJump's 2 MiB page.
-void map_kernel_text(FakeRam& ram, uint64_t jump_phys) {
+template <typename Ram>
+void map_kernel_text(Ram& ram, uint64_t jump_phys) {
     uint64_t pdpt = kCr3 + 0x1000, pd = kCr3 + 0x2000;
-    ram.put<uint64_t>(kCr3 + ((kJump >> 39) & 511) * 8, pdpt | 0x63);
-    ram.put<uint64_t>(pdpt + ((kJump >> 30) & 511) * 8, pd | 0x63);
+    ram.template put<uint64_t>(kCr3 + ((kJump >> 39) & 511) * 8, pdpt | 0x63);
+    ram.template put<uint64_t>(pdpt + ((kJump >> 30) & 511) * 8, pd | 0x63);
     uint64_t nx = 1ull << 63;  // ignored by the walk, as the address bits are
-    ram.put<uint64_t>(pd + ((kJump >> 21) & 511) * 8, (jump_phys & ~0x1fffffull) | 0x1e3 | nx);
+    ram.template put<uint64_t>(pd + ((kJump >> 21) & 511) * 8, (jump_phys & ~0x1fffffull) | 0x1e3 | nx);
 }
 
 testsupport::TestDisk make_disk(const testsupport::TempDir& dir) {
@@ -60,7 +93,7 @@ struct DiskWithImage {
 
 std::string load_error(const DiskWithImage& d, FakeRam& ram) {
     try {
-        load_image(d.location, ram.memory, kRam);
+        load_image(d.location, read_image_layout(d.location, ram.memory, kRam), ram.memory);
     } catch (const ntc::Error& e) {
         return e.what();
     }
@@ -76,7 +109,7 @@ TEST_CASE("every data page of the image lands on its frame; frames not in the im
     DiskWithImage d(pfns);
     ram.bytes[9 * NTC_PAGE_SIZE] = 0xab;
 
-    RestoreEntry entry = load_image(d.location, ram.memory, kRam);
+    RestoreEntry entry = load_image(d.location, read_image_layout(d.location, ram.memory, kRam), ram.memory);
     CHECK(entry.jump_address == kJump);
     CHECK(entry.cr3 == kCr3);
     CHECK_FALSE(entry.five_level);
@@ -201,4 +234,99 @@ TEST_CASE("the memory map checksum is CRC-32 of the kernel's packed struct e820_
     changed.back().type = E820Type::Reserved;
     CHECK(e820_checksum(map) != e820_checksum(changed));
     CHECK(e820_checksum(e820_map(kRam)) == e820_checksum(map));
+}
+
+namespace {
+
+// What the test image puts in data page k (stream page 2 + k), as read
+// back from a frame.
+bool frame_holds_page(const MappedRam& ram, uint64_t pfn, uint64_t k) {
+    const uint8_t* frame = ram.bytes + pfn * NTC_PAGE_SIZE;
+    uint64_t i = 2 + k;
+    for (uint64_t b = 0; b < NTC_PAGE_SIZE; b++)
+        if (frame[b] != uint8_t(i * 7 + b)) return false;
+    return true;
+}
+
+// userfaultfd is for root on these machines (vm.unprivileged_userfaultfd=0),
+// as ntc-vmm runs; without it the test says so and checks nothing.
+bool have_userfaultfd() {
+    if (::geteuid() == 0) return true;
+    MESSAGE("not root: the image pager's tests need a userfaultfd and are skipped");
+    return false;
+}
+
+}  // namespace
+
+TEST_CASE("the pager serves image pages on first touch, zero pages elsewhere, and loads the rest") {
+    if (!have_userfaultfd()) return;
+    MappedRam ram(kRam);
+    map_kernel_text(ram, kJumpPhys);
+    std::vector<uint64_t> pfns = {0, 7, 8, 9, 600, 1023};
+    DiskWithImage d(pfns);
+    // A frame written before the pager, as the firmware tables' huge page
+    // may be: the image's page replaces it at once.
+    ram.bytes[8 * NTC_PAGE_SIZE] = 0xab;
+    auto before = d.page0();
+
+    ImageLayout layout = read_image_layout(d.location, ram.memory, kRam);
+    std::optional<std::string> failure;
+    ImagePager pager(d.disk.path, layout, ram.memory, [&](const std::string& why) { failure = why; });
+    CHECK(frame_holds_page(ram, 8, 2));
+    // Touched before the loader runs: the faults are served.
+    CHECK(frame_holds_page(ram, 600, 4));
+    CHECK(ram.get<uint64_t>(10 * NTC_PAGE_SIZE) == 0);  // not in the image
+    CHECK(ram.get<uint64_t>(1000 * NTC_PAGE_SIZE) == 0);
+    RestoreEntry entry = restore_entry(layout, ram.memory);  // walks page tables through the pager too
+    CHECK(entry.jump_address == kJump);
+
+    std::optional<ImagePager::Loaded> loaded;
+    pager.start_loading([&](const ImagePager::Loaded& l) { loaded = l; });
+    CHECK(pager.wait_until_loaded());
+    pager.stop();
+    CHECK_FALSE(failure);
+    REQUIRE(loaded);
+    CHECK(loaded->pages == pfns.size());
+    CHECK(loaded->on_first_touch == 2);  // frame 8 at once, 600 on its fault
+    for (size_t k = 0; k < pfns.size(); k++) CHECK(frame_holds_page(ram, pfns[k], k));
+    CHECK(d.page0() == before);  // the machine retires the image, not the pager
+}
+
+TEST_CASE("the pager reports a damaged image once all is read, and never says it is loaded") {
+    if (!have_userfaultfd()) return;
+    MappedRam ram(kRam);
+    map_kernel_text(ram, kJumpPhys);
+    DiskWithImage d({1, 2, 3});
+    uint64_t data_page = d.disk.swap_offset + 6 * NTC_PAGE_SIZE;  // map page 1, stream pages 2...
+    auto byte = testsupport::read_bytes(d.disk.path, data_page + 100, 1);
+    byte[0] ^= 1;
+    testsupport::write_bytes(d.disk.path, data_page + 100, byte);
+
+    ImageLayout layout = read_image_layout(d.location, ram.memory, kRam);  // the data is not read yet
+    std::atomic<bool> failed{false};
+    std::string why;
+    ImagePager pager(d.disk.path, layout, ram.memory, [&](const std::string& w) {
+        why = w;
+        failed = true;
+    });
+    bool loaded_called = false;
+    pager.start_loading([&](const ImagePager::Loaded&) { loaded_called = true; });
+    CHECK_FALSE(pager.wait_until_loaded());
+    pager.stop();
+    CHECK(failed);
+    CHECK(why.find("image CRC mismatch") != std::string::npos);
+    CHECK_FALSE(loaded_called);
+}
+
+TEST_CASE("a machine stopped before its image is in lets its waiting writes fail") {
+    if (!have_userfaultfd()) return;
+    MappedRam ram(kRam);
+    map_kernel_text(ram, kJumpPhys);
+    DiskWithImage d({1, 2});
+    ImagePager pager(d.disk.path, read_image_layout(d.location, ram.memory, kRam), ram.memory, {});
+    std::atomic<int> answer{-1};
+    std::thread writer([&] { answer = pager.wait_until_loaded() ? 1 : 0; });
+    pager.stop();  // the loader never started
+    writer.join();
+    CHECK(answer == 0);
 }

@@ -102,6 +102,42 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
     CHECK(ram.get<uint8_t>(0x12000) == 2);  // unsupported
 }
 
+TEST_CASE("virtio-blk holds writes and flushes until they may go, and fails them when they may not; reads pass") {
+    Disk disk;
+    FakeRam ram;
+    FakeQueue q(ram, 16);
+    VirtioBlock blk(disk.fd, 1 << 20, false, "held", 1);
+    std::vector<std::string> asked;
+    bool answer = false;
+    blk.hold_writes([&] {
+        asked.push_back("asked");
+        return answer;
+    });
+    std::memset(&ram.bytes[0x11000], 0xcd, 512);
+    request(q, 1, 0, 512, false);  // a write
+    serve(blk, q);
+    CHECK(ram.get<uint8_t>(0x12000) == 1);  // VIRTIO_BLK_S_IOERR
+    uint8_t on_disk = 0xff;
+    REQUIRE(::pread(disk.fd, &on_disk, 1, 0) == 1);
+    CHECK(on_disk == 0);
+    request(q, 4, 0, 0, false);  // a flush
+    serve(blk, q);
+    CHECK(ram.get<uint8_t>(0x12000) == 1);
+    request(q, 0, 0, 512, true);  // a read does not ask
+    serve(blk, q);
+    CHECK(ram.get<uint8_t>(0x12000) == 0);
+    CHECK(asked.size() == 2);
+
+    answer = true;
+    std::memset(&ram.bytes[0x11000], 0xcd, 512);
+    request(q, 1, 0, 512, false);
+    serve(blk, q);
+    CHECK(ram.get<uint8_t>(0x12000) == 0);
+    REQUIRE(::pread(disk.fd, &on_disk, 1, 0) == 1);
+    CHECK(on_disk == 0xcd);
+    CHECK(asked.size() == 3);
+}
+
 TEST_CASE("virtio-blk on an overlay reads the base until written, writes only the overlay, commits at a flush") {
     testsupport::TempDir dir;
     std::string base_path = dir / "disk2.img";

@@ -103,8 +103,10 @@ std::optional<uint8_t> VirtioBlock::start(unsigned queue, const DescriptorChain&
         return submitted(std::move(in_data));
     case VIRTIO_BLK_T_OUT:
         if (read_only_ || !in_range(out_bytes)) return VIRTIO_BLK_S_IOERR;
+        if (writes_ready_ && !writes_ready_()) return VIRTIO_BLK_S_IOERR;
         return submitted(slice(chain.readable, sizeof(header), out_bytes));
     case VIRTIO_BLK_T_FLUSH:
+        if (writes_ready_ && !writes_ready_()) return VIRTIO_BLK_S_IOERR;
         return submitted({});
     case VIRTIO_BLK_T_GET_ID: {
         uint64_t n = std::min<uint64_t>({in_bytes, uint64_t(VIRTIO_BLK_ID_BYTES), uint64_t(id_.size())});

@@ -18,6 +18,7 @@
 #include <linux/virtio_blk.h>
 
 #include <cstdint>
+#include <functional>
 #include <ntc/overlay.h>
 #include <optional>
 #include <span>
@@ -59,6 +60,11 @@ public:
 
     unsigned in_flight() const { return io_.in_flight(); }
 
+    // Writes and flushes wait for `ready` (in the worker) and fail when it
+    // says false: a resumed machine's disk 2 changes only once its image is
+    // all in RAM (image_pager.h).  Before the worker starts.
+    void hold_writes(std::function<bool()> ready) { writes_ready_ = std::move(ready); }
+
 private:
     // A read, write or flush between its submission and its completion.
     struct Request {
@@ -95,7 +101,8 @@ private:
     unsigned queues_;
     std::vector<Request> requests_;    // indexed by tag
     std::vector<uint32_t> free_tags_;  // of requests_ not in flight
-    BlockIo io_;                       // last: its destructor waits for requests_ in flight
+    std::function<bool()> writes_ready_;
+    BlockIo io_;  // last: its destructor waits for requests_ in flight
 };
 
 }  // namespace ntc::vmm
