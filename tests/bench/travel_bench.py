@@ -7,8 +7,8 @@ with the host going on:
 
 * NTC: the office VM on ntc-vmm checkpoints from inside (`echo checkpoint >
   /proc/ntc`); then `ntc-vmm resume disk2.img` until the counter moves again
-  (the guest runs while its image loads), and the same from copies of disk 2
-  with `--preload` (the whole image read and checked first) and with
+  (the whole image read and checked first), and the same from copies of
+  disk 2 with `--lazy` (the guest runs while its image loads) and with
   `--boot-kernel`.
 * QEMU (-accel kvm, the same kernel, disks and virtio devices): what its user
   does to carry a running VM (tests/lab/qmp.py): `stop`, `migrate` to a
@@ -118,10 +118,10 @@ def ntc_run(host, mem, disk1, disk2, tmp):
     a.send("poweroff")
     a.wait_exit(300)
     # A resume uses its image up: the other ways get copies of disk 2.
-    preload_disk2, stock_disk2 = disk2 + ".preload", disk2 + ".stock"
-    host.sh(f"rm -f {disk1} && cp --sparse=always {disk2} {preload_disk2} && cp --sparse=always {disk2} {stock_disk2}")
+    lazy_disk2, stock_disk2 = disk2 + ".lazy", disk2 + ".stock"
+    host.sh(f"rm -f {disk1} && cp --sparse=always {disk2} {lazy_disk2} && cp --sparse=always {disk2} {stock_disk2}")
 
-    for key, disk, options in (("resume_s", disk2, []), ("resume_preload_s", preload_disk2, ["--preload"]),
+    for key, disk, options in (("resume_s", disk2, []), ("resume_lazy_s", lazy_disk2, ["--lazy"]),
                                ("resume_boot_kernel_s", stock_disk2, ["--boot-kernel"])):
         b = vm(f"travel-ntc-{mem}-{key}", "resume", disk, *options, *net)
         r[key], n = time_until_counter(b)
@@ -224,9 +224,9 @@ def report(rows):
             f"| {mem} | state on disk, MB | {n['state_bytes'] / 1e6:.0f} | {q['state_bytes'] / 1e6:.0f} | "
             f"{n['state_bytes'] / q['state_bytes']:.2f} | <= 0.8 |",
             f"| {mem} | resume until the counter moves, s | {n['resume_s']:.2f} | {q['resume_s']:.2f} | "
-            f"{n['resume_s'] / q['resume_s']:.2f} | <= 0.1 |",
-            f"| {mem} | the same with --preload (the whole image read and checked first), s | "
-            f"{n['resume_preload_s']:.2f} | {q['resume_s']:.2f} | {n['resume_preload_s'] / q['resume_s']:.2f} | |",
+            f"{n['resume_s'] / q['resume_s']:.2f} | |",
+            f"| {mem} | the same with --lazy (the guest runs while its image loads), s | "
+            f"{n['resume_lazy_s']:.2f} | {q['resume_s']:.2f} | {n['resume_lazy_s'] / q['resume_s']:.2f} | <= 0.1 |",
             f"| {mem} | the same with --boot-kernel (disk 2's kernel reads the image), s | "
             f"{n['resume_boot_kernel_s']:.2f} | {q['resume_s']:.2f} | {n['resume_boot_kernel_s'] / q['resume_s']:.2f} | |",
             f"| {mem} | clone of disk 1: ntc-clone against cp --sparse=always, s | {r['clone_s']:.2f} | "
@@ -234,10 +234,10 @@ def report(rows):
         ]
     small, large = min(rows, key=lambda r: r["mem"]), max(rows, key=lambda r: r["mem"])
     if large is not small:
-        ratio = large["ntc"]["resume_s"] / small["ntc"]["resume_s"]
-        lines += ["", f"NTC resume until the counter moves, {large['mem']} MiB against {small['mem']} MiB: "
-                      f"{large['ntc']['resume_s']:.2f} / {small['ntc']['resume_s']:.2f} s = {ratio:.2f}x "
-                      "(target <= 1.2x)"]
+        for key, way in (("resume_s", "resume"), ("resume_lazy_s", "resume --lazy")):
+            ratio = large["ntc"][key] / small["ntc"][key]
+            lines += ["", f"NTC {way} until the counter moves, {large['mem']} MiB against {small['mem']} MiB: "
+                          f"{large['ntc'][key]:.2f} / {small['ntc'][key]:.2f} s = {ratio:.2f}x (target <= 1.2x)"]
     return "\n".join(lines)
 
 

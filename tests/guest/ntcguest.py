@@ -4,9 +4,11 @@ Builds ntc.ko and the static workload programs, makes disk 1 with them and
 disk 2 from it, drives checkpoints over the console and reads back what a
 checkpoint left in disk 2's snapshot area.
 """
+import hashlib
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 
@@ -209,6 +211,36 @@ def blank_like(disk, path):
     with open(path, "wb") as f:
         f.truncate(os.path.getsize(disk))
     return path
+
+
+def sha256(path):
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def damage_image_data(disk):
+    """Flips one byte of a data page of the image on disk: the first swap
+    map page lists the stream in order (header, PFN pages, data pages), and
+    its last entry is a data page for any image of up to 1 GiB."""
+    for p in ntclab.partitions(disk):
+        with open(disk, "r+b") as f:
+            f.seek(p.offset + 4086)
+            if f.read(9) != b"S1SUSPEND":
+                continue
+            f.seek(p.offset + 4064)  # struct swsusp_header.image
+            first_map = struct.unpack("<Q", f.read(8))[0]
+            f.seek(p.offset + first_map * 4096 + 8 * 510)
+            slot = struct.unpack("<Q", f.read(8))[0]
+            ntclab.check(slot != 0, f"{disk}: the image is too short to damage a data page")
+            f.seek(p.offset + slot * 4096 + 123)
+            byte = f.read(1)[0]
+            f.seek(p.offset + slot * 4096 + 123)
+            f.write(bytes([byte ^ 0xff]))
+            return
+    raise ntclab.LabError(f"{disk}: no hibernation image to damage")
 
 
 def e2fsck_disk(disk):

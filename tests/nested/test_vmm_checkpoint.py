@@ -9,10 +9,15 @@ loads the image into guest RAM itself, with a new sparse second disk, and
 the counter continues from its checkpoint value, with no kernel warning,
 the resumed kernel reseeds its random-number generator for the new VM
 generation ID, and a uevent tells user space that it was resumed, from which
-checkpoint, as which instance (`--name`).  Disk 2 is clean afterwards and no longer holds a
-checkpoint.
+checkpoint, as which instance (`--name`).  With `--lazy` the guest runs before
+its image is all in RAM, and the image is loaded and checked behind it.
+Disk 2 is clean afterwards and no longer holds a checkpoint.  A copy of it
+with one byte of the image flipped is refused by a plain resume before the
+guest runs, and stops a lazily loading ntc-vmm, with the copy unchanged both
+times.
 """
 import os
+import subprocess
 import sys
 import time
 
@@ -28,6 +33,29 @@ CPUS = "2"
 
 
 check = ntclab.check
+
+
+def check_damaged_image_refused(host, disk2, tmp):
+    """A copy of disk 2 with one byte of its image flipped: resume refuses it
+    before the guest runs; loaded while the guest runs (--lazy), ntc-vmm stops
+    once the stream's CRC disagrees, having held back every write.  Either
+    way the copy is left as it was, checkpoint and all."""
+    damaged = os.path.join(tmp, "damaged.img")
+    subprocess.run(["cp", "--sparse=always", disk2, damaged], check=True, timeout=120)
+    ntcguest.damage_image_data(damaged)
+    digest = ntcguest.sha256(damaged)
+    for name, options, says in (("damaged", [], "is damaged"), ("damaged-lazy", ["--lazy"], "disk 2 was not written")):
+        v = nested.NestedVmm(host, name, ["resume", host.inside(damaged), *options])
+        v.start()
+        check(v.wait_exit(120) == 1, f"resume {options} of a damaged image should end with status 1", v)
+        check("image CRC mismatch" in v.stderr() and says in v.stderr(),
+              f"resume {options} of a damaged image should say so", v)
+        check(ntcguest.sha256(damaged) == digest, f"resume {options} changed the damaged disk")
+        check(not os.path.exists(damaged + ".loading"), f"resume {options} left its loading overlay")
+        if os.path.exists(damaged + ".next"):
+            os.unlink(damaged + ".next")
+        print(f"a damaged image: resume {options} ended with 1, the disk unchanged", flush=True)
+    os.unlink(damaged)
 
 
 def main():
@@ -59,8 +87,9 @@ def main():
             a.send("poweroff")
             check(a.wait_exit(120) == 0, "guest A's poweroff should end ntc-vmm with 0", a)
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
+            check_damaged_image_refused(host, disk2, tmp)
 
-            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2, "--name", "instance-b"])
+            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2, "--name", "instance-b", "--lazy"])
             t1 = time.monotonic()
             b.start()
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
@@ -102,6 +131,8 @@ def main():
             check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
             area = ntcguest.Area(disk2)
             check(area.kind == "swap", f"a resumed checkpoint's area should be swap again, not {area}")
+            check(not os.path.exists(disk2 + ".loading"),
+                  "the overlay that took the writes while the image loaded should be gone")
             host.send("poweroff -f")
         problems = ntcguest.e2fsck_disk(disk2)
         check(not problems, f"e2fsck on disk 2: {problems}")

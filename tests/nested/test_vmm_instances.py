@@ -20,7 +20,6 @@ unchanged and it still holds the checkpoint; instance 0's overlay, made a
 plain disk with ntc-clone, resumes no further but boots, with instance 0's
 file and not the others'.
 """
-import hashlib
 import os
 import re
 import sys
@@ -45,14 +44,6 @@ check = ntclab.check
 HOOK = ("uevent sh -c '[ \"$NTC_EVENT\" = resumed ] && echo \"HOOK instance=$NTC_INSTANCE "
         "checkpoint=$NTC_CHECKPOINT random=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d \" \\n\")\" "
         ">/tmp/ntc-hook' >/dev/null 2>&1 & :")
-
-
-def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def netns(i):
@@ -105,7 +96,7 @@ def main():
             a.send("poweroff")
             check(a.wait_exit(120) == 0, "the office VM's poweroff should end ntc-vmm with 0", a)
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
-            disk2_hash = sha256(disk2)
+            disk2_hash = ntcguest.sha256(disk2)
 
             cows = [os.path.join(tmp, f"inst-{i}.cow") for i in range(INSTANCES)]
             instances = [vm(f"inst-{i}", i, ["resume", d2, "--overlay", host.inside(cows[i]), "--name", f"inst-{i}"])
@@ -150,7 +141,7 @@ def main():
                 b.send("poweroff")
             for i, b in enumerate(instances):
                 check(b.wait_exit(120) == 0, f"inst-{i}'s poweroff should end ntc-vmm with 0", b)
-            check(sha256(disk2) == disk2_hash, "disk 2 changed under its instances")
+            check(ntcguest.sha256(disk2) == disk2_hash, "disk 2 changed under its instances")
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 lost its checkpoint to its instances")
             print("disk 2 unchanged, its checkpoint still there", flush=True)
 

@@ -4,8 +4,10 @@
 #include "ntc/error.h"
 #include "ntc/swap_area.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 namespace {
 
@@ -34,6 +36,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     ntc::ImageCheck check = ntc::check_image(pages, area);
     if (check.ok() && check.pages_walked == 0 && area.kind == ntc::AreaKind::ntc_checkpoint)
         std::abort();  // a sound checkpoint has at least its header page
+    // The walk without the data pages (ntc-vmm's lazy resume) agrees on
+    // the page count of a sound image, and never gives a slot twice.
+    std::vector<uint64_t> slots;
+    ntc::ImageCheck mapped = ntc::map_image(pages, area, {}, slots);
+    if (check.ok() && mapped.ok() && mapped.pages_walked != check.pages_walked) std::abort();
+    std::sort(slots.begin(), slots.end());
+    if (std::adjacent_find(slots.begin(), slots.end()) != slots.end()) std::abort();
     try {
         ntc::make_area_page(page0, ntc::AreaSource{});
     } catch (const ntc::Error&) {}

@@ -27,14 +27,14 @@ EntryRegisters build_for_boot(const GuestMemory& memory, const MachineConfig& co
     return [boot](kvm_regs& regs, kvm_sregs& sregs) { boot_cpu_registers(boot, regs, sregs); };
 }
 
-ResumeEntry build_for_resume(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots,
+ResumeEntry build_for_resume(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots, bool lazy,
                              ImagePager::Failed failed) {
     load_firmware(memory, config, pci_slots);
     auto start = std::chrono::steady_clock::now();
     ImageLayout layout = read_image_layout(*config.image, memory, config.ram_bytes);
     double mib = double(layout.info.size) / double(1 << 20);
     std::unique_ptr<ImagePager> pager;
-    if (!config.preload_image) {
+    if (lazy) {
         try {
             pager = std::make_unique<ImagePager>(config.image->disk, layout, memory, std::move(failed));
         } catch (const ntc::Error& e) {

@@ -17,15 +17,15 @@ namespace ntc::vmm {
 EntryRegisters build_for_boot(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots);
 
 // The firmware tables and the pages of config.image; the entry is the image
-// kernel's restore_registers().  The pages are served on demand by the
-// pager, or, with config.preload_image or where the host gives no
-// userfaultfd, all read and checked here (no pager).  The image on disk is
+// kernel's restore_registers().  With `lazy` the pages are served on demand
+// by the pager; without, or where the host gives no userfaultfd, they are
+// all read and checked here (no pager).  The image on disk is
 // left as it is: the machine retires it only when nothing else can fail.
 struct ResumeEntry {
     EntryRegisters entry;
     std::unique_ptr<ImagePager> pager;
 };
-ResumeEntry build_for_resume(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots,
+ResumeEntry build_for_resume(const GuestMemory& memory, const MachineConfig& config, unsigned pci_slots, bool lazy,
                              ImagePager::Failed failed);
 
 }  // namespace ntc::vmm

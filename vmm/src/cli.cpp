@@ -86,9 +86,9 @@ Command parse_command_line(int argc, const char* const* argv) {
                              "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
                              "slower, but reads compressed images too");
     resume_cmd
-        ->add_flag("--preload", resume.preload,
-                   "read and check the whole image before the guest runs (default: the guest runs at once, "
-                   "its pages read on first touch and in the background; disk 2 is written only once all are in)")
+        ->add_flag("--lazy", resume.lazy,
+                   "run the guest at once, its pages read on first touch and in the background, its writes kept "
+                   "beside disk 2 until the whole image is in and checked (experimental)")
         ->excludes(boot_kernel_opt);
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
     resume_cmd->add_option("--crash-dump", resume.crash_dump, kCrashDumpHelp);

@@ -3,6 +3,8 @@
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -26,6 +28,7 @@ constexpr uint64_t kPageShift = 12;
 // touches a page mostly touches its neighbours next.
 constexpr uint64_t kFaultRunPages = 16;
 constexpr uint64_t kLoaderRunPages = 64;
+constexpr uint64_t kZeroRunPages = 512;
 
 // A userfaultfd by the system call, or by /dev/userfaultfd where the call
 // is refused to processes without CAP_SYS_PTRACE (vm.unprivileged_userfaultfd=0).
@@ -116,7 +119,13 @@ void ImagePager::start_loading(std::function<void(const Loaded&)> loaded) {
     });
 }
 
+bool ImagePager::loaded() {
+    std::lock_guard lock(lock_);
+    return loaded_;
+}
+
 bool ImagePager::wait_until_loaded() {
+    awaited_ = true;
     std::unique_lock lock(lock_);
     changed_.wait(lock, [this] { return loaded_ || stopping_; });
     return loaded_;
@@ -197,17 +206,35 @@ void ImagePager::resolve_fault(uint64_t host_address) {
         if (it != layout_.frames.end() && *it == pfn) {
             uint64_t k = uint64_t(it - layout_.frames.begin());
             if (uint64_t n = claim(k, placeable_run(k, kFaultRunPages))) return place(k, n);
-            // Placed or being placed by the loader, whose copy wakes the
-            // faulting thread; a wake that finds it running does nothing.
-            uffdio_range range{host_address, kPage};
-            ::ioctl(uffd_, UFFDIO_WAKE, &range);
+            // Being placed by the loader, whose copy wakes the faulting
+            // thread (a wake now would only fault again, and keep the
+            // loader from the CPU), and which no longer waits its turn; or
+            // placed since the fault, which then did not wait.
+            awaited_ = true;
             return;
         }
-        // Not in the image: free in the checkpointed kernel, zero as at boot.
+        // Not in the image: free in the checkpointed kernel, zero as at
+        // boot.  The kernel zeroes each page it allocates (init_on_alloc),
+        // so free memory is touched page by page: one fault maps zero
+        // pages over the whole free run around it, up to its 2 MiB.
+        uint64_t region_first = r.guest_address >> kPageShift, region_end = region_first + r.size / kPage;
+        uint64_t first =
+            std::max({pfn & ~(kZeroRunPages - 1), region_first, it == layout_.frames.begin() ? 0 : *std::prev(it) + 1});
+        uint64_t end =
+            std::min({(pfn | (kZeroRunPages - 1)) + 1, region_end, it == layout_.frames.end() ? UINT64_MAX : *it});
         uffdio_zeropage zero{};
-        zero.range = {host_address, kPage};
+        zero.range = {start + ((first - region_first) << kPageShift), (end - first) * kPage};
         if (::ioctl(uffd_, UFFDIO_ZEROPAGE, &zero) == 0) return;
-        if (errno != EEXIST) ntc::throw_errno("userfaultfd zero page at guest frame " + std::to_string(pfn));
+        // Part of the run is in memory (the firmware's, or another fault's
+        // run came first: EEXIST, or EAGAIN after a part): the faulting
+        // page alone, if still missing.
+        for (;;) {
+            zero = {};
+            zero.range = {host_address, kPage};
+            if (::ioctl(uffd_, UFFDIO_ZEROPAGE, &zero) == 0) return;
+            if (errno == EEXIST) break;
+            if (errno != EAGAIN) ntc::throw_errno("userfaultfd zero page at guest frame " + std::to_string(pfn));
+        }
         uffdio_range range{host_address, kPage};
         ::ioctl(uffd_, UFFDIO_WAKE, &range);
         return;
@@ -265,8 +292,20 @@ void ImagePager::set_placed(uint64_t first, uint64_t count) {
 
 void ImagePager::load_all() {
     const uint64_t pages = layout_.frames.size();
+    // Behind the guest: a page it waits for comes from the fault thread,
+    // and the loader must not take the CPU from the vCPUs or from that
+    // thread (on a host with fewer CPUs than the guest it slowed the
+    // guest down more than preloading did), until the guest waits for
+    // the loader itself, with a write held back.
+    sched_param priority{};
+    ::pthread_setschedparam(::pthread_self(), SCHED_IDLE, &priority);
+    bool idle = true;
     try {
         for (uint64_t k = 0; k < pages && !stop_loading_;) {
+            if (idle && awaited_.load(std::memory_order_relaxed)) {
+                ::pthread_setschedparam(::pthread_self(), SCHED_OTHER, &priority);
+                idle = false;
+            }
             if (state_[k].load(std::memory_order_relaxed) != kMissing) {
                 k++;
                 continue;

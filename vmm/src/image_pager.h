@@ -12,8 +12,8 @@
 //
 // Disk 2 must not change until then: its image is not yet checked, and
 // disk 2 holds the only copy of the pages not yet read (the resumed kernel
-// sees their slots as free swap).  The machine holds back the guest's
-// writes to it with wait_until_loaded().
+// sees their slots as free swap).  The machine sends the guest's writes to
+// an overlay until loaded() says so.
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -40,7 +40,7 @@ public:
     };
     // Called from a pager thread when a page cannot be read or the CRC does
     // not match: the guest has run on those pages, so the machine must stop
-    // (disk 2 is unchanged: its writes were held back).
+    // (disk 2 is unchanged: its writes went elsewhere).
     using Failed = std::function<void(const std::string& why)>;
 
     // Registers guest RAM and serves its faults from now on.  Frames that
@@ -56,8 +56,12 @@ public:
     // is in and the CRC matched.
     void start_loading(std::function<void(const Loaded&)> loaded);
 
+    // Whether every page is in and the CRC matched.
+    bool loaded();
     // Returns true once every page is in and the CRC matched; false when
-    // the pager stopped first.
+    // the pager stopped or failed first.  The loader, which yields to every
+    // other thread of the host until someone waits for it (here, or a
+    // fault on a page it is placing), takes its share of the CPU from then on.
     bool wait_until_loaded();
 
     // Ends the threads and lets go of guest RAM.  A page not loaded by then
@@ -99,6 +103,7 @@ private:
     uint64_t placed_ = 0;
     bool loaded_ = false, stopping_ = false;
     std::atomic<bool> stop_loading_{false};
+    std::atomic<bool> awaited_{false};  // a thread waits for the loader: it takes its share of the CPU
     std::atomic<uint64_t> by_loader_{0};
     std::chrono::steady_clock::time_point started_;
     std::thread fault_thread_, loader_thread_;

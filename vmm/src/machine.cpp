@@ -64,6 +64,14 @@ private:
     std::map<uint32_t, uint64_t> asserted_;
 };
 
+// A scratch file that goes when its holder does.
+struct RemovedFile {
+    std::string path;
+    ~RemovedFile() {
+        if (!path.empty()) ::unlink(path.c_str());
+    }
+};
+
 class Machine {
 public:
     explicit Machine(const MachineConfig& config);
@@ -73,7 +81,8 @@ public:
 private:
     void create_devices();
     void create_vcpus();
-    bool image_ready_for_writes();
+    void make_loading_overlay();
+    void merge_loading_overlay();
     void retire_resumed_image();
     void dump_guest_ram();
     void report_state();
@@ -85,6 +94,11 @@ private:
     std::unique_ptr<Vm> vm_;
     // Serves the image's pages while the resumed guest runs, until all are in.
     std::unique_ptr<ImagePager> pager_;
+    // Disk 2 resumed in place takes the guest's writes in this overlay
+    // until the image is in and checked (image_pager.h).
+    std::unique_ptr<ntc::Overlay> loading_overlay_;
+    RemovedFile loading_file_;
+    VirtioBlock* first_disk_ = nullptr;
     std::mutex retire_lock_;
     bool image_retired_ = false;
     // In config_.disks' order; an instance's disk is an overlay.
@@ -122,6 +136,7 @@ Machine::Machine(const MachineConfig& config) : config_(config) {
         if (spec.overlay) overlays_.push_back(std::make_unique<ntc::Overlay>(open_vm_overlay(*spec.overlay)));
         else disks_.push_back(open_vm_disk(spec.path, spec.read_only));
     }
+    if (config_.image && config_.lazy_image && !config_.disks.front().overlay) make_loading_overlay();
     if (config_.net) tap_ = open_tap(config_.net->tap);
     if (config_.console_log) {
         console_out_ = ::open(config_.console_log->c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -169,11 +184,18 @@ void Machine::create_devices() {
         std::unique_ptr<VirtioBlock> block;
         if (config_.disks[i].overlay) {
             block = std::make_unique<VirtioBlock>(*overlays_[overlaid++], id, disk_queues);
+            // An instance's image is retired in its overlay, before its
+            // first write there; disk 2 itself never changes.
+            if (i == 0 && config_.image) block->before_writes([this] { retire_resumed_image(); });
+        } else if (i == 0 && loading_overlay_) {
+            block = std::make_unique<VirtioBlock>(*loading_overlay_, id, disk_queues);
+            block->leave_overlay_when([this] { return !pager_ || pager_->loaded(); },
+                                      [this] { merge_loading_overlay(); }, disks_[plain++].fd());
         } else {
             const ntc::DiskFile& disk = disks_[plain++];
             block = std::make_unique<VirtioBlock>(disk.fd(), disk.size(), disk.read_only(), id, disk_queues);
         }
-        if (i == 0 && config_.image) block->hold_writes([this] { return image_ready_for_writes(); });
+        if (i == 0 && config_.image) first_disk_ = block.get();
         add_virtio(std::move(block));
     }
     if (config_.net) {
@@ -190,14 +212,16 @@ void Machine::create_vcpus() {
     if (config_.image) {
         // The guest ran on pages that turned out bad: nothing of it may
         // reach a disk, and its disk 2 has not been written.
-        auto failed = [](const std::string& why) {
+        auto failed = [loading = loading_file_.path](const std::string& why) {
+            if (!loading.empty()) ::unlink(loading.c_str());
             std::fprintf(stderr,
                          "ntc-vmm: %s\nntc-vmm: the resumed machine ran on these pages and stops here; "
                          "disk 2 was not written.\n",
                          why.c_str());
             std::_Exit(kExitError);
         };
-        ResumeEntry resume = build_for_resume(vm_->memory(), config_, pci_->slots_used(), failed);
+        bool lazy = config_.lazy_image && (loading_overlay_ || config_.disks.front().overlay);
+        ResumeEntry resume = build_for_resume(vm_->memory(), config_, pci_->slots_used(), lazy, failed);
         entry = std::move(resume.entry);
         pager_ = std::move(resume.pager);
     } else {
@@ -225,10 +249,45 @@ void Machine::guarded(const char* thread, Body body) {
     }
 }
 
-bool Machine::image_ready_for_writes() {
-    if (pager_ && !pager_->wait_until_loaded()) return false;
+void Machine::make_loading_overlay() {
+    const std::string& disk = config_.disks.front().path;
+    std::string path = disk + ".loading";
+    // Left by an ntc-vmm that died while loading: the writes of a machine
+    // whose memory is gone, over a disk 2 that still holds its checkpoint.
+    if (::unlink(path.c_str()) == 0)
+        std::fprintf(stderr, "ntc-vmm: removed %s, left by a resume that did not finish loading\n", path.c_str());
+    try {
+        loading_overlay_ =
+            std::make_unique<ntc::Overlay>(ntc::Overlay::create(path, ntc::DiskFile(disk, ntc::DiskFile::Mode::read)));
+        loading_file_.path = path;
+    } catch (const ntc::Error& e) {
+        std::fprintf(stderr, "ntc-vmm: %s; loading the whole image first\n", e.what());
+    }
+}
+
+// In the worker of disk 2, between requests, or in the main thread once it
+// has stopped.  The image is retired first: a crash halfway leaves no
+// checkpoint that the disk no longer matches.
+void Machine::merge_loading_overlay() {
     retire_resumed_image();
-    return true;
+    const ntc::DiskFile& disk = disks_.front();
+    ntc::Overlay& overlay = *loading_overlay_;
+    constexpr uint64_t kChunk = 2048;  // sectors: 1 MiB
+    std::vector<uint8_t> buffer;
+    const uint64_t sectors = overlay.size() / ntc::Overlay::kSector;
+    for (uint64_t s = 0; s < sectors;) {
+        ntc::Overlay::Run run = overlay.run(s, std::min(kChunk, sectors - s));
+        if (run.in_overlay) {
+            buffer.resize(run.sectors * ntc::Overlay::kSector);
+            overlay.file().read_at(overlay.data_offset() + s * ntc::Overlay::kSector, buffer);
+            disk.write_at(s * ntc::Overlay::kSector, buffer);
+        }
+        s += run.sectors;
+    }
+    if (::fdatasync(disk.fd()) != 0)
+        ntc::throw_errno("cannot sync " + config_.disks.front().path + " after the resume's first writes");
+    ::unlink(loading_file_.path.c_str());
+    loading_file_.path.clear();
 }
 
 void Machine::retire_resumed_image() {
@@ -271,7 +330,7 @@ int Machine::run() {
     console_input.attach_terminal();
     // Last before the guest runs, after every step that can still fail:
     // from here on the image is used up.  A lazily loaded one is retired
-    // once all of it is in, before the guest's first write to disk 2.
+    // once all of it is in and checked, before disk 2 changes.
     if (config_.image && !pager_) retire_resumed_image();
     if (pager_)
         pager_->start_loading([](const ImagePager::Loaded& l) {
@@ -295,19 +354,21 @@ int Machine::run() {
     stopping_ = true;
     for (auto& vcpu : vcpus_) vcpu->kick();
     for (auto& vcpu : vcpus_) vcpu->join();
-    // A device worker may wait for the pager (hold_writes); faults may not
-    // come any more.
-    if (pager_) pager_->stop();
     if (net_) net_->stop_input();
     for (auto& device : virtio_) device->stop_worker();
-    // The guest ran: its image is used up even if it never wrote disk 2.
+    // The guest's writes reach disk 2 once its image is checked (a damaged
+    // one ends the process from the loader); and the guest ran: its image
+    // is used up even if it never wrote.
+    if (pager_) pager_->wait_until_loaded();
     if (config_.image) {
         try {
+            first_disk_->leave_overlay_if_done();
             retire_resumed_image();
         } catch (const ntc::Error& e) {
             std::fprintf(stderr, "ntc-vmm: %s\n", e.what());
         }
     }
+    if (pager_) pager_->stop();
     console_input.stop();
     console.join();
     console_output_->drain();

@@ -90,7 +90,7 @@ ResumePlan resume_plan(const ResumeCommand& command) {
         config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);
     } else {
         config.image = ImageLocation{command.disk, checkpoint.partition_offset, checkpoint.partition_bytes};
-        config.preload_image = command.preload;
+        config.lazy_image = command.lazy;
     }
 
     MadeFiles made;

@@ -102,40 +102,20 @@ TEST_CASE("virtio-blk writes, reads back, flushes, and answers get-id") {
     CHECK(ram.get<uint8_t>(0x12000) == 2);  // unsupported
 }
 
-TEST_CASE("virtio-blk holds writes and flushes until they may go, and fails them when they may not; reads pass") {
+TEST_CASE("virtio-blk calls its before-writes hook for each write and flush, not for reads") {
     Disk disk;
     FakeRam ram;
     FakeQueue q(ram, 16);
-    VirtioBlock blk(disk.fd, 1 << 20, false, "held", 1);
-    std::vector<std::string> asked;
-    bool answer = false;
-    blk.hold_writes([&] {
-        asked.push_back("asked");
-        return answer;
-    });
-    std::memset(&ram.bytes[0x11000], 0xcd, 512);
-    request(q, 1, 0, 512, false);  // a write
+    VirtioBlock blk(disk.fd, 1 << 20, false, "hooked", 1);
+    int calls = 0;
+    blk.before_writes([&] { calls++; });
+    request(q, VIRTIO_BLK_T_OUT, 0, 512, false);
     serve(blk, q);
-    CHECK(ram.get<uint8_t>(0x12000) == 1);  // VIRTIO_BLK_S_IOERR
-    uint8_t on_disk = 0xff;
-    REQUIRE(::pread(disk.fd, &on_disk, 1, 0) == 1);
-    CHECK(on_disk == 0);
-    request(q, 4, 0, 0, false);  // a flush
+    request(q, VIRTIO_BLK_T_FLUSH, 0, 0, false);
     serve(blk, q);
-    CHECK(ram.get<uint8_t>(0x12000) == 1);
-    request(q, 0, 0, 512, true);  // a read does not ask
+    request(q, VIRTIO_BLK_T_IN, 0, 512, true);
     serve(blk, q);
-    CHECK(ram.get<uint8_t>(0x12000) == 0);
-    CHECK(asked.size() == 2);
-
-    answer = true;
-    std::memset(&ram.bytes[0x11000], 0xcd, 512);
-    request(q, 1, 0, 512, false);
-    serve(blk, q);
-    CHECK(ram.get<uint8_t>(0x12000) == 0);
-    REQUIRE(::pread(disk.fd, &on_disk, 1, 0) == 1);
-    CHECK(on_disk == 0xcd);
-    CHECK(asked.size() == 3);
+    CHECK(calls == 2);
 }
 
 TEST_CASE("virtio-blk on an overlay reads the base until written, writes only the overlay, commits at a flush") {
@@ -179,6 +159,42 @@ TEST_CASE("virtio-blk on an overlay reads the base until written, writes only th
     std::vector<uint8_t> sector(512);
     reopened.read_at(10 * 512, sector);
     CHECK(sector[0] == 0xab);
+}
+
+TEST_CASE("virtio-blk leaves its overlay once told, between requests: the overlay merged, then the base written") {
+    testsupport::TempDir dir;
+    std::string base_path = dir / "disk2.img";
+    ntc::DiskFile::create_sparse(base_path, 1 << 20);
+    std::string base_digest = testsupport::file_digest(base_path);
+    ntc::Overlay overlay =
+        ntc::Overlay::create(dir / "loading.cow", ntc::DiskFile(base_path, ntc::DiskFile::Mode::read));
+    ntc::DiskFile base(base_path, ntc::DiskFile::Mode::read_write);
+    FakeRam ram;
+    FakeQueue q(ram, 16);
+    VirtioBlock blk(overlay, "loading", 1);
+    bool done = false;
+    int merges = 0;
+    blk.leave_overlay_when([&] { return done; }, [&] { merges++; }, base.fd());
+
+    std::memset(&ram.bytes[0x11000], 0xab, 512);
+    request(q, VIRTIO_BLK_T_OUT, 4, 512, false);
+    serve(blk, q);
+    CHECK(ram.get<uint8_t>(0x12000) == VIRTIO_BLK_S_OK);
+    CHECK(overlay.sectors_in_overlay() == 1);
+    CHECK(testsupport::file_digest(base_path) == base_digest);
+    CHECK_FALSE(blk.leave_overlay_if_done());
+
+    done = true;
+    std::memset(&ram.bytes[0x11000], 0xcd, 512);
+    request(q, VIRTIO_BLK_T_OUT, 5, 512, false);
+    serve(blk, q);  // leaves the overlay first, then writes the base
+    CHECK(merges == 1);
+    CHECK(blk.leave_overlay_if_done());
+    CHECK(overlay.sectors_in_overlay() == 1);
+    uint8_t on_disk = 0;
+    REQUIRE(::pread(base.fd(), &on_disk, 1, 5 * 512) == 1);
+    CHECK(on_disk == 0xcd);
+    CHECK(merges == 1);
 }
 
 TEST_CASE("virtio-blk refuses out-of-range and misaligned requests and writes to a read-only disk") {

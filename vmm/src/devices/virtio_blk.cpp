@@ -103,10 +103,10 @@ std::optional<uint8_t> VirtioBlock::start(unsigned queue, const DescriptorChain&
         return submitted(std::move(in_data));
     case VIRTIO_BLK_T_OUT:
         if (read_only_ || !in_range(out_bytes)) return VIRTIO_BLK_S_IOERR;
-        if (writes_ready_ && !writes_ready_()) return VIRTIO_BLK_S_IOERR;
+        if (before_writes_) before_writes_();
         return submitted(slice(chain.readable, sizeof(header), out_bytes));
     case VIRTIO_BLK_T_FLUSH:
-        if (writes_ready_ && !writes_ready_()) return VIRTIO_BLK_S_IOERR;
+        if (before_writes_) before_writes_();
         return submitted({});
     case VIRTIO_BLK_T_GET_ID: {
         uint64_t n = std::min<uint64_t>({in_bytes, uint64_t(VIRTIO_BLK_ID_BYTES), uint64_t(id_.size())});
@@ -197,7 +197,22 @@ void VirtioBlock::release(uint32_t tag) {
     free_tags_.push_back(tag);
 }
 
+void VirtioBlock::leave_overlay_when(std::function<bool()> done, std::function<void()> merge, int fd) {
+    overlay_exit_ = OverlayExit{std::move(done), std::move(merge), fd};
+}
+
+bool VirtioBlock::leave_overlay_if_done() {
+    if (!overlay_exit_) return true;
+    if (io_.in_flight() || !overlay_exit_->done()) return false;
+    overlay_exit_->merge();
+    overlay_ = nullptr;
+    fd_ = overlay_exit_->fd;
+    overlay_exit_.reset();
+    return true;
+}
+
 bool VirtioBlock::process(unsigned index, Virtqueue& queue) {
+    leave_overlay_if_done();
     bool used = false;
     while (auto chain = queue.pop()) {
         uint32_t written = 0;
@@ -228,6 +243,7 @@ unsigned VirtioBlock::complete(std::span<Virtqueue> queues) {
         }
     }
     io_.submit();
+    leave_overlay_if_done();
     return used;
 }
 

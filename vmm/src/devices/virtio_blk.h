@@ -60,10 +60,20 @@ public:
 
     unsigned in_flight() const { return io_.in_flight(); }
 
-    // Writes and flushes wait for `ready` (in the worker) and fail when it
-    // says false: a resumed machine's disk 2 changes only once its image is
-    // all in RAM (image_pager.h).  Before the worker starts.
-    void hold_writes(std::function<bool()> ready) { writes_ready_ = std::move(ready); }
+    // Called in the worker before each write and flush goes to the disk.
+    // Before the worker starts.
+    void before_writes(std::function<void()> hook) { before_writes_ = std::move(hook); }
+
+    // A disk served through an overlay for a while (made with the overlay
+    // constructor): once `done()` says so, between requests with none in
+    // flight, the worker calls `merge()` (which puts the overlay's sectors
+    // into the base) and serves the base through `fd`, read-write, from
+    // then on.  Before the worker starts.
+    void leave_overlay_when(std::function<bool()> done, std::function<void()> merge, int fd);
+    // Leaves the overlay now if `done()` says so and nothing is in flight;
+    // returns whether the disk is served without it (the worker's check,
+    // and the machine's once the worker has stopped).
+    bool leave_overlay_if_done();
 
 private:
     // A read, write or flush between its submission and its completion.
@@ -101,7 +111,13 @@ private:
     unsigned queues_;
     std::vector<Request> requests_;    // indexed by tag
     std::vector<uint32_t> free_tags_;  // of requests_ not in flight
-    std::function<bool()> writes_ready_;
+    std::function<void()> before_writes_;
+    struct OverlayExit {
+        std::function<bool()> done;
+        std::function<void()> merge;
+        int fd;
+    };
+    std::optional<OverlayExit> overlay_exit_;
     BlockIo io_;  // last: its destructor waits for requests_ in flight
 };
 
