@@ -245,12 +245,13 @@ def main():
     sizes = [int(x) for x in os.environ.get("NTC_BENCH_TRAVEL_MEM", "512 1024 2048").split()]
     t0 = time.monotonic()
     rows = []
-    # The guest, and in tmpfs its image three times over (or QEMU's state).
+    # The guest, and in tmpfs disk 2 with its image three times over (or
+    # QEMU's state and disks).
     big = max(sizes)
     with ntcguest.workdir() as tmp:
-        with nested.HostVM("travel-bench", tmp, mem_mib=2048 + 3 * big) as host:
+        with nested.HostVM("travel-bench", tmp, mem_mib=2048 + 4 * big) as host:
             host.wait_ready()
-            host.sh(f"mkdir -p {SCRATCH} && mount -t tmpfs -o size={1024 + 2 * big}m tmpfs {SCRATCH}")
+            host.sh(f"mkdir -p {SCRATCH} && mount -t tmpfs -o size={1024 + 3 * big}m tmpfs {SCRATCH}")
             echo_exchange.add_tap(host, NETNS, TAP, HOST_ADDR)
             for mem in sizes:
                 rows.append(run(host, mem, tmp))
