@@ -291,7 +291,13 @@ def check_wall_clock(host, vm):
     the host's reading falls between two of the guest's, give or take one
     second.  The guest's readings are its counter's latest ticks, which carry
     CLOCK_REALTIME in nanoseconds (busybox date has no %N).  Returns the
-    offset seen."""
+    offset seen.  Its uptime must be less than a day: a kernel that read a
+    wall clock 40 years ahead at its resume added those years to its uptime
+    as time asleep (vmm.md, "CPUs, interrupts, timers"), even once ntc.ko set the wall clock
+    right again."""
+    _, uptime = vm.sh("echo UPTIME $(cut -d. -f1 /proc/uptime)")
+    seconds = int(re.search(r"UPTIME (\d+)", uptime).group(1))
+    ntclab.check(seconds < 86400, f"the resumed guest's uptime is {seconds} s: its clock leapt at the resume", vm)
     _, before = vm.sh("tail -n 1 /data/counter.log")
     _, now = host.sh("date +%s.%N")
     vm.sh("sleep 0.2")

@@ -86,11 +86,17 @@ Vm::Vm(uint64_t ram_bytes) : ram_bytes_(ram_bytes) {
     // of a machine that resumes a checkpoint must start ahead of the clock of
     // the machine that took it, or the guest's time stands still until it
     // catches up.  Wall clocks move forward from checkpoint to resume.
+    // It starts a day behind the wall clock: KVM gives the guest the wall
+    // clock at kvmclock zero as an unsigned 32-bit second count of host time
+    // minus kvmclock, and a kvmclock that has run the least bit ahead of the
+    // host's time (they drift apart by parts per million) made that 2^64 ns
+    // in seconds mod 2^32: 1266874889 s, 40 years, added to the guest's time.
     if (::ioctl(kvm_.get(), KVM_CHECK_EXTENSION, KVM_CAP_ADJUST_CLOCK) > 0) {
+        constexpr uint64_t kKvmclockBehindWallClockNs = 86400ull * 1000000000ull;
         timespec now{};
         ::clock_gettime(CLOCK_REALTIME, &now);
         kvm_clock_data clock{};
-        clock.clock = uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec);
+        clock.clock = uint64_t(now.tv_sec) * 1000000000ull + uint64_t(now.tv_nsec) - kKvmclockBehindWallClockNs;
         kvm_ioctl(vm_.get(), KVM_SET_CLOCK, "SET_CLOCK", &clock);
     }
 
