@@ -238,17 +238,27 @@ NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
  * modification time at the overlay's creation: a base written since then
  * (resumed in place, say) no longer matches the sectors the overlay left to
  * it, and is refused.
+ *
+ * An overlay is also how ntc-vmm resume --lazy keeps disk 2 unchanged
+ * while the image loads (DISK2.loading), and then writes the overlay's
+ * sectors into disk 2.  Before the first of those writes (and before the
+ * image is retired) the header is rewritten with NTC_OVERLAY_FLAG_MERGING
+ * and synced.  An overlay found with the flag was being written into its
+ * base when its writer stopped: the base's new modification time is
+ * expected, and the overlay is to be written into it again to the end,
+ * never dropped.
  */
 #define NTC_OVERLAY_MAGIC "NTC-COW1"		/* 8 bytes, no NUL */
 #define NTC_OVERLAY_VERSION 1u
 #define NTC_OVERLAY_DATA_ALIGN (1u << 20)
+#define NTC_OVERLAY_FLAG_MERGING 1u	/* being written into its base */
 
 struct ntc_overlay_header {
 	char magic[8];			/* NTC_OVERLAY_MAGIC */
 	__u32 version;			/* NTC_OVERLAY_VERSION */
 	__u32 header_crc32;		/* as ntc_record's, over these 4096 bytes */
 	__u32 sector_bytes;		/* NTC_SECTOR_SIZE */
-	__u32 flags;			/* reserved, 0 */
+	__u32 flags;			/* NTC_OVERLAY_FLAG_*, 0 at creation */
 	__u64 disk_bytes;		/* the disk presented = the base's size */
 	__u64 bitmap_offset;		/* NTC_PAGE_SIZE */
 	__u64 bitmap_bytes;		/* (disk_bytes / 512 + 7) / 8 */

@@ -165,3 +165,34 @@ TEST_CASE("an overlay refuses a changed base, a damaged header, a file that is n
         CHECK(overlay.sectors_in_overlay() == 0);
     }
 }
+
+TEST_CASE("an overlay being merged opens though its base changed, and writes its committed sectors into it") {
+    TempDir dir;
+    std::string base_path = make_base(dir);
+    std::string cow = dir / "disk2.img.loading";
+    auto first = random_bytes(4096, 5), last = random_bytes(1024, 6);
+    {
+        Overlay overlay = Overlay::create(cow, DiskFile(base_path, DiskFile::Mode::read));
+        overlay.write_at(MiB, first);
+        overlay.write_at(kBaseBytes - 1024, last);
+        overlay.sync();
+        // Written, never synced: not durable, so not part of what a later opener merges.
+        overlay.write_at(3 * MiB, random_bytes(512, 7));
+        CHECK_FALSE(overlay.merging());
+        overlay.begin_merge();
+        CHECK(overlay.merging());
+    }
+    // A merge stopped halfway: the base written and its time changed.
+    write_bytes(base_path, MiB, {9, 9, 9});
+    struct timespec later[2] = {{0, UTIME_OMIT}, {2000000000, 0}};
+    REQUIRE(::utimensat(AT_FDCWD, base_path.c_str(), later, 0) == 0);
+    auto untouched = read_bytes(base_path, 2 * MiB, 2 * MiB);
+
+    Overlay overlay = Overlay::open(cow, DiskFile::Mode::read);
+    CHECK(overlay.merging());
+    overlay.copy_into(DiskFile(base_path, DiskFile::Mode::read_write));
+    CHECK(read_bytes(base_path, MiB, 4096) == first);
+    CHECK(read_bytes(base_path, kBaseBytes - 1024, 1024) == last);
+    CHECK(read_bytes(base_path, 2 * MiB, 2 * MiB) == untouched);
+    CHECK(read_bytes(base_path, 3 * MiB, 512) == std::vector<uint8_t>(512, 0));
+}

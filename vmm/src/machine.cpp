@@ -15,6 +15,7 @@
 #include <ntc/error.h>
 #include <thread>
 #include <tuple>
+#include <utility>
 
 #include "builder.h"
 #include "console_input.h"
@@ -29,6 +30,7 @@
 #include "io_bus.h"
 #include "kvm.h"
 #include "layout.h"
+#include "loading_overlay.h"
 #include "machine_model.h"
 #include "vcpu.h"
 #include "vm.h"
@@ -251,11 +253,7 @@ void Machine::guarded(const char* thread, Body body) {
 
 void Machine::make_loading_overlay() {
     const std::string& disk = config_.disks.front().path;
-    std::string path = disk + ".loading";
-    // Left by an ntc-vmm that died while loading: the writes of a machine
-    // whose memory is gone, over a disk 2 that still holds its checkpoint.
-    if (::unlink(path.c_str()) == 0)
-        std::fprintf(stderr, "ntc-vmm: removed %s, left by a resume that did not finish loading\n", path.c_str());
+    std::string path = loading_overlay_path(disk);
     try {
         loading_overlay_ =
             std::make_unique<ntc::Overlay>(ntc::Overlay::create(path, ntc::DiskFile(disk, ntc::DiskFile::Mode::read)));
@@ -266,28 +264,15 @@ void Machine::make_loading_overlay() {
 }
 
 // In the worker of disk 2, between requests, or in the main thread once it
-// has stopped.  The image is retired first: a crash halfway leaves no
-// checkpoint that the disk no longer matches.
+// has stopped.  Marked merging before the image is retired: from there on
+// a crash leaves a disk that settle_loading_overlay() finishes.
 void Machine::merge_loading_overlay() {
+    loading_overlay_->begin_merge();
+    // From here on the overlay is what finishes the disk: kept if this fails.
+    std::string path = std::exchange(loading_file_.path, {});
     retire_resumed_image();
-    const ntc::DiskFile& disk = disks_.front();
-    ntc::Overlay& overlay = *loading_overlay_;
-    constexpr uint64_t kChunk = 2048;  // sectors: 1 MiB
-    std::vector<uint8_t> buffer;
-    const uint64_t sectors = overlay.size() / ntc::Overlay::kSector;
-    for (uint64_t s = 0; s < sectors;) {
-        ntc::Overlay::Run run = overlay.run(s, std::min(kChunk, sectors - s));
-        if (run.in_overlay) {
-            buffer.resize(run.sectors * ntc::Overlay::kSector);
-            overlay.file().read_at(overlay.data_offset() + s * ntc::Overlay::kSector, buffer);
-            disk.write_at(s * ntc::Overlay::kSector, buffer);
-        }
-        s += run.sectors;
-    }
-    if (::fdatasync(disk.fd()) != 0)
-        ntc::throw_errno("cannot sync " + config_.disks.front().path + " after the resume's first writes");
-    ::unlink(loading_file_.path.c_str());
-    loading_file_.path.clear();
+    loading_overlay_->copy_into(disks_.front());
+    ::unlink(path.c_str());
 }
 
 void Machine::retire_resumed_image() {

@@ -5,6 +5,7 @@
 
 #include "cli.h"
 #include "kvm.h"
+#include "loading_overlay.h"
 #include "machine.h"
 #include "resume.h"
 
@@ -26,7 +27,11 @@ MachineConfig run_config(const RunCommand& run) {
     config.instance_name = run.instance_name;
     config.crash_dump = run.crash_dump;
     config.net = run.net;
-    for (const auto& d : run.disks) config.disks.push_back({d, false});
+    for (const auto& d : run.disks) {
+        // A resume --lazy that stopped may have left the disk half merged.
+        settle_loading_overlay(d);
+        config.disks.push_back({d, false});
+    }
     for (const auto& d : run.read_only_disks) config.disks.push_back({d, true});
     check_machine_config(config);
     if (run.kernel) {

@@ -11,6 +11,7 @@
 
 #include "checkpoint.h"
 #include "guest_disk.h"
+#include "loading_overlay.h"
 #include "machine_model.h"
 
 namespace ntc::vmm {
@@ -72,6 +73,8 @@ ResumePlan resume_plan(const ResumeCommand& command) {
         throw ntc::Error("--boot-kernel cannot start an instance: no new VM generation ID reaches the kernel it "
                          "restores, so every instance of the checkpoint would hand out the same random bytes.\n"
                          "Resume instances without --boot-kernel.");
+    // A resume --lazy that stopped may have left disk 2 half merged.
+    settle_loading_overlay(command.disk);
     Checkpoint checkpoint = find_checkpoint(command.disk);
     const ntc_record& r = checkpoint.record;
 

@@ -1,6 +1,7 @@
 // Resuming an image without a boot kernel: the image into fake guest RAM,
 // whole or on demand (userfaultfd), the refusals, the signature put back,
-// the entry's page-table walk.
+// what a stopped resume --lazy left beside disk 2, the entry's page-table
+// walk.
 #include <doctest/doctest.h>
 #include <support.h>
 
@@ -9,6 +10,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <ntc/error.h>
 #include <ntc/swap_area.h>
 #include <optional>
@@ -16,8 +18,10 @@
 
 #include "e820.h"
 #include "fake_guest.h"
+#include "guest_disk.h"
 #include "image_pager.h"
 #include "image_restore.h"
+#include "loading_overlay.h"
 
 using namespace ntc::vmm;
 using ntc::vmm::testing::FakeRam;
@@ -183,6 +187,61 @@ TEST_CASE("an instance retires its image in its overlay, and disk 2 keeps the ch
     ntc::Page page;
     overlay.read_at(d.disk.swap_offset, page);
     CHECK(ntc::inspect_swap_area(ntc::PageView(page.data(), NTC_PAGE_SIZE)).kind == ntc::AreaKind::swap);
+}
+
+TEST_CASE("what a stopped resume --lazy left beside disk 2 is dropped, or finished if it was merging") {
+    DiskWithImage d({1});
+    const std::string loading = loading_overlay_path(d.disk.path);
+    const std::vector<uint8_t> written(4096, 0x5a);
+    const uint64_t at = d.disk.swap_offset + d.disk.swap_size - 4096;  // one of the area's pages
+    auto leave_overlay = [&](bool merging) {
+        auto overlay = ntc::Overlay::create(loading, ntc::DiskFile(d.disk.path, ntc::DiskFile::Mode::read));
+        overlay.write_at(at, written);
+        overlay.sync();
+        if (merging) overlay.begin_merge();
+    };
+    std::string digest = testsupport::file_digest(d.disk.path);
+
+    SUBCASE("nothing left: nothing done") {
+        settle_loading_overlay(d.disk.path);
+        CHECK(testsupport::file_digest(d.disk.path) == digest);
+    }
+    SUBCASE("stopped while loading: the writes of a machine whose memory is gone are dropped") {
+        leave_overlay(false);
+        settle_loading_overlay(d.disk.path);
+        CHECK(::access(loading.c_str(), F_OK) != 0);
+        CHECK(testsupport::file_digest(d.disk.path) == digest);
+        CHECK(d.area_kind() == ntc::AreaKind::ntc_checkpoint);
+    }
+    SUBCASE("stopped while merging, before the image was retired: retired and written in") {
+        leave_overlay(true);
+        settle_loading_overlay(d.disk.path);
+        CHECK(::access(loading.c_str(), F_OK) != 0);
+        CHECK(d.area_kind() == ntc::AreaKind::swap);
+        CHECK(testsupport::read_bytes(d.disk.path, at, 4096) == written);
+    }
+    SUBCASE("stopped while merging, the image retired and the disk part written: written in to the end") {
+        leave_overlay(true);
+        retire_image(d.location, nullptr);
+        testsupport::write_bytes(d.disk.path, at, {1, 2, 3});
+        settle_loading_overlay(d.disk.path);
+        CHECK(::access(loading.c_str(), F_OK) != 0);
+        CHECK(d.area_kind() == ntc::AreaKind::swap);
+        CHECK(testsupport::read_bytes(d.disk.path, at, 4096) == written);
+    }
+    SUBCASE("a leftover that cannot be read: refused, nothing touched") {
+        std::ofstream(loading) << std::string(4096, '\xee');
+        CHECK_THROWS_WITH_AS(settle_loading_overlay(d.disk.path), doctest::Contains("cannot be told"), ntc::Error);
+        CHECK(::access(loading.c_str(), F_OK) == 0);
+        CHECK(testsupport::file_digest(d.disk.path) == digest);
+    }
+    SUBCASE("a disk in use: its overlay belongs to the resume that runs it") {
+        leave_overlay(true);
+        ntc::DiskFile held = open_vm_disk(d.disk.path, false);
+        CHECK_THROWS_WITH_AS(settle_loading_overlay(d.disk.path), doctest::Contains("in use"), ntc::Error);
+        CHECK(::access(loading.c_str(), F_OK) == 0);
+        CHECK(testsupport::file_digest(d.disk.path) == digest);
+    }
 }
 
 TEST_CASE("translate walks 4- and 5-level tables with 4 KiB, 2 MiB and 1 GiB pages") {

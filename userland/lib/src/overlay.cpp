@@ -103,7 +103,7 @@ Overlay Overlay::open(const std::string& path, DiskFile::Mode mode) {
     if (std::string fault = header_fault(h, file.size()); !fault.empty())
         throw Error("cannot use " + path + " as an overlay: " + fault);
     DiskFile base(h.base_path, DiskFile::Mode::read, std::string("its base disk ") + h.base_path);
-    if (base.size() != h.disk_bytes || mtime_ns(base) != h.base_mtime_ns)
+    if (base.size() != h.disk_bytes || (!(h.flags & NTC_OVERLAY_FLAG_MERGING) && mtime_ns(base) != h.base_mtime_ns))
         throw Error("cannot use the overlay " + path + ": its base disk " + h.base_path +
                     " was changed after the overlay was made (written, or replaced by another file), so the "
                     "sectors the overlay leaves to it are not the ones its instance saw.\n"
@@ -208,6 +208,29 @@ uint64_t Overlay::sectors_in_overlay() const {
     uint64_t n = 0;
     for (uint8_t byte : present_) n += uint64_t(__builtin_popcount(byte));
     return n;
+}
+
+void Overlay::begin_merge() {
+    header_.flags |= NTC_OVERLAY_FLAG_MERGING;
+    header_.header_crc32 = header_crc32(header_);
+    file_.write_at(0, {reinterpret_cast<const uint8_t*>(&header_), sizeof header_});
+    file_.sync();
+}
+
+void Overlay::copy_into(const DiskFile& target) const {
+    constexpr uint64_t kChunk = 2048;  // sectors: 1 MiB
+    std::vector<uint8_t> buffer;
+    const uint64_t sectors = size() / kSector;
+    for (uint64_t s = 0; s < sectors;) {
+        Run r = run(s, std::min(kChunk, sectors - s));
+        if (r.in_overlay) {
+            buffer.resize(r.sectors * kSector);
+            file_.read_at(header_.data_offset + s * kSector, buffer);
+            target.write_at(s * kSector, buffer);
+        }
+        s += r.sectors;
+    }
+    target.sync();
 }
 
 }  // namespace ntc

@@ -28,7 +28,7 @@ public:
     static Overlay create(const std::string& path, DiskFile base);
     // Opens an overlay and, read-only, the base its header names.  Throws
     // ntc::Error when the file is no overlay, or the base is missing or was
-    // changed after the overlay was made.
+    // changed after the overlay was made (unless it was being merged).
     static Overlay open(const std::string& path, DiskFile::Mode mode);
     // Whether the file starts with an overlay header's magic.
     static bool is_overlay(const DiskFile& file);
@@ -67,6 +67,15 @@ public:
     void write_at(uint64_t offset, std::span<const uint8_t> buffer);
 
     uint64_t sectors_in_overlay() const;
+
+    // Records in the header (synced) that the overlay's sectors are about
+    // to be written into its base; then open() takes the base's change as
+    // expected, and whoever finds the overlay knows it must be finished.
+    void begin_merge();
+    bool merging() const { return header_.flags & NTC_OVERLAY_FLAG_MERGING; }
+    // Writes every sector the overlay holds into `target` (its base, opened
+    // for writing) and syncs it.  Throws ntc::Error.
+    void copy_into(const DiskFile& target) const;
 
 private:
     Overlay(DiskFile file, DiskFile base, const ntc_overlay_header& header);
