@@ -239,7 +239,7 @@ NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
  * (resumed in place, say) no longer matches the sectors the overlay left to
  * it, and is refused.
  *
- * An overlay is also how ntc-vmm resume --lazy keeps disk 2 unchanged
+ * An overlay is also how ntc-vmm resume keeps disk 2 unchanged
  * while the image loads (DISK2.loading), and then writes the overlay's
  * sectors into disk 2.  Before the first of those writes (and before the
  * image is retired) the header is rewritten with NTC_OVERLAY_FLAG_MERGING

@@ -9,11 +9,11 @@ loads the image into guest RAM itself, with a new sparse second disk, and
 the counter continues from its checkpoint value, with no kernel warning,
 the resumed kernel reseeds its random-number generator for the new VM
 generation ID, and a uevent tells user space that it was resumed, from which
-checkpoint, as which instance (`--name`).  With `--lazy` the guest runs before
-its image is all in RAM, and the image is loaded and checked behind it.
+checkpoint, as which instance (`--name`).  The guest runs before its image
+is all in RAM, and the image is loaded and checked behind it.
 Disk 2 is clean afterwards and no longer holds a checkpoint.  A copy of it
-with one byte of the image flipped is refused by a plain resume before the
-guest runs, and stops a lazily loading ntc-vmm, with the copy unchanged both
+with one byte of the image flipped is refused by `resume --load-first`
+before the guest runs, and stops a plain resume once it is all read, with the copy unchanged both
 times.
 """
 import os
@@ -37,14 +37,14 @@ check = ntclab.check
 
 def check_damaged_image_refused(host, disk2, tmp):
     """A copy of disk 2 with one byte of its image flipped: resume refuses it
-    before the guest runs; loaded while the guest runs (--lazy), ntc-vmm stops
+    before the guest runs with --load-first; loaded while the guest runs, ntc-vmm stops
     once the stream's CRC disagrees, having held back every write.  Either
     way the copy is left as it was, checkpoint and all."""
     damaged = os.path.join(tmp, "damaged.img")
     subprocess.run(["cp", "--sparse=always", disk2, damaged], check=True, timeout=120)
     ntcguest.damage_image_data(damaged)
     digest = ntcguest.sha256(damaged)
-    for name, options, says in (("damaged", [], "is damaged"), ("damaged-lazy", ["--lazy"], "disk 2 was not written")):
+    for name, options, says in (("damaged", ["--load-first"], "is damaged"), ("damaged-lazy", [], "disk 2 was not written")):
         v = nested.NestedVmm(host, name, ["resume", host.inside(damaged), *options])
         v.start()
         check(v.wait_exit(120) == 1, f"resume {options} of a damaged image should end with status 1", v)
@@ -89,7 +89,7 @@ def main():
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
             check_damaged_image_refused(host, disk2, tmp)
 
-            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2, "--name", "instance-b", "--lazy"])
+            b = nested.NestedVmm(host, "ckpt-b", ["resume", d2, "--name", "instance-b"])
             t1 = time.monotonic()
             b.start()
             n_b = ntcguest.expect_counter_resumed(b, n_ck)

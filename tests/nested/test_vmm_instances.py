@@ -8,9 +8,9 @@ nested.debian_vmm): on the "resumed" event it records the instance name,
 the checkpoint and 32 bytes of /dev/urandom.  The office takes a checkpoint
 onto disk 2 and powers off; disk 2's hash is taken.
 
-Three instances are then resumed from disk 2 at the same time, each with
-`--lazy` (the image loaded while the three run), `--overlay` of its own, `--name inst-N` and a TAP in a network namespace of
-its own.  In each: the counter goes on from the checkpoint's value; eth0
+Three instances are then resumed from disk 2 at the same time (their
+images loaded while the three run), each with `--overlay` of its own,
+`--name inst-N` and a TAP in a network namespace of its own.  In each: the counter goes on from the checkpoint's value; eth0
 has the instance's own MAC (derived from the name) and reaches the host
 side of its TAP; the hook saw the instance's name and checkpoint, and its 32
 random bytes differ between all three; the kernel log says the RNG was
@@ -101,8 +101,7 @@ def main():
             disk2_hash = ntcguest.sha256(disk2)
 
             cows = [os.path.join(tmp, f"inst-{i}.cow") for i in range(INSTANCES)]
-            instances = [vm(f"inst-{i}", i, ["resume", d2, "--lazy", "--overlay", host.inside(cows[i]),
-                                             "--name", f"inst-{i}"])
+            instances = [vm(f"inst-{i}", i, ["resume", d2, "--overlay", host.inside(cows[i]), "--name", f"inst-{i}"])
                          for i in range(INSTANCES)]
             t_start = time.monotonic()
             # Each console's input FIFO on a descriptor of its own in the host VM's shell.

@@ -86,9 +86,10 @@ Command parse_command_line(int argc, const char* const* argv) {
                              "boot disk 2's kernel and let it load the image (resume=), as a PC would; "
                              "slower, but reads compressed images too");
     resume_cmd
-        ->add_flag("--lazy", resume.lazy,
-                   "run the guest at once, its pages read on first touch and in the background, its writes kept "
-                   "beside disk 2 until the whole image is in and checked (experimental)")
+        ->add_flag("--load-first", resume.load_first,
+                   "read and check the whole image before the guest runs (by default the guest runs at once, its "
+                   "pages read on first touch and in the background, its writes kept beside disk 2 until the "
+                   "image is in and checked); slower, more so with more memory")
         ->excludes(boot_kernel_opt);
     resume_cmd->add_option("--console-log", resume.console_log, "write COM1 to this file instead of the terminal");
     resume_cmd->add_option("--crash-dump", resume.crash_dump, kCrashDumpHelp);

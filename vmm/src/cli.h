@@ -30,7 +30,7 @@ struct ResumeCommand {
     std::optional<std::string> overlay;
     bool throwaway = false;
     bool boot_kernel = false;  // resume through a booted kernel's resume=
-    bool lazy = false;         // run the guest while its image loads (image_pager.h)
+    bool load_first = false;   // the whole image in and checked before the guest runs, not behind it
     std::optional<std::string> console_log;
     std::optional<std::string> crash_dump;
     std::optional<NetSpec> net;

@@ -24,7 +24,7 @@ void settle_loading_overlay(const std::string& disk) {
     try {
         merging = ntc::Overlay::open(path, ntc::DiskFile::Mode::read).merging();
     } catch (const ntc::Error& e) {
-        throw ntc::Error(std::string(e.what()) + "\n" + path + " was left by an ntc-vmm resume --lazy of " + disk +
+        throw ntc::Error(std::string(e.what()) + "\n" + path + " was left by an ntc-vmm resume of " + disk +
                          " that stopped; whether it stopped while writing it into the disk cannot be told, so "
                          "neither is touched.  Inspect them, then remove " +
                          path + ".");

@@ -1,5 +1,5 @@
 #pragma once
-// The scratch overlay DISK2.loading of a resume --lazy in place
+// The scratch overlay DISK2.loading of a resume in place
 // (ntc_format.h, struct ntc_overlay_header): where the guest's writes go
 // while the image loads, and what is left of it when an ntc-vmm stopped.
 #include <string>

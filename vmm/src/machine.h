@@ -39,7 +39,7 @@ struct MachineConfig {
     std::optional<NetSpec> net;              // the slot after the disks
     BootFiles boot;                          // what boots, unless...
     std::optional<ImageLocation> image;      // ...the machine resumes this image
-    bool lazy_image = false;                 // run the guest while it loads (resume --lazy)
+    bool lazy_image = false;                 // run the guest while it loads (resume without --load-first)
     std::optional<std::string> console_log;  // else the terminal (stdout)
     std::optional<std::string> crash_dump;   // guest RAM goes here on a triple fault or SIGQUIT
     std::string instance_name;               // --name (instance_record.h)

@@ -28,7 +28,7 @@ MachineConfig run_config(const RunCommand& run) {
     config.crash_dump = run.crash_dump;
     config.net = run.net;
     for (const auto& d : run.disks) {
-        // A resume --lazy that stopped may have left the disk half merged.
+        // A resume that stopped while loading may have left the disk half merged.
         settle_loading_overlay(d);
         config.disks.push_back({d, false});
     }

@@ -73,7 +73,7 @@ ResumePlan resume_plan(const ResumeCommand& command) {
         throw ntc::Error("--boot-kernel cannot start an instance: no new VM generation ID reaches the kernel it "
                          "restores, so every instance of the checkpoint would hand out the same random bytes.\n"
                          "Resume instances without --boot-kernel.");
-    // A resume --lazy that stopped may have left disk 2 half merged.
+    // A resume that stopped while loading may have left disk 2 half merged.
     settle_loading_overlay(command.disk);
     Checkpoint checkpoint = find_checkpoint(command.disk);
     const ntc_record& r = checkpoint.record;
@@ -93,7 +93,7 @@ ResumePlan resume_plan(const ResumeCommand& command) {
         config.boot.cmdline = resume_cmdline(config.boot.cmdline, checkpoint.swap_partition);
     } else {
         config.image = ImageLocation{command.disk, checkpoint.partition_offset, checkpoint.partition_bytes};
-        config.lazy_image = command.lazy;
+        config.lazy_image = !command.load_first;
     }
 
     MadeFiles made;

@@ -85,10 +85,10 @@ TEST_CASE("command line") {
     CHECK_FALSE(instance.throwaway);
     CHECK(std::get<ResumeCommand>(parse({"resume", "d2.img", "--throwaway"})).throwaway);
     CHECK(std::get<ExitNow>(parse({"resume", "d2.img", "--throwaway", "--overlay", "i.cow"})).status == 1);
-    // Loading the image behind the guest: not the stock path's way.
-    CHECK_FALSE(instance.lazy);
-    CHECK(std::get<ResumeCommand>(parse({"resume", "d2.img", "--lazy"})).lazy);
-    CHECK(std::get<ExitNow>(parse({"resume", "d2.img", "--lazy", "--boot-kernel"})).status == 1);
+    // The image loaded behind the guest unless asked otherwise; the stock path has no such choice.
+    CHECK_FALSE(instance.load_first);
+    CHECK(std::get<ResumeCommand>(parse({"resume", "d2.img", "--load-first"})).load_first);
+    CHECK(std::get<ExitNow>(parse({"resume", "d2.img", "--load-first", "--boot-kernel"})).status == 1);
     CHECK(std::get<RunCommand>(parse({"run", "d1.img", "--name", "office"})).instance_name == "office");
     CHECK_THROWS_AS(parse({"resume", "d2.img", "--name", "two words"}), ntc::Error);
     // Bad arguments exit 1 as documented, not with CLI11's own codes; --help exits 0.

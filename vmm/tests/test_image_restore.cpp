@@ -1,6 +1,6 @@
 // Resuming an image without a boot kernel: the image into fake guest RAM,
 // whole or on demand (userfaultfd), the refusals, the signature put back,
-// what a stopped resume --lazy left beside disk 2, the entry's page-table
+// what a stopped resume left beside disk 2, the entry's page-table
 // walk.
 #include <doctest/doctest.h>
 #include <support.h>
@@ -189,7 +189,7 @@ TEST_CASE("an instance retires its image in its overlay, and disk 2 keeps the ch
     CHECK(ntc::inspect_swap_area(ntc::PageView(page.data(), NTC_PAGE_SIZE)).kind == ntc::AreaKind::swap);
 }
 
-TEST_CASE("what a stopped resume --lazy left beside disk 2 is dropped, or finished if it was merging") {
+TEST_CASE("what a stopped resume left beside disk 2 is dropped, or finished if it was merging") {
     DiskWithImage d({1});
     const std::string loading = loading_overlay_path(d.disk.path);
     const std::vector<uint8_t> written(4096, 0x5a);
