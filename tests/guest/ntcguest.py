@@ -17,7 +17,8 @@ import ntclab  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KMOD = os.path.join(ntclab.ROOT, "kmod")
-WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog", "ntc-echo", "ntc-timergap", "ntc-fsync-flood", "ntc-iops")
+WORKLOADS = ("ntc-counter", "ntc-ipc", "ntc-memhog", "ntc-memsweep", "ntc-echo", "ntc-timergap", "ntc-fsync-flood",
+             "ntc-iops")
 
 STATE_EMPTY, STATE_WRITING, STATE_CHECKPOINT = 0, 1, 2
 
