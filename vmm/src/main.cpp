@@ -27,17 +27,17 @@ MachineConfig run_config(const RunCommand& run) {
     config.instance_name = run.instance_name;
     config.crash_dump = run.crash_dump;
     config.net = run.net;
-    for (const auto& d : run.disks) {
-        // A resume that stopped while loading may have left the disk half merged.
-        settle_loading_overlay(d);
-        config.disks.push_back({d, false});
-    }
+    for (const auto& d : run.disks) config.disks.push_back({d, false});
     for (const auto& d : run.read_only_disks) config.disks.push_back({d, true});
     check_machine_config(config);
     if (run.kernel) {
         config.boot.kernel = read_host_file(*run.kernel, "kernel");
         if (run.initrd) config.boot.initrd = read_host_file(*run.initrd, "initrd");
-    } else {
+    }
+    // A resume that stopped while loading may have left a disk half merged:
+    // settled once the command is known good, before the disk is read.
+    for (const auto& d : run.disks) settle_loading_overlay(d);
+    if (!run.kernel) {
         config.boot = load_boot_files(run.disks.front(), std::nullopt);
         std::fprintf(stderr, "ntc-vmm: booting %s\n", config.boot.source.c_str());
     }
