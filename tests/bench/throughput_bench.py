@@ -25,12 +25,6 @@ WINDOW_S = 10
 LOG = "/tmp/sweep.log"
 
 
-def uptime(g):
-    """CLOCK_BOOTTIME in the guest, which ntc-memsweep stamps its lines with."""
-    _, out = g.sh("echo UP $(cut -d' ' -f1 /proc/uptime)")
-    return float(re.search(r"UP ([\d.]+)", out).group(1))
-
-
 def pages_per_s(g, start, end):
     """ntc-memsweep's pages per second between two of its timestamps, from
     its last lines at or before each."""
@@ -49,7 +43,7 @@ def wait_steady(g, limit_s=180):
     g.sh("sleep 5")
     last = None
     for _ in range(limit_s // 5):
-        now = uptime(g)
+        now = ntcguest.uptime(g)
         rate = pages_per_s(g, now - 5, now)
         if last and abs(rate - last) <= 0.1 * rate:
             return
@@ -75,9 +69,9 @@ def run(mem, tmp):
         g.sh(f"while ! [ -s {LOG} ]; do sleep 1; done", 600)
         for _ in range(2):
             wait_steady(g)
-            t0 = uptime(g)
+            t0 = ntcguest.uptime(g)
             rc, st = ntcguest.checkpoint(g, 900)
-            t1 = uptime(g)
+            t1 = ntcguest.uptime(g)
             if rc != 0 or st.get("result") != "0":
                 g.fail(f"checkpoint failed: {rc} {st}")
             g.sh(f"sleep {2 * WINDOW_S + 1}")

@@ -287,6 +287,12 @@ def expect_counter_resumed(vm, n_ck, timeout=300):
     return n
 
 
+def uptime(vm):
+    """The guest's /proc/uptime in seconds (CLOCK_BOOTTIME)."""
+    _, out = vm.sh("echo UPTIME $(cut -d' ' -f1 /proc/uptime)")
+    return float(re.search(r"UPTIME ([\d.]+)", out).group(1))
+
+
 def check_wall_clock(host, vm):
     """The resumed guest's wall clock agrees with its host's within a second:
     the host's reading falls between two of the guest's, give or take one
@@ -294,11 +300,10 @@ def check_wall_clock(host, vm):
     CLOCK_REALTIME in nanoseconds (busybox date has no %N).  Returns the
     offset seen.  Its uptime must be less than a day: a kernel that read a
     wall clock 40 years ahead at its resume added those years to its uptime
-    as time asleep (vmm.md, "CPUs, interrupts, timers"), even once ntc.ko set the wall clock
-    right again."""
-    _, uptime = vm.sh("echo UPTIME $(cut -d. -f1 /proc/uptime)")
-    seconds = int(re.search(r"UPTIME (\d+)", uptime).group(1))
-    ntclab.check(seconds < 86400, f"the resumed guest's uptime is {seconds} s: its clock leapt at the resume", vm)
+    as time asleep (vmm.md, "CPUs, interrupts, timers"), even once ntc.ko
+    set the wall clock right again."""
+    seconds = uptime(vm)
+    ntclab.check(seconds < 86400, f"the resumed guest's uptime is {seconds:.0f} s: its clock leapt at the resume", vm)
     _, before = vm.sh("tail -n 1 /data/counter.log")
     _, now = host.sh("date +%s.%N")
     vm.sh("sleep 0.2")

@@ -8,18 +8,18 @@ nested.debian_vmm): on the "resumed" event it records the instance name,
 the checkpoint and 32 bytes of /dev/urandom.  The office takes a checkpoint
 onto disk 2 and powers off; disk 2's hash is taken.
 
-Three instances are then resumed from disk 2 at the same time (their
-images loaded while the three run), each with `--overlay` of its own,
-`--name inst-N` and a TAP in a network namespace of its own.  In each: the counter goes on from the checkpoint's value; eth0
-has the instance's own MAC (derived from the name) and reaches the host
-side of its TAP; the hook saw the instance's name and checkpoint, and its 32
-random bytes differ between all three; the kernel log says the RNG was
-reseeded for a VM fork; the wall clock is within a second of the host's
-and the uptime did not leap at the resume; a
-file each writes is not seen by the others.  Afterwards disk 2's hash is
-unchanged and it still holds the checkpoint; instance 0's overlay, made a
-plain disk with ntc-clone, resumes no further but boots, with instance 0's
-file and not the others'.
+Three instances are then resumed from disk 2 at the same time (their images
+loaded while the three run), each with `--overlay` of its own, `--name
+inst-N` and a TAP in a network namespace of its own.  In each: the counter
+goes on from the checkpoint's value; eth0 has the instance's own MAC
+(derived from the name) and reaches the host side of its TAP; the hook saw
+the instance's name and checkpoint, and its 32 random bytes differ between
+all three; the kernel log says the RNG was reseeded for a VM fork; the wall
+clock is within a second of the host's and the uptime did not leap at the
+resume; a file each writes is not seen by the others.  Afterwards disk 2's
+hash is unchanged and it still holds the checkpoint; instance 0's overlay,
+made a plain disk with ntc-clone, resumes no further but boots, with
+instance 0's file and not the others'.
 """
 import os
 import re

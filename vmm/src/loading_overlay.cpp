@@ -20,16 +20,16 @@ void settle_loading_overlay(const std::string& disk) {
     if (::access(path.c_str(), F_OK) != 0) return;
     // Held while settling: a running resume holds it too, and its overlay is not left over.
     ntc::DiskFile locked = open_vm_disk(disk, false);
-    bool merging;
+    std::optional<ntc::Overlay> overlay;
     try {
-        merging = ntc::Overlay::open(path, ntc::DiskFile::Mode::read).merging();
+        overlay.emplace(ntc::Overlay::open(path, ntc::DiskFile::Mode::read));
     } catch (const ntc::Error& e) {
         throw ntc::Error(std::string(e.what()) + "\n" + path + " was left by an ntc-vmm resume of " + disk +
                          " that stopped; whether it stopped while writing it into the disk cannot be told, so "
                          "neither is touched.  Inspect them, then remove " +
                          path + ".");
     }
-    if (!merging) {
+    if (!overlay->merging()) {
         if (::unlink(path.c_str()) != 0) ntc::throw_errno("cannot remove " + path);
         std::fprintf(stderr,
                      "ntc-vmm: removed %s, left by a resume that did not finish loading; %s keeps its "
@@ -46,7 +46,7 @@ void settle_loading_overlay(const std::string& disk) {
         // Retired before it stopped.
     }
     if (checkpoint) retire_image({disk, checkpoint->partition_offset, checkpoint->partition_bytes}, nullptr);
-    ntc::Overlay::open(path, ntc::DiskFile::Mode::read).copy_into(locked);
+    overlay->copy_into(locked);
     if (::unlink(path.c_str()) != 0) ntc::throw_errno("cannot remove " + path);
     std::fprintf(stderr,
                  "ntc-vmm: finished writing %s into %s, which a resume stopped halfway: the disk now holds "

@@ -29,7 +29,7 @@ int main(int argc, char **argv)
 {
 	size_t pages, p = 0;
 	uint64_t *mem, written = 0;
-	double next;
+	double now, next;
 	char line[96];
 	int fd;
 
@@ -55,12 +55,12 @@ int main(int argc, char **argv)
 		mem[p * 512] += 1;
 		written++;
 		/* The clock is read every 256 pages: a read per page would be the workload. */
-		if (written % 256 == 0 && boottime() >= next) {
-			int len = snprintf(line, sizeof(line), "SWEEP %llu %.3f\n", (unsigned long long)written, next = boottime());
+		if (written % 256 == 0 && (now = boottime()) >= next) {
+			int len = snprintf(line, sizeof(line), "SWEEP %llu %.3f\n", (unsigned long long)written, now);
 
 			if (write(fd, line, len) != len)
 				return 1;
-			next += 0.1;
+			next = now + 0.1;
 		}
 	}
 }
