@@ -186,7 +186,19 @@ struct ntc_record {
 	__u16 device_count;		/* entries used in devices[] */
 	__u32 acpi_oem_revision;	/* FADT OEM revision: ntc-vmm's machine model */
 	struct ntc_machine_device devices[NTC_MAX_DEVICES];
-	__u8 reserved[368];		/* zero */
+
+	/*
+	 * The area's change history, for ntc-send: which blocks of disk 2 the
+	 * recent checkpoints wrote (struct ntc_history_page).  All zero in a
+	 * record written before these fields, and in a new area.
+	 */
+	__u8 area_id[16];		/* random, given by ntc.ko at the first checkpoint */
+	__u64 generation;		/* checkpoints committed on this area: 1, 2, ... */
+	__u64 history_since;		/* blocks written after this generation are listed */
+	__u64 history_slot;		/* area slot of the first history page, 0 = none */
+	__u32 history_pages;		/* pages in the chain */
+	__u32 history_crc32;		/* CRC-32 of those pages in chain order */
+	__u8 reserved[320];		/* zero */
 };
 
 NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
@@ -203,8 +215,51 @@ NTC_STATIC_ASSERT(offsetof(struct ntc_record, acpi_oem_id) == 348,
 		  "machine fields follow the utsname strings");
 NTC_STATIC_ASSERT(offsetof(struct ntc_record, devices) == 368,
 		  "machine devices are 4-byte aligned");
+NTC_STATIC_ASSERT(offsetof(struct ntc_record, area_id) == 656,
+		  "history fields follow the machine devices");
 NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 		  "NTC record fills bootbits exactly");
+
+/*
+ * The change history: a chain of pages in free slots of the area, written by
+ * ntc.ko before page 0 and named by the record.  It lists, as extents of 4 KiB
+ * blocks of the whole disk 2, every block a checkpoint of a generation after
+ * history_since wrote: disk delta, image and map pages, and the previous
+ * generation's history pages.  Page 0 and the chain itself are not listed:
+ * every checkpoint writes them.  So a copy of disk 2 taken at generation G
+ * (history_since <= G < generation) becomes a copy at `generation` by
+ * copying page 0, the chain and the listed blocks of generations after G.
+ *
+ * Extents may overlap and are in no particular order.  A checkpoint that
+ * did not commit left its writes unlisted, so the checkpoint after it starts
+ * the history afresh: history_since = generation, nothing listed, as in a
+ * new area.  So does a snapshot area that does not start at a multiple of
+ * 4 KiB on disk 2 (its slots would not be blocks).
+ */
+#define NTC_HISTORY_MAGIC "NTC-HST1"		/* 8 bytes, no NUL */
+#define NTC_HISTORY_GENERATIONS 16u	/* generations kept at most */
+#define NTC_HISTORY_MAX_PAGES 1024u	/* beyond, the oldest are dropped */
+
+struct ntc_history_extent {
+	__u64 first_block;		/* 4 KiB block of the whole disk 2 */
+	__u64 generation;		/* the checkpoint that wrote it */
+	__u32 blocks;
+	__u32 pad;			/* zero */
+};
+
+#define NTC_HISTORY_PAGE_EXTENTS ((NTC_PAGE_SIZE - 24u) / 24u)
+struct ntc_history_page {
+	char magic[8];			/* NTC_HISTORY_MAGIC */
+	__u64 next_slot;		/* area slot of the next page, 0 = last */
+	__u32 count;			/* extents used */
+	__u32 pad;			/* zero */
+	struct ntc_history_extent extents[NTC_HISTORY_PAGE_EXTENTS];
+	__u8 tail[(NTC_PAGE_SIZE - 24u) % 24u];	/* zero */
+};
+
+NTC_STATIC_ASSERT(sizeof(struct ntc_history_extent) == 24, "history extent is 24 bytes");
+NTC_STATIC_ASSERT(sizeof(struct ntc_history_page) == NTC_PAGE_SIZE,
+		  "history page is one page");
 
 /* Byte offsets inside swap page 0. */
 #define NTC_OFF_RECORD 0u
@@ -270,6 +325,66 @@ struct ntc_overlay_header {
 
 NTC_STATIC_ASSERT(sizeof(struct ntc_overlay_header) == NTC_PAGE_SIZE,
 		  "overlay header is one page");
+
+/* ---- Checkpoint stream (host only: ntc-send -> ntc-receive) ------------- */
+
+/*
+ * What ntc-send writes and ntc-receive applies: the blocks of disk 2 that
+ * make a copy at from_generation (or, with NTC_STREAM_FULL, an empty file)
+ * into disk 2 at to_generation.
+ *
+ *   struct ntc_stream_header
+ *   chunks: struct ntc_stream_chunk, then blocks * 4096 bytes of data (the
+ *           disk's last block padded with zeros if the disk ends inside it)
+ *   struct ntc_stream_chunk with blocks == 0: the end of the chunks
+ *   struct ntc_stream_end
+ *
+ * The snapshot area's page 0 comes in the last chunk, alone.  Each chunk's
+ * data has its CRC-32; the end's CRC-32 covers every chunk header and the
+ * data in order, so that a truncated, reordered or damaged stream is
+ * refused whole.  A stream whose disk changed while it was read (a new
+ * checkpoint began) has no end: ntc-send stops without writing one.
+ */
+#define NTC_STREAM_MAGIC "NTC-STR1"		/* 8 bytes, no NUL */
+#define NTC_STREAM_END_MAGIC "NTC-END1"
+#define NTC_STREAM_VERSION 1u
+#define NTC_STREAM_FULL 1u		/* every block; the rest of the disk is zero */
+#define NTC_STREAM_MAX_CHUNK_BLOCKS 256u
+
+struct ntc_stream_header {
+	char magic[8];			/* NTC_STREAM_MAGIC */
+	__u32 version;			/* NTC_STREAM_VERSION */
+	__u32 header_crc32;		/* of these 128 bytes with this field zero */
+	__u8 area_id[16];		/* the record's */
+	__u64 disk_bytes;		/* disk 2's size */
+	__u64 area_offset;		/* byte offset of the snapshot area in disk 2 */
+	__u64 from_generation;		/* 0 with NTC_STREAM_FULL */
+	__u64 to_generation;
+	__u64 time_unix_ns;		/* the checkpoint's, from the record */
+	__u64 blocks;			/* data blocks in the chunks */
+	__u64 created_unix;		/* when ntc-send wrote it */
+	__u32 flags;			/* NTC_STREAM_* */
+	__u32 pad;			/* zero */
+	__u8 reserved[32];		/* zero */
+};
+
+struct ntc_stream_chunk {
+	__u64 first_block;		/* 4 KiB block of the whole disk */
+	__u32 blocks;			/* 1..NTC_STREAM_MAX_CHUNK_BLOCKS, 0 = end */
+	__u32 data_crc32;		/* of the data that follows */
+};
+
+struct ntc_stream_end {
+	char magic[8];			/* NTC_STREAM_END_MAGIC */
+	__u64 chunks;
+	__u64 blocks;			/* = the header's */
+	__u32 stream_crc32;		/* chunk headers and data, in order */
+	__u32 end_crc32;		/* of these 32 bytes with this field zero */
+};
+
+NTC_STATIC_ASSERT(sizeof(struct ntc_stream_header) == 128, "stream header is 128 bytes");
+NTC_STATIC_ASSERT(sizeof(struct ntc_stream_chunk) == 16, "stream chunk header is 16 bytes");
+NTC_STATIC_ASSERT(sizeof(struct ntc_stream_end) == 32, "stream end is 32 bytes");
 
 /* ---- Instance record (ntc-vmm -> the guest's ntc.ko) ------------------- */
 

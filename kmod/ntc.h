@@ -6,6 +6,7 @@
  * ntc_disk.c    disk 1 / disk 2: finding the target, tracking writes to
  *               disk 1, copying blocks, synchronous and batched bio I/O
  * ntc_image.c   writing the snapshot in the stock swap image format
+ * ntc_history.c  the area's change history: what each checkpoint wrote
  * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
  * ntc_main.c    /proc/ntc, module parameters, load and unload
  */
@@ -77,6 +78,8 @@ struct ntc_target {
 	struct swap_info_struct *src_swap;	/* its active swap, held, or NULL */
 	void *page0;			/* area page 0 as on disk */
 	struct page **buf;		/* NTC_COPY_CHUNK_PAGES x 2 */
+	unsigned long *written;		/* one bit per 4 KiB block of disk 2 written */
+	unsigned long dst_blocks;
 };
 
 extern struct gendisk *ntc_src_disk;
@@ -93,6 +96,7 @@ int ntc_flush(struct block_device *bdev);
 long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots);
 unsigned long ntc_dirty_count(void);
 bool ntc_swap_slot_used(struct swap_info_struct *si, unsigned long off);
+void ntc_mark_written(struct ntc_target *t, sector_t sector, unsigned int sectors);
 
 /* Batched asynchronous writes of scattered pages to consecutive sectors. */
 struct ntc_batch {
@@ -115,6 +119,7 @@ int ntc_area_invalidate(struct ntc_target *t);
 struct ntc_image_stats {
 	unsigned long pages;		/* image stream pages */
 	u64 first_map;		/* page offset of the first swap map page */
+	unsigned long last_slot;	/* the highest slot the image took */
 	u32 crc32;
 	u64 write_us;
 };
@@ -122,6 +127,21 @@ struct ntc_image_stats {
 int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
 		    struct ntc_image_stats *st);
 int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map);
+
+/* ---- change history (ntc_history.c) ------------------------------------- */
+
+struct ntc_history {
+	u8 area_id[16];
+	u64 generation;			/* of the checkpoint being taken */
+	u64 since;			/* the history read continues from here */
+	struct ntc_history_extent *ext;	/* what it lists, and its own pages */
+	unsigned long count;
+};
+
+int ntc_history_load(struct ntc_history *h, struct ntc_target *t);
+int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigned long *free_map,
+		      unsigned long last_slot, struct ntc_record *rec);
+void ntc_history_free(struct ntc_history *h);
 
 /* ---- checkpoint (ntc_checkpoint.c) --------------------------------------- */
 
@@ -146,6 +166,9 @@ struct ntc_status {
 	u64 shrunk_pages;
 	u64 frozen_reclaimed_pages;	/* reclaim while user space was frozen */
 	s64 clock_offset_ns;	/* persistent clock - system clock, at the snapshot */
+	u64 generation;		/* the area's checkpoint count, this one included */
+	u64 history_since;	/* a copy from this generation on can be sent the change */
+	u64 blocks_written;	/* 4 KiB blocks of disk 2 written, page 0 and history aside */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;

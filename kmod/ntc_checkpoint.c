@@ -275,6 +275,7 @@ struct ntc_ckpt {
 	unsigned long swap_slots;	/* disk 1 swap slots copied */
 	unsigned long *vm_events;	/* for pages_reclaimed() */
 	struct ntc_image_stats st;
+	struct ntc_history hist;	/* the area's, read before disk 2 changes */
 };
 
 static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st)
@@ -322,6 +323,9 @@ static int prepare(struct ntc_ckpt *c)
 		pr_err("not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
 		return -ENOMEM;
 	}
+	err = ntc_history_load(&c->hist, &c->t);
+	if (err)
+		return err;
 	ntc_test_point("start");
 	/* From here on disk 2 changes: first make sure it cannot be resumed. */
 	err = ntc_area_invalidate(&c->t);
@@ -359,11 +363,17 @@ static int finish_frozen(struct ntc_ckpt *c)
 	return err;
 }
 
-/* Page 0 last: the record and the swsusp header that make disk 2 resumable. */
+/*
+ * The change history, then page 0 last: the record and the swsusp header
+ * that make disk 2 resumable.
+ */
 static int commit(struct ntc_ckpt *c, ktime_t start)
 {
 	int err;
 
+	err = ntc_history_write(&c->hist, &c->t, c->free_map, c->st.last_slot, c->rec);
+	if (err)
+		return err;
 	ntc_test_point("written");
 	ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
 	fill_record(c->rec, &c->st);
@@ -486,6 +496,7 @@ close:
 			ntc_status.instance);
 	}
 	ntc_target_close(&c.t);
+	ntc_history_free(&c.hist);
 	bitmap_free(c.free_map);
 	kfree(c.rec);
 	kfree(c.vm_events);

@@ -137,6 +137,17 @@ bool ntc_swap_slot_used(struct swap_info_struct *si, unsigned long off)
 	return c && c != SWAP_MAP_BAD;
 }
 
+/* Every block of disk 2 a checkpoint writes goes into its change history. */
+void ntc_mark_written(struct ntc_target *t, sector_t sector, unsigned int sectors)
+{
+	unsigned long b = sector >> 3;
+	unsigned long e = min_t(unsigned long, (sector + sectors + NTC_SECT_PER_BLK - 1) >> 3,
+				t->dst_blocks);
+
+	if (b < e)
+		bitmap_set(t->written, b, e - b);
+}
+
 /* ---- bio helpers ---------------------------------------------------------- */
 
 static int ntc_io_pages(struct block_device *bdev, sector_t sector,
@@ -239,6 +250,7 @@ static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
 	if (err)
 		return err;
 	if (!compare) {
+		ntc_mark_written(t, s, n << 3);
 		err = ntc_io_pages(t->dst, s, t->buf, n, REQ_OP_WRITE);
 		return err ? err : n;
 	}
@@ -255,6 +267,7 @@ static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
 			if (!memcmp(page_address(t->buf[j]),
 				    page_address(t->buf[NTC_COPY_CHUNK_PAGES + j]), PAGE_SIZE))
 				break;
+		ntc_mark_written(t, s + ((sector_t)i << 3), (j - i) << 3);
 		err = ntc_io_pages(t->dst, s + ((sector_t)i << 3), t->buf + i, j - i,
 				   REQ_OP_WRITE);
 		if (err)
@@ -470,6 +483,7 @@ void ntc_target_close(struct ntc_target *t)
 	}
 	if (t->page0)
 		free_page((unsigned long)t->page0);
+	vfree(t->written);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -589,6 +603,12 @@ int ntc_target_open(struct ntc_target *t)
 
 		if (h->last_page && h->last_page < t->area_pages)
 			t->area_pages = (unsigned long)h->last_page + 1;
+	}
+	t->dst_blocks = (bdev_nr_sectors(t->dst) + NTC_SECT_PER_BLK - 1) >> 3;
+	t->written = vzalloc(BITS_TO_LONGS(t->dst_blocks) * sizeof(long));
+	if (!t->written) {
+		err = -ENOMEM;
+		goto fail;
 	}
 	t->buf = kcalloc(2 * NTC_COPY_CHUNK_PAGES, sizeof(*t->buf), GFP_KERNEL);
 	if (!t->buf) {

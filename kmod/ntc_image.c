@@ -13,7 +13,8 @@
  * Order of durability, so that a crash or error at any point leaves no
  * resume signature pointing at a half-written image:
  *   1. page 0 := NTC_AREA_SIG, record state WRITING        (flush + FUA)
- *   2. disk delta, image pages, map pages; wait for all of them
+ *   2. disk delta, image pages, map pages, the change history
+ *      (ntc_history.c); wait for all of them
  *   3. page 0 := S1SUSPEND header + record state CHECKPOINT (flush + FUA)
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
@@ -125,6 +126,7 @@ static int write_page(struct ntc_swap_writer *w, void *buf, unsigned long slot,
 	} else {
 		page = virt_to_page(buf);
 	}
+	ntc_mark_written(w->t, w->t->area_start + ((sector_t)slot << 3), NTC_SECT_PER_BLK);
 	return ntc_batch_add(&w->batch, page, w->t->area_start + ((sector_t)slot << 3));
 }
 
@@ -253,7 +255,7 @@ static int save_image(struct ntc_swap_writer *w)
 	}
 }
 
-/* On success st->pages, st->crc32 and st->first_map are set. */
+/* On success st->pages, st->crc32, st->first_map and st->last_slot are set. */
 int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
 		    struct ntc_image_stats *st)
 {
@@ -269,6 +271,7 @@ int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
 	err = swap_writer_finish(&w, err);
 	st->pages = w.written;
 	st->first_map = w.first_map;
+	st->last_slot = max(w.map_slot, w.data_slot);
 	st->crc32 = ~w.crc;
 	st->write_us = ktime_us_delta(ktime_get(), start);
 	return err;

@@ -64,6 +64,9 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "precopy_rounds: %llu\n", s->precopy_rounds);
 	seq_printf(m, "disk_blocks_frozen: %llu\n", s->frozen_blocks);
 	seq_printf(m, "swap_slots_copied: %llu\n", s->swap_slots);
+	seq_printf(m, "generation: %llu\n", s->generation);
+	seq_printf(m, "history_since: %llu\n", s->history_since);
+	seq_printf(m, "disk2_blocks_written: %llu\n", s->blocks_written);
 	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
 	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
 	seq_printf(m, "resumed_clock_step_ns: %lld\n", s->resumed_clock_step_ns);

@@ -103,13 +103,16 @@ class Area:
         self.state = record.get("state")
         self.sequence = record.get("sequence", 0)
         self.image_pages = record.get("image_pages", 0)
+        self.generation = record.get("generation", 0)
+        self.history_since = record.get("history_since", 0)
 
     def valid_checkpoint(self):
         return self.kind == "ntc-checkpoint" and self.record_ok and self.state == STATE_CHECKPOINT
 
     def __repr__(self):
         return (f"Area(kind={self.kind}, state={self.state}, record_ok={self.record_ok}, "
-                f"sequence={self.sequence}, image_pages={self.image_pages}, problem={self.problem!r})")
+                f"sequence={self.sequence}, image_pages={self.image_pages}, generation={self.generation}, "
+                f"history_since={self.history_since}, problem={self.problem!r})")
 
 
 def ntc_info_check(disk):

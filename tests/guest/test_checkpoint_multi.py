@@ -58,6 +58,11 @@ def main():
                 area = ntcguest.Area(disk2)
                 check(area.valid_checkpoint() and area.sequence == seq,
                       f"disk 2 after checkpoint {seq}: {area}", a)
+                # A new area's first checkpoint starts the change history;
+                # the later ones list what they wrote since.
+                check(area.generation == seq and area.history_since == 1
+                      and st.get("generation") == str(seq) and st.get("history_since") == "1",
+                      f"change history after checkpoint {seq}: {area}, {st}", a)
                 info = ntcguest.ntc_info_check(disk2)
                 check(info == 0, f"ntc-info --check rejected checkpoint {seq} ({info})", a)
                 a.sh("sleep 2")

@@ -171,6 +171,13 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
         o << "  image        " << r.image_pages << " pages (" << human_bytes(r.image_pages * NTC_PAGE_SIZE) << ")\n";
         o << "  disk delta   " << r.disk_blocks_precopy << " blocks before the freeze, " << r.disk_blocks_frozen
           << " while frozen, " << r.swap_slots_copied << " swap slots\n";
+        if (r.generation) {
+            o << "  generation   " << r.generation << " of area " << uuid_string(std::to_array(r.area_id));
+            if (r.history_since < r.generation)
+                o << "; a copy from generation " << r.history_since << " on can be sent the changes\n";
+            else
+                o << "; no change history: a copy needs a full send\n";
+        }
     }
     if (pr.check) {
         const ImageCheck& c = *pr.check;
@@ -251,6 +258,10 @@ nlohmann::json render_json(const DiskReport& r) {
                     {"disk_blocks_precopy", rec.disk_blocks_precopy},
                     {"disk_blocks_frozen", rec.disk_blocks_frozen},
                     {"swap_slots_copied", rec.swap_slots_copied},
+                    {"area_id", uuid_string(std::to_array(rec.area_id))},
+                    {"generation", rec.generation},
+                    {"history_since", rec.history_since},
+                    {"history_pages", rec.history_pages},
                     {"kernel_release", cstr(rec.kernel_release, sizeof rec.kernel_release)},
                     {"kernel_version", cstr(rec.kernel_version, sizeof rec.kernel_version)},
                     {"machine", cstr(rec.machine, sizeof rec.machine)},

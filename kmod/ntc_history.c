@@ -1,0 +1,280 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The snapshot area's change history (ntc_format.h): which blocks of disk 2
+ * the recent checkpoints wrote, so that the host's ntc-send ships a
+ * checkpoint by reading only what changed.
+ *
+ * The history that page 0 names lies in slots that were free in disk 1's
+ * swap, which this checkpoint may overwrite, so it is read before anything
+ * is written.  After the image, the new one goes into free slots past the
+ * image's last: the old extents of the generations still kept, the old
+ * chain's own pages (the previous generation wrote them), and every block
+ * this checkpoint wrote.  Page 0, written last, names it.
+ *
+ * A history that cannot be read or written costs only the ability to ship
+ * incrementally (the next send is a full one); it never fails a checkpoint.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <linux/kernel.h>
+#include <linux/crc32.h>
+#include <linux/mm.h>
+#include <linux/random.h>
+#include <linux/slab.h>
+#include <linux/bitmap.h>
+#include <linux/string.h>
+#include "ntc.h"
+
+#define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_HISTORY_PAGE_EXTENTS)
+
+/* The record's CRC as ntc_record_seal() computes it, without a copy on the stack. */
+static bool record_sealed(const struct ntc_record *rec)
+{
+	static const u8 zero[sizeof(rec->record_crc32)];
+	const size_t off = offsetof(struct ntc_record, record_crc32), end = off + sizeof(zero);
+	u32 crc;
+
+	if (memcmp(rec->magic, NTC_RECORD_MAGIC, 8) || rec->version != NTC_RECORD_VERSION)
+		return false;
+	crc = crc32_le(~0U, (const u8 *)rec, off);
+	crc = crc32_le(crc, zero, sizeof(zero));
+	crc = crc32_le(crc, (const u8 *)rec + end, sizeof(*rec) - end);
+	return ~crc == rec->record_crc32;
+}
+
+static bool committed_checkpoint(const struct ntc_target *t)
+{
+	const struct ntc_record *rec = t->page0;
+	const char *sig = (const char *)t->page0 + NTC_OFF_SIG;
+
+	return rec->state == NTC_STATE_CHECKPOINT && rec->generation &&
+	       !memcmp(sig, NTC_HIBERNATE_SIG, sizeof(NTC_HIBERNATE_SIG)) &&
+	       memchr_inv(rec->area_id, 0, sizeof(rec->area_id));
+}
+
+/* Appends the chain's extents and its own pages to h->ext; false if damaged. */
+static bool read_chain(struct ntc_history *h, struct ntc_target *t,
+		       const struct ntc_record *rec, struct ntc_history_page *page)
+{
+	u64 slot = rec->history_slot, disk_blocks = t->dst_blocks;
+	u32 crc = ~0U, n, i;
+
+	h->ext = kvmalloc_array(rec->history_pages * (NTC_HISTORY_PAGE_EXTENTS + 1),
+				sizeof(*h->ext), GFP_KERNEL);
+	if (!h->ext)
+		return false;
+	for (n = 0; n < rec->history_pages; n++) {
+		if (!slot || slot >= t->area_pages ||
+		    ntc_io_page(t->dst, t->area_start + (slot << 3), page, REQ_OP_READ) ||
+		    memcmp(page->magic, NTC_HISTORY_MAGIC, 8) ||
+		    page->count > NTC_HISTORY_PAGE_EXTENTS)
+			return false;
+		crc = crc32_le(crc, (const u8 *)page, PAGE_SIZE);
+		for (i = 0; i < page->count; i++) {
+			const struct ntc_history_extent *e = &page->extents[i];
+
+			if (e->generation <= rec->history_since ||
+			    e->generation > rec->generation || !e->blocks ||
+			    e->first_block >= disk_blocks ||
+			    e->blocks > disk_blocks - e->first_block)
+				return false;
+			h->ext[h->count++] = *e;
+		}
+		h->ext[h->count++] = (struct ntc_history_extent) {
+			.first_block = (t->area_start >> 3) + slot,
+			.generation = rec->generation,
+			.blocks = 1,
+		};
+		slot = page->next_slot;
+	}
+	return !slot && ~crc == rec->history_crc32;
+}
+
+/*
+ * Reads the history page 0 names, before the checkpoint writes anything.
+ * After a checkpoint that did not commit, or without one, the history
+ * starts afresh with this checkpoint.
+ */
+int ntc_history_load(struct ntc_history *h, struct ntc_target *t)
+{
+	const struct ntc_record *rec = t->page0;
+	struct ntc_history_page *page;
+
+	memset(h, 0, sizeof(*h));
+	if (record_sealed(rec) && memchr_inv(rec->area_id, 0, sizeof(rec->area_id))) {
+		memcpy(h->area_id, rec->area_id, sizeof(h->area_id));
+		h->generation = rec->generation + 1;
+	} else {
+		get_random_bytes(h->area_id, sizeof(h->area_id));
+		h->generation = 1;
+	}
+	h->since = h->generation;
+	if (!record_sealed(rec) || !committed_checkpoint(t) || t->area_start % NTC_SECT_PER_BLK ||
+	    rec->history_since > rec->generation || rec->history_pages > NTC_HISTORY_MAX_PAGES)
+		return 0;
+	if (!rec->history_pages) {
+		h->since = rec->history_since;
+		return 0;
+	}
+	page = (void *)__get_free_page(GFP_KERNEL);
+	if (!page)
+		return -ENOMEM;
+	if (read_chain(h, t, rec, page)) {
+		h->since = rec->history_since;
+	} else {
+		pr_warn("the change history on %pg is damaged: it starts afresh with this checkpoint\n",
+			t->area);
+		h->count = 0;
+	}
+	free_page((unsigned long)page);
+	return 0;
+}
+
+void ntc_history_free(struct ntc_history *h)
+{
+	kvfree(h->ext);
+	h->ext = NULL;
+}
+
+/* Fills chain pages with extents and writes each when full. */
+struct history_writer {
+	struct ntc_target *t;
+	struct ntc_history_page *page;
+	const u64 *slots;
+	unsigned long npages, index;
+	u32 crc;
+	int err;
+};
+
+static void write_chain_page(struct history_writer *w)
+{
+	struct ntc_history_page *p = w->page;
+
+	memcpy(p->magic, NTC_HISTORY_MAGIC, 8);
+	p->next_slot = w->index + 1 < w->npages ? w->slots[w->index + 1] : 0;
+	w->crc = crc32_le(w->crc, (const u8 *)p, PAGE_SIZE);
+	if (!w->err)
+		w->err = ntc_io_page(w->t->dst, w->t->area_start + (w->slots[w->index] << 3), p,
+				     REQ_OP_WRITE);
+	w->index++;
+	clear_page(p);
+}
+
+static void emit(struct history_writer *w, u64 first_block, u64 blocks, u64 generation)
+{
+	while (blocks) {
+		u32 n = min_t(u64, blocks, U32_MAX);
+
+		w->page->extents[w->page->count++] = (struct ntc_history_extent) {
+			.first_block = first_block, .generation = generation, .blocks = n,
+		};
+		if (w->page->count == NTC_HISTORY_PAGE_EXTENTS)
+			write_chain_page(w);
+		first_block += n;
+		blocks -= n;
+	}
+}
+
+/* Runs of blocks this checkpoint wrote; with w, emitted as extents. */
+static unsigned long written_runs(struct ntc_target *t, struct history_writer *w, u64 generation)
+{
+	unsigned long b = 0, e, runs = 0;
+
+	for (;;) {
+		b = find_next_bit(t->written, t->dst_blocks, b);
+		if (b >= t->dst_blocks)
+			return runs;
+		e = find_next_zero_bit(t->written, t->dst_blocks, b);
+		runs += DIV_ROUND_UP(e - b, (u64)U32_MAX);
+		if (w)
+			emit(w, b, e - b, generation);
+		b = e;
+	}
+}
+
+/*
+ * The oldest generation that must go so that what is kept fits: no more
+ * than NTC_HISTORY_GENERATIONS, no more than the chain's capacity.
+ */
+static u64 choose_since(const struct ntc_history *h, unsigned long new_runs)
+{
+	unsigned long per_gen[NTC_HISTORY_GENERATIONS + 1] = { 0 };
+	unsigned long i, total;
+	u64 since = max_t(s64, h->since, (s64)h->generation - NTC_HISTORY_GENERATIONS);
+
+	for (i = 0; i < h->count; i++)
+		if (h->ext[i].generation > since)
+			per_gen[h->generation - h->ext[i].generation]++;
+	total = new_runs;
+	for (i = 0; i < h->generation - since; i++)
+		total += per_gen[i];
+	while (since < h->generation && total > HISTORY_CAPACITY)
+		total -= per_gen[h->generation - ++since];
+	return since;
+}
+
+/*
+ * Writes the new history past last_slot and puts it into rec.  Called after
+ * the image is written and before page 0.
+ */
+int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigned long *free_map,
+		      unsigned long last_slot, struct ntc_record *rec)
+{
+	unsigned long runs = written_runs(t, NULL, 0), kept = runs, i;
+	struct history_writer w = { .t = t, .crc = ~0U };
+	u64 since = h->since < h->generation ? choose_since(h, runs) : h->generation;
+	u64 *slots = NULL;
+	unsigned long s = last_slot;
+
+	memcpy(rec->area_id, h->area_id, sizeof(rec->area_id));
+	rec->generation = h->generation;
+	rec->history_since = h->generation;
+	rec->history_slot = 0;
+	rec->history_pages = 0;
+	rec->history_crc32 = 0;
+	ntc_status.generation = h->generation;
+	ntc_status.history_since = h->generation;
+	ntc_status.blocks_written = bitmap_weight(t->written, t->dst_blocks);
+	if (since == h->generation)
+		return 0;
+	for (i = 0; i < h->count; i++)
+		kept += h->ext[i].generation > since;
+	if (!kept) {
+		rec->history_since = since;
+		ntc_status.history_since = since;
+		return 0;
+	}
+	w.npages = DIV_ROUND_UP(kept, NTC_HISTORY_PAGE_EXTENTS);
+	slots = kmalloc_array(w.npages, sizeof(*slots), GFP_KERNEL);
+	w.page = (void *)get_zeroed_page(GFP_KERNEL);
+	if (!slots || !w.page) {
+		pr_warn("no memory for the change history: it starts afresh\n");
+		goto out;
+	}
+	for (i = 0; i < w.npages; i++) {
+		s = find_next_bit(free_map, t->area_pages, s + 1);
+		if (s >= t->area_pages) {
+			pr_warn("no room for the change history after the image: it starts afresh\n");
+			goto out;
+		}
+		slots[i] = s;
+	}
+	w.slots = slots;
+	for (i = 0; i < h->count; i++)
+		if (h->ext[i].generation > since)
+			emit(&w, h->ext[i].first_block, h->ext[i].blocks, h->ext[i].generation);
+	written_runs(t, &w, h->generation);
+	if (w.page->count)
+		write_chain_page(&w);
+	if (w.err)
+		goto out;
+	rec->history_since = since;
+	rec->history_slot = slots[0];
+	rec->history_pages = w.npages;
+	rec->history_crc32 = ~w.crc;
+	ntc_status.history_since = since;
+out:
+	free_page((unsigned long)w.page);
+	kfree(slots);
+	return w.err;
+}
