@@ -1,3 +1,5 @@
+#include "ntc/clone.h"
+#include "ntc/disk_report.h"
 #include "ntc/error.h"
 #include "ntc/overlay.h"
 #include "support.h"
@@ -195,4 +197,35 @@ TEST_CASE("an overlay being merged opens though its base changed, and writes its
     CHECK(read_bytes(base_path, kBaseBytes - 1024, 1024) == last);
     CHECK(read_bytes(base_path, 2 * MiB, 2 * MiB) == untouched);
     CHECK(read_bytes(base_path, 3 * MiB, 512) == std::vector<uint8_t>(512, 0));
+}
+
+TEST_CASE("a merge cut short beside a disk makes ntc-info call it damaged and ntc-clone refuse it") {
+    TempDir dir;
+    make_tree(dir / "tree", 1);
+    TestDisk disk = make_gpt_disk(dir, "disk2.img", dir / "tree");
+    const std::string loading = loading_overlay_path(disk.path);
+    CHECK(loading == disk.path + ".loading");
+    CHECK_FALSE(unfinished_merge(disk.path));
+    {
+        Overlay overlay = Overlay::create(loading, DiskFile(disk.path, DiskFile::Mode::read));
+        overlay.write_at(MiB, random_bytes(4096, 8));
+        overlay.sync();
+    }
+    // Left while loading: the disk is as it was.
+    CHECK_FALSE(unfinished_merge(disk.path));
+    CHECK(info_exit_code(describe_disk(disk.path, false)) == info_no_checkpoint);
+
+    SUBCASE("left while merging") { Overlay::open(loading, DiskFile::Mode::read_write).begin_merge(); }
+    SUBCASE("unreadable") { write_bytes(loading, 0, std::vector<uint8_t>(4096, 0xee)); }
+    std::optional<std::string> why = unfinished_merge(disk.path);
+    REQUIRE(why);
+    CHECK(why->find("half written") != std::string::npos);
+    CHECK(why->find("ntc-vmm resume") != std::string::npos);
+    DiskReport report = describe_disk(disk.path, false);
+    CHECK(info_exit_code(report) == info_damaged);
+    CHECK(render_text(report).find("half written") != std::string::npos);
+    CHECK(render_json(report)["unfinished_merge"] == *why);
+    CHECK_THROWS_WITH_AS(clone_disk(disk.path, dir / "copy.img", CloneOptions{}), doctest::Contains("half written"),
+                         Error);
+    CHECK(::access((dir / "copy.img").c_str(), F_OK) != 0);
 }

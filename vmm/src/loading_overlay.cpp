@@ -13,8 +13,6 @@
 
 namespace ntc::vmm {
 
-std::string loading_overlay_path(const std::string& disk) { return disk + ".loading"; }
-
 void settle_loading_overlay(const std::string& disk) {
     const std::string path = loading_overlay_path(disk);
     if (::access(path.c_str(), F_OK) != 0) return;

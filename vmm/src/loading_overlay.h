@@ -1,12 +1,9 @@
 #pragma once
-// The scratch overlay DISK2.loading of a resume in place
-// (ntc_format.h, struct ntc_overlay_header): where the guest's writes go
-// while the image loads, and what is left of it when an ntc-vmm stopped.
+// What is left of the scratch overlay DISK2.loading of a resume in place
+// (ntc::loading_overlay_path) when an ntc-vmm stopped.
 #include <string>
 
 namespace ntc::vmm {
-
-std::string loading_overlay_path(const std::string& disk);
 
 // Deals with a DISK.loading left by an ntc-vmm that stopped, under the
 // disk's lock; does nothing when there is none.  Stopped while loading, it

@@ -191,7 +191,7 @@ TEST_CASE("an instance retires its image in its overlay, and disk 2 keeps the ch
 
 TEST_CASE("what a stopped resume left beside disk 2 is dropped, or finished if it was merging") {
     DiskWithImage d({1});
-    const std::string loading = loading_overlay_path(d.disk.path);
+    const std::string loading = ntc::loading_overlay_path(d.disk.path);
     const std::vector<uint8_t> written(4096, 0x5a);
     const uint64_t at = d.disk.swap_offset + d.disk.swap_size - 4096;  // one of the area's pages
     auto leave_overlay = [&](bool merging) {

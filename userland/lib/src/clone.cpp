@@ -269,6 +269,7 @@ CloneResult clone_disk(const std::string& src_path, const std::string& dst_path,
     if (!src.try_lock_shared())
         throw Error(src_path + " is in use by a running virtual machine (it holds a lock on it); "
                                "stop the VM, or checkpoint from inside it with 'echo checkpoint > /proc/ntc'");
+    if (std::optional<std::string> why = unfinished_merge(src_path)) throw Error(*why);
     ClonePlan plan = plan_clone(src, opts);
     Target dst = open_target(dst_path, src, plan, opts);
     warn_about_fstab(plan, opts);

@@ -53,6 +53,7 @@ DiskReport describe_disk(const std::string& path, bool check) {
                     std::to_string(overlay.sectors_in_overlay() * Overlay::kSector / 1024) +
                     " KiB written), not a disk; 'ntc-clone " + path + " new.img' makes the instance's disk");
     }
+    report.unfinished_merge = unfinished_merge(path);
     report.table = read_partition_table(disk);
     for (const Partition& p : report.table.partitions) {
         PartitionReport pr;
@@ -88,7 +89,7 @@ DiskReport describe_disk(const std::string& path, bool check) {
 }
 
 InfoExit info_exit_code(const DiskReport& report) {
-    bool any_image = false, damaged = false;
+    bool any_image = false, damaged = report.unfinished_merge.has_value();
     for (const PartitionReport& pr : report.parts) {
         if (!pr.area) continue;
         if (!pr.area->problem.empty()) damaged = true;
@@ -220,6 +221,7 @@ std::string render_text(const DiskReport& r) {
         if (pr.area && (pr.area->kind == AreaKind::ntc_checkpoint || pr.area->kind == AreaKind::stock_image ||
                         !pr.area->problem.empty()))
             print_checkpoint(o, pr);
+    if (r.unfinished_merge) o << "problem: " << *r.unfinished_merge << "\n";
     return o.str();
 }
 
@@ -288,6 +290,7 @@ nlohmann::json render_json(const DiskReport& r) {
         }
         out["partitions"].push_back(j);
     }
+    if (r.unfinished_merge) out["unfinished_merge"] = *r.unfinished_merge;
     out["exit_code"] = info_exit_code(r);
     return out;
 }

@@ -233,4 +233,20 @@ void Overlay::copy_into(const DiskFile& target) const {
     target.sync();
 }
 
+std::string loading_overlay_path(const std::string& disk) { return disk + ".loading"; }
+
+std::optional<std::string> unfinished_merge(const std::string& disk) {
+    const std::string path = loading_overlay_path(disk);
+    if (::access(path.c_str(), F_OK) != 0) return std::nullopt;
+    std::string why;
+    try {
+        if (!Overlay::open(path, DiskFile::Mode::read).merging()) return std::nullopt;
+        why = "an ntc-vmm stopped while writing " + path + " into it";
+    } catch (const Error& e) {
+        why = path + " is left beside it and cannot be read (" + e.what() + ")";
+    }
+    return disk + " is half written: " + why + "; any 'ntc-vmm resume' or 'ntc-vmm run' of " + disk +
+           " finishes that first";
+}
+
 }  // namespace ntc

@@ -29,6 +29,7 @@ struct DiskReport {
     std::string path;
     PartitionTable table;
     std::vector<PartitionReport> parts;
+    std::optional<std::string> unfinished_merge;  // a resume stopped writing DISK.loading into it
 };
 
 // Reads everything ntc-info shows.  With check, walks every image's swap map.

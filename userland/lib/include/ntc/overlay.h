@@ -6,6 +6,7 @@
 // into a plain disk.  One thread at a time.
 #include <cstdint>
 #include <ntc_format.h>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -88,5 +89,16 @@ private:
     std::vector<uint8_t> durable_;  // the bitmap as the file holds it
     std::vector<SectorRange> marked_;
 };
+
+// The scratch overlay of `ntc-vmm resume DISK` in place: the guest's
+// writes while the image loads, written into DISK in the end.
+std::string loading_overlay_path(const std::string& disk);
+
+// Why DISK cannot be taken as it is: a DISK.loading left by an ntc-vmm that
+// stopped while writing it into DISK (or that cannot be read, so that this
+// cannot be ruled out) leaves DISK half written until an ntc-vmm resume or
+// run of it finishes the merge.  nullopt when there is no such file, or one
+// of a resume that stopped while loading (DISK is untouched then).
+std::optional<std::string> unfinished_merge(const std::string& disk);
 
 }  // namespace ntc
