@@ -243,7 +243,7 @@ NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 struct ntc_history_extent {
 	__u64 first_block;		/* 4 KiB block of the whole disk 2 */
 	__u64 generation;		/* the checkpoint that wrote it */
-	__u32 blocks;
+	__u32 blocks;			/* at least 1 */
 	__u32 pad;			/* zero */
 };
 
@@ -378,7 +378,8 @@ struct ntc_stream_end {
 	char magic[8];			/* NTC_STREAM_END_MAGIC */
 	__u64 chunks;
 	__u64 blocks;			/* = the header's */
-	__u32 stream_crc32;		/* chunk headers and data, in order */
+	__u32 stream_crc32;		/* every chunk header (the terminating one
+					 * too) and all data, in order */
 	__u32 end_crc32;		/* of these 32 bytes with this field zero */
 };
 

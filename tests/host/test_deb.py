@@ -22,7 +22,7 @@ one and then fails, succeeds with no hook directory, and fails with a
 clear message without /proc/ntc or a resume.  README.Debian's example
 hooks are valid sh.  DKMS builds ntc.ko from the packaged source for the
 guest kernel, in a DKMS tree of the test's own: nothing is installed on
-this machine.  ntc-tools: the three tools, which answer --help, and their
+this machine.  ntc-tools: the five tools, which answer --help, and their
 man pages.
 
 Builds into $NTC_BUILD/deb-test (JOBS=N from the environment, as make's).
@@ -45,6 +45,7 @@ SCRATCH = os.path.join(os.path.abspath(os.environ.get("NTC_BUILD", ntclab.BUILD)
 TIMER = "ntc-checkpoint.timer"
 SERVICE = "ntc-checkpoint.service"
 RESUMED = "ntc-resumed.service"
+HOST_TOOLS = ("ntc-clone", "ntc-info", "ntc-send", "ntc-receive", "ntc-vmm")
 UNIT_DIR = "lib/systemd/system"
 RESUMED_RULE = "lib/udev/rules.d/61-ntc-resumed.rules"
 RESUMED_SCRIPT = "usr/libexec/ntc/ntc-resumed"
@@ -419,8 +420,8 @@ def main():
 
     tools_files = contents(tools_deb)
     problems += [f"ntc-tools lacks {p}" for p in missing(tools_files, [
-        *(f"usr/bin/{t}" for t in ("ntc-clone", "ntc-info", "ntc-vmm")),
-        *(f"usr/share/man/man1/{t}.1.gz" for t in ("ntc-clone", "ntc-info", "ntc-vmm"))])]
+        *(f"usr/bin/{t}" for t in HOST_TOOLS),
+        *(f"usr/share/man/man1/{t}.1.gz" for t in HOST_TOOLS)])]
 
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
         root = os.path.join(tmp, "root")
@@ -455,7 +456,7 @@ def main():
         with open(os.path.join(root, "usr/share/doc/ntc-dkms/README.Debian")) as f:
             check_readme_hooks(f.read(), problems)
 
-        for tool in ("ntc-clone", "ntc-info", "ntc-vmm"):
+        for tool in HOST_TOOLS:
             r = run(os.path.join(root, "usr/bin", tool), "--help", check=False)
             if r.returncode != 0 or "Usage:" not in r.stdout:
                 problems.append(f"packaged {tool} --help: exit {r.returncode}\n{r.stdout}{r.stderr}")

@@ -33,6 +33,13 @@ std::string sh_output(const std::string& cmd) {
     return out;
 }
 
+CommandRun run_command(const std::string& cmd, const std::string& redirect) {
+    std::string out = sh_output("{ " + cmd + "; } " + redirect + "; echo \"@rc=$?\"");
+    size_t at = out.rfind("@rc=");
+    REQUIRE(at != std::string::npos);
+    return {std::stoi(out.substr(at + 4)), out.substr(0, at)};
+}
+
 void must(const std::string& cmd) {
     INFO("command: " << cmd);
     REQUIRE(sh(cmd) == 0);

@@ -22,6 +22,13 @@ struct TempDir {
 // Runs a shell command; returns its exit status.
 int sh(const std::string& cmd);
 std::string sh_output(const std::string& cmd);
+// A command's exit status and what it printed (redirect: which of its
+// streams; by default both).
+struct CommandRun {
+    int status;
+    std::string output;
+};
+CommandRun run_command(const std::string& cmd, const std::string& redirect = "2>&1");
 void must(const std::string& cmd);  // fails the test when cmd fails
 
 // Writes a small file tree under dir (nested dirs, a few files, one larger).

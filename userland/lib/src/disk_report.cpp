@@ -1,5 +1,6 @@
 #include "ntc/disk_report.h"
 
+#include "ntc/change_history.h"
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
 #include "ntc/overlay.h"
@@ -8,7 +9,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
-#include <ctime>
 #include <sstream>
 
 namespace ntc {
@@ -82,6 +82,14 @@ DiskReport describe_disk(const std::string& path, bool check) {
                     pr.check = failed;
                 }
             }
+            if (check && area.kind == AreaKind::ntc_checkpoint && area.record->history_pages) {
+                try {
+                    read_change_history(disk, SnapshotArea{p.offset, p.size / NTC_PAGE_SIZE, page, area});
+                    pr.history_problem = "";
+                } catch (const Error& e) {
+                    pr.history_problem = e.what();
+                }
+            }
         }
         report.parts.push_back(pr);
     }
@@ -101,17 +109,6 @@ InfoExit info_exit_code(const DiskReport& report) {
 }
 
 namespace {
-
-std::string format_time_ns(uint64_t ns) {
-    time_t secs = static_cast<time_t>(ns / 1000000000u);
-    struct tm tm;
-    gmtime_r(&secs, &tm);
-    char buf[64];
-    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-    char out[80];
-    std::snprintf(out, sizeof out, "%s.%03u UTC", buf, static_cast<unsigned>(ns / 1000000u % 1000u));
-    return out;
-}
 
 std::string cstr(const char* field, size_t max) { return std::string(field, strnlen(field, max)); }
 
@@ -153,7 +150,7 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
     if (a.kind == AreaKind::ntc_checkpoint) {
         const ntc_record& r = *a.record;
         char line[256];
-        o << "  taken        " << format_time_ns(r.time_unix_ns) << "\n";
+        o << "  taken        " << utc_time(r.time_unix_ns) << "\n";
         std::snprintf(line, sizeof line, "  pause        %.1f ms (whole checkpoint %u ms)\n", r.pause_us / 1000.0,
                       r.total_ms);
         o << line;
@@ -176,8 +173,7 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
             o << "  generation   " << r.generation << " of area " << uuid_string(std::to_array(r.area_id));
             if (r.history_since < r.generation)
                 o << "; a copy from generation " << r.history_since << " on can be sent the changes\n";
-            else
-                o << "; no change history: a copy needs a full send\n";
+            else o << "; no change history: a copy needs a full send\n";
         }
     }
     if (pr.check) {
@@ -191,6 +187,10 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
         } else {
             for (const std::string& p : c.problems) o << "  check        FAILED: " << p << "\n";
         }
+    }
+    if (pr.history_problem) {
+        if (pr.history_problem->empty()) o << "  history      sound: " << pr.area->record->history_pages << " pages\n";
+        else o << "  history      " << *pr.history_problem << "\n";
     }
 }
 
@@ -285,6 +285,7 @@ nlohmann::json render_json(const DiskReport& r) {
                                  {"pages_walked", pr.check->pages_walked},
                                  {"map_pages", pr.check->map_pages}};
                 if (pr.check->info) area["check"]["num_physpages"] = pr.check->info->num_physpages;
+                if (pr.history_problem) area["check"]["history_problem"] = *pr.history_problem;
             }
             j["area"] = area;
         }

@@ -1,6 +1,7 @@
 #include "ntc/progress.h"
 
 #include <cstdio>
+#include <ctime>
 
 namespace ntc {
 
@@ -50,6 +51,17 @@ std::string human_bytes(uint64_t bytes) {
     char buf[32];
     std::snprintf(buf, sizeof buf, u ? "%.1f %s" : "%.0f %s", v, units[u]);
     return buf;
+}
+
+std::string utc_time(uint64_t unix_ns) {
+    time_t secs = static_cast<time_t>(unix_ns / 1000000000u);
+    struct tm tm;
+    gmtime_r(&secs, &tm);
+    char buf[64];
+    std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+    char out[80];
+    std::snprintf(out, sizeof out, "%s.%03u UTC", buf, static_cast<unsigned>(unix_ns / 1000000u % 1000u));
+    return out;
 }
 
 }  // namespace ntc

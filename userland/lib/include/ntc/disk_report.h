@@ -23,6 +23,10 @@ struct PartitionReport {
     std::optional<SwapArea> area;        // partitions holding a swap header
     bool unfinished_clone = false;       // page 0 of an interrupted ntc-clone's area
     std::optional<ImageCheck> check;     // with --check, for areas holding an image
+    // With --check, for a checkpoint that lists its change history: what
+    // is wrong with the history (empty: sound).  It costs only incremental
+    // shipping (ntc-send --since), not the resume, so it is no damage.
+    std::optional<std::string> history_problem;
 };
 
 struct DiskReport {

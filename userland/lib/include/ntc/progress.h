@@ -25,5 +25,7 @@ private:
 };
 
 std::string human_bytes(uint64_t bytes);
+// "2026-12-04 13:37:36.123 UTC" for a CLOCK_REALTIME time in ns.
+std::string utc_time(uint64_t unix_ns);
 
 }  // namespace ntc
