@@ -640,6 +640,12 @@ TEST_CASE("--status: no copy, a good copy, a copy resumed in place") {
     j = render_status_json(good);
     CHECK(j["generation"] == 1);
     CHECK(j["area_id"] == "01010101-0101-0101-0101-010101010101");
+    // Of disk 2 itself: how old a copy ntc-send --since can bring up to date.
+    d.checkpoint({{1000, 4}});
+    j = render_status_json(copy_status(d.path()));
+    CHECK(j["generation"] == 2);
+    CHECK(j["history_since"] == 1);
+    CHECK(j["resumable"] == true);
     std::string text = render_status_text(good);
     CHECK(text.find("generation   1 (ntc-send --since 1)") != std::string::npos);
     CHECK(text.find("resumable    yes") != std::string::npos);
@@ -677,6 +683,7 @@ namespace {
 
 const std::string send_bin = NTC_SEND_BIN;
 const std::string receive_bin = NTC_RECEIVE_BIN;
+const std::string ship_loop = NTC_SHIP_LOOP;
 
 }  // namespace
 
@@ -731,4 +738,35 @@ TEST_CASE("ntc-send and ntc-receive: usage errors exit 2, --help 0") {
         CHECK(run_command(bin + " --help").status == 0);
     }
     CHECK(run_command(receive_bin + " --status --keep 2 x").status == 2);
+}
+
+TEST_CASE("scripts/ntc-ship-loop.sh --once: everything first, then what is new, nothing while nothing is") {
+    FakeDisk2 d;
+    must("mkdir -p '" + d.dir / "dr" + "'");
+    const std::string copy = d.dir / "dr/copy.img";
+    const std::string bin_dir = send_bin.substr(0, send_bin.rfind('/'));
+    const std::string loop =
+        "NTC_BIN='" + bin_dir + "' " + ship_loop + " --once --keep 1 '" + d.path() + "' '" + copy + "'";
+    CommandRun r = run_command(loop);
+    CHECK(r.status == 0);
+    CHECK(r.output.find("is at generation 1 (new, full)") != std::string::npos);
+    CHECK(file_digest(copy) == d.digests[1]);
+
+    d.checkpoint({{1000, 4}});
+    r = run_command(loop);
+    CHECK(r.status == 0);
+    CHECK(r.output.find("generation 1 -> 2") != std::string::npos);
+    CHECK(r.output.find("is at generation 2 (from 1)") != std::string::npos);
+    CHECK(file_digest(copy) == d.digests[2]);
+    CHECK(file_digest(copy + ".gen-1") == d.digests[1]);
+
+    // Nothing new, and a checkpoint being written: nothing sent, nothing said.
+    r = run_command(loop);
+    CHECK(r.status == 0);
+    CHECK(r.output.empty());
+    d.begin_checkpoint();
+    r = run_command(loop);
+    CHECK(r.status == 0);
+    CHECK(r.output.empty());
+    CHECK(file_digest(copy) == d.digests[2]);
 }

@@ -454,6 +454,7 @@ CopyStatus copy_status(const std::string& copy_path) {
     if (state.kind != CopyState::Kind::other) {
         status.area_id = std::to_array(state.record.area_id);
         status.time_unix_ns = state.record.time_unix_ns;
+        status.history_since = state.record.history_since;
     }
     const std::string journal = journal_path(copy_path);
     if (exists(journal)) {
@@ -512,7 +513,7 @@ std::string render_status_text(const CopyStatus& s) {
 nlohmann::json render_status_json(const CopyStatus& s) {
     nlohmann::json out = {{"path", s.path},           {"exists", s.exists}, {"generation", s.generation},
                           {"resumable", s.resumable}, {"kept", s.kept},     {"time_unix_ns", s.time_unix_ns},
-                          {"area_id", nullptr},       {"pending", nullptr}};
+                          {"area_id", nullptr},       {"pending", nullptr}, {"history_since", s.history_since}};
     if (s.area_id) out["area_id"] = uuid_string(*s.area_id);
     if (!s.why_not.empty()) out["why_not"] = s.why_not;
     if (s.pending)

@@ -63,8 +63,11 @@ struct CopyStatus {
     uint64_t generation = 0;
     std::optional<std::array<uint8_t, 16>> area_id;
     uint64_t time_unix_ns = 0;  // the checkpoint's
-    bool resumable = false;     // holds a complete checkpoint
-    std::string why_not;        // when not resumable
+    // The oldest generation a copy of this disk can be at for ntc-send
+    // --since to bring it up to date (the record's history_since).
+    uint64_t history_since = 0;
+    bool resumable = false;  // holds a complete checkpoint
+    std::string why_not;     // when not resumable
     std::optional<PendingReceive> pending;
     std::vector<uint64_t> kept;  // generations of COPY.gen-N, oldest first
 };
