@@ -14,7 +14,7 @@ libblkid-dev libext2fs-dev comerr-dev uuid-dev zlib1g-dev libcli11-dev doctest-d
 e2fsprogs fdisk gdisk util-linux cpio zstd kmod busybox-static file
 qemu-system-x86 qemu-utils
 linux-image-amd64 linux-headers-amd64 linux-source-6.1
-iproute2 python3 time
+iproute2 python3 time rsync
 git debhelper dh-dkms dkms lintian systemd
 mmdebstrap arch-test libdistro-info-perl
 "
