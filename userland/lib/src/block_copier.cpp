@@ -18,8 +18,6 @@ namespace {
 constexpr size_t chunk_size = 1 << 20;
 constexpr size_t block = 4096;
 
-bool all_zero(const uint8_t* p, size_t n) { return n == 0 || (p[0] == 0 && std::memcmp(p, p + 1, n - 1) == 0); }
-
 // Next data segment of a regular file at or after pos (SEEK_DATA), clipped
 // to end; nothing when the rest is a hole.
 std::optional<Extent> next_data(const DiskFile& f, uint64_t pos, uint64_t end) {
@@ -36,6 +34,10 @@ std::optional<Extent> next_data(const DiskFile& f, uint64_t pos, uint64_t end) {
 }
 
 }  // namespace
+
+bool all_zero(std::span<const uint8_t> bytes) {
+    return bytes.empty() || (bytes[0] == 0 && std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0);
+}
 
 BlockCopier::BlockCopier(const DiskFile& src, const DiskFile& dst, Target target, bool flush_later,
                          std::function<void(uint64_t)> progress)
@@ -122,7 +124,7 @@ void BlockCopier::submit_changed_blocks(ChunkWriter::Chunk& chunk, uint64_t offs
     if (target_ == Target::update) dst_.read_at(offset, {dbuf_.data(), length});
     for (size_t at = 0; at < length; at += block) {
         size_t n = std::min(block, length - at);
-        bool needed = target_ == Target::fresh ? !all_zero(chunk.data.data() + at, n)
+        bool needed = target_ == Target::fresh ? !all_zero({chunk.data.data() + at, n})
                                                : std::memcmp(chunk.data.data() + at, dbuf_.data() + at, n) != 0;
         if (!needed) skipped_ += n;
         else if (!chunk.runs.empty() && chunk.runs.back().end() == at) chunk.runs.back().length += n;

@@ -1,5 +1,6 @@
 #include "ntc/checkpoint_sender.h"
 
+#include "ntc/block_copier.h"
 #include "ntc/change_history.h"
 #include "ntc/checkpoint_stream.h"
 #include "ntc/overlay.h"
@@ -36,10 +37,6 @@ SnapshotArea checkpoint_area(const DiskFile& disk) {
     default:
         throw Error(path + " holds no complete NTC checkpoint ('ntc-info " + path + "' says what it holds)");
     }
-}
-
-bool all_zero(std::span<const uint8_t> block) {
-    return block[0] == 0 && std::memcmp(block.data(), block.data() + 1, block.size() - 1) == 0;
 }
 
 // Reads blocks [first, first + count) into buffer, the part past the end of

@@ -5,9 +5,13 @@
 
 #include <functional>
 #include <optional>
+#include <span>
 #include <vector>
 
 namespace ntc {
+
+// Whether every byte is zero: a block a sparse copy need not write or send.
+bool all_zero(std::span<const uint8_t> bytes);
 
 // Copies byte ranges between two disks at the same offsets: this thread
 // reads and picks the blocks to write, a ChunkWriter writes them.  Memory
