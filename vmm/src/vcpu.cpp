@@ -135,7 +135,11 @@ void Vcpu::set_entry(const EntryRegisters& entry) {
     kvm_ioctl(fd_.get(), KVM_SET_REGS, "SET_REGS", &regs);
 }
 
-void Vcpu::start(std::function<void()> body) { thread_ = std::thread(std::move(body)); }
+void Vcpu::start(std::function<void()> body) {
+    thread_ = std::thread(std::move(body));
+    // Named, so a hung guest's threads in `ps -L` or /proc say which is which.
+    ::pthread_setname_np(thread_.native_handle(), ("vcpu" + std::to_string(index_)).c_str());
+}
 
 void Vcpu::run(const VcpuExits& exits) {
     while (!exits.stopping) {

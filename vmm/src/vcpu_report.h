@@ -11,8 +11,10 @@ namespace ntc::vmm {
 // wait for KVM_RUN to return, so the vCPU's own thread calls this.
 std::string describe_vcpu(unsigned index, int vcpu_fd);
 
-// The part of that line that depends only on the state read, so tests reach it.
+// The part of that line that depends only on the state read, so tests reach
+// it; `nested` is null where KVM has no nested state to give.
 std::string describe_vcpu_state(unsigned index, const kvm_regs& regs, const kvm_sregs& sregs, const kvm_mp_state& mp,
-                                const kvm_vcpu_events& events, const kvm_lapic_state& lapic);
+                                const kvm_vcpu_events& events, const kvm_lapic_state& lapic,
+                                const kvm_nested_state* nested);
 
 }  // namespace ntc::vmm

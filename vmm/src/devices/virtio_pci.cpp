@@ -119,6 +119,7 @@ uint8_t VirtioPciDevice::status() const {
 void VirtioPciDevice::start_worker() {
     stop_ = make_eventfd(device_->name());
     worker_ = std::thread([this] { work_loop(); });
+    ::pthread_setname_np(worker_.native_handle(), device_->name().substr(0, 15).c_str());
 }
 
 void VirtioPciDevice::stop_worker() {
