@@ -114,6 +114,7 @@ int ntc_batch_wait(struct ntc_batch *b);
 
 /* ---- record and image (ntc_image.c) ------------------------------------ */
 
+u32 ntc_record_crc(const struct ntc_record *rec);
 void ntc_record_seal(struct ntc_record *rec);
 int ntc_area_invalidate(struct ntc_target *t);
 struct ntc_image_stats {

@@ -27,19 +27,10 @@
 
 #define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_HISTORY_PAGE_EXTENTS)
 
-/* The record's CRC as ntc_record_seal() computes it, without a copy on the stack. */
 static bool record_sealed(const struct ntc_record *rec)
 {
-	static const u8 zero[sizeof(rec->record_crc32)];
-	const size_t off = offsetof(struct ntc_record, record_crc32), end = off + sizeof(zero);
-	u32 crc;
-
-	if (memcmp(rec->magic, NTC_RECORD_MAGIC, 8) || rec->version != NTC_RECORD_VERSION)
-		return false;
-	crc = crc32_le(~0U, (const u8 *)rec, off);
-	crc = crc32_le(crc, zero, sizeof(zero));
-	crc = crc32_le(crc, (const u8 *)rec + end, sizeof(*rec) - end);
-	return ~crc == rec->record_crc32;
+	return !memcmp(rec->magic, NTC_RECORD_MAGIC, 8) && rec->version == NTC_RECORD_VERSION &&
+	       ntc_record_crc(rec) == rec->record_crc32;
 }
 
 static bool committed_checkpoint(const struct ntc_target *t)

@@ -27,10 +27,22 @@
 #include <linux/ktime.h>
 #include "ntc.h"
 
+/* CRC-32 of the record with its own CRC field read as zero (on-disk-format.md). */
+u32 ntc_record_crc(const struct ntc_record *rec)
+{
+	static const u8 zero[sizeof(rec->record_crc32)];
+	const size_t off = offsetof(struct ntc_record, record_crc32), end = off + sizeof(zero);
+	u32 crc;
+
+	crc = crc32_le(~0U, (const u8 *)rec, off);
+	crc = crc32_le(crc, zero, sizeof(zero));
+	crc = crc32_le(crc, (const u8 *)rec + end, sizeof(*rec) - end);
+	return ~crc;
+}
+
 void ntc_record_seal(struct ntc_record *rec)
 {
-	rec->record_crc32 = 0;
-	rec->record_crc32 = ~crc32_le(~0U, (const u8 *)rec, sizeof(*rec));
+	rec->record_crc32 = ntc_record_crc(rec);
 }
 
 static int write_page0(struct ntc_target *t)
