@@ -40,7 +40,8 @@ exec chroot /host /bin/sh -c 'mount -t proc proc /proc; mount -t sysfs sysfs /sy
 """
 
 HOST_MODULES = ["virtio_pci", "9pnet_virtio", "9p", "kvm-amd"]
-KVM_TRACE_EVENTS = ("kvm_exit", "kvm_inj_exception", "kvm_inj_virq", "kvm_page_fault", "kvm_apic_ipi")
+KVM_TRACE_EVENTS = ("kvm_exit", "kvm_inj_exception", "kvm_inj_virq", "kvm_page_fault", "kvm_apic_ipi",
+                    "kvm_apic_accept_irq", "kvm_vcpu_wakeup")
 MOUNT_POINT = "/mnt/work"
 # The tree holding the project and its build (ntc-vmm, ntc-clone, ntc-info).
 PROJECT = os.path.commonpath([ntclab.ROOT, os.path.abspath(os.environ.get("NTC_BUILD") or ntclab.BUILD)])
@@ -106,8 +107,13 @@ class HostVM(ntclab.Guest):
         # NTC_HOST_LOGLEVEL=5 shows the host kernel's backtraces on its console
         # (Documentation/testing.md, "Known failure modes").
         loglevel = os.environ.get("NTC_HOST_LOGLEVEL", "3")
+        # Full preemption in the host VM's kernel: its KVM_RUN sometimes kept
+        # the host's one CPU for minutes without reaching the scheduler,
+        # while the nested guest's other vCPU, which the first one waited
+        # for, never ran (Documentation/testing.md, "Known failure modes" 16).
+        host_args = os.environ.get("NTC_HOST_KERNEL_ARGS", "preempt=full")
         append = (f"console=ttyS0 loglevel={loglevel} softlockup_all_cpu_backtrace=1 panic=-1 "
-                  f"ntc.work={self.workdir} ntc.proj={PROJECT}")
+                  f"ntc.work={self.workdir} ntc.proj={PROJECT} {host_args}")
         os.environ.setdefault("NTC_ACCEL", "tcg")
         # A small translation cache: TCG keeps the code it translated for a
         # nested guest until the cache is full, and every later write to a
@@ -139,6 +145,15 @@ class HostVM(ntclab.Guest):
         events = " ".join(f"events/kvm/{e}/enable" for e in KVM_TRACE_EVENTS)
         self.sh(f"mount -t tracefs nodev /sys/kernel/tracing && cd /sys/kernel/tracing && "
                 f"echo 4096 >buffer_size_kb && for e in {events}; do echo 1 >$e; done; cd /", 60)
+
+    def threads(self, log):
+        """Each thread of the VMM writing `log`: its state, where it waits, its
+        kernel stack.  A vCPU that never answers SIGQUIT is stuck outside the
+        guest (a lock in the VMM, or the host kernel): this says where."""
+        script = (f"for p in $(pgrep -f -- {log}); do for t in /proc/$p/task/*; do "
+                  "echo \"== $(cat $t/comm) $(cut -d' ' -f3 $t/stat) $(cat $t/wchan)\"; cat $t/stack; done; done")
+        rc, out = self.sh(script, 120, check=False)
+        return out if rc == 0 else f"(no threads: {out.strip()[-200:]})"
 
     def kvm_trace_tail(self, lines=60):
         """The last KVM events the host kernel recorded, or why not."""
@@ -285,13 +300,16 @@ class NestedVmm(ntclab.ConsoleShell):
             time.sleep(0.5)
 
     def fail(self, why, hung=False):
+        evidence = ""
+        if hung and isinstance(self.host, HostVM) and self.host.alive():
+            # Read before SIGQUIT makes every vCPU leave KVM_RUN.
+            evidence += "--- the VMM's threads in the host VM ---\n" + self.host.threads(self.host.inside(self.log)) + "\n"
         if hung:
             self.request_report()
-        evidence = ""
         if self.crash_dump and os.path.exists(self.crash_dump):
             evidence += f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
             evidence += "\n".join(kernel_messages(self.crash_dump)) + "\n"
-        if self.exit_status() == 2 and hasattr(self.host, "kvm_trace_tail") and self.host.alive():
+        if (hung or self.exit_status() == 2) and hasattr(self.host, "kvm_trace_tail") and self.host.alive():
             evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
         if hung and isinstance(self.host, HostVM):
             evidence += "--- host VM console tail (its kernel's own complaints) ---\n" + self.host.text()[-3000:] + "\n"
