@@ -233,6 +233,9 @@ void ImagePager::resolve_fault(uint64_t host_address) {
             zero.range = {host_address, kPage};
             if (::ioctl(uffd_, UFFDIO_ZEROPAGE, &zero) == 0) return;
             if (errno == EEXIST) break;
+            // ENOENT: the load ended meanwhile and unregistered guest RAM,
+            // which woke the faulting thread to take an ordinary zero page.
+            if (errno == ENOENT) return;
             if (errno != EAGAIN) ntc::throw_errno("userfaultfd zero page at guest frame " + std::to_string(pfn));
         }
         uffdio_range range{host_address, kPage};
