@@ -47,7 +47,7 @@ done
 printf '%s\n' "${debs[@]}" | grep -q '/ntc-dkms_[^/]*\.deb$' ||
 	die "no ntc-dkms package given (build it with 'make deb', then --deb build/deb/ntc-dkms_*.deb)"
 for f in "${debs[@]}" ${ssh_key:+"$ssh_key"}; do [ -r "$f" ] || die "$f not found"; done
-for tool in mmdebstrap mkfs.ext4 mkswap sgdisk; do
+for tool in mmdebstrap mkfs.ext4 mkswap sfdisk; do
 	command -v $tool >/dev/null || die "$tool not found; run 'make deps'"
 done
 [ "$(id -u)" = 0 ] || die "must run as root (mmdebstrap's root mode keeps file owners for mkfs.ext4 -d)"
@@ -215,11 +215,16 @@ mkfs.ext4 -q -F -t ext4 -b 4096 -U "$root_uuid" -E "offset=$((p1_start * mib))" 
 truncate -s $((swap_mib * mib)) "$work/swap.img"
 mkswap -U "$swap_uuid" "$work/swap.img" >/dev/null 2>&1
 dd if="$work/swap.img" of="$tmp_out" bs=4096 count=1 seek=$((p2_start * mib / 4096)) conv=notrunc status=none
-# Partition last: mke2fs clears the start of the image it is given.
-sgdisk -o \
-	-n "1:${p1_start}M:+${root_mib}M" -t 1:8300 \
-	-n "2:${p2_start}M:+${swap_mib}M" -t 2:8200 \
-	"$tmp_out" >/dev/null
+# Partition last: mke2fs clears the start of the image it is given.  sfdisk,
+# not sgdisk, which syncs every file system of the machine and then sleeps a
+# second.  Sectors of 512 bytes; the types are Linux data and Linux swap.
+# sfdisk's words are shown only when it fails: it always warns that the new
+# partitions hold the signatures just written.
+sfdisk -q "$tmp_out" > "$work/sfdisk.log" 2>&1 <<PARTITIONS || { cat "$work/sfdisk.log" >&2; die "sfdisk failed"; }
+label: gpt
+start=$((p1_start * 2048)), size=$((root_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4
+start=$((p2_start * 2048)), size=$((swap_mib * 2048)), type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F
+PARTITIONS
 mv -f "$tmp_out" "$out"
 cp "$root/boot/vmlinuz-$krel" "$out.vmlinuz"
 cp "$root/boot/initrd.img-$krel" "$out.initrd"

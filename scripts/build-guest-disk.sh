@@ -54,7 +54,7 @@ vmlinuz=/boot/vmlinuz-$krel
 busybox=$(command -v busybox) || die "busybox not found; run 'make deps'"
 file -L "$busybox" 2>/dev/null | grep -q 'statically linked' ||
 	die "$busybox is not static; install busybox-static"
-for tool in mkfs.ext4 mkswap sgdisk cpio; do
+for tool in mkfs.ext4 mkswap sfdisk cpio; do
 	command -v $tool >/dev/null || die "$tool not found; run 'make deps'"
 done
 
@@ -147,12 +147,17 @@ truncate -s $((swap_mib * mib)) "$swap"
 mkswap -L ntc-swap "$swap" >/dev/null 2>&1
 dd if="$swap" of="$tmp_out" bs=4096 count=1 seek=$((p3_start * mib / 4096)) conv=notrunc status=none
 
-# Partition last: mke2fs clears the start of the image it is given.
-sgdisk -o \
-	-n "1:${p1_start}M:+${root_mib}M" -t 1:8300 -c 1:ntc-root \
-	-n "2:${p2_start}M:+${data_mib}M" -t 2:8300 -c 2:ntc-data \
-	-n "3:${p3_start}M:+${swap_mib}M" -t 3:8200 -c 3:ntc-swap \
-	"$tmp_out" >/dev/null
+# Partition last: mke2fs clears the start of the image it is given.  sfdisk,
+# not sgdisk, which syncs every file system of the machine and then sleeps a
+# second.  Sectors of 512 bytes; the types are Linux data and Linux swap.
+# sfdisk's words are shown only when it fails: it always warns that the new
+# partitions hold the signatures just written.
+sfdisk -q "$tmp_out" > "$work/sfdisk.log" 2>&1 <<PARTITIONS || { cat "$work/sfdisk.log" >&2; die "sfdisk failed"; }
+label: gpt
+start=$((p1_start * 2048)), size=$((root_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=ntc-root
+start=$((p2_start * 2048)), size=$((data_mib * 2048)), type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name=ntc-data
+start=$((p3_start * 2048)), size=$((swap_mib * 2048)), type=0657FD6D-A4AB-43C4-84E5-0933C84B4F4F, name=ntc-swap
+PARTITIONS
 mv -f "$tmp_out" "$out"
 cp "$vmlinuz" "$out.vmlinuz"
 cp "$initrd" "$out.initrd"

@@ -72,27 +72,38 @@ void format_partitions(const TestDisk& d, const std::string& tree) {
          " conv=notrunc status=none && rm '" + d.path + ".swap'");
 }
 
-}  // namespace
+// Writes the partition table that `table` (an sfdisk script) describes;
+// sfdisk, not sgdisk, which sleeps a second after every write.  Its output
+// is shown only when it fails: it always warns that the partitions it
+// makes hold the signatures written above.
+void partition(const TestDisk& d, const std::string& table) {
+    CommandRun r = run_command("printf '" + table + "' | sfdisk -q '" + d.path + "'");
+    INFO("sfdisk: " << r.output);
+    REQUIRE(r.status == 0);
+}
 
-TestDisk make_gpt_disk(const TempDir& dir, const std::string& name, const std::string& tree) {
+TestDisk new_disk(const TempDir& dir, const std::string& name, const std::string& tree) {
     TestDisk d;
     d.path = dir / name;
     must("truncate -s 48M '" + d.path + "'");
     format_partitions(d, tree);
-    must("sgdisk -o -n 1:1M:+16M -t 1:8300 -c 1:root -n 2:17M:+4M -t 2:8300 -c 2:raw "
-         "-n 3:21M:+16M -t 3:8200 -c 3:swap '" +
-         d.path + "'");
+    return d;
+}
+
+}  // namespace
+
+TestDisk make_gpt_disk(const TempDir& dir, const std::string& name, const std::string& tree) {
+    TestDisk d = new_disk(dir, name, tree);
+    const std::string data = "0FC63DAF-8483-4772-8E79-3D69D8477DE4", swap = "0657FD6D-A4AB-43C4-84E5-0933C84B4F4F";
+    partition(d, "label: gpt\\nstart=2048, size=32768, type=" + data + ", name=root\\nstart=34816, size=8192, type=" +
+                     data + ", name=raw\\nstart=43008, size=32768, type=" + swap + ", name=swap\\n");
     return d;
 }
 
 TestDisk make_mbr_disk(const TempDir& dir, const std::string& name, const std::string& tree) {
-    TestDisk d;
-    d.path = dir / name;
-    must("truncate -s 48M '" + d.path + "'");
-    format_partitions(d, tree);
-    must("printf 'label: dos\\nlabel-id: 0x1234abcd\\nstart=2048, size=32768, type=83\\n"
-         "start=34816, size=8192, type=83\\nstart=43008, size=32768, type=82\\n' | sfdisk -q '" +
-         d.path + "'");
+    TestDisk d = new_disk(dir, name, tree);
+    partition(d, "label: dos\\nlabel-id: 0x1234abcd\\nstart=2048, size=32768, type=83\\n"
+                 "start=34816, size=8192, type=83\\nstart=43008, size=32768, type=82\\n");
     return d;
 }
 
