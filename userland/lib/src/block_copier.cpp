@@ -18,8 +18,8 @@ namespace {
 constexpr size_t chunk_size = 1 << 20;
 constexpr size_t block = 4096;
 
-// Next data segment of a regular file at or after pos (SEEK_DATA), clipped
-// to end; nothing when the rest is a hole.
+}  // namespace
+
 std::optional<Extent> next_data(const DiskFile& f, uint64_t pos, uint64_t end) {
     if (!S_ISREG(f.stat().st_mode)) return Extent{pos, end - pos};
     off_t data = ::lseek(f.fd(), static_cast<off_t>(pos), SEEK_DATA);
@@ -32,8 +32,6 @@ std::optional<Extent> next_data(const DiskFile& f, uint64_t pos, uint64_t end) {
     uint64_t stop = hole < 0 ? end : std::min<uint64_t>(static_cast<uint64_t>(hole), end);
     return Extent{static_cast<uint64_t>(data), stop - static_cast<uint64_t>(data)};
 }
-
-}  // namespace
 
 bool all_zero(std::span<const uint8_t> bytes) {
     return bytes.empty() || (bytes[0] == 0 && std::memcmp(bytes.data(), bytes.data() + 1, bytes.size() - 1) == 0);

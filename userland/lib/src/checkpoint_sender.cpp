@@ -48,21 +48,29 @@ void read_blocks(const DiskFile& disk, uint64_t first, uint64_t count, std::vect
 }
 
 // Every block of the disk that is not all zeros, but page 0 of the area.
+// Only what may hold data is read: a clone's holes are skipped unread.
 std::vector<BlockRun> nonzero_blocks(const DiskFile& disk, uint64_t page0_block, bool progress_bar) {
     const uint64_t blocks = (disk.size() + NTC_PAGE_SIZE - 1) / NTC_PAGE_SIZE;
     Progress progress("ntc-send: reading", disk.size(), progress_bar);
     std::vector<BlockRun> runs;
     std::vector<uint8_t> buffer;
-    for (uint64_t first = 0; first < blocks; first += NTC_STREAM_MAX_CHUNK_BLOCKS) {
-        uint64_t count = std::min<uint64_t>(NTC_STREAM_MAX_CHUNK_BLOCKS, blocks - first);
-        read_blocks(disk, first, count, buffer);
-        for (uint64_t i = 0; i < count; i++) {
-            uint64_t block = first + i;
-            if (block == page0_block || all_zero({buffer.data() + i * NTC_PAGE_SIZE, NTC_PAGE_SIZE})) continue;
-            if (!runs.empty() && runs.back().end() == block) runs.back().count++;
-            else runs.push_back({block, 1});
+    uint64_t next = 0;  // the first block not looked at
+    while (std::optional<Extent> data = next_data(disk, next * NTC_PAGE_SIZE, disk.size())) {
+        const uint64_t end = std::min(blocks, (data->end() + NTC_PAGE_SIZE - 1) / NTC_PAGE_SIZE);
+        for (uint64_t first = std::max(next, data->offset / NTC_PAGE_SIZE); first < end;
+             first += NTC_STREAM_MAX_CHUNK_BLOCKS) {
+            uint64_t count = std::min<uint64_t>(NTC_STREAM_MAX_CHUNK_BLOCKS, end - first);
+            read_blocks(disk, first, count, buffer);
+            for (uint64_t i = 0; i < count; i++) {
+                uint64_t block = first + i;
+                if (block == page0_block || all_zero({buffer.data() + i * NTC_PAGE_SIZE, NTC_PAGE_SIZE})) continue;
+                if (!runs.empty() && runs.back().end() == block) runs.back().count++;
+                else runs.push_back({block, 1});
+            }
         }
-        progress.advance(count * NTC_PAGE_SIZE);
+        progress.advance((end - next) * NTC_PAGE_SIZE);
+        next = end;
+        if (next >= blocks) break;
     }
     progress.finish();
     return runs;

@@ -13,6 +13,11 @@ namespace ntc {
 // Whether every byte is zero: a block a sparse copy need not write or send.
 bool all_zero(std::span<const uint8_t> bytes);
 
+// The next stretch of a regular file at or after pos that may hold data
+// (SEEK_DATA), clipped to end; nothing when the rest is a hole.  A block
+// device, or a file system without SEEK_DATA, is data all through.
+std::optional<Extent> next_data(const DiskFile& f, uint64_t pos, uint64_t end);
+
 // Copies byte ranges between two disks at the same offsets: this thread
 // reads and picks the blocks to write, a ChunkWriter writes them.  Memory
 // stays bounded whatever the disk size (a few 1 MiB buffers).
