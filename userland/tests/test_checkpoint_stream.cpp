@@ -11,6 +11,8 @@
 
 #include <doctest/doctest.h>
 #include <fcntl.h>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -768,5 +770,54 @@ TEST_CASE("scripts/ntc-ship-loop.sh --once: everything first, then what is new, 
     r = run_command(loop);
     CHECK(r.status == 0);
     CHECK(r.output.empty());
+    CHECK(file_digest(copy) == d.digests[2]);
+}
+
+TEST_CASE("scripts/ntc-ship-loop.sh DISK2 HOST:COPY: the copy's side is reached through ssh") {
+    FakeDisk2 d;
+    // A stand-in ssh that runs a command as OpenSSH does: its words joined by
+    // spaces and given to the remote user's shell, so the script's quoting is
+    // what keeps a path with spaces whole.  It logs each command.
+    const std::string stand_in = d.dir / "stand-in";
+    std::filesystem::create_directories(stand_in);
+    std::filesystem::create_directories(d.dir / "dr site");
+    const std::string ssh_log = stand_in + "/ssh.log";
+    {
+        std::ofstream ssh(stand_in + "/ssh");
+        ssh << "#!/bin/sh\n"
+            << "[ \"$1\" = dr-site ] || { echo \"ssh: Could not resolve hostname $1\" >&2; exit 255; }\n"
+            << "shift\n"
+            << "echo \"$*\" >> '" << ssh_log << "'\n"
+            << "exec sh -c \"$*\"\n";
+    }
+    std::filesystem::permissions(stand_in + "/ssh", std::filesystem::perms::owner_all);
+    const std::string copy = d.dir / "dr site/copy of disk2.img";
+    const std::string bin_dir = send_bin.substr(0, send_bin.rfind('/'));
+    auto loop = [&](const std::string& host) {
+        return run_command("PATH='" + stand_in + "':\"$PATH\" NTC_BIN='" + bin_dir + "' " + ship_loop +
+                           " --once --keep 1 '" + d.path() + "' \"" + host + ":" + copy + "\"");
+    };
+    CommandRun r = loop("dr-site");
+    CHECK(r.status == 0);
+    CHECK(r.output.find("is at generation 1 (new, full)") != std::string::npos);
+    CHECK(file_digest(copy) == d.digests[1]);
+
+    d.checkpoint({{1000, 4}});
+    r = loop("dr-site");
+    CHECK(r.status == 0);
+    CHECK(r.output.find("is at generation 2 (from 1)") != std::string::npos);
+    CHECK(file_digest(copy) == d.digests[2]);
+    CHECK(file_digest(copy + ".gen-1") == d.digests[1]);
+    // Each round asked the copy's status, then received, both over ssh.
+    INFO("ssh ran:\n" << sh_output("cat '" + ssh_log + "'"));
+    CHECK(sh_output("grep -c -e '--status --json' '" + ssh_log + "'") == "2\n");
+    CHECK(sh_output("grep -c -e '--keep 1' '" + ssh_log + "'") == "2\n");
+
+    // A site that cannot be reached: the round fails with ssh's word, and
+    // the copy stays as it was.
+    d.checkpoint({{2000, 4}});
+    r = loop("elsewhere");
+    CHECK(r.status != 0);
+    CHECK(r.output.find("Could not resolve hostname elsewhere") != std::string::npos);
     CHECK(file_digest(copy) == d.digests[2]);
 }
