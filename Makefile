@@ -8,7 +8,7 @@ GUEST_KREL ?= $(shell ls /usr/lib/modules 2>/dev/null | sort -V | tail -n1)
 CMAKE_TYPE ?= RelWithDebInfo
 PREFIX     ?= /usr/local
 
-.PHONY: all deps host kmod install deb guest test unit-test guest-test bench stress demo clean format format-check
+.PHONY: all deps host kmod install deb guest test unit-test guest-test bench stress demo demo-dr clean format format-check
 
 all: host kmod
 
@@ -66,6 +66,12 @@ bench: deps
 demo: deps
 	$(MAKE) all
 	python3 scripts/demo.py
+
+# Disaster recovery: the office VM checkpoints itself while it works, each
+# checkpoint is shipped to a copy, and the copy's latest resumes.
+demo-dr: deps
+	$(MAKE) all
+	python3 scripts/demo_dr.py
 
 # All host C++ (userland/, vmm/) follows the top-level .clang-format, as
 # Debian 12's clang-format 14 applies it (other versions format a few things

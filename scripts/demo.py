@@ -76,6 +76,26 @@ def host_run(host, cmd, timeout=300):
     return rc
 
 
+def resume_at_frame(host, name, disk, caught, label):
+    """Resumes disk on ntc-vmm and shows its animation, which must go on from
+    frame `caught`; the seconds until its first frame."""
+    vm = nested.NestedVmm(host, name, ["resume", disk])
+    t = time.monotonic()
+    vm.start()
+    vm.expect(r"FRAME +\d+", 300)
+    seconds = time.monotonic() - t
+    animate(vm, 4, label)
+    first = frames(vm.text())[0][0]
+    print(f"the {label} resumed at frame {first}: its checkpoint caught frame {caught}", flush=True)
+    # The frame being drawn when the snapshot was taken may show on
+    # either side of it; anything else is not a resume.
+    if not caught <= first <= caught + 2:
+        vm.fail(f"demo: the {label} resumed at frame {first}, but its checkpoint caught frame {caught}")
+    vm.send("killall ntc-animate; poweroff")
+    vm.wait_exit(120)
+    return seconds
+
+
 def main():
     times = {}
     with ntcguest.workdir() as work:
@@ -126,22 +146,7 @@ def main():
                 raise SystemExit("demo: ntc-info --check rejected disk 2")
 
             say("4. laptop$ ntc-vmm resume disk2.img")
-            laptop = nested.NestedVmm(host, "demo-laptop", ["resume", disk2])
-            t = time.monotonic()
-            laptop.start()
-            laptop.expect(r"FRAME +\d+", 300)
-            times["resume"] = time.monotonic() - t
-            animate(laptop, 4, "laptop")
-            first = frames(laptop.text())[0][0]
-            print(f"the laptop resumed at frame {first}: the checkpoint caught frame {caught[-1]}",
-                  flush=True)
-            # The frame being drawn when the snapshot was taken may show on
-            # either side of it; anything else is not a resume.
-            if not caught[-1] <= first <= caught[-1] + 2:
-                laptop.fail(f"demo: the laptop resumed at frame {first}, but the checkpoint "
-                            f"caught frame {caught[-1]}")
-            laptop.send("killall ntc-animate; poweroff")
-            laptop.wait_exit(120)
+            times["resume"] = resume_at_frame(host, "demo-laptop", disk2, caught[-1], "laptop")
             if isinstance(host, nested.HostVM):
                 host.send("poweroff -f")
 
