@@ -69,10 +69,14 @@ def main():
         disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "disk2.img"))
 
         for boot in range(1, BOOTS + 1):
+            t_boot = time.monotonic()
             with ntclab.guest_for_disk(f"debian-A{boot}", disk1, disks=[disk1, disk2],
                                        mem_mib=MEM_MIB, cpus=CPUS) as a:
                 debian_guest.wait_login(a)
+                t_login = time.monotonic()
                 state, failed = debian_guest.system_state(a)
+                print(f"boot {boot}: login in {t_login - t_boot:.0f}s, boot finished "
+                      f"{time.monotonic() - t_boot:.0f}s after the start", flush=True)
                 check(state == "running" and not failed, f"boot {boot}: systemd {state}, failed: {failed}", a)
                 check_on_disk1(a, boot, disk2_checkpointed=boot > 1)
                 if boot == 1:
@@ -89,7 +93,9 @@ def main():
                     n_after, _ = counter_and_pid(a)
                     check(n_after > n_before, f"the counter stopped at the checkpoint ({n_before} -> {n_after})", a)
                     ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
+                t_off = time.monotonic()
                 a.poweroff()
+                print(f"boot {boot}: powered off in {time.monotonic() - t_off:.0f}s", flush=True)
             area = ntcguest.Area(disk2)
             check(area.valid_checkpoint() and area.sequence == 1,
                   f"after boot {boot}, disk 2 holds no checkpoint 1: {area}")

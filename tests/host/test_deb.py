@@ -25,7 +25,9 @@ guest kernel, in a DKMS tree of the test's own: nothing is installed on
 this machine.  ntc-tools: the five tools, which answer --help, and their
 man pages.
 
-Builds into $NTC_BUILD/deb-test (JOBS=N from the environment, as make's).
+The packages come from tests/lab/packages.py: make deb once per tree
+(JOBS=N from the environment, as make's), kept under $NTC_BUILD/packages
+for the Debian guest's disk too; scratch files go to $NTC_BUILD/deb-test.
 Run alone: NTC_BUILD=build python3 tests/host/test_deb.py (about 4 min on
 2 cores).
 """
@@ -40,6 +42,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lab"))
 import ntclab  # noqa: E402
+import packages  # noqa: E402
 
 SCRATCH = os.path.join(os.path.abspath(os.environ.get("NTC_BUILD", ntclab.BUILD)), "deb-test")
 TIMER = "ntc-checkpoint.timer"
@@ -61,17 +64,6 @@ def run(*cmd, check=True, **kw):
     if check and r.returncode != 0:
         raise Failure(f"{' '.join(cmd)}: exit {r.returncode}\n{r.stdout}{r.stderr}")
     return r
-
-
-def make_deb():
-    """Runs make deb; returns the directory holding the .debs."""
-    jobs = os.environ.get("JOBS", str(os.cpu_count()))
-    r = subprocess.run(["make", "-C", ntclab.ROOT, "deb", f"BUILD={SCRATCH}", f"JOBS={jobs}"],
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    if r.returncode != 0:
-        tail = "\n".join(r.stdout.splitlines()[-40:])
-        raise Failure(f"make deb failed (exit {r.returncode}); its last lines:\n{tail}")
-    return os.path.join(SCRATCH, "deb")
 
 
 def the_file(directory, pattern):
@@ -388,7 +380,10 @@ def check_dkms_build(root, version, tmp, problems):
 
 def main():
     t0 = time.monotonic()
-    debs = make_deb()
+    try:
+        debs = packages.built_packages()
+    except packages.BuildFailed as e:
+        raise Failure(str(e))
     t_make = time.monotonic() - t0
     version = run("dpkg-parsechangelog", "-S", "Version", cwd=ntclab.ROOT).stdout.strip()
     dkms_deb = the_file(debs, rf"ntc-dkms_{re.escape(version)}_all\.deb")
@@ -423,6 +418,7 @@ def main():
         *(f"usr/bin/{t}" for t in HOST_TOOLS),
         *(f"usr/share/man/man1/{t}.1.gz" for t in HOST_TOOLS)])]
 
+    os.makedirs(SCRATCH, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=SCRATCH) as tmp:
         root = os.path.join(tmp, "root")
         run("dpkg-deb", "-x", dkms_deb, root)
@@ -466,7 +462,8 @@ def main():
 
     print("lintian:", *(tags or ["(nothing)"]), sep="\n  ")
     print(udevadm_verify)
-    print(f"make deb {t_make:.0f} s, dkms build {t_dkms:.0f} s, total {time.monotonic() - t0:.0f} s")
+    print(f"make deb {t_make:.0f} s (its packages in {debs}), dkms build {t_dkms:.0f} s, "
+          f"total {time.monotonic() - t0:.0f} s")
     ntclab.report(problems, "make deb: both packages built, lintian clean of errors, contents as they must be: passed")
 
 

@@ -3,12 +3,11 @@ disk, built once per recipe and kept under the build tree, and the login on
 its serial console.
 """
 import glob
-import hashlib
 import os
-import shutil
 import subprocess
 
 import ntclab
+import packages
 
 # What the disk is made of: the builder, and everything ntc-dkms packages.
 RECIPE = ["scripts/build-debian-disk.sh", "kmod", "disk-layout", "debian"]
@@ -20,34 +19,19 @@ COUNTER = ("systemd-run --unit=ntc-counter sh -c "
            "'n=0; while :; do n=$((n+1)); echo $n > /run/ntc-counter; sleep 0.1; done'")
 
 
-def _recipe_key():
-    files = subprocess.run(["git", "ls-files", "-z", "--"] + RECIPE, cwd=ntclab.ROOT, capture_output=True,
-                           check=True).stdout.split(b"\0")
-    digest = hashlib.sha256()
-    for name in sorted(f for f in files if f):
-        digest.update(name + b"\0")
-        with open(os.path.join(ntclab.ROOT, name.decode()), "rb") as f:
-            digest.update(f.read())
-    return digest.hexdigest()[:16]
-
-
 def debian_disk():
     """The Debian guest disk for this tree: the path of its image, with the
     builder's .vmlinuz, .initrd and .cmdline beside it.  Built with the
-    ntc-dkms package of this tree when its recipe changed: about 8 minutes,
-    most of it make deb and mmdebstrap."""
+    ntc-dkms package of this tree (packages.py) when its recipe changed:
+    about 8 minutes, most of it make deb and mmdebstrap."""
     cache = os.path.join(ntclab.BUILD, "debian-guest")
-    image = os.path.join(cache, f"debian-{_recipe_key()}.img")
+    image = os.path.join(cache, f"debian-{packages.tracked_digest(RECIPE)}.img")
     if os.path.exists(image):
         return image
     os.makedirs(cache, exist_ok=True)
     for old in glob.glob(os.path.join(cache, "debian-*.img*")):
         os.remove(old)
-    deb_build = os.path.join(cache, "build")
-    shutil.rmtree(os.path.join(deb_build, "deb"), ignore_errors=True)
-    subprocess.run(["make", "-s", "-C", ntclab.ROOT, "deb", f"BUILD={deb_build}"], check=True, timeout=1800,
-                   stdout=subprocess.DEVNULL)
-    deb = glob.glob(os.path.join(deb_build, "deb", "ntc-dkms_*_all.deb"))
+    deb = glob.glob(os.path.join(packages.built_packages(), "ntc-dkms_*_all.deb"))
     ntclab.check(len(deb) == 1, f"make deb left {deb}")
     subprocess.run([os.path.join(ntclab.ROOT, "scripts", "build-debian-disk.sh"), image, "--deb", deb[0],
                     "--cache", os.path.join(cache, "apt-cache")], check=True, timeout=1800)
