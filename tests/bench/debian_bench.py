@@ -66,8 +66,7 @@ def until_counter(vm, timeout=600):
 
 def power_off(vm):
     vm.sh("stty -echo; PS1=''", 60, check=False)
-    vm.send("poweroff")
-    ntclab.check(vm.wait_exit(300) == 0, "poweroff should end the VMM with status 0", vm)
+    ntclab.check(vm.poweroff(300) == 0, "poweroff should end the VMM with status 0", vm)
 
 
 def ntc_run(host, disk1, disk2):

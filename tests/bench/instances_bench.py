@@ -115,8 +115,7 @@ def main():
         ntclab.check(rc == 0 and st.get("result") == "0", f"checkpoint failed: {rc} {st}", office)
         n_ck = ntcguest.counter_before(office, st["time_unix_ns"])
         office.sh("killall ntc-counter; sync", check=False)
-        office.send("poweroff")
-        ntclab.check(office.wait_exit(120) == 0, "the office VM's poweroff should end ntc-vmm with 0", office)
+        ntclab.check(office.poweroff(120) == 0, "the office VM's poweroff should end ntc-vmm with 0", office)
         image_mib = int(st["image_bytes"]) / (1 << 20)
         _, disk2_mib = host.sh(f"du -k {DISK2}")
         for count in COUNTS:

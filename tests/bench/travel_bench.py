@@ -115,8 +115,7 @@ def ntc_run(host, mem, disk1, disk2, tmp):
     r["state_bytes"] = int(st["image_bytes"])
     r["stall_s"] = exchange_stall(exchange, a, answered, r["pause_s"])
     n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
-    a.send("poweroff")
-    a.wait_exit(300)
+    a.poweroff(300)
     # A resume uses its image up: the other ways get copies of disk 2.
     lazy_disk2, stock_disk2 = disk2 + ".lazy", disk2 + ".stock"
     host.sh(f"rm -f {disk1} && cp --sparse=always {disk2} {lazy_disk2} && cp --sparse=always {disk2} {stock_disk2}")
@@ -127,8 +126,7 @@ def ntc_run(host, mem, disk1, disk2, tmp):
         r[key], n = time_until_counter(b)
         ntclab.check(n == n_ck + 1, f"counter resumed at {n}, checkpoint value was {n_ck}", b)
         b.sh("stty -echo; PS1=''")
-        b.send("poweroff")
-        b.wait_exit(300)
+        b.poweroff(300)
         host.sh(f"rm -f {disk} {disk}.next")
     return r
 
@@ -172,8 +170,7 @@ def qemu_run(host, mem, disks, boot_files, tmp):
     r["downtime_s"], r["downtime_with_disks_s"], r["state_bytes"] = \
         float(m.group(1)), float(m.group(2)), int(m.group(3))
     r["stall_s"] = exchange_stall(exchange, a, answered, r["downtime_s"])
-    a.send("poweroff")
-    a.wait_exit(300)
+    a.poweroff(300)
 
     sock = f"{SCRATCH}/qmp-{mem}-in"
     args = qemu_args(host, boot_files, mem, saved, sock) + ["-incoming", f"exec:cat {state}"]
@@ -181,8 +178,7 @@ def qemu_run(host, mem, disks, boot_files, tmp):
     host.sh(f"python3 {QMP} {sock} restore >{SCRATCH}/restore.out 2>&1 & :")
     r["resume_s"], _ = time_until_counter(b)
     b.sh("stty -echo; PS1=''")
-    b.send("poweroff")
-    b.wait_exit(300)
+    b.poweroff(300)
     host.sh(f"rm -f {state} {' '.join(saved)}")
     return r
 

@@ -83,8 +83,7 @@ def measure(host, vm, process):
     rss = rss_without_guest_ram(host, process)
     warnings = vm.sh("dmesg | grep -c 'WARNING:' || true")[1].strip().splitlines()[-1]
     print(f"{process}: guest kernel warnings at boot: {warnings}", flush=True)
-    vm.send("poweroff")
-    vm.wait_exit(120)
+    vm.poweroff(120)
     return {"boot_s": boot, "write_MBps": write, "read_MBps": read, "rss_MiB": rss, "gap_idle_ms": gap_idle,
             "gap_flood_ms": gap_flood, "flood_fsyncs": fsyncs, **{"iops_" + k: v for k, v in iops.items()}}
 

@@ -81,7 +81,7 @@ class Exchange:
             if len(lines) >= n:
                 return
             time.sleep(0.5)
-        vm.fail(f"echo client exchanged {len(self.lines())} of {n} messages in {timeout}s")
+        vm.fail(f"echo client exchanged {len(self.lines())} of {n} messages in {timeout}s", hung=True)
 
     def finish(self, timeout, vm):
         """Stops the client; returns [(i, t_sent, t_received)], checked complete and in order."""

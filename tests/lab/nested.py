@@ -187,7 +187,7 @@ def vmm_host(name, workdir):
 # and no format directives (those are the kernel's own format strings).
 _KERNEL_TROUBLE = rb"(?:BUG|WARNING|Oops|[Pp]anic|RIP: |general protection|Call Trace|ntc: |PM: |double fault|" \
                   rb"stack segment|invalid opcode|page fault|rcu: |watchdog: |Kernel |SLUB|Corrupted|Freezing|Restarting|" \
-                  rb"INFO: |blocked for more than|hung_task|clocksource|timekeeping|APIC|smpboot|CPU[0-9]+ )"
+                  rb"INFO: |blocked for more than|hung_task|clocksource|timekeeping|APIC|smpboot|CPU[0-9]+ |task:)"
 
 
 def kernel_messages(ram_file, limit=80):
@@ -304,14 +304,17 @@ class NestedVmm(ntclab.ConsoleShell):
             evidence += "--- the VMM's threads in the host VM ---\n" + self.host.threads(self.host.inside(self.log)) + "\n"
         if hung:
             self.request_report()
+        # The guest kernel's own words first: a long report is cut in the
+        # middle by CI, and they name the fault.
+        messages = ""
         if self.crash_dump and os.path.exists(self.crash_dump):
-            evidence += f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
-            evidence += "\n".join(kernel_messages(self.crash_dump)) + "\n"
+            messages = f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
+            messages += "\n".join(kernel_messages(self.crash_dump)) + "\n"
         if (hung or self.exit_status() == 2) and hasattr(self.host, "kvm_trace_tail") and self.host.alive():
             evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
         if hung and isinstance(self.host, HostVM):
             evidence += "--- host VM console tail (its kernel's own complaints) ---\n" + self.host.text()[-3000:] + "\n"
-        raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n"
+        raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n{messages}"
                               f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}\n{evidence}")
 
     def expect(self, pattern, timeout):
@@ -346,7 +349,8 @@ class NestedVmm(ntclab.ConsoleShell):
     def console_between(self, start, end):
         return self.text()[start:end]
 
-    def wait_exit(self, timeout):
+    def wait_exit(self, timeout, explain=None):
+        """The exit status; fails after timeout, with explain()'s words if given."""
         import time
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -355,4 +359,4 @@ class NestedVmm(ntclab.ConsoleShell):
                 return rc
             self.check_host()
             time.sleep(0.2)
-        self.fail(f"did not exit within {timeout}s", hung=True)
+        self.fail(f"did not exit within {timeout}s" + (f": {explain()}" if explain else ""), hung=True)

@@ -56,6 +56,35 @@ def accel():
     return os.environ.get("NTC_ACCEL") or ("kvm" if usable_kvm() else "tcg")
 
 
+POWEROFF_MARK = "@@NTC-POWEROFF@@"
+# What a lab guest's console shows on its way down, in order: busybox
+# init's shutdown script (disk-layout/guest-root/etc/init.d/rcK), init's
+# own messages, the kernel's last word.
+SHUTDOWN_STEPS = ["rcK: sync", "rcK: swapoff", "rcK: umount", "The system is going down", "Sent SIGKILL",
+                  "reboot: Power down"]
+
+
+# Each task that is neither asleep nor an idle kernel thread, and init: a shutdown that hangs has
+# one waiting where it should not (its wait channel says where).
+TASKS_PROBE = ("for p in /proc/[0-9]*; do s=$(cut -d' ' -f3 $p/stat 2>/dev/null); "
+               "{ [ \"$s\" != S ] && [ \"$s\" != I ] || [ ${p#/proc/} = 1 ]; } && "
+               "echo \"${p#/proc/} $(cat $p/comm) $s $(cat $p/wchan 2>/dev/null)\"; done")
+
+
+def shutdown_progress(console):
+    """How far a shutdown got, read from the console after the poweroff."""
+    if POWEROFF_MARK not in console:
+        return "the console shell never ran the poweroff command"
+    seen = [step for step in SHUTDOWN_STEPS if step in console]
+    words = "the console shell ran poweroff; " + (
+        f"the last step seen was '{seen[-1]}'" if seen
+        else "no step of the shutdown showed (busybox poweroff syncs the disks before it signals init)")
+    blocked = console.find("Show Blocked State")
+    if blocked >= 0:
+        words += "\n--- blocked tasks (SysRq w) ---\n" + console[blocked:blocked + 3000]
+    return words
+
+
 class ConsoleShell:
     """The shell protocol on a guest's serial console (prompt off, echo off,
     an end marker with the exit status after each command), over a class's
@@ -79,6 +108,39 @@ class ConsoleShell:
         if check and rc != 0:
             self.fail(f"command failed with {rc}: {cmd}\n{body[-2000:]}")
         return rc, body.strip("\n")
+
+    def poweroff(self, timeout=120):
+        """Powers the machine off from its console shell; returns its exit
+        status.  A shutdown still under way at half the timeout lists the
+        guest's blocked tasks on its console (SysRq w), and a machine still
+        up at the end fails saying how far the shutdown got: a hang there
+        leaves no other trace, since the rest of the guest runs on."""
+        start = len(self.text())
+        # The quotes keep the typed line, if echoed, from matching the mark.
+        self.send(f'echo "{POWEROFF_MARK[:8]}""{POWEROFF_MARK[8:]}"; '
+                  f"(sleep {timeout // 2}; echo w >/proc/sysrq-trigger) & poweroff")
+
+        def explain():
+            words = shutdown_progress(self.text()[start:])
+            tasks = self.probe(TASKS_PROBE)
+            if tasks is None:
+                return words + "\n(the console shell does not run a command sent now either)"
+            return words + "\n--- tasks not sleeping, and init (pid name state wait-channel) ---\n" + tasks
+        return self.wait_exit(timeout, explain)
+
+    def probe(self, cmd, timeout=15):
+        """What cmd prints on the console, or None if the shell does not run
+        it within timeout; for a failure's evidence, so it never fails."""
+        start = len(self.text())
+        self.send(f'echo "@@NTC-PROBE""-BEGIN@@"; {cmd}; echo "@@NTC-PROBE""-END@@"')
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.text()[start:]
+            begin, end = text.find("@@NTC-PROBE-BEGIN@@"), text.find("@@NTC-PROBE-END@@")
+            if begin >= 0 and end > begin:
+                return text[begin + len("@@NTC-PROBE-BEGIN@@"):end].strip("\r\n")
+            time.sleep(0.5)
+        return None
 
     def wait_ready(self, timeout=240):
         self.expect(r"NTC-GUEST-READY", timeout)
@@ -148,11 +210,12 @@ class Guest(ConsoleShell):
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
-    def wait_exit(self, timeout):
+    def wait_exit(self, timeout, explain=None):
+        """The exit status; fails after timeout, with explain()'s words if given."""
         try:
             return self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.fail(f"did not exit within {timeout}s")
+            self.fail(f"did not exit within {timeout}s" + (f": {explain()}" if explain else ""))
 
     def __enter__(self):
         return self.start()
@@ -167,7 +230,9 @@ class Guest(ConsoleShell):
         with self.lock:
             return self.out[start:].decode("utf-8", "replace")
 
-    def fail(self, why):
+    def fail(self, why, hung=False):
+        """Raises LabError with the console tail; `hung` asks a VMM that
+        can for its evidence of a hang (nested.NestedVmm), QEMU has none."""
         tail = self.text()[-4000:]
         raise LabError(f"{self.name}: {why}\n--- console tail ({self.log_path}) ---\n{tail}")
 
@@ -197,10 +262,6 @@ class Guest(ConsoleShell):
     def send(self, line):
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
-
-    def poweroff(self, timeout=120):
-        self.send("poweroff")
-        self.wait_exit(timeout)
 
 
 def guest_for_disk(name, disk_image, disks=None, mem_mib=512, cpus=2, append_extra="",

@@ -125,8 +125,7 @@ def main():
             a.expect(r"ECHO-DONE \d+", 30)
             ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned")
             ntcguest.write_after_checkpoint(a)
-            a.send("poweroff")
-            check(a.wait_exit(120) == 0, "office VM's poweroff should end ntc-vmm with 0", a)
+            check(a.poweroff(120) == 0, "office VM's poweroff should end ntc-vmm with 0", a)
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
 
             # -- travel 1: disk 2 resumes, with disk 3 where disk 2 was ------
@@ -155,8 +154,7 @@ def main():
             check(rc == 0 and st2.get("result") == "0", f"checkpoint in the resumed guest failed: {rc} {st2}", b)
             n_ck2 = ntcguest.counter_before(b, st2["time_unix_ns"])
             b.sh("sleep 2")
-            b.send("poweroff")
-            check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
+            check(b.poweroff(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
             check(ntcguest.Area(disk3).valid_checkpoint(), "disk 3 holds no checkpoint")
 
             # -- travel 2: disk 3 resumes the second checkpoint ---------------
@@ -171,8 +169,7 @@ def main():
             # The workloads stay: after a checkpoint, a background job that
             # ends takes the console shell and its session with it
             # (Documentation/kmod.md, "Busybox ash on the console").
-            c.send("poweroff")
-            check(c.wait_exit(120) == 0, "guest resumed from disk 3 should power off with 0", c)
+            check(c.poweroff(120) == 0, "guest resumed from disk 3 should power off with 0", c)
             host.send("poweroff -f")
 
         for disk in (disk2, disk3):

@@ -96,8 +96,7 @@ def main():
         check(vmm.sh("cat /mnt/d2/written-by-guest")[1].strip() == "disk2-data", "read back on disk 2")
         vmm.sh("dd if=/dev/vdb of=/dev/null bs=1M count=32 2>/dev/null")
         vmm.sh("sync; umount /mnt/d2; sync")
-        vmm.send("poweroff")
-        rc = vmm.wait_exit(120)
+        rc = vmm.poweroff(120)
         check(rc == 0, f"ntc-vmm should exit 0 after poweroff, got {rc}: {vmm.stderr()}")
         print(f"powered off, ntc-vmm exit status {rc}", flush=True)
 

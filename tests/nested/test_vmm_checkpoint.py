@@ -84,8 +84,7 @@ def main():
             n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
             a.sh("sleep 2")
             a.sh("killall ntc-counter; sync", check=False)
-            a.send("poweroff")
-            check(a.wait_exit(120) == 0, "guest A's poweroff should end ntc-vmm with 0", a)
+            check(a.poweroff(120) == 0, "guest A's poweroff should end ntc-vmm with 0", a)
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
             check_damaged_image_refused(host, disk2, tmp)
 
@@ -127,8 +126,7 @@ def main():
             check("instance: instance-b" in b.sh("cat /proc/ntc")[1], "/proc/ntc should name the new instance", b)
             print("resume announced by a uevent with the instance name", flush=True)
             b.sh("killall ntc-counter; sleep 0.5", check=False)
-            b.send("poweroff")
-            check(b.wait_exit(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
+            check(b.poweroff(120) == 0, "resumed guest's poweroff should end ntc-vmm with 0", b)
             area = ntcguest.Area(disk2)
             check(area.kind == "swap", f"a resumed checkpoint's area should be swap again, not {area}")
             check(not os.path.exists(disk2 + ".loading"),

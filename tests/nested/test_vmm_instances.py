@@ -95,8 +95,7 @@ def main():
             rc, hook = a.sh("test -e /tmp/ntc-hook && cat /tmp/ntc-hook", check=False)
             check(rc != 0, f"the resume hook ran in the office VM, which was not resumed: {hook!r}", a)
             a.sh("killall ntc-counter; sync", check=False)
-            a.send("poweroff")
-            check(a.wait_exit(120) == 0, "the office VM's poweroff should end ntc-vmm with 0", a)
+            check(a.poweroff(120) == 0, "the office VM's poweroff should end ntc-vmm with 0", a)
             check(ntcguest.Area(disk2).valid_checkpoint(), "disk 2 holds no checkpoint")
             disk2_hash = ntcguest.sha256(disk2)
 
@@ -156,8 +155,7 @@ def main():
             _, seen = c.sh("ls /data")
             check("only-inst-0" in seen and "only-inst-1" not in seen,
                   f"the plain disk of inst-0 holds {seen.split()}", c)
-            c.send("poweroff")
-            check(c.wait_exit(120) == 0, "the plain disk's poweroff should end ntc-vmm with 0", c)
+            check(c.poweroff(120) == 0, "the plain disk's poweroff should end ntc-vmm with 0", c)
             host.send("poweroff -f")
         used = [os.stat(c).st_blocks * 512 >> 10 for c in cows]
         print(f"the instances' overlays hold {used} KiB, disk 2 {os.path.getsize(disk2) >> 20} MiB", flush=True)

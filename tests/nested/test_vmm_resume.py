@@ -105,8 +105,7 @@ def main():
         check(resumed.sh("nproc")[1].strip() == "2", "resumed machine has the record's 2 CPUs")
         check("/dev/vda3" in resumed.sh("cat /proc/cmdline")[1], "resume= points at the swap partition")
         resumed.sh("ls /dev/vdb")
-        resumed.send("poweroff")
-        rc = resumed.wait_exit(120)
+        rc = resumed.poweroff(120)
         check(rc == 0, f"resumed guest poweroff: status {rc}")
         print(f"counter continued {before} -> {after}; powered off", flush=True)
 

@@ -69,8 +69,7 @@ def resume_copy(host, name, disk, n_ck):
     n = ntcguest.expect_counter_resumed(vm, n_ck)
     print(f"{name}: counter {n_ck} -> {n}", flush=True)
     vm.sh("killall ntc-counter; sleep 0.5", check=False)
-    vm.send("poweroff")
-    check(vm.wait_exit(120) == 0, f"{name}'s poweroff should end ntc-vmm with 0", vm)
+    check(vm.poweroff(120) == 0, f"{name}'s poweroff should end ntc-vmm with 0", vm)
 
 
 def main():
@@ -106,8 +105,7 @@ def main():
             kept = copy + f".gen-{CHECKPOINTS - 1}"
             check(os.path.exists(kept), f"ntc-receive --keep 2 kept no {kept}")
             office.sh("killall ntc-counter; sync", check=False)
-            office.send("poweroff")
-            check(office.wait_exit(120) == 0, "the office's poweroff should end ntc-vmm with 0", office)
+            check(office.poweroff(120) == 0, "the office's poweroff should end ntc-vmm with 0", office)
 
             resume_copy(host, "dr-latest", copy, counters[CHECKPOINTS])
             resume_copy(host, "dr-kept", kept, counters[CHECKPOINTS - 1])

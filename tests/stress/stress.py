@@ -106,8 +106,7 @@ def failure_text(e):
 
 
 def power_off(vm, what):
-    vm.send("poweroff")
-    check(vm.wait_exit(180) == 0, f"{what}: its poweroff should end the VMM with status 0", vm)
+    check(vm.poweroff(180) == 0, f"{what}: its poweroff should end the VMM with status 0", vm)
 
 
 def counter_moves(vm):
