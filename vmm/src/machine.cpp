@@ -108,6 +108,10 @@ private:
     std::vector<std::unique_ptr<ntc::Overlay>> overlays_;
     Fd tap_;
     std::vector<std::unique_ptr<Vcpu>> vcpus_;
+    // A report (SIGQUIT, from the console thread) against the end of the
+    // vCPU threads: a signal to a joined thread is a crash.
+    std::mutex vcpus_lock_;
+    std::atomic<bool> vcpus_ended_{false};
 
     // The port devices' state (UART, PM, PCI configuration) is touched by
     // vCPU threads and the console thread under this lock; no I/O is done
@@ -302,7 +306,17 @@ void Machine::dump_guest_ram() {
 // Each vCPU and each virtio device's worker prints its own state; guest RAM
 // goes to the crash dump file for its kernel log.
 void Machine::report_state() {
-    for (auto& vcpu : vcpus_) vcpu->request_report();
+    {
+        // Not waiting for the lock: a vCPU that does not leave KVM_RUN holds
+        // the join, and the devices and RAM must still be reported.
+        std::unique_lock lock(vcpus_lock_, std::try_to_lock);
+        if (lock.owns_lock() && !vcpus_ended_)
+            for (auto& vcpu : vcpus_) vcpu->request_report();
+        else
+            std::fprintf(stderr, "ntc-vmm: the vCPUs %s; the machine is shutting down%s\n",
+                         vcpus_ended_ ? "have stopped" : "are being stopped",
+                         pager_ && !pager_->loaded() ? " once its image is all in" : "");
+    }
     for (auto& device : virtio_) device->request_report();
     dump_guest_ram();
 }
@@ -337,13 +351,20 @@ int Machine::run() {
         exit_cv_.wait(lock, [this] { return exit_status_.has_value(); });
     }
     stopping_ = true;
-    for (auto& vcpu : vcpus_) vcpu->kick();
-    for (auto& vcpu : vcpus_) vcpu->join();
+    {
+        std::lock_guard lock(vcpus_lock_);
+        for (auto& vcpu : vcpus_) vcpu->kick();
+        for (auto& vcpu : vcpus_) vcpu->join();
+        vcpus_ended_ = true;
+    }
     if (net_) net_->stop_input();
     for (auto& device : virtio_) device->stop_worker();
     // The guest's writes reach disk 2 once its image is checked (a damaged
     // one ends the process from the loader); and the guest ran: its image
     // is used up even if it never wrote.
+    if (pager_ && !pager_->loaded())
+        std::fprintf(stderr, "ntc-vmm: the guest stopped before its image was all in: loading the rest, "
+                             "then disk 2 takes the guest's writes\n");
     if (pager_) pager_->wait_until_loaded();
     if (config_.image) {
         try {
