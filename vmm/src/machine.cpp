@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdio>
 #include <functional>
@@ -88,6 +89,7 @@ private:
     void retire_resumed_image();
     void dump_guest_ram();
     void report_state();
+    void report_silent_vcpus();
     void finish(int status);
     template <typename Body>
     void guarded(const char* thread, Body body);
@@ -304,21 +306,38 @@ void Machine::dump_guest_ram() {
 }
 
 // Each vCPU and each virtio device's worker prints its own state; guest RAM
-// goes to the crash dump file for its kernel log.
+// goes to the crash dump file for its kernel log, written last (the lab
+// waits for its line).
 void Machine::report_state() {
     {
         // Not waiting for the lock: a vCPU that does not leave KVM_RUN holds
         // the join, and the devices and RAM must still be reported.
         std::unique_lock lock(vcpus_lock_, std::try_to_lock);
-        if (lock.owns_lock() && !vcpus_ended_)
+        const bool ask_vcpus = lock.owns_lock() && !vcpus_ended_;
+        if (ask_vcpus)
             for (auto& vcpu : vcpus_) vcpu->request_report();
         else
             std::fprintf(stderr, "ntc-vmm: the vCPUs %s; the machine is shutting down%s\n",
                          vcpus_ended_ ? "have stopped" : "are being stopped",
                          pager_ && !pager_->loaded() ? " once its image is all in" : "");
+        for (auto& device : virtio_) device->request_report();
+        if (ask_vcpus) report_silent_vcpus();
     }
-    for (auto& device : virtio_) device->request_report();
     dump_guest_ram();
+}
+
+// A vCPU's silence is evidence too: the kick did not bring its thread out
+// of KVM_RUN, so the host kernel keeps it in the guest or never runs it
+// (Documentation/testing.md, "Known failure modes" 16).
+void Machine::report_silent_vcpus() {
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+    for (unsigned i = 0; i < vcpus_.size(); i++) {
+        while (vcpus_[i]->report_pending() && std::chrono::steady_clock::now() < deadline)
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        if (vcpus_[i]->report_pending())
+            std::fprintf(stderr,
+                         "ntc-vmm: vCPU %u: no report within 3 s of the kick: its thread has not left KVM_RUN\n", i);
+    }
 }
 
 int Machine::run() {

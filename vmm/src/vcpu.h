@@ -65,6 +65,9 @@ public:
     // From another thread: the vCPU prints its state and runs on.  It prints
     // it itself because KVM's GET ioctls wait for KVM_RUN to return.
     void request_report();
+    // Whether a report asked for has not been printed yet: the thread has
+    // not left KVM_RUN since.
+    bool report_pending() const { return report_requested_; }
     void join();
 
 private:
