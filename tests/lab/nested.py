@@ -204,6 +204,65 @@ def kernel_messages(ram_file, limit=80):
     return [l.decode() for l in found[-limit:]]
 
 
+# Where each CPU's queue of remote wake-ups and function calls lies, asked
+# of a guest while it is well: with it, a RAM dump of a hung guest shows a
+# CPU whose queue waits for an IPI that never came (testing.md, "Known
+# failure modes" 16).  Debian's System.map is a stub, so kallsyms it is;
+# per-CPU symbols there are offsets, each CPU's copy at __per_cpu_offset.
+LAYOUT_PROBE = ("grep -wE 'call_single_queue|this_cpu_off|__per_cpu_offset|page_offset_base|_text' /proc/kallsyms; "
+                "grep 'Kernel code' /proc/iomem; echo cpus $(nproc --all)")
+
+
+def kernel_layout(text):
+    """The addresses wake_queues() needs, from LAYOUT_PROBE's output; None
+    when any is missing."""
+    import re
+    layout = {m[2]: int(m[1], 16) for m in re.finditer(r"^([0-9a-f]{8,16}) \w (\w+)$", text or "", re.M)}
+    code = re.search(r"^\s*([0-9a-f]+)-[0-9a-f]+ : Kernel code$", text or "", re.M)
+    cpus = re.search(r"^cpus (\d+)$", text or "", re.M)
+    wanted = {"call_single_queue", "this_cpu_off", "__per_cpu_offset", "page_offset_base", "_text"}
+    if not code or not cpus or not wanted <= set(layout):
+        return None
+    layout["kernel_code_phys"], layout["cpus"] = int(code[1], 16), int(cpus[1])
+    return layout
+
+
+def wake_queues(ram_file, layout):
+    """Each CPU's call_single_queue in a RAM dump (guest physical addresses
+    are file offsets): in a hung guest, an entry left there is a wake-up or
+    call whose IPI the CPU never took."""
+    import struct
+
+    def kernel_phys(virt):
+        return virt - layout["_text"] + layout["kernel_code_phys"]
+
+    with open(ram_file, "rb") as f:
+        def u64(phys):
+            if phys < 0:
+                return None
+            f.seek(phys)
+            data = f.read(8)
+            return struct.unpack("<Q", data)[0] if len(data) == 8 else None
+        direct_map = u64(kernel_phys(layout["page_offset_base"]))
+        # The top byte of a kernel address, with 4-level paging or 5.
+        if direct_map is None or direct_map >> 56 != 0xff:
+            return [f"page_offset_base reads {direct_map}: not a direct map address, the layout does not fit"]
+        lines = []
+        for cpu in range(layout["cpus"]):
+            offset = u64(kernel_phys(layout["__per_cpu_offset"]) + 8 * cpu)
+            # Each CPU's this_cpu_off holds its own offset: the check that
+            # the arithmetic lands in that CPU's area.
+            if offset is None or u64(layout["this_cpu_off"] + offset - direct_map) != offset:
+                lines.append(f"CPU {cpu}: its per-CPU area is not where the layout puts it")
+                continue
+            first = u64(layout["call_single_queue"] + offset - direct_map)
+            lines.append(f"CPU {cpu}: call_single_queue " + (
+                "outside the dump" if first is None else "empty" if first == 0
+                else f"holds 0x{first:x}: work queued for this CPU that it has not run yet (in a hung guest, "
+                     "a wake-up whose IPI never came)"))
+        return lines
+
+
 def expected_mac(disk, instance_name=""):
     """ntc-vmm's MAC rule (Documentation/vmm.md): 02:4e:54 + FNV-1a of the
     disk's PTUUID, with "/NAME" after it for an instance named with --name."""
@@ -247,6 +306,8 @@ class NestedVmm(ntclab.ConsoleShell):
         for f in (self.log, self.err, self.rc_file, self.crash_dump):
             if f and os.path.exists(f):
                 os.unlink(f)
+        if self.args[:1] == ["run"]:
+            self.host.guest_kernel_layout = None  # a new boot, a new KASLR layout
         fifo = f"/tmp/{self.name}.in"
         log = self.host.inside(self.log)
         console = [] if self.console_on_stdout else ["--console-log", log]
@@ -283,6 +344,15 @@ class NestedVmm(ntclab.ConsoleShell):
         except FileNotFoundError:
             return None
 
+    def wait_ready(self, timeout=240):
+        """The lab guest's shell is ready; its kernel's layout is kept on
+        the host for the reports of this guest and of those resumed from
+        its checkpoints (the same kernel, at the same addresses)."""
+        super().wait_ready(timeout)
+        layout = kernel_layout(self.sh(LAYOUT_PROBE, 60, check=False)[1])
+        if layout:
+            self.host.guest_kernel_layout = dict(layout, **{"from": self.name})
+
     def request_report(self, timeout=120):
         """Asks a hung ntc-vmm for its vCPUs' state and guest RAM (SIGQUIT)
         and waits for them: a hang leaves no other evidence."""
@@ -310,6 +380,10 @@ class NestedVmm(ntclab.ConsoleShell):
         if self.crash_dump and os.path.exists(self.crash_dump):
             messages = f"--- kernel messages found in the guest's RAM ({self.crash_dump}) ---\n"
             messages += "\n".join(kernel_messages(self.crash_dump)) + "\n"
+            layout = getattr(self.host, "guest_kernel_layout", None)
+            if layout:
+                messages += (f"--- each CPU's queue of remote wake-ups in that RAM (addresses from "
+                             f"{layout['from']}'s kernel) ---\n" + "\n".join(wake_queues(self.crash_dump, layout)) + "\n")
         if (hung or self.exit_status() == 2) and hasattr(self.host, "kvm_trace_tail") and self.host.alive():
             evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
         if hung and isinstance(self.host, HostVM):

@@ -5,7 +5,9 @@ Inside a QEMU TCG host VM with kvm-amd: ntc-vmm boots disk 1 with disk 2 as a
 second disk and 2 vCPUs, the guest uses MSI-X for its virtio disks, reads
 and writes files on both, syncs and powers off; the VMM exits 0 and both disks are clean (e2fsck -fn).  A guest
 that reboots ends the VMM with status 2.  SIGQUIT makes each vCPU and each
-virtio device print its state (a hang's evidence) and the guest runs on.  While it
+virtio device print its state (a hang's evidence), its RAM dump shows each
+CPU's queue of remote wake-ups (read with the addresses the lab took from
+the guest's kallsyms), and the guest runs on.  While it
 runs, a second VMM on the same disk is refused; the user errors (missing
 kernel, no kernel on the disk, RAM too large) give plain messages and status 1.
 """
@@ -89,6 +91,14 @@ def main():
         missing = [w for w in wanted if not re.search(w, vmm.stderr())]
         check(not missing, f"SIGQUIT report lacks {missing}: {vmm.stderr()}")
         print("SIGQUIT report:\n" + vmm.stderr().strip(), flush=True)
+        # The report's RAM dump, read with the addresses the lab took from
+        # the guest while it was well: each CPU's queue of remote wake-ups.
+        layout = getattr(host, "guest_kernel_layout", None)
+        queues = nested.wake_queues(vmm.crash_dump, layout) if layout else []
+        check(len(queues) == 2 and all(re.fullmatch(r"CPU \d: call_single_queue (empty|holds 0x[0-9a-f]+: .*)", q)
+                                       for q in queues),
+              f"the RAM dump's wake-up queues should read for both CPUs: layout {layout}, {queues}")
+        print("wake-up queues in the RAM dump:", *queues, sep="\n  ", flush=True)
         vmm.sh("echo disk1-data > /data/written-by-guest")
         check(vmm.sh("cat /etc/hostname 2>/dev/null || hostname")[0] == 0, "read on disk 1")
         vmm.sh("mkdir -p /mnt/d2 && mount /dev/vdb2 /mnt/d2")
