@@ -107,9 +107,12 @@ class HostVM(ntclab.Guest):
         # NTC_HOST_LOGLEVEL=5 shows the host kernel's backtraces on its console
         # (Documentation/testing.md, "Known failure modes").
         loglevel = os.environ.get("NTC_HOST_LOGLEVEL", "3")
-        # Extra arguments for the host VM's kernel, for lab experiments
-        # (Documentation/testing.md, "Known failure modes" 16).
-        host_args = os.environ.get("NTC_HOST_KERNEL_ARGS", "")
+        # Full preemption in the host VM's kernel: with Debian's voluntary
+        # preemption its KVM_RUN sometimes kept the host's one CPU for
+        # minutes while the nested guest's other vCPU, which the first one
+        # waited for, never ran (Documentation/testing.md, "Known failure
+        # modes" 16).  NTC_HOST_KERNEL_ARGS replaces it, for experiments.
+        host_args = os.environ.get("NTC_HOST_KERNEL_ARGS", "preempt=full")
         append = (f"console=ttyS0 loglevel={loglevel} softlockup_all_cpu_backtrace=1 panic=-1 "
                   f"ntc.work={self.workdir} ntc.proj={PROJECT} {host_args}")
         os.environ.setdefault("NTC_ACCEL", "tcg")
