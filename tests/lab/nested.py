@@ -121,6 +121,10 @@ class HostVM(ntclab.Guest):
         # page that held it walks that page's blocks; with the default 1 GiB
         # cache, the host's clearing of a dead guest's pages for the next
         # one took minutes (Documentation/testing.md, "Known failure modes" 11).
+        # QEMU's own view of the host VM's CPU, asked without the host VM's
+        # help: in a nested hang the host VM's kernel may not run at all.
+        self.qmp_socket = os.path.join(self.workdir, f"{name}.qmp")
+        extra += ["-qmp", f"unix:{self.qmp_socket},server=on,wait=off"]
         super().__init__(name, [], f"/boot/vmlinuz-{krel}", initrd, append,
                          mem_mib=mem_mib, cpus=cpus, log_dir=log_dir, extra_args=extra,
                          cpu_model=os.environ.get("NTC_HOST_CPU_MODEL", "max"),
@@ -146,6 +150,29 @@ class HostVM(ntclab.Guest):
         events = " ".join(f"events/kvm/{e}/enable" for e in KVM_TRACE_EVENTS)
         self.sh(f"mount -t tracefs nodev /sys/kernel/tracing && cd /sys/kernel/tracing && "
                 f"echo 4096 >buffer_size_kb && for e in {events}; do echo 1 >$e; done; cd /", 60)
+
+    def cpu_view(self):
+        """The host VM's CPU as its QEMU sees it, twice a second apart:
+        registers (while a VM exists, EFER's SVME bit 0x1000 is clear only
+        in the nested guest) and local APIC (its one-shot timer's count,
+        pending and in-service vectors).  Asked over QMP, not through the
+        host VM's console: a keystroke there is an interrupt that can
+        itself end a stall."""
+        import time
+
+        import qmp
+        try:
+            monitor = qmp.Qmp(self.qmp_socket, timeout=10)
+            views = []
+            for _ in range(2):
+                registers, lapic = (monitor.command("human-monitor-command", **{"command-line": c})
+                                    for c in ("info registers", "info lapic"))
+                # The general and control registers; not the FPU's and vectors'.
+                views.append(registers.split("FCW=")[0] + lapic.strip())
+                time.sleep(1)
+            return "\n--- one second later ---\n".join(views)
+        except (OSError, RuntimeError) as e:
+            return f"(QEMU's monitor did not answer: {e})"
 
     def threads(self, log):
         """Each thread of the VMM writing `log`: its state, where it waits, its
@@ -373,7 +400,9 @@ class NestedVmm(ntclab.ConsoleShell):
     def fail(self, why, hung=False):
         evidence = ""
         if hung and isinstance(self.host, HostVM) and self.host.alive():
-            # Read before SIGQUIT makes every vCPU leave KVM_RUN.
+            # First QEMU's view, before anything is typed to the host VM;
+            # then the threads, before SIGQUIT makes every vCPU leave KVM_RUN.
+            evidence += "--- the host VM's CPU, from its QEMU ---\n" + self.host.cpu_view() + "\n"
             evidence += "--- the VMM's threads in the host VM ---\n" + self.host.threads(self.host.inside(self.log)) + "\n"
         if hung:
             self.request_report()
