@@ -139,6 +139,25 @@ struct ntc_machine_device {
 };
 
 /*
+ * One ext2/3/4 partition of disk 1 at the clone: where it lies and the
+ * CRC-32 of its superblock (bytes 1024..2047 of the partition), which every
+ * mount that may write and every e2fsprogs tool that writes the filesystem
+ * changes (mount count and time, write time, free counts).  If disk 1's and
+ * disk 2's superblocks both still match it when ntc.ko starts tracking disk
+ * 1, and disk 1 had completed no write before that, the partition is the
+ * same on both disks in every block the filesystem uses (ntc-clone copies
+ * those), and the first checkpoint copies only what was written since.
+ * Blocks outside such partitions are compared as before.
+ */
+#define NTC_ORIGIN_PARTITIONS 8u
+struct ntc_origin_partition {
+	__u64 start_sector;		/* 512-byte sectors from the disk's start */
+	__u64 sectors;
+	__u32 partno;			/* 0: entry unused */
+	__u32 superblock_crc32;
+};
+
+/*
  * NTC's record in bootbits[0..1023] of swap page 0.  Written whole, with
  * record_crc32 = CRC-32 (IEEE 802.3, as zlib's crc32()) of the 1024 bytes with
  * the record_crc32 field taken as zero.
@@ -198,7 +217,15 @@ struct ntc_record {
 	__u64 history_slot;		/* area slot of the first history page, 0 = none */
 	__u32 history_pages;		/* pages in the chain */
 	__u32 history_crc32;		/* CRC-32 of those pages in chain order */
-	__u8 reserved[320];		/* zero */
+
+	/*
+	 * Disk 1 as ntc-clone copied it (struct ntc_origin_partition), so that
+	 * the first checkpoint onto the clone need not compare the disks.  Set
+	 * in a new area only; ntc.ko clears it when it first writes disk 2.
+	 * All zero in a record written before these fields.
+	 */
+	struct ntc_origin_partition origin[NTC_ORIGIN_PARTITIONS];
+	__u8 reserved[128];		/* zero */
 };
 
 NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
@@ -217,6 +244,9 @@ NTC_STATIC_ASSERT(offsetof(struct ntc_record, devices) == 368,
 		  "machine devices are 4-byte aligned");
 NTC_STATIC_ASSERT(offsetof(struct ntc_record, area_id) == 656,
 		  "history fields follow the machine devices");
+NTC_STATIC_ASSERT(sizeof(struct ntc_origin_partition) == 24, "origin partition is 24 bytes");
+NTC_STATIC_ASSERT(offsetof(struct ntc_record, origin) == 704,
+		  "clone origin follows the history fields");
 NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 		  "NTC record fills bootbits exactly");
 

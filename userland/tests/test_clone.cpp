@@ -4,6 +4,7 @@
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
 #include "ntc/overlay.h"
+#include "ntc/swap_area.h"
 #include "support.h"
 
 #include <algorithm>
@@ -142,6 +143,46 @@ TEST_CASE("clone of a GPT disk: used blocks, raw partition, snapshot area") {
     REQUIRE(stat(f.dst.c_str(), &st) == 0);
     CHECK(static_cast<uint64_t>(st.st_blocks) * 512 < 20 * MiB);
     CHECK(sh("e2fsck -fn '" + f.dst + "?offset=" + std::to_string(f.src.ext_offset) + "'") == 0);
+}
+
+// The clone origin in the snapshot area's record of DST.
+std::vector<ntc_origin_partition> recorded_origin(const Fixture& f) {
+    Page page;
+    DiskFile(f.dst, DiskFile::Mode::read).read_at(f.src.swap_offset, page);
+    SwapArea a = inspect_swap_area(page);
+    REQUIRE(a.record);
+    std::vector<ntc_origin_partition> origin;
+    for (const ntc_origin_partition& p : a.record->origin)
+        if (p.partno) origin.push_back(p);
+    return origin;
+}
+
+uint32_t superblock_crc(const std::string& disk, uint64_t partition_offset) {
+    return crc32_update(0, read_bytes(disk, partition_offset + 1024, 1024));
+}
+
+TEST_CASE("the snapshot area records each ext superblock of the source, the first checkpoint's proof") {
+    Fixture f;
+    clone_disk(f.src.path, f.dst, f.opts);
+    std::vector<ntc_origin_partition> origin = recorded_origin(f);
+    REQUIRE(origin.size() == 1);  // the raw and swap partitions hold no ext filesystem
+    CHECK(origin[0].partno == 1);
+    CHECK(origin[0].start_sector == f.src.ext_offset / 512);
+    CHECK(origin[0].sectors == 16 * MiB / 512);
+    CHECK(origin[0].superblock_crc32 == superblock_crc(f.src.path, f.src.ext_offset));
+    CHECK(origin[0].superblock_crc32 == superblock_crc(f.dst, f.src.ext_offset));
+    CHECK(render_text(describe_disk(f.dst, false)).find("clone origin superblocks of disk 1's ext partitions 1:") !=
+          std::string::npos);
+
+    // A write to the source through e2fsprogs changes its superblock: the
+    // record no longer vouches for the partition, until --update copies it.
+    add_file_to_source(f);
+    CHECK(superblock_crc(f.src.path, f.src.ext_offset) != origin[0].superblock_crc32);
+    f.opts.update = true;
+    clone_disk(f.src.path, f.dst, f.opts);
+    origin = recorded_origin(f);
+    REQUIRE(origin.size() == 1);
+    CHECK(origin[0].superblock_crc32 == superblock_crc(f.src.path, f.src.ext_offset));
 }
 
 TEST_CASE("a new clone has storage for the data it was written, and none for zeros") {

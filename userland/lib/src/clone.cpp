@@ -41,14 +41,36 @@ bool same_layout(const PartitionTable& a, const PartitionTable& b) {
     return true;
 }
 
-AreaSource area_source(const PartitionTable& table, int partno) {
+AreaSource area_source(const ClonePlan& plan, int partno) {
     AreaSource s;
-    if (table.scheme == "gpt") parse_guid(table.disk_id, s.disk_guid);
-    else s.mbr_id = static_cast<uint32_t>(std::strtoul(table.disk_id.c_str(), nullptr, 16));
+    if (plan.table.scheme == "gpt") parse_guid(plan.table.disk_id, s.disk_guid);
+    else s.mbr_id = static_cast<uint32_t>(std::strtoul(plan.table.disk_id.c_str(), nullptr, 16));
     s.partno = static_cast<uint32_t>(partno);
-    s.disk_bytes = table.disk_size;
+    s.disk_bytes = plan.table.disk_size;
     s.created_unix = static_cast<uint64_t>(std::time(nullptr));
+    s.origin = plan.origin;
     return s;
+}
+
+// Each ext partition's superblock CRC, as ntc.ko computes it (ntc_format.h,
+// struct ntc_origin_partition); past NTC_ORIGIN_PARTITIONS, partitions are
+// left to the first checkpoint's compare.
+std::vector<ntc_origin_partition> clone_origin(const DiskFile& src, const PartitionTable& table) {
+    constexpr uint64_t kSuperblockOffset = 1024, kMagicOffset = 56;
+    std::vector<ntc_origin_partition> origin;
+    for (const Partition& p : table.partitions) {
+        if (!p.is_ext() || p.size < 2 * kSuperblockOffset || origin.size() == NTC_ORIGIN_PARTITIONS) continue;
+        std::array<uint8_t, 1024> sb;
+        src.read_at(p.offset + kSuperblockOffset, sb);
+        if (sb[kMagicOffset] != 0x53 || sb[kMagicOffset + 1] != 0xef) continue;
+        ntc_origin_partition o{};
+        o.start_sector = p.offset / NTC_SECTOR_SIZE;
+        o.sectors = p.size / NTC_SECTOR_SIZE;
+        o.partno = static_cast<uint32_t>(p.number);
+        o.superblock_crc32 = crc32_update(0, sb);
+        origin.push_back(o);
+    }
+    return origin;
 }
 
 // DST as the clone will write it, opened only once every check has passed.
@@ -165,7 +187,7 @@ void warn_about_fstab(const ClonePlan& plan, const CloneOptions& opts) {
 void write_area_pages(const DiskFile& dst, const ClonePlan& plan, bool finished) {
     for (const ClonePlan::Part& part : plan.parts) {
         if (part.how != ClonePlan::How::snapshot_area) continue;
-        AreaSource source = area_source(plan.table, part.partno);
+        AreaSource source = area_source(plan, part.partno);
         dst.write_at(part.extent.offset, finished ? make_area_page(*part.swap_header, source)
                                                   : make_unfinished_area_page(*part.swap_header, source));
     }
@@ -260,6 +282,7 @@ ClonePlan plan_clone(const DiskFile& src, const CloneOptions& opts) {
     }
     std::sort(plan.parts.begin(), plan.parts.end(),
               [](const auto& a, const auto& b) { return a.extent.offset < b.extent.offset; });
+    plan.origin = clone_origin(src, plan.table);
     return plan;
 }
 
@@ -279,20 +302,17 @@ CloneResult clone_disk(const std::string& src_path, const std::string& dst_path,
     // a block device), whose marker must not stand over half-rewritten
     // partitions.  The markers come back last, so a clone stopped part-way,
     // killed or not, never looks finished; ntc-clone --update finishes it.
-    // A new file is left to the page cache to write back, as cp leaves it:
-    // nothing trusts a clone's blocks unchecked (ntc.ko's first checkpoint
-    // onto a disk compares every block with disk 1).  A DST that existed is
-    // flushed after the unfinished marks, after the data and after the
-    // markers: a disk may be unplugged when we return, and an earlier clone
+    // DST is flushed after the unfinished marks, after the data and after
+    // the markers: a disk may be unplugged when we return, an earlier clone
     // must never look finished with half of the new data, even after a
-    // power cut.
-    const bool flush = !dst.created;
+    // power cut, and the markers carry the clone origin, by which the first
+    // checkpoint onto DST trusts its blocks without comparing them.
     Progress progress("ntc-clone", planned_bytes(plan), opts.progress);
-    BlockCopier copier(src, dst.file, dst.mode, flush, [&](uint64_t n) { progress.advance(n); });
+    BlockCopier copier(src, dst.file, dst.mode, true, [&](uint64_t n) { progress.advance(n); });
     BlockCopier::Stats stats;
     try {
         write_area_pages(dst.file, plan, false);
-        if (flush) dst.file.sync();
+        dst.file.sync();
         for (const ClonePlan::Part& part : plan.parts) {
             switch (part.how) {
             case ClonePlan::How::raw:
@@ -308,9 +328,9 @@ CloneResult clone_disk(const std::string& src_path, const std::string& dst_path,
             }
         }
         stats = copier.finish();
-        if (flush) dst.file.sync();
+        dst.file.sync();
         write_area_pages(dst.file, plan, true);
-        if (flush) dst.file.sync();
+        dst.file.sync();
     } catch (...) {
         if (dst.created) ::unlink(dst_path.c_str());
         throw;

@@ -143,10 +143,18 @@ std::string device_text(const ntc_machine_device& d) {
     return text;
 }
 
+bool has_clone_origin(const SwapArea& a) { return a.record && a.record->origin[0].partno; }
+
 void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
     const SwapArea& a = *pr.area;
     o << "partition " << pr.part.number << ": " << area_summary(a) << "\n";
     if (!a.problem.empty()) o << "  problem      " << a.problem << "\n";
+    if (has_clone_origin(a)) {
+        o << "  clone origin superblocks of disk 1's ext partitions";
+        for (const ntc_origin_partition& p : a.record->origin)
+            if (p.partno) o << " " << p.partno;
+        o << ": the first checkpoint copies what disk 1 wrote since, if they still match\n";
+    }
     if (a.kind == AreaKind::ntc_checkpoint) {
         const ntc_record& r = *a.record;
         char line[256];
@@ -219,7 +227,7 @@ std::string render_text(const DiskReport& r) {
     }
     for (const PartitionReport& pr : r.parts)
         if (pr.area && (pr.area->kind == AreaKind::ntc_checkpoint || pr.area->kind == AreaKind::stock_image ||
-                        !pr.area->problem.empty()))
+                        !pr.area->problem.empty() || has_clone_origin(*pr.area)))
             print_checkpoint(o, pr);
     if (r.unfinished_merge) o << "problem: " << *r.unfinished_merge << "\n";
     return o.str();
@@ -274,6 +282,14 @@ nlohmann::json render_json(const DiskReport& r) {
                       {"oem_table_id", cstr(rec.acpi_oem_table_id, sizeof rec.acpi_oem_table_id)},
                       {"oem_revision", rec.acpi_oem_revision}}},
                 };
+                auto origin = nlohmann::json::array();
+                for (const ntc_origin_partition& p : rec.origin)
+                    if (p.partno)
+                        origin.push_back({{"partno", p.partno},
+                                          {"start_sector", p.start_sector},
+                                          {"sectors", p.sectors},
+                                          {"superblock_crc32", p.superblock_crc32}});
+                area["record"]["origin"] = origin;
                 auto devices = nlohmann::json::array();
                 for (unsigned i = 0; i < std::min<unsigned>(rec.device_count, NTC_MAX_DEVICES); i++)
                     devices.push_back(device_text(rec.devices[i]));

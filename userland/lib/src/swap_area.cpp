@@ -115,6 +115,8 @@ Page make_area_page(PageView source, const AreaSource& src) {
     rec.source_partno = src.partno;
     rec.source_disk_bytes = src.disk_bytes;
     rec.area_created_unix = src.created_unix;
+    if (src.origin.size() > NTC_ORIGIN_PARTITIONS) throw Error("more clone-origin partitions than the record holds");
+    std::copy(src.origin.begin(), src.origin.end(), rec.origin);
     seal_record(rec);
     std::memcpy(page.data() + NTC_OFF_RECORD, &rec, sizeof rec);
     std::memcpy(page.data() + NTC_OFF_SIG, NTC_AREA_SIG, NTC_SIG_LEN);

@@ -38,6 +38,9 @@ struct ClonePlan {
     };
     PartitionTable table;
     std::vector<Part> parts;  // in disk order, covering the whole disk
+    // The source's ext superblocks, for the snapshot areas' records: they let
+    // the first checkpoint onto the clone skip comparing those partitions.
+    std::vector<ntc_origin_partition> origin;
 };
 
 // Reads the source's partition table and decides how each part is copied.

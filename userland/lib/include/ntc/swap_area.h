@@ -53,6 +53,8 @@ struct AreaSource {
     uint32_t partno = 0;
     uint64_t disk_bytes = 0;
     uint64_t created_unix = 0;
+    // Disk 1's ext partitions as the clone copied them (ntc_format.h).
+    std::vector<ntc_origin_partition> origin;
 };
 
 // Page 0 of a new, empty snapshot area: the source swap header's version,
