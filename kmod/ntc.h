@@ -80,6 +80,8 @@ struct ntc_target {
 	struct page **buf;		/* NTC_COPY_CHUNK_PAGES x 2 */
 	unsigned long *written;		/* one bit per 4 KiB block of disk 2 written */
 	unsigned long dst_blocks;
+	/* a fresh clone's record: disk 1 as ntc-clone copied it; else zero */
+	struct ntc_origin_partition origin[NTC_ORIGIN_PARTITIONS];
 };
 
 extern struct gendisk *ntc_src_disk;
@@ -115,6 +117,7 @@ int ntc_batch_wait(struct ntc_batch *b);
 /* ---- record and image (ntc_image.c) ------------------------------------ */
 
 u32 ntc_record_crc(const struct ntc_record *rec);
+bool ntc_record_sealed(const struct ntc_record *rec);
 void ntc_record_seal(struct ntc_record *rec);
 int ntc_area_invalidate(struct ntc_target *t);
 struct ntc_image_stats {
@@ -148,6 +151,13 @@ void ntc_history_free(struct ntc_history *h);
 
 enum ntc_state { NTC_IDLE, NTC_RUNNING, NTC_RESUMED };
 
+/* How a checkpoint brought disk 2 up to date with disk 1. */
+enum ntc_disk_copy {
+	NTC_COPY_DELTA,		/* the writes since the last checkpoint onto it */
+	NTC_COPY_SINCE_CLONE,	/* onto a fresh clone: the writes since boot, the rest compared */
+	NTC_COPY_FULL_COMPARE,	/* every block compared */
+};
+
 struct ntc_status {
 	enum ntc_state state;
 	char target[64];
@@ -170,6 +180,9 @@ struct ntc_status {
 	u64 generation;		/* the area's checkpoint count, this one included */
 	u64 history_since;	/* a copy from this generation on can be sent the change */
 	u64 blocks_written;	/* 4 KiB blocks of disk 2 written, page 0 and history aside */
+	enum ntc_disk_copy disk_copy;
+	char disk_copy_note[160];	/* what was proven, or why everything was compared */
+	u64 disk_blocks_read;	/* 4 KiB blocks read from disk 1 and disk 2 to copy */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;

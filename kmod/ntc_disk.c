@@ -11,7 +11,9 @@
  * the same sectors on disk 2: before the freeze repeatedly (pre-copy), and a
  * last time while user space and freezable kernel threads are still frozen
  * after the snapshot.  Until something has been tracked into an existing
- * disk 2 (first checkpoint, or a new target) everything is compared.
+ * disk 2 (first checkpoint, or a new target) everything is compared, except
+ * on a fresh clone: what ntc-clone recorded of disk 1 may prove a partition
+ * the same on both disks before tracking began (see since_clone()).
  *
  * Disk 1's swap partition is special: its page 0 must not be copied (disk 2
  * has its own header there), only slots in use at the snapshot are copied;
@@ -29,14 +31,24 @@
 #include <linux/tracepoint.h>
 #include <linux/device.h>
 #include <linux/string.h>
+#include <linux/part_stat.h>
+#include <linux/crc32.h>
 #include "ntc.h"
 
 struct gendisk *ntc_src_disk;
 static unsigned long *dirty;		/* one bit per 4 KiB block of disk 1 */
 static unsigned long nr_blocks;
 static struct tracepoint *tp_complete;
-static bool full_compare = true;	/* nothing tracked into disk 2 yet */
-static dev_t last_target;
+static dev_t last_target;		/* the area tracked into, 0 = none yet */
+static const char *compare_all_why;	/* set: the next checkpoint compares everything */
+
+/*
+ * Disk 1 as tracking found it, if it had completed no write before: its
+ * ext partitions' superblocks (struct ntc_origin_partition).  Otherwise
+ * untracked_why says why the first checkpoint cannot use a clone's record.
+ */
+static struct ntc_origin_partition at_load[NTC_ORIGIN_PARTITIONS];
+static const char *untracked_why;
 
 /* ---- write tracking ---------------------------------------------------- */
 
@@ -70,6 +82,70 @@ static void find_tp(struct tracepoint *tp, void *priv)
 		tp_complete = tp;
 }
 
+static unsigned long disk_writes(struct gendisk *disk)
+{
+	return part_stat_read(disk->part0, ios[STAT_WRITE]) +
+	       part_stat_read(disk->part0, ios[STAT_DISCARD]);
+}
+
+/*
+ * CRC-32 (as zlib's) of the ext2/3/4 superblock of the partition starting
+ * at start, as ntc-clone computes it; false if there is none.
+ */
+static bool ext_superblock_crc(struct block_device *bdev, sector_t start, void *page, u32 *crc)
+{
+	const u8 *sb = (const u8 *)page + 1024;
+
+	if (ntc_io_page(bdev, start, page, REQ_OP_READ) || sb[56] != 0x53 || sb[57] != 0xef)
+		return false;
+	*crc = ~crc32_le(~0U, sb, 1024);
+	return true;
+}
+
+/* Called with the probe registered: from here on every write is seen. */
+static void note_disk_at_load(struct gendisk *disk)
+{
+	struct block_device *whole, *part;
+	unsigned long idx;
+	unsigned int n = 0;
+	void *page;
+
+	memset(at_load, 0, sizeof(at_load));
+	if (!blk_queue_io_stat(disk->queue)) {
+		untracked_why = "disk 1's I/O statistics are off (queue/iostats), so its writes before ntc.ko was loaded are unknown";
+		return;
+	}
+	untracked_why = "disk 1 had been written before ntc.ko was loaded (load it from the initramfs, before the root is mounted)";
+	if (disk_writes(disk))
+		return;
+	/* A write that completed as the probe went in is counted once the queue drains. */
+	blk_mq_freeze_queue(disk->queue);
+	blk_mq_unfreeze_queue(disk->queue);
+	if (disk_writes(disk))
+		return;
+	untracked_why = "disk 1's superblocks could not be read when ntc.ko was loaded";
+	page = (void *)__get_free_page(GFP_KERNEL);
+	if (!page)
+		return;
+	whole = blkdev_get_by_dev(disk_devt(disk), FMODE_READ, NULL);
+	if (!IS_ERR(whole)) {
+		xa_for_each(&disk->part_tbl, idx, part) {
+			struct ntc_origin_partition *o = &at_load[n];
+
+			if (!part->bd_partno || n == NTC_ORIGIN_PARTITIONS ||
+			    !ext_superblock_crc(whole, part->bd_start_sect, page, &o->superblock_crc32))
+				continue;
+			o->partno = part->bd_partno;
+			o->start_sector = part->bd_start_sect;
+			o->sectors = bdev_nr_sectors(part);
+			n++;
+		}
+		blkdev_put(whole, FMODE_READ);
+		untracked_why = NULL;
+	}
+	free_page((unsigned long)page);
+}
+
 /*
  * Starts tracking the writes to disk.  On success ntc_src_disk holds a
  * reference of its own to disk, which ntc_track_stop() drops; the caller
@@ -95,6 +171,7 @@ int ntc_track_start(struct gendisk *disk)
 	err = tracepoint_probe_register(tp_complete, ntc_rq_complete, NULL);
 	if (err)
 		goto err_put;
+	note_disk_at_load(disk);
 	return 0;
 
 err_put:
@@ -119,7 +196,7 @@ void ntc_track_stop(void)
 
 void ntc_track_mark_all(void)
 {
-	full_compare = true;
+	compare_all_why = "resumed from a checkpoint: disk 1 is the disk 2 it was taken onto";
 }
 
 unsigned long ntc_dirty_count(void)
@@ -249,6 +326,7 @@ static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
 	err = ntc_io_pages(t->src, s, t->buf, n, REQ_OP_READ);
 	if (err)
 		return err;
+	ntc_status.disk_blocks_read += compare ? 2 * n : n;
 	if (!compare) {
 		ntc_mark_written(t, s, n << 3);
 		err = ntc_io_pages(t->dst, s, t->buf, n, REQ_OP_WRITE);
@@ -278,6 +356,95 @@ static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
 }
 
 /*
+ * The first checkpoint onto a fresh clone.  A partition is the same on both
+ * disks in every block its filesystem uses, and so needs only the writes
+ * tracked since load, if its superblock on disk 1 at load and on disk 2 now
+ * are both the one ntc-clone copied (ntc_format.h, struct
+ * ntc_origin_partition) and disk 1 had completed no write before tracking.
+ * Marks everything else of disk 1 for comparison; says in the status what
+ * was proven.  False, with *why set, if nothing was.
+ */
+static bool since_clone(struct ntc_target *t, const char **why)
+{
+	const struct ntc_origin_partition *o, *l;
+	unsigned long *outside = NULL;
+	char *note = ntc_status.disk_copy_note;
+	size_t len = sizeof(ntc_status.disk_copy_note);
+	unsigned int proven = 0;
+	int at = 0;
+	void *page = NULL;
+	u32 crc;
+
+	if (untracked_why) {
+		*why = untracked_why;
+		return false;
+	}
+	if (!t->origin[0].partno) {
+		*why = "disk 2 is not a fresh clone carrying ntc-clone's record of disk 1";
+		return false;
+	}
+	*why = "no partition is unchanged on both disks since the clone (each superblock differs from ntc-clone's record)";
+	outside = vmalloc(BITS_TO_LONGS(nr_blocks) * sizeof(long));
+	page = (void *)__get_free_page(GFP_KERNEL);
+	if (!outside || !page) {
+		*why = "out of memory";
+		goto out;
+	}
+	bitmap_fill(outside, nr_blocks);
+	at = scnprintf(note, len, "unchanged since the clone, writes since boot copied: partition");
+	for (o = t->origin; o < t->origin + NTC_ORIGIN_PARTITIONS && o->partno; o++) {
+		unsigned long b = DIV_ROUND_UP(o->start_sector, NTC_SECT_PER_BLK);
+		unsigned long e = min_t(unsigned long, (o->start_sector + o->sectors) >> 3, nr_blocks);
+
+		for (l = at_load; l < at_load + NTC_ORIGIN_PARTITIONS && l->partno; l++)
+			if (!memcmp(l, o, sizeof(*o)))
+				break;
+		if (l == at_load + NTC_ORIGIN_PARTITIONS || !l->partno ||
+		    !ext_superblock_crc(t->dst, o->start_sector, page, &crc) ||
+		    crc != o->superblock_crc32 || b >= e)
+			continue;
+		bitmap_clear(outside, b, e - b);
+		at += scnprintf(note + at, len - at, " %u", o->partno);
+		proven++;
+	}
+	if (proven) {
+		scnprintf(note + at, len - at, "; the rest compared");
+		bitmap_or(dirty, dirty, outside, nr_blocks);
+	}
+out:
+	free_page((unsigned long)page);
+	vfree(outside);
+	return proven;
+}
+
+/*
+ * Whether this pass compares disk 1 with disk 2: on the first pass onto a
+ * target that nothing was tracked into, after marking what is compared.
+ */
+static bool start_pass(struct ntc_target *t)
+{
+	const char *why = compare_all_why;
+
+	if (!why && last_target == t->area->bd_dev)
+		return false;
+	if (!why && last_target)
+		why = "the last checkpoint went to another disk 2";
+	compare_all_why = NULL;
+	last_target = t->area->bd_dev;
+	if (!why && since_clone(t, &why)) {
+		ntc_status.disk_copy = NTC_COPY_SINCE_CLONE;
+	} else {
+		ntc_status.disk_copy = NTC_COPY_FULL_COMPARE;
+		strscpy(ntc_status.disk_copy_note, why, sizeof(ntc_status.disk_copy_note));
+		bitmap_fill(dirty, nr_blocks);
+	}
+	pr_info("first checkpoint onto %pg: %s: %s\n", t->area,
+		ntc_status.disk_copy == NTC_COPY_SINCE_CLONE ? "copying what disk 1 wrote since boot" :
+		"comparing every block", ntc_status.disk_copy_note);
+	return true;
+}
+
+/*
  * One pass over the dirty map (or, the first time, over everything).
  * Returns the number of blocks written to disk 2 or -errno; counts the swap
  * slots among them in *swap_slots.
@@ -289,13 +456,7 @@ long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots
 	unsigned long b = 0, run_start = 0;
 	unsigned int run = 0;
 	long total = 0, r;
-	bool compare = full_compare || last_target != t->area->bd_dev;
-
-	if (compare) {
-		bitmap_fill(dirty, nr_blocks);
-		last_target = t->area->bd_dev;
-	}
-	full_compare = false;
+	bool compare = start_pass(t);
 
 	for (;;) {
 		b = find_next_bit(dirty, nr_blocks, b);
@@ -317,7 +478,7 @@ long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots
 			    run == NTC_COPY_CHUNK_PAGES)) {
 			r = copy_run(t, run_start, run, compare);
 			if (r < 0) {
-				full_compare = true;
+				compare_all_why = "an earlier checkpoint failed while copying to disk 2";
 				return r;
 			}
 			total += r;
@@ -600,9 +761,13 @@ int ntc_target_open(struct ntc_target *t)
 	/* the swap header must describe the area we are about to fill */
 	{
 		struct ntc_swap_header_info *h = t->page0;
+		const struct ntc_record *rec = t->page0;
 
 		if (h->last_page && h->last_page < t->area_pages)
 			t->area_pages = (unsigned long)h->last_page + 1;
+		if (ntc_record_sealed(rec) && rec->state == NTC_STATE_EMPTY &&
+		    !memcmp((char *)t->page0 + NTC_OFF_SIG, NTC_AREA_SIG, NTC_SIG_LEN))
+			memcpy(t->origin, rec->origin, sizeof(t->origin));
 	}
 	t->dst_blocks = (bdev_nr_sectors(t->dst) + NTC_SECT_PER_BLK - 1) >> 3;
 	t->written = vzalloc(BITS_TO_LONGS(t->dst_blocks) * sizeof(long));

@@ -27,12 +27,6 @@
 
 #define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_HISTORY_PAGE_EXTENTS)
 
-static bool record_sealed(const struct ntc_record *rec)
-{
-	return !memcmp(rec->magic, NTC_RECORD_MAGIC, 8) && rec->version == NTC_RECORD_VERSION &&
-	       ntc_record_crc(rec) == rec->record_crc32;
-}
-
 static bool committed_checkpoint(const struct ntc_target *t)
 {
 	const struct ntc_record *rec = t->page0;
@@ -92,7 +86,7 @@ int ntc_history_load(struct ntc_history *h, struct ntc_target *t)
 	struct ntc_history_page *page;
 
 	memset(h, 0, sizeof(*h));
-	if (record_sealed(rec) && memchr_inv(rec->area_id, 0, sizeof(rec->area_id))) {
+	if (ntc_record_sealed(rec) && memchr_inv(rec->area_id, 0, sizeof(rec->area_id))) {
 		memcpy(h->area_id, rec->area_id, sizeof(h->area_id));
 		h->generation = rec->generation + 1;
 	} else {
@@ -100,7 +94,7 @@ int ntc_history_load(struct ntc_history *h, struct ntc_target *t)
 		h->generation = 1;
 	}
 	h->since = h->generation;
-	if (!record_sealed(rec) || !committed_checkpoint(t) || t->area_start % NTC_SECT_PER_BLK ||
+	if (!ntc_record_sealed(rec) || !committed_checkpoint(t) || t->area_start % NTC_SECT_PER_BLK ||
 	    rec->history_since > rec->generation || rec->history_pages > NTC_HISTORY_MAX_PAGES)
 		return 0;
 	if (!rec->history_pages) {

@@ -45,6 +45,12 @@ void ntc_record_seal(struct ntc_record *rec)
 	rec->record_crc32 = ntc_record_crc(rec);
 }
 
+bool ntc_record_sealed(const struct ntc_record *rec)
+{
+	return !memcmp(rec->magic, NTC_RECORD_MAGIC, 8) && rec->version == NTC_RECORD_VERSION &&
+	       ntc_record_crc(rec) == rec->record_crc32;
+}
+
 static int write_page0(struct ntc_target *t)
 {
 	return ntc_io_page(t->dst, t->area_start, t->page0,
@@ -61,6 +67,8 @@ int ntc_area_invalidate(struct ntc_target *t)
 		rec->version = NTC_RECORD_VERSION;
 	}
 	rec->state = NTC_STATE_WRITING;
+	/* disk 2 is no longer the clone the origin describes */
+	memset(rec->origin, 0, sizeof(rec->origin));
 	ntc_record_seal(rec);
 	memcpy((char *)t->page0 + NTC_OFF_SIG, NTC_AREA_SIG, NTC_SIG_LEN);
 	return write_page0(t);

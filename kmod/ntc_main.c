@@ -36,6 +36,11 @@ static const char *const state_names[] = {
 	[NTC_IDLE] = "idle", [NTC_RUNNING] = "checkpointing", [NTC_RESUMED] = "resumed",
 };
 
+static const char *const disk_copy_names[] = {
+	[NTC_COPY_DELTA] = "delta", [NTC_COPY_SINCE_CLONE] = "since_clone",
+	[NTC_COPY_FULL_COMPARE] = "full_compare",
+};
+
 static int ntc_show(struct seq_file *m, void *v)
 {
 	struct ntc_status *s = &ntc_status;
@@ -67,6 +72,9 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "generation: %llu\n", s->generation);
 	seq_printf(m, "history_since: %llu\n", s->history_since);
 	seq_printf(m, "disk2_blocks_written: %llu\n", s->blocks_written);
+	seq_printf(m, "disk_copy: %s\n", disk_copy_names[s->disk_copy]);
+	seq_printf(m, "disk_copy_note: %s\n", s->disk_copy_note);
+	seq_printf(m, "disk_blocks_read: %llu\n", s->disk_blocks_read);
 	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
 	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
 	seq_printf(m, "resumed_clock_step_ns: %lld\n", s->resumed_clock_step_ns);

@@ -9,7 +9,8 @@
 #     --root-mib N         root partition size (default 128)
 #     --data-mib N         data partition size (default 64)
 #     --swap-mib N         swap partition size (default 512)
-#     --module FILE        a module to load at boot (ntc.ko); repeatable
+#     --module FILE        a module to load at boot, from the initramfs before
+#                          the root is mounted (ntc.ko); repeatable
 #     --overlay DIR        extra files copied over the root tree; repeatable
 #     --cmdline "ARGS"     extra kernel options for the boot entry
 #
@@ -95,6 +96,11 @@ for a in sh mount umount insmod cat sleep switch_root echo; do ln -s busybox "$i
 cp "$layout/initramfs/init" "$ird/init"
 # brd: a bio-based disk, which ntc.ko must refuse as disk 1 (guest.checkpoint_errors)
 add_module_tree "$ird" virtio_pci virtio_blk ext4 virtio_net brd
+mkdir -p "$ird/lib/modules/ntc"
+for m in "${modules[@]}"; do
+	[ -r "$m" ] || die "module $m not found (build it with 'make')"
+	cp "$m" "$ird/lib/modules/ntc/"
+done
 initrd="$work/initrd.img-$krel"
 (cd "$ird" && find . | cpio -o -H newc --quiet | gzip -1) > "$initrd"
 

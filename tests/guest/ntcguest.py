@@ -105,6 +105,7 @@ class Area:
         self.image_pages = record.get("image_pages", 0)
         self.generation = record.get("generation", 0)
         self.history_since = record.get("history_since", 0)
+        self.origin = [o["partno"] for o in record.get("origin", [])]   # clone origin's partitions
 
     def valid_checkpoint(self):
         return self.kind == "ntc-checkpoint" and self.record_ok and self.state == STATE_CHECKPOINT
@@ -112,7 +113,7 @@ class Area:
     def __repr__(self):
         return (f"Area(kind={self.kind}, state={self.state}, record_ok={self.record_ok}, "
                 f"sequence={self.sequence}, image_pages={self.image_pages}, generation={self.generation}, "
-                f"history_since={self.history_since}, problem={self.problem!r})")
+                f"history_since={self.history_since}, origin={self.origin}, problem={self.problem!r})")
 
 
 def ntc_info_check(disk):
