@@ -1,6 +1,8 @@
 """Level 2: NTC on a Debian 12 guest installed the way users install it
 (Documentation/disk-layout.md, "The Debian guest"): root and swap named by
-UUID, ntc.ko built by DKMS from the ntc-dkms package and loaded at boot.
+UUID, ntc.ko built by DKMS from the ntc-dkms package and loaded at boot, from
+the initramfs (so that the first checkpoint onto the fresh clone copies only
+what was written since boot).
 
 The office VM boots BOOTS times with disk 2 attached, whose partitions carry
 the same UUIDs.  In the first boot a counter runs as a systemd service and
@@ -87,6 +89,9 @@ def main():
                     rc, st = ntcguest.checkpoint(a)
                     print("checkpoint:", st)
                     check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
+                    # Loaded from the initramfs, the module saw every write to disk 1.
+                    check(st.get("disk_copy") == "since_clone",
+                          f"the first checkpoint onto a fresh clone compared the disks: {st.get('disk_copy_note')}", a)
                     state, failed = debian_guest.system_state(a)
                     check(state == "running" and not failed,
                           f"after the checkpoint: systemd {state}, failed: {failed}", a)

@@ -234,10 +234,14 @@ def office_then_resume(image, parts, work):
         no_hook_run(a, "before the checkpoint")
         t_ck = time.monotonic()
         rc, st = ntcguest.checkpoint(a, 900)
-        print(f"checkpoint in {time.monotonic() - t_ck:.0f}s: pause {st.get('pause_ms')} ms, "
+        print(f"checkpoint in {time.monotonic() - t_ck:.0f}s ({st.get('disk_copy')}, {st.get('disk_blocks_read')} "
+              f"blocks read): pause {st.get('pause_ms')} ms, "
               f"image {st.get('image_pages')} pages, persistent clock - system clock "
               f"{int(st.get('clock_offset_ns', 0)) / 1e9:.3f}s", flush=True)
         check(rc == 0 and st.get("result") == "0", f"checkpoint failed: rc {rc}, {st}", a)
+        # ntc-dkms loads the module from the initramfs: disk 2 is a fresh clone.
+        check(st.get("disk_copy") == "since_clone",
+              f"the first checkpoint onto a fresh clone compared the disks: {st.get('disk_copy_note')}", a)
         ck_unix = int(st["time_unix_ns"]) / 1e9
         time.sleep(3)
         times, text = ticks(stream)
