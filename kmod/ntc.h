@@ -6,6 +6,7 @@
  * ntc_disk.c    disk 1 / disk 2: finding the target, tracking writes to
  *               disk 1, copying blocks, synchronous and batched bio I/O
  * ntc_image.c   writing the snapshot in the stock swap image format
+ * ntc_reuse.c   the incremental image: pages the previous image holds
  * ntc_history.c  the area's change history: what each checkpoint wrote
  * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
  * ntc_main.c    /proc/ntc, module parameters, load and unload
@@ -124,11 +125,37 @@ struct ntc_image_stats {
 	unsigned long pages;		/* image stream pages */
 	u64 first_map;		/* page offset of the first swap map page */
 	unsigned long last_slot;	/* the highest slot the image took */
+	unsigned long reused;		/* data pages left in the previous image's slots */
 	u32 crc32;
 	u64 write_us;
 };
 
-int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
+/* ---- incremental image (ntc_reuse.c) ------------------------------------ */
+
+#define NTC_PAGE_HASH_BYTES 16
+
+/* One data page of an image. */
+struct ntc_page_ref {
+	unsigned long pfn;
+	u64 slot;			/* area slot holding it, 0 = not yet */
+	u8 hash[NTC_PAGE_HASH_BYTES];
+};
+
+struct ntc_image_plan {
+	struct ntc_page_ref *refs;	/* the data pages, in stream order */
+	unsigned long count;
+	unsigned long reused;		/* pages left in the previous image's slots */
+	unsigned long *slots;		/* area slots the pages written may take */
+};
+
+int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, const unsigned long *free_map,
+		   unsigned long pages, unsigned long nmap);
+void ntc_image_plan_free(struct ntc_image_plan *plan);
+void ntc_reuse_check(const struct ntc_target *t);
+void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec);
+void ntc_reuse_forget(void);
+
+int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, struct ntc_image_plan *plan,
 		    struct ntc_image_stats *st);
 int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map);
 
@@ -165,6 +192,7 @@ struct ntc_status {
 	u64 time_unix_ns;
 	int result;
 	u64 image_pages;
+	u64 image_pages_reused;	/* of them, left in the previous image's slots */
 	u64 pause_us;
 	u64 total_ms;
 	u64 write_ms;

@@ -275,6 +275,7 @@ struct ntc_ckpt {
 	unsigned long swap_slots;	/* disk 1 swap slots copied */
 	unsigned long *vm_events;	/* for pages_reclaimed() */
 	struct ntc_image_stats st;
+	struct ntc_image_plan plan;	/* which image pages are written, which left in place */
 	struct ntc_history hist;	/* the area's, read before disk 2 changes */
 };
 
@@ -326,6 +327,7 @@ static int prepare(struct ntc_ckpt *c)
 	err = ntc_history_load(&c->hist, &c->t);
 	if (err)
 		return err;
+	ntc_reuse_check(&c->t);
 	ntc_test_point("start");
 	/* From here on disk 2 changes: first make sure it cannot be resumed. */
 	err = ntc_area_invalidate(&c->t);
@@ -378,9 +380,11 @@ static int commit(struct ntc_ckpt *c, ktime_t start)
 	ntc_status.total_ms = ktime_ms_delta(ktime_get(), start);
 	fill_record(c->rec, &c->st);
 	err = ntc_area_commit(&c->t, c->rec, c->st.first_map);
-	if (!err)
-		ntc_test_point("committed");
-	return err;
+	if (err)
+		return err;
+	ntc_reuse_commit(&c->plan, c->rec);
+	ntc_test_point("committed");
+	return 0;
 }
 
 /*
@@ -466,7 +470,7 @@ thaw:
 	if (have_image) {
 		/* The guest runs again; the image is in memory until swsusp_free(). */
 		if (!err)
-			err = ntc_image_write(&c.t, c.free_map, &c.st);
+			err = ntc_image_write(&c.t, c.free_map, &c.plan, &c.st);
 		ntc_k.swsusp_free();
 		*ntc_k.in_suspend = 0;
 		ntc_k.free_basic_memory_bitmaps();
@@ -480,6 +484,7 @@ unlock:
 	if (have_image) {
 		ntc_status.write_ms = c.st.write_us / 1000;
 		ntc_status.image_pages = c.st.pages;
+		ntc_status.image_pages_reused = c.st.reused;
 		if (!err)
 			err = commit(&c, start);
 	}
@@ -492,11 +497,13 @@ close:
 		ntc_status.resumed_from = ntc_status.sequence;
 		ntc_status.resumed_time_ns = ntc_status.time_unix_ns;
 		ntc_track_mark_all();
+		ntc_reuse_forget();
 		pr_info("resumed from checkpoint %llu as instance '%s'\n", ntc_status.sequence,
 			ntc_status.instance);
 	}
 	ntc_target_close(&c.t);
 	ntc_history_free(&c.hist);
+	ntc_image_plan_free(&c.plan);
 	bitmap_free(c.free_map);
 	kfree(c.rec);
 	kfree(c.vm_events);

@@ -106,15 +106,17 @@ int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map)
  */
 struct ntc_swap_writer {
 	struct ntc_target *t;
-	const unsigned long *free_map;
+	const unsigned long *free_map;	/* the slots pages written may take */
+	struct ntc_image_plan *plan;
 	struct ntc_swap_map_page *cur;	/* the map page being filled */
 	unsigned long cur_swap;		/* its slot */
 	unsigned long first_map;	/* slot of the first map page */
 	unsigned long map_slot;		/* last slot taken by a map page */
 	unsigned long data_slot;	/* last slot taken by a stream page (or map) */
 	unsigned int k;			/* entries in cur */
-	unsigned long pages;		/* stream pages the slots are for */
-	unsigned long written;		/* stream pages queued */
+	unsigned long pages;		/* stream pages */
+	unsigned long written;		/* stream pages queued or left in place */
+	unsigned long last_slot;	/* the highest slot the image uses */
 	u32 crc;			/* over the stream pages, in map order */
 	struct ntc_batch batch;
 	struct list_head copies;	/* pages written from a copy */
@@ -163,21 +165,22 @@ static void release_swap_writer(struct ntc_swap_writer *w)
 }
 
 /*
- * Reserves the slots for an image of pages stream pages and the map pages
- * listing them, and takes the first map page.  free_map has a bit set for
- * every slot of the area that was free in disk 1's swap at the snapshot
- * (slot 0 never).
+ * Reserves the slots for an image of pages stream pages (plan->reused of
+ * them left where the previous image has them) and the map pages listing
+ * them, and takes the first map page.  plan->slots has a bit set for every
+ * slot of the area new pages may take: free in disk 1's swap at the
+ * snapshot (slot 0 never), and not the previous image's if pages are left
+ * there.
  */
 static int get_swap_writer(struct ntc_swap_writer *w, struct ntc_target *t,
-			   const unsigned long *free_map, unsigned long pages)
+			   struct ntc_image_plan *plan, unsigned long pages, unsigned long nmap)
 {
-	unsigned long nmap = DIV_ROUND_UP(pages, NTC_MAP_PAGE_ENTRIES);
-	unsigned long nfree = bitmap_weight(free_map, t->area_pages);
+	unsigned long nfree = bitmap_weight(plan->slots, t->area_pages);
 	unsigned long i;
 
-	if (pages + nmap > nfree) {
+	if (pages - plan->reused + nmap > nfree) {
 		pr_err("image needs %lu pages, snapshot area has %lu free\n",
-		       pages + nmap, nfree);
+		       pages - plan->reused + nmap, nfree);
 		return -ENOSPC;
 	}
 	memset(w, 0, sizeof(*w));
@@ -185,7 +188,8 @@ static int get_swap_writer(struct ntc_swap_writer *w, struct ntc_target *t,
 	if (!w->cur)
 		return -ENOMEM;
 	w->t = t;
-	w->free_map = free_map;
+	w->free_map = plan->slots;
+	w->plan = plan;
 	w->pages = pages;
 	w->cur_swap = alloc_slot(w, &w->map_slot);
 	w->first_map = w->cur_swap;
@@ -199,8 +203,13 @@ static int get_swap_writer(struct ntc_swap_writer *w, struct ntc_target *t,
 	return 0;
 }
 
-/* Queues one stream page; copy: buf changes before the batch is waited for. */
-static int swap_write_page(struct ntc_swap_writer *w, void *buf, bool copy)
+/*
+ * Queues one stream page; copy: buf changes before the batch is waited for.
+ * A data page (ref) the plan left in the previous image's slot is listed
+ * there, not written; any other gets a new slot, which ref records.
+ */
+static int swap_write_page(struct ntc_swap_writer *w, void *buf, bool copy,
+			   struct ntc_page_ref *ref)
 {
 	unsigned long offset;
 	int err;
@@ -208,10 +217,17 @@ static int swap_write_page(struct ntc_swap_writer *w, void *buf, bool copy)
 	if (w->written >= w->pages)	/* more than snapshot_get_image_size() */
 		return -EIO;
 	w->crc = crc32_le(w->crc, buf, PAGE_SIZE);
-	offset = alloc_slot(w, &w->data_slot);
-	err = write_page(w, buf, offset, copy);
-	if (err)
-		return err;
+	if (ref && ref->slot) {
+		offset = ref->slot;
+	} else {
+		offset = alloc_slot(w, &w->data_slot);
+		err = write_page(w, buf, offset, copy);
+		if (err)
+			return err;
+		if (ref)
+			ref->slot = offset;
+	}
+	w->last_slot = max(w->last_slot, offset);
 	w->cur->entries[w->k++] = offset;
 	w->written++;
 	if (w->k >= NTC_MAP_PAGE_ENTRIES && w->written < w->pages) {
@@ -258,6 +274,8 @@ static int swap_writer_finish(struct ntc_swap_writer *w, int err)
 static int save_image(struct ntc_swap_writer *w)
 {
 	struct ntc_snapshot_handle snapshot = { 0 };
+	unsigned long head = w->pages - w->plan->count;	/* header and pfn pages */
+	struct ntc_page_ref *ref;
 	void *buf0 = NULL;
 	int ret;
 
@@ -267,7 +285,9 @@ static int save_image(struct ntc_swap_writer *w)
 			return ret;
 		if (!buf0)
 			buf0 = snapshot.buffer;
-		ret = swap_write_page(w, snapshot.buffer, snapshot.buffer == buf0);
+		ref = w->written >= head && w->written < w->pages ?
+		      &w->plan->refs[w->written - head] : NULL;
+		ret = swap_write_page(w, snapshot.buffer, snapshot.buffer == buf0, ref);
 		if (ret)
 			return ret;
 		if (w->written == w->pages / 2)
@@ -275,23 +295,32 @@ static int save_image(struct ntc_swap_writer *w)
 	}
 }
 
-/* On success st->pages, st->crc32, st->first_map and st->last_slot are set. */
-int ntc_image_write(struct ntc_target *t, const unsigned long *free_map,
+/*
+ * On success st->pages, st->reused, st->crc32, st->first_map and
+ * st->last_slot are set, and plan lists every data page's slot (for the
+ * next checkpoint, ntc_reuse_commit()).
+ */
+int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, struct ntc_image_plan *plan,
 		    struct ntc_image_stats *st)
 {
 	unsigned long pages = ntc_k.snapshot_get_image_size();
+	unsigned long nmap = DIV_ROUND_UP(pages, NTC_MAP_PAGE_ENTRIES);
 	struct ntc_swap_writer w;
 	ktime_t start = ktime_get();
 	int err;
 
-	err = get_swap_writer(&w, t, free_map, pages);
+	err = ntc_image_plan(plan, t, free_map, pages, nmap);
+	if (err)
+		return err;
+	err = get_swap_writer(&w, t, plan, pages, nmap);
 	if (err)
 		return err;
 	err = save_image(&w);
 	err = swap_writer_finish(&w, err);
 	st->pages = w.written;
+	st->reused = plan->reused;
 	st->first_map = w.first_map;
-	st->last_slot = max(w.map_slot, w.data_slot);
+	st->last_slot = max3(w.map_slot, w.data_slot, w.last_slot);
 	st->crc32 = ~w.crc;
 	st->write_us = ktime_us_delta(ktime_get(), start);
 	return err;

@@ -57,6 +57,8 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "result: %d\n", s->result);
 	seq_printf(m, "image_pages: %llu\n", s->image_pages);
 	seq_printf(m, "image_bytes: %llu\n", s->image_pages * PAGE_SIZE);
+	seq_printf(m, "image_pages_written: %llu\n", s->image_pages - s->image_pages_reused);
+	seq_printf(m, "image_pages_reused: %llu\n", s->image_pages_reused);
 	seq_printf(m, "pause_ms: %llu.%03llu\n", s->pause_us / 1000, s->pause_us % 1000);
 	seq_printf(m, "shrink_ms: %llu\n", s->shrink_us / 1000);
 	seq_printf(m, "shrunk_pages: %llu\n", s->shrunk_pages);
@@ -215,6 +217,7 @@ static void __exit ntc_exit(void)
 	remove_proc_entry("ntc", NULL);
 	mutex_lock(&ntc_lock);
 	ntc_track_stop();
+	ntc_reuse_forget();
 	mutex_unlock(&ntc_lock);
 }
 

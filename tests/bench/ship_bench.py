@@ -149,8 +149,8 @@ def main():
                          f"ntc-memsweep writing {SWEEP_MIB} MiB round and round; {CHECKPOINTS} checkpoints "
                          f"{INTERVAL_S} s apart.  Written = `disk2_blocks_written` of /proc/ntc (delta and image); "
                          "changed = 4 KiB blocks of disk 2 that differ from the copy at the previous checkpoint; "
-                         "sent = blocks in the stream (history and page 0 included).  Every checkpoint still "
-                         "writes the whole image: incremental images are not built yet.",
+                         "sent = blocks in the stream (history and page 0 included).  A later checkpoint "
+                         "writes only the image pages that changed (image_pages_written of /proc/ntc).",
                          "\n".join(lines), t0)
     return 0
 

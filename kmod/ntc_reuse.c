@@ -1,0 +1,169 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * The incremental image: pages the previous image already holds.
+ *
+ * A checkpoint onto the area that holds this boot's last committed one
+ * (same area_id and generation) need not write an image page whose content
+ * the previous image stored in a slot that nothing has written since: its
+ * swap map names that slot, so the image stays in the stock format.  Pages
+ * are equal when their keyed BLAKE2s-128 (a key drawn at load, so that no
+ * program in the guest can make two pages collide) is; the previous
+ * image's data pages are kept as (pfn, slot, hash) in stream order, 32
+ * bytes per image page.
+ *
+ * New pages go only to slots the previous image does not use.  If they do
+ * not fit beside it, the image is written whole into any free slot, as
+ * without a previous image.
+ */
+#define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
+
+#include <crypto/blake2s.h>
+#include <linux/bitmap.h>
+#include <linux/random.h>
+#include <linux/string.h>
+#include <linux/vmalloc.h>
+#include "ntc.h"
+
+static u8 hash_key[BLAKE2S_KEY_SIZE];
+static bool hash_key_set;
+
+/* The last committed image of this boot, or none (refs NULL). */
+static struct {
+	u8 area_id[16];
+	u64 generation;
+	struct ntc_page_ref *refs;
+	unsigned long count;
+} prev;
+
+static void hash_page(const void *page, u8 *out)
+{
+	if (!hash_key_set) {
+		get_random_bytes(hash_key, sizeof(hash_key));
+		hash_key_set = true;
+	}
+	blake2s(out, page, hash_key, NTC_PAGE_HASH_BYTES, PAGE_SIZE, sizeof(hash_key));
+}
+
+void ntc_reuse_forget(void)
+{
+	vfree(prev.refs);
+	memset(&prev, 0, sizeof(prev));
+}
+
+/* Keeps the previous image only if the area still holds it. */
+void ntc_reuse_check(const struct ntc_target *t)
+{
+	const struct ntc_record *rec = t->page0;
+
+	if (!prev.refs)
+		return;
+	if (ntc_record_sealed(rec) && rec->state == NTC_STATE_CHECKPOINT &&
+	    !memcmp((const char *)t->page0 + NTC_OFF_SIG, NTC_HIBERNATE_SIG, sizeof(NTC_HIBERNATE_SIG)) &&
+	    rec->generation == prev.generation && !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)))
+		return;
+	ntc_reuse_forget();
+}
+
+void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec)
+{
+	ntc_reuse_forget();
+	memcpy(prev.area_id, rec->area_id, sizeof(prev.area_id));
+	prev.generation = rec->generation;
+	prev.refs = plan->refs;
+	prev.count = plan->count;
+	plan->refs = NULL;
+}
+
+void ntc_image_plan_free(struct ntc_image_plan *plan)
+{
+	vfree(plan->refs);
+	bitmap_free(plan->slots);
+	memset(plan, 0, sizeof(*plan));
+}
+
+/* Whether this checkpoint wrote the disk 2 block(s) of area slot. */
+static bool slot_written(const struct ntc_target *t, unsigned long slot)
+{
+	sector_t s = t->area_start + ((sector_t)slot << 3);
+
+	return test_bit(s >> 3, t->written) || test_bit((s + NTC_SECT_PER_BLK - 1) >> 3, t->written);
+}
+
+/*
+ * Walks the snapshot once: each data page's pfn (from the pfn pages) and
+ * hash, and the previous image's slot for it if that slot still holds the
+ * same content.  Then the slots new pages may take: free_map without the
+ * previous image's, if the new pages fit there, else free_map and no reuse.
+ */
+int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, const unsigned long *free_map,
+		   unsigned long pages, unsigned long nmap)
+{
+	struct ntc_snapshot_handle snapshot = { 0 };
+	unsigned long meta = 0, j = 0, p = 0, i, data;
+	const struct ntc_swsusp_info *head;
+	int ret;
+
+	memset(plan, 0, sizeof(*plan));
+	plan->slots = bitmap_alloc(t->area_pages, GFP_KERNEL);
+	if (!plan->slots)
+		return -ENOMEM;
+	bitmap_copy(plan->slots, free_map, t->area_pages);
+	if (pages < 1)
+		return 0;
+	data = pages - 1;	/* refined by the header */
+	plan->refs = vzalloc(array_size(data, sizeof(*plan->refs)));
+	if (!plan->refs)
+		return -ENOMEM;
+
+	for (i = 0;; i++) {
+		ret = ntc_k.snapshot_read_next(&snapshot);
+		if (ret < 0)
+			return ret;
+		if (!ret)
+			break;
+		if (i == 0) {
+			head = snapshot.buffer;
+			if (head->image_pages > data || head->pages != pages)
+				return -EIO;
+			data = head->image_pages;
+			meta = pages - 1 - data;
+		} else if (i <= meta) {
+			const unsigned long *pfn = snapshot.buffer;
+			unsigned int k;
+
+			for (k = 0; k < PAGE_SIZE / sizeof(long) && j < data; k++)
+				plan->refs[j++].pfn = pfn[k];
+		} else {
+			struct ntc_page_ref *r = &plan->refs[i - 1 - meta];
+
+			if (i - 1 - meta >= j)
+				return -EIO;
+			hash_page(snapshot.buffer, r->hash);
+			/* both lists are in ascending pfn order */
+			while (p < prev.count && prev.refs[p].pfn < r->pfn)
+				p++;
+			if (p < prev.count && prev.refs[p].pfn == r->pfn &&
+			    !memcmp(prev.refs[p].hash, r->hash, NTC_PAGE_HASH_BYTES) &&
+			    prev.refs[p].slot < t->area_pages && test_bit(prev.refs[p].slot, free_map) &&
+			    !slot_written(t, prev.refs[p].slot)) {
+				r->slot = prev.refs[p].slot;
+				plan->reused++;
+			}
+		}
+	}
+	if (i != pages)
+		return -EIO;
+	plan->count = data;
+	for (p = 0; p < prev.count; p++)
+		if (prev.refs[p].slot < t->area_pages)
+			clear_bit(prev.refs[p].slot, plan->slots);
+	if (plan->reused && pages - plan->reused + nmap > bitmap_weight(plan->slots, t->area_pages)) {
+		pr_info("the image's new pages do not fit beside the previous image: writing it whole\n");
+		for (j = 0; j < data; j++)
+			plan->refs[j].slot = 0;
+		plan->reused = 0;
+	}
+	if (!plan->reused)
+		bitmap_copy(plan->slots, free_map, t->area_pages);
+	return 0;
+}
