@@ -136,7 +136,8 @@ FakeImage write_fake_checkpoint(const std::string& disk, uint64_t area_offset, u
     uint64_t nmaps = (img.pages + NTC_MAP_PAGE_ENTRIES - 1) / NTC_MAP_PAGE_ENTRIES;
     uint64_t next = 1;
     for (uint64_t i = 0; i < nmaps; i++) img.map_pages.push_back(next++);
-    for (uint64_t i = 0; i < img.pages; i++) img.entries.push_back(next++);
+    for (uint64_t i = 0; i < img.pages; i++)
+        img.entries.push_back(stream.slots_descending ? next + img.pages - 1 - i : next + i);
     img.first_map_page = img.map_pages[0];
 
     uint32_t crc = 0;

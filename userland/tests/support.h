@@ -63,6 +63,9 @@ struct FakeImage {
 struct FakeStream {
     std::vector<uint64_t> pfns;
     uint64_t jump_address = 0, jump_address_phys = 0, cr3 = 0, e820_checksum = 0;
+    // The swap map names the stream's slots from the highest down, as an
+    // incremental image names slots in no particular order.
+    bool slots_descending = false;
 };
 
 // Writes a synthetic NTC checkpoint image into the swap area at
