@@ -408,8 +408,13 @@ static bool since_clone(struct ntc_target *t, const char **why)
 		proven++;
 	}
 	if (proven) {
+		unsigned long k;
+
 		scnprintf(note + at, len - at, "; the rest compared");
-		bitmap_or(dirty, dirty, outside, nr_blocks);
+		/* The probe sets bits meanwhile: merge word by word, atomically. */
+		for (k = 0; k < BITS_TO_LONGS(nr_blocks); k++)
+			if (outside[k])
+				atomic_long_or(outside[k], (atomic_long_t *)&dirty[k]);
 	}
 out:
 	free_page((unsigned long)page);
