@@ -119,6 +119,7 @@ int ntc_batch_wait(struct ntc_batch *b);
 
 u32 ntc_record_crc(const struct ntc_record *rec);
 bool ntc_record_sealed(const struct ntc_record *rec);
+bool ntc_area_committed(const struct ntc_target *t);
 void ntc_record_seal(struct ntc_record *rec);
 int ntc_area_invalidate(struct ntc_target *t);
 struct ntc_image_stats {

@@ -27,16 +27,6 @@
 
 #define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_HISTORY_PAGE_EXTENTS)
 
-static bool committed_checkpoint(const struct ntc_target *t)
-{
-	const struct ntc_record *rec = t->page0;
-	const char *sig = (const char *)t->page0 + NTC_OFF_SIG;
-
-	return rec->state == NTC_STATE_CHECKPOINT && rec->generation &&
-	       !memcmp(sig, NTC_HIBERNATE_SIG, sizeof(NTC_HIBERNATE_SIG)) &&
-	       memchr_inv(rec->area_id, 0, sizeof(rec->area_id));
-}
-
 /* Appends the chain's extents and its own pages to h->ext; false if damaged. */
 static bool read_chain(struct ntc_history *h, struct ntc_target *t,
 		       const struct ntc_record *rec, struct ntc_history_page *page)
@@ -94,7 +84,7 @@ int ntc_history_load(struct ntc_history *h, struct ntc_target *t)
 		h->generation = 1;
 	}
 	h->since = h->generation;
-	if (!ntc_record_sealed(rec) || !committed_checkpoint(t) || t->area_start % NTC_SECT_PER_BLK ||
+	if (!ntc_area_committed(t) || t->area_start % NTC_SECT_PER_BLK ||
 	    rec->history_since > rec->generation || rec->history_pages > NTC_HISTORY_MAX_PAGES)
 		return 0;
 	if (!rec->history_pages) {

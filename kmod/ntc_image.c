@@ -51,6 +51,17 @@ bool ntc_record_sealed(const struct ntc_record *rec)
 	       ntc_record_crc(rec) == rec->record_crc32;
 }
 
+/* Page 0 holds a committed checkpoint of a generation of an identified area. */
+bool ntc_area_committed(const struct ntc_target *t)
+{
+	const struct ntc_record *rec = t->page0;
+	const char *sig = (const char *)t->page0 + NTC_OFF_SIG;
+
+	return ntc_record_sealed(rec) && rec->state == NTC_STATE_CHECKPOINT && rec->generation &&
+	       !memcmp(sig, NTC_HIBERNATE_SIG, sizeof(NTC_HIBERNATE_SIG)) &&
+	       memchr_inv(rec->area_id, 0, sizeof(rec->area_id));
+}
+
 static int write_page0(struct ntc_target *t)
 {
 	return ntc_io_page(t->dst, t->area_start, t->page0,

@@ -57,9 +57,8 @@ void ntc_reuse_check(const struct ntc_target *t)
 
 	if (!prev.refs)
 		return;
-	if (ntc_record_sealed(rec) && rec->state == NTC_STATE_CHECKPOINT &&
-	    !memcmp((const char *)t->page0 + NTC_OFF_SIG, NTC_HIBERNATE_SIG, sizeof(NTC_HIBERNATE_SIG)) &&
-	    rec->generation == prev.generation && !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)))
+	if (ntc_area_committed(t) && rec->generation == prev.generation &&
+	    !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)))
 		return;
 	ntc_reuse_forget();
 }
