@@ -301,6 +301,7 @@ static int save_image(struct ntc_swap_writer *w)
 		ret = swap_write_page(w, snapshot.buffer, snapshot.buffer == buf0, ref);
 		if (ret)
 			return ret;
+		cond_resched();	/* the guest runs: the CRC of every page must not hold a CPU */
 		if (w->written == w->pages / 2)
 			ntc_test_point("writing");
 	}

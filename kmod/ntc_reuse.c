@@ -20,6 +20,7 @@
 #include <crypto/blake2s.h>
 #include <linux/bitmap.h>
 #include <linux/random.h>
+#include <linux/sched.h>
 #include <linux/string.h>
 #include <linux/vmalloc.h>
 #include "ntc.h"
@@ -138,6 +139,8 @@ int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, cons
 			if (i - 1 - meta >= j)
 				return -EIO;
 			hash_page(snapshot.buffer, r->hash);
+			/* The guest runs again: hashing every page must not hold a CPU. */
+			cond_resched();
 			/* both lists are in ascending pfn order */
 			while (p < prev.count && prev.refs[p].pfn < r->pfn)
 				p++;
