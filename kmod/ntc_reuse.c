@@ -6,8 +6,9 @@
  * (same area_id and generation) need not write an image page whose content
  * the previous image stored in a slot that nothing has written since: its
  * swap map names that slot, so the image stays in the stock format.  Pages
- * are equal when their keyed BLAKE2s-128 (a key drawn at load, so that no
- * program in the guest can make two pages collide) is; the previous
+ * are equal when their keyed BLAKE2s-128 (a key drawn at the first
+ * checkpoint after load, so that no program in the guest can make two pages
+ * collide) is; the previous
  * image's data pages are kept as (pfn, slot, hash) in stream order, 32
  * bytes per image page.
  *
@@ -134,10 +135,11 @@ int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, cons
 			for (k = 0; k < PAGE_SIZE / sizeof(long) && j < data; k++)
 				plan->refs[j++].pfn = pfn[k];
 		} else {
-			struct ntc_page_ref *r = &plan->refs[i - 1 - meta];
+			struct ntc_page_ref *r;
 
 			if (i - 1 - meta >= j)
 				return -EIO;
+			r = &plan->refs[i - 1 - meta];
 			hash_page(snapshot.buffer, r->hash);
 			/* The guest runs again: hashing every page must not hold a CPU. */
 			cond_resched();

@@ -37,7 +37,7 @@ def fill_overlay(tmp):
 
 
 def take(g, area):
-    g.sh(f"echo {area} > /sys/module/ntc/parameters/target")
+    ntcguest.set_target(g, area)
     rc, st = ntcguest.checkpoint(g, 1800)
     if rc != 0 or st.get("result") != "0":
         g.fail(f"checkpoint onto {area} failed: {rc} {st}")

@@ -197,6 +197,11 @@ def status(g):
     return dict(re.findall(r"^(\w+): (.*?)\s*$", out, re.M))
 
 
+def set_target(g, area):
+    """Names the snapshot area the next checkpoint goes to (ntc.ko's target=)."""
+    g.sh(f"echo {area} > /sys/module/ntc/parameters/target")
+
+
 def checkpoint(g, timeout=600):
     """echo checkpoint > /proc/ntc; returns (rc, /proc/ntc)."""
     rc, _ = g.sh("echo checkpoint > /proc/ntc", timeout, check=False)

@@ -33,10 +33,6 @@ ROOT_PART, DATA_PART = 1, 2
 check = ntclab.check
 
 
-def target(g, dev):
-    g.sh(f"echo {dev} > /sys/module/ntc/parameters/target")
-
-
 def take(g, what):
     rc, st = ntcguest.checkpoint(g)
     print(f"{what}: disk_copy {st.get('disk_copy')} ({st.get('disk_copy_note')}), "
@@ -66,14 +62,14 @@ def main():
             state = ntcguest.start_state_workloads(a, ipc_timeout=30)
             a.sh("echo written-since-boot > /root/since-boot.txt && sync")
 
-            target(a, "/dev/vdb3")
+            ntcguest.set_target(a, "/dev/vdb3")
             st_x = take(a, "checkpoint onto X")
             check(st_x.get("disk_copy") == "since_clone" and
                   f"partition {ROOT_PART} {DATA_PART};" in st_x.get("disk_copy_note", ""),
                   f"the first checkpoint onto a fresh clone did not use ntc-clone's record: {st_x}", a)
             n_ck = ntcguest.counter_before(a, st_x["time_unix_ns"])
             a.sh("sleep 1")
-            target(a, "/dev/vdc3")
+            ntcguest.set_target(a, "/dev/vdc3")
             st_y = take(a, "checkpoint onto Y")
             check(st_y.get("disk_copy") == "full_compare" and "another disk 2" in st_y.get("disk_copy_note", ""),
                   f"a checkpoint onto a second disk 2 did not compare the disks: {st_y}", a)
@@ -118,13 +114,13 @@ def main():
               "the offline file is on Z before any checkpoint")
         with ntclab.guest_for_disk("clone-C", disk1, disks=[disk1, z, w], mem_mib=MEM_MIB, cpus=CPUS) as c:
             c.wait_ready()
-            target(c, "/dev/vdb3")
+            ntcguest.set_target(c, "/dev/vdb3")
             st_z = take(c, "checkpoint onto Z")
             note = st_z.get("disk_copy_note", "")
             check(st_z.get("disk_copy") == "since_clone" and f"partition {ROOT_PART};" in note,
                   f"onto Z, the root alone should be proven unchanged since the clone: {st_z}", c)
             c.sh("rmmod ntc && insmod /lib/modules/ntc/ntc.ko")
-            target(c, "/dev/vdc3")
+            ntcguest.set_target(c, "/dev/vdc3")
             st_w = take(c, "checkpoint onto W after a late load")
             check(st_w.get("disk_copy") == "full_compare" and "before ntc.ko was loaded" in st_w.get("disk_copy_note", ""),
                   f"with ntc.ko loaded after the root was mounted, the checkpoint should compare everything: {st_w}", c)
