@@ -212,6 +212,7 @@ struct ntc_status {
 	enum ntc_disk_copy disk_copy;
 	char disk_copy_note[160];	/* what was proven, or why everything was compared */
 	u64 disk_blocks_read;	/* 4 KiB blocks read from disk 1 and disk 2 to copy */
+	u64 disk_copy_us;	/* in the copy passes, before the freeze and inside it */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;

@@ -33,6 +33,7 @@
 #include <linux/string.h>
 #include <linux/part_stat.h>
 #include <linux/crc32.h>
+#include <linux/ktime.h>
 #include "ntc.h"
 
 struct gendisk *ntc_src_disk;
@@ -460,8 +461,9 @@ long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots
 	unsigned long swap_e = swap_b + t->area_pages;
 	unsigned long b = 0, run_start = 0;
 	unsigned int run = 0;
-	long total = 0, r;
+	long total = 0, r = 0;
 	bool compare = start_pass(t);
+	ktime_t start = ktime_get();
 
 	for (;;) {
 		b = find_next_bit(dirty, nr_blocks, b);
@@ -484,7 +486,7 @@ long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots
 			r = copy_run(t, run_start, run, compare);
 			if (r < 0) {
 				compare_all_why = "an earlier checkpoint failed while copying to disk 2";
-				return r;
+				break;
 			}
 			total += r;
 			run = 0;
@@ -501,7 +503,8 @@ long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots
 		if (!frozen)
 			cond_resched();
 	}
-	return total;
+	ntc_status.disk_copy_us += ktime_us_delta(ktime_get(), start);
+	return r < 0 ? r : total;
 }
 
 /* ---- the target ----------------------------------------------------------- */

@@ -77,6 +77,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "disk_copy: %s\n", disk_copy_names[s->disk_copy]);
 	seq_printf(m, "disk_copy_note: %s\n", s->disk_copy_note);
 	seq_printf(m, "disk_blocks_read: %llu\n", s->disk_blocks_read);
+	seq_printf(m, "disk_copy_ms: %llu\n", s->disk_copy_us / 1000);
 	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
 	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
 	seq_printf(m, "resumed_clock_step_ns: %lld\n", s->resumed_clock_step_ns);
