@@ -6,11 +6,13 @@ few seconds apart.  After each, while the office goes on, disk 2 is shipped
 through a pipe, `ntc-send disk2 [--since G] | ntc-receive copy --keep 2`,
 with G what `ntc-receive --status` says the copy holds: the first send is
 full, the next two carry only what their checkpoint wrote (the blocks
-ntc.ko counted, the change history and page 0, not the disk).  After each
+ntc.ko counted, the change history and page 0, not the disk); their images
+are incremental (most pages left in the slots of the image before).  After each
 the copy equals disk 2 byte for byte.  Then the office powers off, the
 copy resumes on another ntc-vmm with the counter going on from checkpoint
-3, and the copy the receiver kept of generation 2 resumes with the counter
-going on from checkpoint 2.
+3, and the copy the receiver kept of generation 2 (an image that lists
+slots generation 1 wrote) resumes with the counter going on from
+checkpoint 2.
 """
 import json
 import os
@@ -97,6 +99,10 @@ def main():
                 check(since == generation - 1, f"the copy was at {since} before generation {generation}")
                 check(same_bytes(disk2, copy), f"the copy differs from disk 2 after generation {generation}")
                 if generation > 1:
+                    # An incremental image: the kept copy resumed below lists slots generation 1 wrote.
+                    pages_written, pages_reused = int(st["image_pages_written"]), int(st["image_pages_reused"])
+                    check(pages_reused > pages_written, f"generation {generation} wrote {pages_written} image "
+                          f"pages and left {pages_reused} in place: not an incremental image")
                     # What the checkpoint wrote, its history pages and page 0: not the disk.
                     written = int(st["disk2_blocks_written"])
                     check(written < summary["blocks"] <= written + 64 and summary["blocks"] < disk_blocks // 2,
