@@ -5,6 +5,14 @@
                               shell command CMD (copying the disks), cont;
                               prints "SAVED <stop to saved, s>
                               <stop to cont, s> <bytes of FILE>"
+    qmp.py SOCKET bgsave FILE a background snapshot to FILE while the VM
+                              runs (QEMU's background-snapshot capability:
+                              guest RAM write-protected by userfaultfd,
+                              pages written before the guest changes
+                              them); prints "BGSAVED <QEMU's downtime, s>
+                              <whole save, s> <bytes of FILE> <start>
+                              <end>" (wall clock), or "BGSAVE-UNAVAILABLE
+                              <why>" when QEMU refuses it on this host
     qmp.py SOCKET restore     waits for the -incoming migration to finish,
                               then cont; prints "RESTORED <s>"
 
@@ -81,6 +89,24 @@ def save(qmp, path, then=None):
     print(f"SAVED {saved:.3f} {time.monotonic() - t0:.3f} {os.path.getsize(path)}", flush=True)
 
 
+def background_save(qmp, path):
+    qmp.command("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+    try:
+        qmp.command("migrate-set-capabilities",
+                    capabilities=[{"capability": "background-snapshot", "state": True}])
+    except RuntimeError as e:
+        print(f"BGSAVE-UNAVAILABLE {e}", flush=True)
+        return
+    start, t0 = time.time(), time.monotonic()
+    qmp.command("migrate", uri="exec:cat > " + shlex.quote(path))
+    info = qmp.wait(lambda: qmp.command("query-migrate"),
+                    lambda s: s.get("status") in ("completed", "failed", "cancelled"))
+    if info["status"] != "completed":
+        raise RuntimeError(f"background snapshot {info['status']}: {info.get('error-desc', '')}")
+    print(f"BGSAVED {info['downtime'] / 1000:.3f} {time.monotonic() - t0:.3f} {os.path.getsize(path)} "
+          f"{start:.6f} {time.time():.6f}", flush=True)
+
+
 def restore(qmp):
     t0 = time.monotonic()
     # A VM saved while stopped stays paused after the incoming migration.
@@ -94,5 +120,7 @@ if __name__ == "__main__":
     q = Qmp(sys.argv[1])
     if sys.argv[2] == "save":
         save(q, sys.argv[3], sys.argv[5] if sys.argv[4:5] == ["--then"] else None)
+    elif sys.argv[2] == "bgsave":
+        background_save(q, sys.argv[3])
     else:
         restore(q)
