@@ -15,8 +15,11 @@ PROMPT = r"root@ntc-debian:~# "
 # The address the builder gives the guest's first network card (--address).
 ADDRESS = "10.0.2.2"
 # A counter as a systemd service: /run/ntc-counter counts up every 0.1 s.
+# Written aside and renamed: a reader (or a snapshot) between the truncation
+# and the write of `echo $n > file` would find the counter empty.
 COUNTER = ("systemd-run --unit=ntc-counter sh -c "
-           "'n=0; while :; do n=$((n+1)); echo $n > /run/ntc-counter; sleep 0.1; done'")
+           "'n=0; while :; do n=$((n+1)); echo $n > /run/ntc-counter.new; "
+           "mv /run/ntc-counter.new /run/ntc-counter; sleep 0.1; done'")
 
 
 def debian_disk():

@@ -79,17 +79,32 @@ def parse_state(out):
 
 class Ssh:
     """ssh from the host VM's network namespace into the guest, as root with
-    the test's key."""
+    the test's key.  Once `guest` is set (the VM ssh reached), a session that
+    gets no answer fails with that VM's evidence of a hang: each session is
+    bounded with timeout(1), so that the host VM's shell stays free for it."""
 
     def __init__(self, host, key):
         self.host = host
+        self.guest = None
         self.base = (f"ip netns exec {NETNS} ssh -i {key} -o BatchMode=yes -o StrictHostKeyChecking=no "
                      f"-o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o ConnectTimeout=20 "
                      f"-o ServerAliveInterval=5 root@{GUEST_ADDR}")
 
+    def bounded(self, cmd, timeout):
+        """The shell words of an ssh session running cmd, killed after timeout seconds."""
+        return f"timeout -k 5 {timeout} {self.base} {shlex.quote(cmd)}"
+
+    def check_answered(self, rc, cmd, timeout):
+        if rc in (124, 137) and self.guest is not None:
+            self.guest.fail(f"no answer over ssh within {timeout}s to: {cmd}", hung=True)
+
     def sh(self, cmd, timeout=120, check=True):
         """(status, output) of cmd in the guest, as ConsoleShell.sh."""
-        return self.host.sh(f"{self.base} {shlex.quote(cmd)}", timeout, check=check)
+        rc, out = self.host.sh(self.bounded(cmd, timeout), timeout + 30, check=False)
+        self.check_answered(rc, cmd, timeout)
+        if check and rc != 0:
+            self.host.fail(f"over ssh, failed with {rc}: {cmd}\n{out[-2000:]}")
+        return rc, out
 
     def start_stream(self, out_file):
         """The command stream across the checkpoint: a line with the guest's
@@ -217,6 +232,7 @@ def office_then_resume(image, parts, work):
         state, failed = debian_guest.system_state(a)
         check(state == "running" and not failed, f"office VM: systemd {state}, failed: {failed}", a)
         a.sh(f"mkdir -p -m 700 /root/.ssh && echo '{pub}' >/root/.ssh/authorized_keys")
+        ssh.guest = a
         a.sh(debian_guest.COUNTER)
         a.sh(INSTALL_HOOK)
         _, instance = a.sh("sed -n 's/^instance: //p' /proc/ntc")
@@ -261,6 +277,7 @@ def office_then_resume(image, parts, work):
         timer_checkpoint(ssh, a)
         ntcguest.check_no_kernel_warnings(a, "the office VM's kernel warned at the timer's checkpoint")
         check(a.poweroff(180) == 0, "the office VM's poweroff should end ntc-vmm with status 0", a)
+        ssh.guest = None
 
         # Disk 3, where disk 2 was, for the resumed VM's next checkpoint.
         host.sh(f"rm {disk1} && {clone} {disk2} {disk3} >/dev/null", 900)
@@ -274,6 +291,7 @@ def office_then_resume(image, parts, work):
             print(f"ssh at {time.monotonic() - t_b:.0f}s: status {rc}, {out.strip()[-200:]}", flush=True)
             time.sleep(2)
         check(rc == 0, f"no ssh login into the resumed VM: {out}", b)
+        ssh.guest = b
         print(f"resumed VM: ssh login {time.monotonic() - t_b:.0f}s after ntc-vmm resume started", flush=True)
         now = parse_state(out)
         check(now.get("ntc") == "resumed" and now.get("boot") == before.get("boot"),
@@ -290,7 +308,9 @@ def office_then_resume(image, parts, work):
         # The guest's clock read between two of the host VM's, in one shell
         # command: an ssh session under nested TCG takes seconds, so a host
         # reading taken after it says nothing about the guest's.
-        _, clocks = host.sh(f"h0=$(date +%s); g=$({ssh.base} date +%s); h1=$(date +%s); echo CLOCKS $h0 $g $h1")
+        _, clocks = host.sh(f"h0=$(date +%s); g=$({ssh.bounded('date +%s', 120)}); rc=$?; h1=$(date +%s); "
+                            "echo CLOCKS $h0 $g $h1; echo SSH-STATUS $rc", 150)
+        ssh.check_answered(int(re.search(r"SSH-STATUS (\d+)", clocks).group(1)), "date +%s", 120)
         m = re.search(r"CLOCKS (\d+) (\d+) (\d+)", clocks)
         check(m, f"no clock readings from the resumed VM: {clocks}", b)
         h0, guest_clock, h1 = (int(v) for v in m.groups())
