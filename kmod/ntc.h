@@ -195,6 +195,7 @@ struct ntc_status {
 	u64 image_pages;
 	u64 image_pages_reused;	/* of them, left in the previous image's slots */
 	u64 pause_us;
+	u64 thawed_boottime_ns;	/* when the pause ended, on /proc/uptime's clock */
 	u64 total_ms;
 	u64 write_ms;
 	u64 precopy_blocks;

@@ -467,6 +467,7 @@ thaw:
 	ntc_k.unlock_device_hotplug();
 	ntc_k.thaw_processes();
 	ntc_status.pause_us = ktime_us_delta(ktime_get(), frozen);
+	ntc_status.thawed_boottime_ns = ktime_get_boottime_ns();
 	if (have_image) {
 		/* The guest runs again; the image is in memory until swsusp_free(). */
 		if (!err)

@@ -60,6 +60,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "image_pages_written: %llu\n", s->image_pages - s->image_pages_reused);
 	seq_printf(m, "image_pages_reused: %llu\n", s->image_pages_reused);
 	seq_printf(m, "pause_ms: %llu.%03llu\n", s->pause_us / 1000, s->pause_us % 1000);
+	seq_printf(m, "thawed_uptime_ms: %llu\n", s->thawed_boottime_ns / NSEC_PER_MSEC);
 	seq_printf(m, "shrink_ms: %llu\n", s->shrink_us / 1000);
 	seq_printf(m, "shrunk_pages: %llu\n", s->shrunk_pages);
 	seq_printf(m, "frozen_reclaimed_pages: %llu\n", s->frozen_reclaimed_pages);
