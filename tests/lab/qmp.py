@@ -73,15 +73,21 @@ class Qmp:
             time.sleep(0.01)
 
 
-def save(qmp, path, then=None):
-    qmp.command("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
-    t0 = time.monotonic()
-    qmp.command("stop")
+def migrate_to_file(qmp, path, what):
+    """Migrates to path and waits for the end; query-migrate's last answer."""
     qmp.command("migrate", uri="exec:cat > " + shlex.quote(path))
     info = qmp.wait(lambda: qmp.command("query-migrate"),
                     lambda s: s.get("status") in ("completed", "failed", "cancelled"))
     if info["status"] != "completed":
-        raise RuntimeError(f"migration {info['status']}: {info.get('error-desc', '')}")
+        raise RuntimeError(f"{what} {info['status']}: {info.get('error-desc', '')}")
+    return info
+
+
+def save(qmp, path, then=None):
+    qmp.command("migrate-set-parameters", **{"max-bandwidth": 1 << 40})
+    t0 = time.monotonic()
+    qmp.command("stop")
+    migrate_to_file(qmp, path, "migration")
     saved = time.monotonic() - t0
     if then:
         subprocess.run(then, shell=True, check=True)
@@ -98,11 +104,7 @@ def background_save(qmp, path):
         print(f"BGSAVE-UNAVAILABLE {e}", flush=True)
         return
     start, t0 = time.time(), time.monotonic()
-    qmp.command("migrate", uri="exec:cat > " + shlex.quote(path))
-    info = qmp.wait(lambda: qmp.command("query-migrate"),
-                    lambda s: s.get("status") in ("completed", "failed", "cancelled"))
-    if info["status"] != "completed":
-        raise RuntimeError(f"background snapshot {info['status']}: {info.get('error-desc', '')}")
+    info = migrate_to_file(qmp, path, "background snapshot")
     print(f"BGSAVED {info['downtime'] / 1000:.3f} {time.monotonic() - t0:.3f} {os.path.getsize(path)} "
           f"{start:.6f} {time.time():.6f}", flush=True)
 
