@@ -125,6 +125,9 @@ struct ntc_swsusp_info {
 #define NTC_STATE_WRITING 1u	/* a checkpoint is being written (not valid) */
 #define NTC_STATE_CHECKPOINT 2u	/* complete checkpoint: sig is S1SUSPEND */
 
+/* ntc_record.flags */
+#define NTC_RECORD_JOURNAL 1u	/* the redo journal it names is not yet applied */
+
 /*
  * One PCI function on bus 0 of the checkpointed machine, in devfn order.
  * NTC_MAX_DEVICES is more than ntc-vmm has slots for disks and a card.
@@ -167,7 +170,7 @@ struct ntc_record {
 	__u32 version;			/* NTC_RECORD_VERSION */
 	__u32 record_crc32;
 	__u32 state;			/* NTC_STATE_* */
-	__u32 flags;			/* reserved, 0 */
+	__u32 flags;			/* NTC_RECORD_* */
 
 	/* Identity of the source disk, set by ntc-clone. */
 	__u8 source_disk_guid[16];	/* GPT disk GUID, zero for MBR */
@@ -225,7 +228,21 @@ struct ntc_record {
 	 * All zero in a record written before these fields.
 	 */
 	struct ntc_origin_partition origin[NTC_ORIGIN_PARTITIONS];
-	__u8 reserved[128];		/* zero */
+
+	/*
+	 * The redo journal (struct ntc_journal_page) of a checkpoint that kept
+	 * the previous one resumable while it was written: the blocks of disk
+	 * 2 that belonged to the previous checkpoint went to free slots of the
+	 * area instead, and are copied to their places after the commit.
+	 * While flags has NTC_RECORD_JOURNAL, disk 2 is this checkpoint only
+	 * once they are: the restored kernel copies them before it thaws.  All
+	 * zero in a record written before these fields and without a journal.
+	 */
+	__u64 journal_slot;		/* area slot of the first journal page */
+	__u64 journal_blocks;		/* blocks the journal moves */
+	__u32 journal_pages;		/* pages in the chain */
+	__u32 journal_crc32;		/* CRC-32 of those pages in chain order */
+	__u8 reserved[104];		/* zero */
 };
 
 NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
@@ -247,6 +264,8 @@ NTC_STATIC_ASSERT(offsetof(struct ntc_record, area_id) == 656,
 NTC_STATIC_ASSERT(sizeof(struct ntc_origin_partition) == 24, "origin partition is 24 bytes");
 NTC_STATIC_ASSERT(offsetof(struct ntc_record, origin) == 704,
 		  "clone origin follows the history fields");
+NTC_STATIC_ASSERT(offsetof(struct ntc_record, journal_slot) == 896,
+		  "journal fields follow the clone origin");
 NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 		  "NTC record fills bootbits exactly");
 
@@ -290,6 +309,36 @@ struct ntc_history_page {
 NTC_STATIC_ASSERT(sizeof(struct ntc_history_extent) == 24, "history extent is 24 bytes");
 NTC_STATIC_ASSERT(sizeof(struct ntc_history_page) == NTC_PAGE_SIZE,
 		  "history page is one page");
+
+/*
+ * The redo journal: a chain of pages in free slots of the area, written by
+ * ntc.ko before page 0 and named by the record, in the history's page
+ * layout.  Each extent says that `blocks` blocks of disk 2 from first_block
+ * on are to be overwritten by area slots slot, slot + 1, ...  Extents do not
+ * overlap; applying them twice gives the same disk.
+ */
+#define NTC_JOURNAL_MAGIC "NTC-JRN1"		/* 8 bytes, no NUL */
+
+struct ntc_journal_extent {
+	__u64 first_block;		/* 4 KiB block of the whole disk 2: the destination */
+	__u64 slot;			/* area slot holding the first block's content */
+	__u32 blocks;			/* at least 1 */
+	__u32 pad;			/* zero */
+};
+
+#define NTC_JOURNAL_PAGE_EXTENTS ((NTC_PAGE_SIZE - 24u) / 24u)
+struct ntc_journal_page {
+	char magic[8];			/* NTC_JOURNAL_MAGIC */
+	__u64 next_slot;		/* area slot of the next page, 0 = last */
+	__u32 count;			/* extents used */
+	__u32 pad;			/* zero */
+	struct ntc_journal_extent extents[NTC_JOURNAL_PAGE_EXTENTS];
+	__u8 tail[(NTC_PAGE_SIZE - 24u) % 24u];	/* zero */
+};
+
+NTC_STATIC_ASSERT(sizeof(struct ntc_journal_extent) == 24, "journal extent is 24 bytes");
+NTC_STATIC_ASSERT(sizeof(struct ntc_journal_page) == NTC_PAGE_SIZE,
+		  "journal page is one page");
 
 /* Byte offsets inside swap page 0. */
 #define NTC_OFF_RECORD 0u

@@ -8,6 +8,8 @@
  * ntc_image.c   writing the snapshot in the stock swap image format
  * ntc_reuse.c   the incremental image: pages the previous image holds
  * ntc_history.c  the area's change history: what each checkpoint wrote
+ * ntc_journal.c  the redo journal: the previous checkpoint kept until the commit
+ * ntc_chain.c   chains of pages in the area (the history's, the journal's)
  * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
  * ntc_main.c    /proc/ntc, module parameters, load and unload
  */
@@ -19,6 +21,7 @@
 #include <linux/blkdev.h>
 #include <linux/mutex.h>
 #include <linux/time64.h>
+#include <linux/xarray.h>
 #include "ntc_format.h"
 
 #define NTC_BLK_SHIFT 12		/* tracking and copy unit: 4 KiB */
@@ -68,6 +71,8 @@ int ntc_syms_init(void);
 
 /* ---- disks (ntc_disk.c) ------------------------------------------------- */
 
+struct ntc_journal;
+
 struct ntc_target {
 	struct block_device *src;	/* disk 1, whole disk, read only */
 	struct block_device *dst;	/* disk 2, whole disk, exclusive */
@@ -81,6 +86,7 @@ struct ntc_target {
 	struct page **buf;		/* NTC_COPY_CHUNK_PAGES x 2 */
 	unsigned long *written;		/* one bit per 4 KiB block of disk 2 written */
 	unsigned long dst_blocks;
+	struct ntc_journal *journal;	/* set: the previous checkpoint is kept */
 	/* a fresh clone's record: disk 1 as ntc-clone copied it; else zero */
 	struct ntc_origin_partition origin[NTC_ORIGIN_PARTITIONS];
 };
@@ -90,11 +96,14 @@ extern char *ntc_target_param;
 
 int ntc_track_start(struct gendisk *disk);
 void ntc_track_stop(void);
-void ntc_track_mark_all(void);
+void ntc_track_mark(unsigned long block);
+void ntc_track_compare_all(const char *why);
 int ntc_target_open(struct ntc_target *t);
 void ntc_target_close(struct ntc_target *t);
 int ntc_io_page(struct block_device *bdev, sector_t sector, void *buf,
 		blk_opf_t opf);
+int ntc_io_pages(struct block_device *bdev, sector_t sector, struct page **pages, unsigned int n,
+		 blk_opf_t opf);
 int ntc_flush(struct block_device *bdev);
 long ntc_copy_delta(struct ntc_target *t, bool frozen, unsigned long *swap_slots);
 unsigned long ntc_dirty_count(void);
@@ -122,6 +131,8 @@ bool ntc_record_sealed(const struct ntc_record *rec);
 bool ntc_area_committed(const struct ntc_target *t);
 void ntc_record_seal(struct ntc_record *rec);
 int ntc_area_invalidate(struct ntc_target *t);
+int ntc_area_rewrite_record(struct ntc_target *t, struct ntc_record *rec);
+void ntc_record_clear_journal(struct ntc_record *rec);
 struct ntc_image_stats {
 	unsigned long pages;		/* image stream pages */
 	u64 first_map;		/* page offset of the first swap map page */
@@ -150,15 +161,50 @@ struct ntc_image_plan {
 };
 
 int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, const unsigned long *free_map,
-		   unsigned long pages, unsigned long nmap);
+		   const unsigned long *avail, unsigned long pages, unsigned long nmap);
 void ntc_image_plan_free(struct ntc_image_plan *plan);
 void ntc_reuse_check(const struct ntc_target *t);
-void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec);
+const unsigned long *ntc_reuse_spare(const struct ntc_target *t);
+void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec, const struct ntc_target *t,
+		      const unsigned long *free_map, const u64 *history_slots, unsigned long nhistory);
 void ntc_reuse_forget(void);
 
-int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, struct ntc_image_plan *plan,
-		    struct ntc_image_stats *st);
+int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, const unsigned long *avail,
+		    struct ntc_image_plan *plan, struct ntc_image_stats *st);
 int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map);
+
+/* ---- chains of pages in the area (ntc_chain.c) --------------------------- */
+
+#define NTC_CHAIN_ENTRY_BYTES 24
+
+struct ntc_chain_writer {
+	struct block_device *bdev;
+	sector_t area_start;
+	const char *magic;
+	void *page;			/* being filled */
+	u64 *slots;			/* the chain's pages, reserved */
+	unsigned long npages, index;
+	u32 crc;
+	int err;
+};
+
+int ntc_chain_writer_start(struct ntc_chain_writer *w, struct block_device *bdev, sector_t area_start,
+			   const char *magic, const unsigned long *map, unsigned long map_bits,
+			   unsigned long after, unsigned long entries);
+void ntc_chain_add(struct ntc_chain_writer *w, const void *entry);
+int ntc_chain_writer_finish(struct ntc_chain_writer *w);
+void ntc_chain_writer_free(struct ntc_chain_writer *w);
+
+struct ntc_chain {
+	void *entries;			/* count entries of NTC_CHAIN_ENTRY_BYTES */
+	unsigned long count;
+	u64 *page_slots;		/* the chain's own pages */
+	u32 pages;
+};
+
+bool ntc_chain_read(struct ntc_chain *c, struct block_device *bdev, sector_t area_start,
+		    unsigned long area_pages, const char *magic, u64 first, u32 pages, u32 crc);
+void ntc_chain_free(struct ntc_chain *c);
 
 /* ---- change history (ntc_history.c) ------------------------------------- */
 
@@ -168,12 +214,38 @@ struct ntc_history {
 	u64 since;			/* the history read continues from here */
 	struct ntc_history_extent *ext;	/* what it lists, and its own pages */
 	unsigned long count;
+	struct ntc_chain_writer chain;	/* the new history's pages */
 };
 
 int ntc_history_load(struct ntc_history *h, struct ntc_target *t);
-int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigned long *free_map,
+int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigned long *map,
 		      unsigned long last_slot, struct ntc_record *rec);
 void ntc_history_free(struct ntc_history *h);
+
+/* ---- redo journal (ntc_journal.c) ---------------------------------------- */
+
+struct ntc_journal {
+	unsigned long *spare;		/* area slots the previous checkpoint does not use */
+	unsigned long *avail;		/* of them, not yet taken by this one */
+	unsigned long cursor;		/* where take_slot() looks next */
+	struct xarray by_dest;		/* disk 2 block -> area slot holding its content */
+	struct xarray by_slot;		/* the reverse */
+	unsigned long blocks;		/* in the journal */
+	struct ntc_journal_extent *ext;	/* the index, built at the commit */
+	unsigned long count;
+	struct ntc_chain_writer chain;	/* the index's pages */
+	void *scratch;			/* a page for moving a journal block */
+};
+
+int ntc_journal_begin(struct ntc_journal *j, struct ntc_target *t);
+void ntc_journal_end(struct ntc_journal *j);
+int ntc_journal_put(struct ntc_target *t, unsigned long block, struct page **pages, unsigned int n);
+int ntc_journal_give_up(struct ntc_target *t);
+void ntc_journal_cancel(struct ntc_journal *j);
+int ntc_journal_write_index(struct ntc_journal *j, struct ntc_target *t, const unsigned long *map,
+			    unsigned long *last, struct ntc_record *rec);
+int ntc_journal_apply(struct ntc_journal *j, struct ntc_target *t, struct ntc_record *rec);
+long ntc_journal_finish_restored(const struct ntc_target *t, const struct ntc_history *h);
 
 /* ---- checkpoint (ntc_checkpoint.c) --------------------------------------- */
 
@@ -214,10 +286,13 @@ struct ntc_status {
 	char disk_copy_note[160];	/* what was proven, or why everything was compared */
 	u64 disk_blocks_read;	/* 4 KiB blocks read from disk 1 and disk 2 to copy */
 	u64 disk_copy_us;	/* in the copy passes, before the freeze and inside it */
+	bool kept_previous;	/* the previous checkpoint stayed resumable until the commit */
+	u64 journal_blocks;	/* blocks of disk 2 that went through the journal */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;
 	s64 resumed_clock_step_ns;	/* how far the resume set the clock forward */
+	s64 resumed_journal_blocks;	/* journal blocks the resume put in place, or -errno */
 	char instance[64];	/* the machine's instance name (ntc_machine.c) */
 };
 

@@ -277,7 +277,25 @@ struct ntc_ckpt {
 	struct ntc_image_stats st;
 	struct ntc_image_plan plan;	/* which image pages are written, which left in place */
 	struct ntc_history hist;	/* the area's, read before disk 2 changes */
+	struct ntc_journal journal;	/* while the previous checkpoint is kept */
+	bool committed;			/* page 0 names this checkpoint */
 };
+
+/*
+ * In the restored kernel, before anything runs: the machine that took the
+ * checkpoint may have stopped before its journal was in place.
+ */
+static void finish_restored_journal(struct ntc_ckpt *c)
+{
+	long n = ntc_journal_finish_restored(&c->t, &c->hist);
+
+	ntc_status.resumed_journal_blocks = n;
+	if (n > 0)
+		pr_info("put the %ld blocks of checkpoint %llu's journal in place\n", n, ntc_status.sequence);
+	else if (n < 0)
+		pr_err("could not put checkpoint %llu's journal in place (%ld): disk 1 does not match memory\n",
+		       ntc_status.sequence, n);
+}
 
 static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st)
 {
@@ -304,9 +322,10 @@ static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st
 
 /*
  * Before the freeze, while the guest runs: the target, then the check that
- * the snapshot can fit, then disk 2 made unresumable, memory reclaimed and
- * disk 2 brought nearly up to date.  A failure here leaves every process
- * alone; c->t is closed by the caller either way.
+ * the snapshot can fit, then the previous checkpoint kept (or, if this boot
+ * did not commit it, disk 2 made unresumable), memory reclaimed and disk 2
+ * brought nearly up to date.  A failure here leaves every process alone;
+ * c->t is closed by the caller either way.
  */
 static int prepare(struct ntc_ckpt *c)
 {
@@ -328,12 +347,18 @@ static int prepare(struct ntc_ckpt *c)
 	if (err)
 		return err;
 	ntc_reuse_check(&c->t);
-	ntc_test_point("start");
-	/* From here on disk 2 changes: first make sure it cannot be resumed. */
-	err = ntc_area_invalidate(&c->t);
+	err = ntc_journal_begin(&c->journal, &c->t);
 	if (err)
 		return err;
-	ntc_test_point("invalidated");
+	ntc_status.kept_previous = c->t.journal;
+	ntc_test_point("start");
+	if (!c->t.journal) {
+		/* From here on disk 2 changes: first make sure it cannot be resumed. */
+		err = ntc_area_invalidate(&c->t);
+		if (err)
+			return err;
+		ntc_test_point("invalidated");
+	}
 	memcpy(c->rec, c->t.page0, sizeof(*c->rec));
 	/* swap-outs of the reclaim are disk 1 writes: pre-copy them too */
 	shrink_before_freeze();
@@ -366,14 +391,38 @@ static int finish_frozen(struct ntc_ckpt *c)
 }
 
 /*
- * The change history, then page 0 last: the record and the swsusp header
- * that make disk 2 resumable.
+ * After the thaw: the image, into slots the previous checkpoint (if kept)
+ * does not use; if they are too few, the previous one is given up.
+ */
+static int write_image(struct ntc_ckpt *c)
+{
+	struct ntc_journal *j = c->t.journal;
+	int err;
+
+	err = ntc_image_write(&c->t, c->free_map, j ? j->avail : NULL, &c->plan, &c->st);
+	if (err != -ENOSPC || !j)
+		return err;
+	err = ntc_journal_give_up(&c->t);
+	if (err)
+		return err;
+	ntc_image_plan_free(&c->plan);
+	return ntc_image_write(&c->t, c->free_map, NULL, &c->plan, &c->st);
+}
+
+/*
+ * The journal's index and the change history, then page 0 last: the
+ * record and the swsusp header that make disk 2 resumable; then the
+ * journal into place.
  */
 static int commit(struct ntc_ckpt *c, ktime_t start)
 {
-	int err;
+	unsigned long last = c->st.last_slot;
+	int err = 0;
 
-	err = ntc_history_write(&c->hist, &c->t, c->free_map, c->st.last_slot, c->rec);
+	if (c->t.journal)
+		err = ntc_journal_write_index(c->t.journal, &c->t, c->plan.slots, &last, c->rec);
+	if (!err)
+		err = ntc_history_write(&c->hist, &c->t, c->plan.slots, last, c->rec);
 	if (err)
 		return err;
 	ntc_test_point("written");
@@ -382,7 +431,19 @@ static int commit(struct ntc_ckpt *c, ktime_t start)
 	err = ntc_area_commit(&c->t, c->rec, c->st.first_map);
 	if (err)
 		return err;
-	ntc_reuse_commit(&c->plan, c->rec);
+	c->committed = true;
+	ntc_reuse_commit(&c->plan, c->rec, &c->t, c->free_map, c->hist.chain.slots, c->hist.chain.npages);
+	if (c->t.journal) {
+		ntc_test_point("applying");
+		err = ntc_journal_apply(c->t.journal, &c->t, c->rec);
+		if (err) {
+			pr_err("checkpoint %llu is committed, but its journal could not be put in place (%d); a kernel restored from it puts it in place before it runs\n",
+			       ntc_status.sequence, err);
+			ntc_reuse_forget();
+			ntc_track_compare_all("the last checkpoint's journal could not be put in place");
+			return err;
+		}
+	}
 	ntc_test_point("committed");
 	return 0;
 }
@@ -450,6 +511,7 @@ int ntc_checkpoint(void)
 	if (!*ntc_k.in_suspend) {
 		/* We are the restored kernel; the snapshot is already freed. */
 		restored = true;
+		finish_restored_journal(&c);
 		ntc_status.resumed_clock_step_ns = set_clock_from_machine();
 		ntc_machine_instance(ntc_status.instance, sizeof(ntc_status.instance));
 		goto free_bitmaps;
@@ -471,7 +533,7 @@ thaw:
 	if (have_image) {
 		/* The guest runs again; the image is in memory until swsusp_free(). */
 		if (!err)
-			err = ntc_image_write(&c.t, c.free_map, &c.plan, &c.st);
+			err = write_image(&c);
 		ntc_k.swsusp_free();
 		*ntc_k.in_suspend = 0;
 		ntc_k.free_basic_memory_bitmaps();
@@ -497,12 +559,15 @@ close:
 		 */
 		ntc_status.resumed_from = ntc_status.sequence;
 		ntc_status.resumed_time_ns = ntc_status.time_unix_ns;
-		ntc_track_mark_all();
+		ntc_track_compare_all("resumed from a checkpoint: disk 1 is the disk 2 it was taken onto");
 		ntc_reuse_forget();
 		pr_info("resumed from checkpoint %llu as instance '%s'\n", ntc_status.sequence,
 			ntc_status.instance);
 	}
+	if (err && c.t.journal && !c.committed)
+		ntc_journal_cancel(&c.journal);
 	ntc_target_close(&c.t);
+	ntc_journal_end(&c.journal);
 	ntc_history_free(&c.hist);
 	ntc_image_plan_free(&c.plan);
 	bitmap_free(c.free_map);

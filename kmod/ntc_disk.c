@@ -195,9 +195,17 @@ void ntc_track_stop(void)
 	ntc_src_disk = NULL;
 }
 
-void ntc_track_mark_all(void)
+/* The next checkpoint compares every block, for this reason. */
+void ntc_track_compare_all(const char *why)
 {
-	compare_all_why = "resumed from a checkpoint: disk 1 is the disk 2 it was taken onto";
+	compare_all_why = why;
+}
+
+/* Block is to be copied again. */
+void ntc_track_mark(unsigned long block)
+{
+	if (block < nr_blocks)
+		set_bit(block, dirty);
 }
 
 unsigned long ntc_dirty_count(void)
@@ -228,8 +236,8 @@ void ntc_mark_written(struct ntc_target *t, sector_t sector, unsigned int sector
 
 /* ---- bio helpers ---------------------------------------------------------- */
 
-static int ntc_io_pages(struct block_device *bdev, sector_t sector,
-			struct page **pages, unsigned int n, blk_opf_t opf)
+int ntc_io_pages(struct block_device *bdev, sector_t sector, struct page **pages, unsigned int n,
+		 blk_opf_t opf)
 {
 	struct bio *bio = bio_alloc(bdev, n, opf, GFP_NOIO);
 	unsigned int i;
@@ -313,6 +321,26 @@ int ntc_batch_wait(struct ntc_batch *b)
 /* ---- copying disk 1 to disk 2 ------------------------------------------- */
 
 /*
+ * Writes n blocks of disk 2 at sector s from pages: through the journal
+ * while the previous checkpoint is kept (until it runs out of room), else
+ * in place.
+ */
+static int write_blocks(struct ntc_target *t, sector_t s, struct page **pages, unsigned int n)
+{
+	if (t->journal) {
+		int err = ntc_journal_put(t, s >> 3, pages, n);
+
+		if (err != -ENOSPC)
+			return err;
+		err = ntc_journal_give_up(t);
+		if (err)
+			return err;
+	}
+	ntc_mark_written(t, s, n << 3);
+	return ntc_io_pages(t->dst, s, pages, n, REQ_OP_WRITE);
+}
+
+/*
  * Copies n blocks from block blk of disk 1 to disk 2.  With compare, reads
  * disk 2 too and writes only the blocks that differ.  Returns blocks written.
  */
@@ -329,8 +357,7 @@ static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
 		return err;
 	ntc_status.disk_blocks_read += compare ? 2 * n : n;
 	if (!compare) {
-		ntc_mark_written(t, s, n << 3);
-		err = ntc_io_pages(t->dst, s, t->buf, n, REQ_OP_WRITE);
+		err = write_blocks(t, s, t->buf, n);
 		return err ? err : n;
 	}
 	err = ntc_io_pages(t->dst, s, t->buf + NTC_COPY_CHUNK_PAGES, n, REQ_OP_READ);
@@ -346,9 +373,7 @@ static long copy_run(struct ntc_target *t, unsigned long blk, unsigned int n,
 			if (!memcmp(page_address(t->buf[j]),
 				    page_address(t->buf[NTC_COPY_CHUNK_PAGES + j]), PAGE_SIZE))
 				break;
-		ntc_mark_written(t, s + ((sector_t)i << 3), (j - i) << 3);
-		err = ntc_io_pages(t->dst, s + ((sector_t)i << 3), t->buf + i, j - i,
-				   REQ_OP_WRITE);
+		err = write_blocks(t, s + ((sector_t)i << 3), t->buf + i, j - i);
 		if (err)
 			return err;
 		written += j - i;

@@ -17,7 +17,6 @@
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
 #include <linux/kernel.h>
-#include <linux/crc32.h>
 #include <linux/mm.h>
 #include <linux/random.h>
 #include <linux/slab.h>
@@ -28,41 +27,39 @@
 #define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_HISTORY_PAGE_EXTENTS)
 
 /* Appends the chain's extents and its own pages to h->ext; false if damaged. */
-static bool read_chain(struct ntc_history *h, struct ntc_target *t,
-		       const struct ntc_record *rec, struct ntc_history_page *page)
+static bool read_chain(struct ntc_history *h, struct ntc_target *t, const struct ntc_record *rec)
 {
-	u64 slot = rec->history_slot, disk_blocks = t->dst_blocks;
-	u32 crc = ~0U, n, i;
+	u64 disk_blocks = t->dst_blocks;
+	struct ntc_chain c;
+	bool ok = false;
+	unsigned long i;
 
-	h->ext = kvmalloc_array(rec->history_pages * (NTC_HISTORY_PAGE_EXTENTS + 1),
-				sizeof(*h->ext), GFP_KERNEL);
+	if (!ntc_chain_read(&c, t->dst, t->area_start, t->area_pages, NTC_HISTORY_MAGIC,
+			    rec->history_slot, rec->history_pages, rec->history_crc32))
+		goto out;
+	h->ext = kvmalloc_array(c.count + c.pages, sizeof(*h->ext), GFP_KERNEL);
 	if (!h->ext)
-		return false;
-	for (n = 0; n < rec->history_pages; n++) {
-		if (!slot || slot >= t->area_pages ||
-		    ntc_io_page(t->dst, t->area_start + (slot << 3), page, REQ_OP_READ) ||
-		    memcmp(page->magic, NTC_HISTORY_MAGIC, 8) ||
-		    page->count > NTC_HISTORY_PAGE_EXTENTS)
-			return false;
-		crc = crc32_le(crc, (const u8 *)page, PAGE_SIZE);
-		for (i = 0; i < page->count; i++) {
-			const struct ntc_history_extent *e = &page->extents[i];
+		goto out;
+	for (i = 0; i < c.count; i++) {
+		const struct ntc_history_extent *e = (const struct ntc_history_extent *)c.entries + i;
 
-			if (e->generation <= rec->history_since ||
-			    e->generation > rec->generation || !e->blocks ||
-			    e->first_block >= disk_blocks ||
-			    e->blocks > disk_blocks - e->first_block)
-				return false;
-			h->ext[h->count++] = *e;
-		}
+		if (e->generation <= rec->history_since ||
+		    e->generation > rec->generation || !e->blocks ||
+		    e->first_block >= disk_blocks ||
+		    e->blocks > disk_blocks - e->first_block)
+			goto out;
+		h->ext[h->count++] = *e;
+	}
+	for (i = 0; i < c.pages; i++)
 		h->ext[h->count++] = (struct ntc_history_extent) {
-			.first_block = (t->area_start >> 3) + slot,
+			.first_block = (t->area_start >> 3) + c.page_slots[i],
 			.generation = rec->generation,
 			.blocks = 1,
 		};
-		slot = page->next_slot;
-	}
-	return !slot && ~crc == rec->history_crc32;
+	ok = true;
+out:
+	ntc_chain_free(&c);
+	return ok;
 }
 
 /*
@@ -73,7 +70,6 @@ static bool read_chain(struct ntc_history *h, struct ntc_target *t,
 int ntc_history_load(struct ntc_history *h, struct ntc_target *t)
 {
 	const struct ntc_record *rec = t->page0;
-	struct ntc_history_page *page;
 
 	memset(h, 0, sizeof(*h));
 	if (ntc_record_sealed(rec) && memchr_inv(rec->area_id, 0, sizeof(rec->area_id))) {
@@ -91,17 +87,13 @@ int ntc_history_load(struct ntc_history *h, struct ntc_target *t)
 		h->since = rec->history_since;
 		return 0;
 	}
-	page = (void *)__get_free_page(GFP_KERNEL);
-	if (!page)
-		return -ENOMEM;
-	if (read_chain(h, t, rec, page)) {
+	if (read_chain(h, t, rec)) {
 		h->since = rec->history_since;
 	} else {
 		pr_warn("the change history on %pg is damaged: it starts afresh with this checkpoint\n",
 			t->area);
 		h->count = 0;
 	}
-	free_page((unsigned long)page);
 	return 0;
 }
 
@@ -109,49 +101,23 @@ void ntc_history_free(struct ntc_history *h)
 {
 	kvfree(h->ext);
 	h->ext = NULL;
+	ntc_chain_writer_free(&h->chain);
 }
 
-/* Fills chain pages with extents and writes each when full. */
-struct history_writer {
-	struct ntc_target *t;
-	struct ntc_history_page *page;
-	const u64 *slots;
-	unsigned long npages, index;
-	u32 crc;
-	int err;
-};
-
-static void write_chain_page(struct history_writer *w)
-{
-	struct ntc_history_page *p = w->page;
-
-	memcpy(p->magic, NTC_HISTORY_MAGIC, 8);
-	p->next_slot = w->index + 1 < w->npages ? w->slots[w->index + 1] : 0;
-	w->crc = crc32_le(w->crc, (const u8 *)p, PAGE_SIZE);
-	if (!w->err)
-		w->err = ntc_io_page(w->t->dst, w->t->area_start + (w->slots[w->index] << 3), p,
-				     REQ_OP_WRITE);
-	w->index++;
-	clear_page(p);
-}
-
-static void emit(struct history_writer *w, u64 first_block, u64 blocks, u64 generation)
+static void emit(struct ntc_chain_writer *w, u64 first_block, u64 blocks, u64 generation)
 {
 	while (blocks) {
 		u32 n = min_t(u64, blocks, U32_MAX);
+		struct ntc_history_extent e = { .first_block = first_block, .generation = generation, .blocks = n };
 
-		w->page->extents[w->page->count++] = (struct ntc_history_extent) {
-			.first_block = first_block, .generation = generation, .blocks = n,
-		};
-		if (w->page->count == NTC_HISTORY_PAGE_EXTENTS)
-			write_chain_page(w);
+		ntc_chain_add(w, &e);
 		first_block += n;
 		blocks -= n;
 	}
 }
 
 /* Runs of blocks this checkpoint wrote; with w, emitted as extents. */
-static unsigned long written_runs(struct ntc_target *t, struct history_writer *w, u64 generation)
+static unsigned long written_runs(struct ntc_target *t, struct ntc_chain_writer *w, u64 generation)
 {
 	unsigned long b = 0, e, runs = 0;
 
@@ -189,17 +155,17 @@ static u64 choose_since(const struct ntc_history *h, unsigned long new_runs)
 }
 
 /*
- * Writes the new history past last_slot and puts it into rec.  Called after
- * the image is written and before page 0.
+ * Writes the new history into slots of map past last_slot and puts it into
+ * rec.  Called after the image is written and before page 0; the slots it
+ * took stay in h->chain.
  */
-int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigned long *free_map,
+int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigned long *map,
 		      unsigned long last_slot, struct ntc_record *rec)
 {
 	unsigned long runs = written_runs(t, NULL, 0), kept = runs, i;
-	struct history_writer w = { .t = t, .crc = ~0U };
 	u64 since = h->since < h->generation ? choose_since(h, runs) : h->generation;
-	u64 *slots = NULL;
-	unsigned long s = last_slot;
+	struct ntc_chain_writer *w = &h->chain;
+	int err;
 
 	memcpy(rec->area_id, h->area_id, sizeof(rec->area_id));
 	rec->generation = h->generation;
@@ -219,37 +185,25 @@ int ntc_history_write(struct ntc_history *h, struct ntc_target *t, const unsigne
 		ntc_status.history_since = since;
 		return 0;
 	}
-	w.npages = DIV_ROUND_UP(kept, NTC_HISTORY_PAGE_EXTENTS);
-	slots = kmalloc_array(w.npages, sizeof(*slots), GFP_KERNEL);
-	w.page = (void *)get_zeroed_page(GFP_KERNEL);
-	if (!slots || !w.page) {
-		pr_warn("no memory for the change history: it starts afresh\n");
-		goto out;
+	err = ntc_chain_writer_start(w, t->dst, t->area_start, NTC_HISTORY_MAGIC, map, t->area_pages,
+				     last_slot, kept);
+	if (err) {
+		pr_warn("no %s for the change history: it starts afresh\n",
+			err == -ENOSPC ? "room after the image" : "memory");
+		ntc_chain_writer_free(w);
+		return 0;
 	}
-	for (i = 0; i < w.npages; i++) {
-		s = find_next_bit(free_map, t->area_pages, s + 1);
-		if (s >= t->area_pages) {
-			pr_warn("no room for the change history after the image: it starts afresh\n");
-			goto out;
-		}
-		slots[i] = s;
-	}
-	w.slots = slots;
 	for (i = 0; i < h->count; i++)
 		if (h->ext[i].generation > since)
-			emit(&w, h->ext[i].first_block, h->ext[i].blocks, h->ext[i].generation);
-	written_runs(t, &w, h->generation);
-	if (w.page->count)
-		write_chain_page(&w);
-	if (w.err)
-		goto out;
+			emit(w, h->ext[i].first_block, h->ext[i].blocks, h->ext[i].generation);
+	written_runs(t, w, h->generation);
+	err = ntc_chain_writer_finish(w);
+	if (err)
+		return err;
 	rec->history_since = since;
-	rec->history_slot = slots[0];
-	rec->history_pages = w.npages;
-	rec->history_crc32 = ~w.crc;
+	rec->history_slot = w->slots[0];
+	rec->history_pages = w->npages;
+	rec->history_crc32 = ~w->crc;
 	ntc_status.history_since = since;
-out:
-	free_page((unsigned long)w.page);
-	kfree(slots);
-	return w.err;
+	return 0;
 }

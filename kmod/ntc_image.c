@@ -68,6 +68,15 @@ static int write_page0(struct ntc_target *t)
 			   REQ_OP_WRITE | REQ_SYNC | REQ_PREFLUSH | REQ_FUA);
 }
 
+void ntc_record_clear_journal(struct ntc_record *rec)
+{
+	rec->flags &= ~NTC_RECORD_JOURNAL;
+	rec->journal_slot = 0;
+	rec->journal_blocks = 0;
+	rec->journal_pages = 0;
+	rec->journal_crc32 = 0;
+}
+
 int ntc_area_invalidate(struct ntc_target *t)
 {
 	struct ntc_record *rec = t->page0;
@@ -80,8 +89,17 @@ int ntc_area_invalidate(struct ntc_target *t)
 	rec->state = NTC_STATE_WRITING;
 	/* disk 2 is no longer the clone the origin describes */
 	memset(rec->origin, 0, sizeof(rec->origin));
+	ntc_record_clear_journal(rec);
 	ntc_record_seal(rec);
 	memcpy((char *)t->page0 + NTC_OFF_SIG, NTC_AREA_SIG, NTC_SIG_LEN);
+	return write_page0(t);
+}
+
+/* Page 0 as it is, with rec sealed as its record. */
+int ntc_area_rewrite_record(struct ntc_target *t, struct ntc_record *rec)
+{
+	ntc_record_seal(rec);
+	memcpy(t->page0, rec, sizeof(*rec));
 	return write_page0(t);
 }
 
@@ -308,12 +326,13 @@ static int save_image(struct ntc_swap_writer *w)
 }
 
 /*
+ * New pages take slots of free_map, and of avail too if it is given.
  * On success st->pages, st->reused, st->crc32, st->first_map and
  * st->last_slot are set, and plan lists every data page's slot (for the
  * next checkpoint, ntc_reuse_commit()).
  */
-int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, struct ntc_image_plan *plan,
-		    struct ntc_image_stats *st)
+int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, const unsigned long *avail,
+		    struct ntc_image_plan *plan, struct ntc_image_stats *st)
 {
 	unsigned long pages = ntc_k.snapshot_get_image_size();
 	unsigned long nmap = DIV_ROUND_UP(pages, NTC_MAP_PAGE_ENTRIES);
@@ -321,7 +340,7 @@ int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, struct 
 	ktime_t start = ktime_get();
 	int err;
 
-	err = ntc_image_plan(plan, t, free_map, pages, nmap);
+	err = ntc_image_plan(plan, t, free_map, avail, pages, nmap);
 	if (err)
 		return err;
 	err = get_swap_writer(&w, t, plan, pages, nmap);

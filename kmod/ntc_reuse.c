@@ -29,12 +29,14 @@
 static u8 hash_key[BLAKE2S_KEY_SIZE];
 static bool hash_key_set;
 
-/* The last committed image of this boot, or none (refs NULL). */
+/* The last committed checkpoint of this boot, or none (generation 0). */
 static struct {
 	u8 area_id[16];
 	u64 generation;
-	struct ntc_page_ref *refs;
+	struct ntc_page_ref *refs;	/* its image's data pages */
 	unsigned long count;
+	unsigned long *spare;		/* area slots it does not use */
+	unsigned long spare_bits;
 } prev;
 
 static void hash_page(const void *page, u8 *out)
@@ -49,25 +51,59 @@ static void hash_page(const void *page, u8 *out)
 void ntc_reuse_forget(void)
 {
 	vfree(prev.refs);
+	bitmap_free(prev.spare);
 	memset(&prev, 0, sizeof(prev));
 }
 
-/* Keeps the previous image only if the area still holds it. */
+/*
+ * Keeps the previous checkpoint only if the area still holds it, whole:
+ * committed, and its journal (if it had one) in place.
+ */
 void ntc_reuse_check(const struct ntc_target *t)
 {
 	const struct ntc_record *rec = t->page0;
 
-	if (!prev.refs)
+	if (!prev.generation)
 		return;
 	if (ntc_area_committed(t) && rec->generation == prev.generation &&
-	    !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)))
+	    !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)) &&
+	    !(rec->flags & NTC_RECORD_JOURNAL) && prev.spare_bits == t->area_pages)
 		return;
 	ntc_reuse_forget();
 }
 
-void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec)
+/* The area slots the previous checkpoint does not use, if it is known and checked. */
+const unsigned long *ntc_reuse_spare(const struct ntc_target *t)
 {
+	return prev.generation && prev.spare_bits == t->area_pages ? prev.spare : NULL;
+}
+
+/*
+ * After the commit: this checkpoint becomes the previous one.  It uses the
+ * slots disk 1's swap held at the snapshot (not in free_map), every slot it
+ * wrote, the slots its image leaves in place and its history's.
+ */
+void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec, const struct ntc_target *t,
+		      const unsigned long *free_map, const u64 *history_slots, unsigned long nhistory)
+{
+	unsigned long area = t->area_start >> 3, b, i;
+
 	ntc_reuse_forget();
+	prev.spare = bitmap_alloc(t->area_pages, GFP_KERNEL);
+	if (!prev.spare)
+		return;	/* the next checkpoint starts afresh */
+	bitmap_copy(prev.spare, free_map, t->area_pages);
+	for (b = find_next_bit(t->written, t->dst_blocks, area);
+	     b < min_t(unsigned long, area + t->area_pages, t->dst_blocks);
+	     b = find_next_bit(t->written, t->dst_blocks, b + 1))
+		clear_bit(b - area, prev.spare);
+	for (i = 0; i < plan->count; i++)
+		if (plan->refs[i].slot < t->area_pages)
+			clear_bit(plan->refs[i].slot, prev.spare);
+	for (i = 0; i < nhistory; i++)
+		if (history_slots[i] < t->area_pages)
+			clear_bit(history_slots[i], prev.spare);
+	prev.spare_bits = t->area_pages;
 	memcpy(prev.area_id, rec->area_id, sizeof(prev.area_id));
 	prev.generation = rec->generation;
 	prev.refs = plan->refs;
@@ -93,11 +129,12 @@ static bool slot_written(const struct ntc_target *t, unsigned long slot)
 /*
  * Walks the snapshot once: each data page's pfn (from the pfn pages) and
  * hash, and the previous image's slot for it if that slot still holds the
- * same content.  Then the slots new pages may take: free_map without the
- * previous image's, if the new pages fit there, else free_map and no reuse.
+ * same content.  Then the slots new pages may take: free_map (and avail, if
+ * given: the previous checkpoint is kept) without the previous image's, if
+ * the new pages fit there, else without reuse.
  */
 int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, const unsigned long *free_map,
-		   unsigned long pages, unsigned long nmap)
+		   const unsigned long *avail, unsigned long pages, unsigned long nmap)
 {
 	struct ntc_snapshot_handle snapshot = { 0 };
 	unsigned long meta = 0, j = 0, p = 0, i, data;
@@ -109,6 +146,8 @@ int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, cons
 	if (!plan->slots)
 		return -ENOMEM;
 	bitmap_copy(plan->slots, free_map, t->area_pages);
+	if (avail)
+		bitmap_and(plan->slots, plan->slots, avail, t->area_pages);
 	if (pages < 1)
 		return 0;
 	data = pages - 1;	/* refined by the header */
@@ -167,7 +206,10 @@ int ntc_image_plan(struct ntc_image_plan *plan, const struct ntc_target *t, cons
 			plan->refs[j].slot = 0;
 		plan->reused = 0;
 	}
-	if (!plan->reused)
+	if (!plan->reused) {
 		bitmap_copy(plan->slots, free_map, t->area_pages);
+		if (avail)
+			bitmap_and(plan->slots, plan->slots, avail, t->area_pages);
+	}
 	return 0;
 }

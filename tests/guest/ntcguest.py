@@ -4,6 +4,7 @@ Builds ntc.ko and the static workload programs, makes disk 1 with them and
 disk 2 from it, drives checkpoints over the console and reads back what a
 checkpoint left in disk 2's snapshot area.
 """
+import collections
 import hashlib
 import json
 import os
@@ -91,10 +92,11 @@ class Area:
         r = subprocess.run([tool, "--json", disk], capture_output=True, text=True, timeout=120)
         if r.returncode == 1:
             raise ntclab.LabError(f"ntc-info {disk}: {r.stderr}")
-        areas = [p["area"] for p in json.loads(r.stdout)["partitions"] if "area" in p]
+        areas = [p for p in json.loads(r.stdout)["partitions"] if "area" in p]
         if len(areas) != 1:
             raise ntclab.LabError(f"{disk}: expected one swap partition, found {len(areas)}")
-        area = areas[0]
+        self.number = areas[0]["number"]
+        area = areas[0]["area"]
         self.kind = area["kind"]            # swap, ntc-area, ntc-checkpoint, hibernation-image
         self.problem = area.get("problem", "")
         record = area.get("record")
@@ -123,11 +125,68 @@ def ntc_info_check(disk):
     return r.returncode
 
 
-# Where a power cut is tried (ntc.ko's stall_at=) -> the checkpoint disk 2
-# must hold afterwards (0: none): the previous one until the invalidation,
-# the new one once its header is down, none in between.
-POWER_CUT_POINTS = [("start", 1), ("invalidated", 0), ("reclaimed", 0), ("precopied", 0),
-                    ("frozen", 0), ("writing", 0), ("written", 0), ("committed", 2)]
+class CutPoint(collections.namedtuple("CutPoint", "point keep expected")):
+    """Where a power cut is tried (ntc.ko's stall_at=), whether checkpoint 2
+    keeps checkpoint 1 resumable meanwhile (keep_previous=), and the
+    checkpoint disk 2 must hold afterwards (0: none)."""
+
+    @property
+    def label(self):
+        return self.point if self.keep else f"{self.point}-in-place"
+
+
+# Kept: checkpoint 1 until the header of checkpoint 2 is down, then 2 (its
+# journal put in place by the resumed kernel if the cut came before).  In
+# place: none from the invalidation on.
+POWER_CUT_POINTS = [CutPoint("start", True, 1), CutPoint("reclaimed", True, 1),
+                    CutPoint("precopied", True, 1), CutPoint("frozen", True, 1),
+                    CutPoint("writing", True, 1), CutPoint("written", True, 1),
+                    CutPoint("applying", True, 2), CutPoint("committed", True, 2),
+                    CutPoint("invalidated", False, 0), CutPoint("writing", False, 0)]
+
+
+def start_cut_checkpoint(g, cut, timeout=600):
+    """Starts checkpoint 2 set to stop at cut's point and waits until it has."""
+    g.sh(f"echo {int(cut.keep)} > /sys/module/ntc/parameters/keep_previous")
+    g.sh(f"echo {cut.point} > /sys/module/ntc/parameters/stall_at")
+    g.send("echo checkpoint > /proc/ntc")
+    g.expect(rf"ntc: stalled at {cut.point}\b", timeout)
+
+
+def write_marker(g, checkpoint):
+    """A file whose content says which checkpoint follows it (same length
+    every time), made durable."""
+    g.sh(f"echo ck{checkpoint}-$(head -c 6 /dev/urandom | od -An -tx1 | tr -d ' ') > /data/marker && sync")
+    _, out = g.sh("cat /data/marker")
+    return re.search(r"ck\d-[0-9a-f]{12}", out).group(0)
+
+
+def expect_marker_on_disk(g, marker, what):
+    """The marker file as disk 1 holds it, past the page cache: a resumed
+    guest whose disk does not match its memory reads another."""
+    _, out = g.sh("sync && echo 3 > /proc/sys/vm/drop_caches && cat /data/marker")
+    ntclab.check(marker in out, f"{what}: /data/marker on disk is not {marker}: {out!r}", g)
+
+
+def differ_outside_area(disk, copy):
+    """The partitions of disk but its snapshot area that differ from copy's,
+    byte for byte."""
+    differ = []
+    area = Area(disk).number
+    with open(disk, "rb") as a, open(copy, "rb") as b:
+        for p in ntclab.partitions(disk):
+            if p.number == area:
+                continue
+            a.seek(p.offset)
+            b.seek(p.offset)
+            left = p.size
+            while left:
+                n = min(left, 1 << 22)
+                if a.read(n) != b.read(n):
+                    differ.append(f"partition {p.number}")
+                    break
+                left -= n
+    return differ
 
 
 def recovers_by_journal(disk, tmp):
@@ -149,25 +208,25 @@ def recovers_by_journal(disk, tmp):
     return problems
 
 
-def judge_power_cut(point, expected, disk1, disk2, tmp):
-    """After a power cut at `point` of checkpoint 2: disk 2 holds a sound
+def judge_power_cut(cut, disk1, disk2, tmp):
+    """After a power cut of checkpoint 2 (a CutPoint): disk 2 holds a sound
     checkpoint or none, never a resumable-looking damaged one, and the one
-    `expected`; disk 1 recovers by its journal.  Returns the checkpoint
-    disk 2 holds (0: none)."""
+    expected; disk 1 recovers by its journal.  Returns the checkpoint disk 2
+    holds (0: none)."""
     area = Area(disk2)
     sound = ntc_info_check(disk2) == 0
     held = area.sequence if area.valid_checkpoint() else 0
-    print(f"cut at {point}: disk 2 holds {'checkpoint %d' % held if held else 'no checkpoint'} "
+    print(f"cut at {cut.label}: disk 2 holds {'checkpoint %d' % held if held else 'no checkpoint'} "
           f"({area.kind}), ntc-info --check {'accepts' if sound else 'refuses'} it", flush=True)
-    ntclab.check(not held or sound, f"cut at {point}: disk 2 looks resumable but is damaged: {area}")
-    ntclab.check(held == expected,
-                 f"cut at {point}: disk 2 holds checkpoint {held}, expected {expected or 'none'}")
+    ntclab.check(not held or sound, f"cut at {cut.label}: disk 2 looks resumable but is damaged: {area}")
+    ntclab.check(held == cut.expected,
+                 f"cut at {cut.label}: disk 2 holds checkpoint {held}, expected {cut.expected or 'none'}")
     problems = recovers_by_journal(disk1, tmp)
-    ntclab.check(not problems, f"cut at {point}: disk 1 does not recover by its journal: {problems}")
+    ntclab.check(not problems, f"cut at {cut.label}: disk 1 does not recover by its journal: {problems}")
     return held
 
 
-def expect_resumed_after_cut(vm, point, held, n_ck1):
+def expect_resumed_after_cut(vm, label, held, n_ck1):
     """A guest started from the disk 2 a power cut left: it resumes, and its
     counter goes on from checkpoint 1 (held 1: n_ck1 is counter_before()'s
     value, judged as expect_counter_resumed() does) or from later (held 2,
@@ -177,17 +236,17 @@ def expect_resumed_after_cut(vm, point, held, n_ck1):
         n = expect_counter_resumed(vm, n_ck1)
     else:
         m = vm.expect(r"(NTC-GUEST-READY)|CNT (\d+) ", 300)
-        ntclab.check(m.group(1) is None, f"cut at {point}: disk 2 booted fresh instead of resuming", vm)
+        ntclab.check(m.group(1) is None, f"cut at {label}: disk 2 booted fresh instead of resuming", vm)
         n = int(m.group(2))
-        ntclab.check(n > n_ck1 + 1, f"cut at {point}: counter resumed at {n}, not after checkpoint 1's {n_ck1}", vm)
-    print(f"cut at {point}: checkpoint {held} resumed, counter at {n}", flush=True)
+        ntclab.check(n > n_ck1 + 1, f"cut at {label}: counter resumed at {n}, not after checkpoint 1's {n_ck1}", vm)
+    print(f"cut at {label}: checkpoint {held} resumed, counter at {n}", flush=True)
 
 
 def power_cut_table(results):
-    """(point, held, seconds) rows as Markdown."""
+    """(label, held, seconds) rows as Markdown."""
     rows = ["| cut at | disk 2 holds | seconds |", "| --- | --- | ---: |"]
-    rows += [f"| {point} | {'checkpoint %d' % held if held else 'none'} | {seconds:.0f} |"
-             for point, held, seconds in results]
+    rows += [f"| {label} | {'checkpoint %d' % held if held else 'none'} | {seconds:.0f} |"
+             for label, held, seconds in results]
     return "\n".join(rows)
 
 
@@ -308,7 +367,8 @@ def expect_counter_resumed(vm, n_ck, timeout=300):
     and writing its line: the line has a time before the snapshot, but was
     written after it, so the image has the counter about to write it
     (Documentation/testing.md, Known failure modes 15)."""
-    m = vm.expect(r"(NTC-GUEST-READY)|CNT (\d+) (\S+)", timeout)
+    # the line's end too: a console read can end inside the time stamp
+    m = vm.expect(r"(NTC-GUEST-READY)|CNT (\d+) (\S+)[\r\n]", timeout)
     ntclab.check(m.group(1) is None, "booted fresh instead of resuming", vm)
     n, stamp = int(m.group(2)), m.group(3)
     stamp = stamp.decode() if isinstance(stamp, bytes) else stamp  # QEMU guests' consoles are bytes

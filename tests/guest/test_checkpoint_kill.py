@@ -4,16 +4,24 @@
 Guest A takes checkpoint 1 onto disk 2, then starts checkpoint 2 with ntc.ko's
 test parameter stall_at=POINT, which stops the checkpoint at POINT and says
 so on the console; there the whole machine is killed (SIGKILL of QEMU, the
-power cut).  Eight points spread over the checkpoint: before the
-invalidation, after it, after the reclaim, after the pre-copy, frozen after
-the snapshot, halfway through the image, just before the header and just
-after it.  After each:
+power cut).  Checkpoint 2 keeps checkpoint 1 resumable until its own header
+is down (ntc.ko's redo journal): eight points from before the pre-copy to
+after the journal is in place.  Two more cut a checkpoint that writes in
+place (keep_previous=0): after the invalidation and halfway through the
+image.  Before each checkpoint A writes a marker file (its content names the
+checkpoint) and syncs.  After each cut:
 
   * disk 2 holds either a sound checkpoint (ntc-info --check accepts it) or
-    none; never a resumable-looking damaged one.  Which one is known: the
-    previous checkpoint before the invalidation, the new one once its header
-    is down, none in between;
-  * a sound one resumes: guest B continues the counter from that checkpoint;
+    none; never a resumable-looking damaged one.  Which one is known: kept,
+    checkpoint 1 until the header of checkpoint 2 is down, then checkpoint 2;
+    in place, none;
+  * while it holds checkpoint 1, its filesystems are byte for byte as
+    checkpoint 1 left them (everything checkpoint 2 wrote went elsewhere);
+  * a sound one resumes: guest B continues the counter from that
+    checkpoint, and reads that checkpoint's marker from disk past its page
+    cache; after a cut between the header and the journal's end, B's kernel
+    put the journal in place before it ran (/proc/ntc
+    resumed_journal_blocks);
   * disk 1 recovers by its journal (e2fsck -p replays it, then -fn is clean).
 """
 import os
@@ -32,26 +40,30 @@ CPUS = 2
 check = ntclab.check
 
 
-def cut_at(tmp, base, point):
-    """Checkpoint 1, then checkpoint 2 cut at `point`; returns the disks and
-    the counter's value at checkpoint 1."""
-    disk1 = os.path.join(tmp, f"disk1-{point}.img")
+def cut_at(tmp, base, cut):
+    """Checkpoint 1, then checkpoint 2 cut at cut (a CutPoint); returns the
+    disks, the counter's value at checkpoint 1, each checkpoint's marker and
+    a copy of disk 2 as checkpoint 1 left it."""
+    disk1 = os.path.join(tmp, f"disk1-{cut.label}.img")
     subprocess.run(["cp", "--sparse=always", base, disk1], check=True, timeout=300)
     for suffix in (".vmlinuz", ".initrd", ".cmdline"):
         shutil.copy(base + suffix, disk1 + suffix)
-    disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, f"disk2-{point}.img"))
-    with ntclab.guest_for_disk(f"kill-{point}", disk1, disks=[disk1, disk2], mem_mib=MEM_MIB, cpus=CPUS) as a:
+    disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, f"disk2-{cut.label}.img"))
+    disk2_ck1 = os.path.join(tmp, "disk2-checkpoint1.img")
+    with ntclab.guest_for_disk(f"kill-{cut.label}", disk1, disks=[disk1, disk2], mem_mib=MEM_MIB, cpus=CPUS) as a:
         a.wait_ready()
         a.sh("ntc-counter /data/counter.log 50 & :")
+        markers = {1: ntcguest.write_marker(a, 1)}
         a.sh("sleep 1")
         rc, st = ntcguest.checkpoint(a)
         check(rc == 0 and st.get("result") == "0", f"checkpoint 1 failed: rc {rc}, {st}", a)
         n_ck1 = ntcguest.counter_before(a, st["time_unix_ns"])
-        a.sh(f"echo {point} > /sys/module/ntc/parameters/stall_at")
-        a.send("echo checkpoint > /proc/ntc")
-        a.expect(rf"ntc: stalled at {point}\b", 600)
+        # nothing writes disk 2 between checkpoints
+        subprocess.run(["cp", "--sparse=always", disk2, disk2_ck1], check=True, timeout=300)
+        markers[2] = ntcguest.write_marker(a, 2)
+        ntcguest.start_cut_checkpoint(a, cut)
         a.kill()  # the power cut
-    return disk1, disk2, n_ck1
+    return disk1, disk2, n_ck1, markers, disk2_ck1
 
 
 def main():
@@ -59,18 +71,30 @@ def main():
     results = []
     with ntcguest.workdir() as tmp:
         base = ntcguest.build_disk1(tmp)
-        for point, expected in ntcguest.POWER_CUT_POINTS:
+        for cut in ntcguest.POWER_CUT_POINTS:
             t0 = time.monotonic()
-            disk1, disk2, n_ck1 = cut_at(tmp, base, point)
-            held = ntcguest.judge_power_cut(point, expected, disk1, disk2, tmp)
+            disk1, disk2, n_ck1, markers, disk2_ck1 = cut_at(tmp, base, cut)
+            held = ntcguest.judge_power_cut(cut, disk1, disk2, tmp)
+            if held == 1:
+                differ = ntcguest.differ_outside_area(disk2, disk2_ck1)
+                check(not differ, f"cut at {cut.label}: disk 2 holds checkpoint 1, but checkpoint 2 wrote "
+                      f"into its filesystems: {differ}")
+            os.unlink(disk2_ck1)
             if held:
                 blank = ntcguest.blank_like(disk2, os.path.join(tmp, "blank.img"))
-                with ntclab.guest_for_disk(f"kill-{point}-resume", disk1, disks=[disk2, blank],
+                with ntclab.guest_for_disk(f"kill-{cut.label}-resume", disk1, disks=[disk2, blank],
                                            mem_mib=MEM_MIB, cpus=CPUS) as b:
-                    ntcguest.expect_resumed_after_cut(b, point, held, n_ck1)
+                    ntcguest.expect_resumed_after_cut(b, cut.label, held, n_ck1)
+                    ntcguest.expect_marker_on_disk(b, markers[held], f"cut at {cut.label}")
+                    applied = int(ntcguest.status(b).get("resumed_journal_blocks", "0"))
+                    if cut.point == "applying":
+                        check(applied > 0, f"cut at {cut.label}: the resumed kernel put no journal in place", b)
+                    else:
+                        check(applied == 0, f"cut at {cut.label}: the resumed kernel found a journal to put "
+                              f"in place ({applied} blocks)", b)
                     b.kill()
                 os.unlink(blank)
-            results.append((point, held, time.monotonic() - t0))
+            results.append((cut.label, held, time.monotonic() - t0))
             for f in (disk1, disk2):
                 os.unlink(f)
     print(ntcguest.power_cut_table(results))

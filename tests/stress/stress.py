@@ -208,7 +208,7 @@ def resumes(office, n_ck, n):
 def power_cuts(office, base, tmp):
     """guest.checkpoint_kill's power cuts on this VMM: checkpoint 1, then
     checkpoint 2 stopped at each point of POWER_CUT_POINTS (ntc.ko's
-    stall_at=) and its VMM killed there.  Disk 2 must hold the expected
+    stall_at=, keep_previous=) and its VMM killed there.  Disk 2 must hold the expected
     checkpoint or none and disk 1 recover by its journal (checked on this
     side, on copies); a sound disk 2 must resume from that checkpoint.
     Returns (points passed, failures)."""
@@ -220,32 +220,30 @@ def power_cuts(office, base, tmp):
     def cut(label, point):
         host.sh(f"cp --sparse=always {host.inside(base)} {disk1} && rm -f {disk2} && "
                 f"{clone} {disk1} {disk2} >/dev/null", 600)
-        vm = office.office(disk2, disk1, f"cut-{point}").start()
+        vm = office.office(disk2, disk1, f"cut-{point.label}").start()
         vm.wait_ready(300)
         vm.sh("ntc-counter /data/counter.log 50 & :")
         vm.sh("sleep 1")
         rc, st = ntcguest.checkpoint(vm, 900)
         check(rc == 0 and st.get("result") == "0", f"{label}: checkpoint 1: rc {rc}, {st}", vm)
         n_ck1 = ntcguest.counter_before(vm, st["time_unix_ns"])
-        vm.sh(f"echo {point} > /sys/module/ntc/parameters/stall_at")
-        vm.send("echo checkpoint > /proc/ntc")
-        vm.expect(rf"ntc: stalled at {point}\b", 600)
+        ntcguest.start_cut_checkpoint(vm, point)
         office.power_cut()
         vm.wait_exit(60)
         copies = [os.path.join(tmp, f"cut-{n}.img") for n in (1, 2)]
         host.sh(f"cp --sparse=always {disk1} {host.inside(copies[0])} && "
                 f"cp --sparse=always {disk2} {host.inside(copies[1])}", 600)
-        held = ntcguest.judge_power_cut(point, dict(ntcguest.POWER_CUT_POINTS)[point], *copies, tmp)
+        held = ntcguest.judge_power_cut(point, *copies, tmp)
         for c in copies:
             os.unlink(c)
         if held:
             host.sh(f"rm -f {blank} && truncate -s $(stat -c %s {disk2}) {blank}", 60)
-            vm = office.resumed(f"cut-{point}-resume", disk2, blank).start()
-            ntcguest.expect_resumed_after_cut(vm, point, held, n_ck1)
+            vm = office.resumed(f"cut-{point.label}-resume", disk2, blank).start()
+            ntcguest.expect_resumed_after_cut(vm, point.label, held, n_ck1)
             power_off(vm, f"{label}: the resumed guest")
         return ""
 
-    return trials(office, [(f"power cut at {point}", point) for point, _ in ntcguest.POWER_CUT_POINTS], cut)
+    return trials(office, [(f"power cut at {cut.label}", cut) for cut in ntcguest.POWER_CUT_POINTS], cut)
 
 
 def run(kind, n_checkpoints, n_resumes, with_power_cuts):
