@@ -5,6 +5,7 @@
 #include "ntc/swap_area.h"
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -75,5 +76,28 @@ struct FakeStream {
 // ntc.ko does.  With stream.pfns, there is one data page per frame.
 FakeImage write_fake_checkpoint(const std::string& disk, uint64_t area_offset, uint64_t data_pages,
                                 uint64_t sequence = 1, const FakeStream& stream = {});
+
+// Rewrites the NTC record of the area at area_offset as `change` leaves it,
+// sealed again.
+void change_record(const std::string& disk, uint64_t area_offset, const std::function<void(ntc_record&)>& change);
+
+// A chain of pages in the area as the record names it.
+struct FakeChain {
+    uint64_t first_slot = 0;  // 0 when there are no pages
+    uint32_t pages = 0;
+    uint32_t crc32 = 0;
+};
+
+// Writes `extents` into a chain of ChainPages (ntc_history_page,
+// ntc_journal_page) with `magic`, each page as full as ntc.ko fills it, at
+// slots first_slot, first_slot + 1, ... of the area at area_offset.
+template <typename ChainPage, typename ChainExtent>
+FakeChain write_fake_chain(const std::string& disk, uint64_t area_offset, const char* magic,
+                           const std::vector<ChainExtent>& extents, uint64_t first_slot);
+
+// Writes a redo journal of `extents` from first_slot on and names it in the
+// record, as ntc.ko commits a checkpoint that kept the previous one.
+void write_fake_journal(const std::string& disk, uint64_t area_offset, const std::vector<ntc_journal_extent>& extents,
+                        uint64_t first_slot);
 
 }  // namespace testsupport

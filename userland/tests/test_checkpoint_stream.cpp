@@ -80,24 +80,16 @@ struct FakeDisk2 {
     }
 
     void write_chain(uint64_t g, ntc_record& rec) {
-        const uint64_t pages = (extents.size() + NTC_HISTORY_PAGE_EXTENTS - 1) / NTC_HISTORY_PAGE_EXTENTS;
+        const FakeChain chain = write_fake_chain<ntc_history_page>(disk.path, disk.swap_offset, NTC_HISTORY_MAGIC,
+                                                                   extents, 3000 + (g % 2) * 500);
         chain_slots.clear();
-        for (uint64_t i = 0; i < pages; i++) chain_slots.push_back(3000 + (g % 2) * 500 + i);
-        uint32_t crc = 0;
-        for (uint64_t i = 0; i < pages; i++) {
-            ntc_history_page page{};
-            std::memcpy(page.magic, NTC_HISTORY_MAGIC, 8);
-            page.next_slot = i + 1 < pages ? chain_slots[i + 1] : 0;
-            for (size_t k = i * NTC_HISTORY_PAGE_EXTENTS; k < extents.size() && page.count < NTC_HISTORY_PAGE_EXTENTS;
-                 k++)
-                page.extents[page.count++] = extents[k];
-            write_history_page(chain_slots[i], page);
-            crc = crc32_update(crc, {reinterpret_cast<const uint8_t*>(&page), sizeof page});
-            written[g].insert(page0_block() + chain_slots[i]);
+        for (uint64_t slot = chain.first_slot; slot < chain.first_slot + chain.pages; slot++) {
+            chain_slots.push_back(slot);
+            written[g].insert(page0_block() + slot);
         }
-        rec.history_slot = chain_slots.empty() ? 0 : chain_slots[0];
-        rec.history_pages = static_cast<uint32_t>(pages);
-        rec.history_crc32 = crc;
+        rec.history_slot = chain.first_slot;
+        rec.history_pages = chain.pages;
+        rec.history_crc32 = chain.crc32;
     }
 
     void write_history_page(uint64_t slot, const ntc_history_page& page) {
@@ -565,6 +557,41 @@ TEST_CASE("ntc-send refuses a disk without a complete checkpoint, or one without
     d.write_page0(rec, NTC_SWAP_SIG);
     CHECK(error_of([&] { send_to(d.path(), stream); }).find("was resumed") != std::string::npos);
     CHECK(error_of([&] { send_to(d.disk.path + "-nope", stream); }).find("cannot open") != std::string::npos);
+}
+
+TEST_CASE("ntc-send refuses a checkpoint whose redo journal is not yet in place, before it writes anything") {
+    FakeDisk2 d;
+    d.checkpoint({{1000, 4}});
+    write_fake_journal(d.path(), d.disk.swap_offset, {{1000, 2000, 4, 0}}, 2500);
+    std::string stream = d.dir / "s.stream";
+    const std::string why =
+        d.path() +
+        ": checkpoint 2's redo journal is not yet applied (its guest is copying the journal's blocks into place, or "
+        "stopped between the commit and that copy); if the guest runs, send again in a moment, else resume the "
+        "checkpoint once with 'ntc-vmm resume " +
+        d.path() + "', whose kernel finishes the copy, and send the checkpoint its guest takes next";
+    CHECK(error_of([&] { send_to(d.path(), stream); }) == why);
+    CHECK(file_size(stream) == 0);
+    CHECK(error_of([&] { send_since(d.path(), stream, 1); }) == why);
+    CHECK(file_size(stream) == 0);
+
+    change_record(d.path(), d.disk.swap_offset, [](ntc_record& rec) { rec.flags |= 2; });
+    CHECK(error_of([&] { send_to(d.path(), stream); })
+              .find(": the NTC record has flags 0x3, of which these host tools know only NTC_RECORD_JOURNAL (0x1): a "
+                    "newer ntc.ko wrote it") != std::string::npos);
+    CHECK(file_size(stream) == 0);
+
+    // As ntc.ko leaves page 0 once the journal is in place.
+    change_record(d.path(), d.disk.swap_offset, [](ntc_record& rec) {
+        rec.flags = 0;
+        rec.journal_slot = rec.journal_blocks = 0;
+        rec.journal_pages = rec.journal_crc32 = 0;
+    });
+    std::string copy = d.dir / "copy.img";
+    CHECK(send_to(d.path(), stream).to_generation == 2);
+    receive_from(copy, stream);
+    CHECK(file_digest(copy) == file_digest(d.path()));
+    CHECK(send_since(d.path(), stream, 1).blocks == d.blocks_written_after(1) + 1);
 }
 
 TEST_CASE("a disk that changes while it is sent gives a stream without an end, which the receiver refuses") {

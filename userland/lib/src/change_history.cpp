@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <set>
 
 namespace ntc {
 namespace {
@@ -13,10 +12,6 @@ uint64_t disk_blocks(const DiskFile& disk) { return (disk.size() + NTC_PAGE_SIZE
 
 [[noreturn]] void damaged(const DiskFile& disk, const std::string& what) {
     throw Error(disk.path() + ": the change history is damaged (" + what + "); send everything (omit --since)");
-}
-
-std::string page_name(uint32_t index, uint64_t slot) {
-    return "page " + std::to_string(index + 1) + " at slot " + std::to_string(slot);
 }
 
 void check_extent(const DiskFile& disk, const ntc_record& rec, const ntc_history_extent& e, const std::string& where) {
@@ -45,39 +40,25 @@ ChangeHistory read_change_history(const DiskFile& disk, const SnapshotArea& area
     if (rec.history_since > rec.generation)
         damaged(disk, "it starts at generation " + std::to_string(rec.history_since) + ", after the checkpoint's " +
                           std::to_string(rec.generation));
-    if ((rec.history_slot == 0) != (rec.history_pages == 0))
-        damaged(disk, "the record names slot " + std::to_string(rec.history_slot) + " and " +
-                          std::to_string(rec.history_pages) + " pages");
     if (rec.history_pages > NTC_HISTORY_MAX_PAGES)
         damaged(disk, "the record counts " + std::to_string(rec.history_pages) + " pages, more than " +
                           std::to_string(NTC_HISTORY_MAX_PAGES));
     ChangeHistory history;
     history.since = rec.history_since;
     history.generation = rec.generation;
-    std::set<uint64_t> seen;
-    uint32_t crc = 0;
-    uint64_t slot = rec.history_slot;
-    for (uint32_t i = 0; i < rec.history_pages; i++) {
-        if (slot == 0 || slot >= area.pages)
-            damaged(disk, "page " + std::to_string(i + 1) + " would be at slot " + std::to_string(slot) +
-                              ", outside the area's slots 1.." + std::to_string(area.pages - 1));
-        if (!seen.insert(slot).second) damaged(disk, "the chain comes back to slot " + std::to_string(slot));
-        ntc_history_page page;
-        disk.read_at(area.offset + slot * NTC_PAGE_SIZE, {reinterpret_cast<uint8_t*>(&page), sizeof page});
-        if (std::memcmp(page.magic, NTC_HISTORY_MAGIC, sizeof page.magic) != 0)
-            damaged(disk, page_name(i, slot) + " has no history magic");
-        if (page.count > NTC_HISTORY_PAGE_EXTENTS)
-            damaged(disk, page_name(i, slot) + " counts " + std::to_string(page.count) + " extents, more than " +
-                              std::to_string(NTC_HISTORY_PAGE_EXTENTS));
-        crc = crc32_update(crc, {reinterpret_cast<const uint8_t*>(&page), sizeof page});
-        for (uint32_t k = 0; k < page.count; k++) check_extent(disk, rec, page.extents[k], page_name(i, slot));
-        history.extents.insert(history.extents.end(), page.extents, page.extents + page.count);
-        history.page_blocks.push_back(area.page0_block() + slot);
-        slot = page.next_slot;
+    const AreaPageChain chain{"history", NTC_HISTORY_MAGIC, rec.history_slot, rec.history_pages, rec.history_crc32};
+    try {
+        read_page_chain(disk, area, chain, [&](uint32_t i, uint64_t slot, const Page& bytes) {
+            ntc_history_page page;
+            std::memcpy(&page, bytes.data(), sizeof page);
+            for (uint32_t k = 0; k < page.count; k++)
+                check_extent(disk, rec, page.extents[k], chain_page_name(i, slot));
+            history.extents.insert(history.extents.end(), page.extents, page.extents + page.count);
+            history.page_blocks.push_back(area.page0_block() + slot);
+        });
+    } catch (const PageChainDamage& e) {
+        damaged(disk, e.what());
     }
-    if (slot != 0)
-        damaged(disk, "the chain goes on after the record's " + std::to_string(rec.history_pages) + " pages");
-    if (crc != rec.history_crc32) damaged(disk, "its pages do not match the record's CRC");
     return history;
 }
 

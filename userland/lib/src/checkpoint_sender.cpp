@@ -5,6 +5,7 @@
 #include "ntc/checkpoint_stream.h"
 #include "ntc/overlay.h"
 #include "ntc/progress.h"
+#include "ntc/redo_journal.h"
 #include "ntc/snapshot_area.h"
 
 #include <algorithm>
@@ -83,6 +84,16 @@ SendResult send_checkpoint(const std::string& disk_path, int out_fd, const SendO
     DiskFile disk(disk_path, DiskFile::Mode::read);
     const SnapshotArea area = checkpoint_area(disk);
     const ntc_record& rec = *area.swap.record;
+    require_known_flags(disk_path, rec);
+    // Until its journal is in place, disk 2 holds some of the previous
+    // checkpoint's blocks: a copy would be this checkpoint only to a kernel
+    // that resumes it, not to anything that reads it as a disk.
+    if (journal_pending(rec))
+        throw Error(disk_path + ": checkpoint " + std::to_string(rec.generation) +
+                    "'s redo journal is not yet applied (its guest is copying the journal's blocks into place, or "
+                    "stopped between the commit and that copy); if the guest runs, send again in a moment, else "
+                    "resume the checkpoint once with 'ntc-vmm resume " +
+                    disk_path + "', whose kernel finishes the copy, and send the checkpoint its guest takes next");
     require_change_history(disk_path, rec);
 
     SendResult result;

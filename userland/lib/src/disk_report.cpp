@@ -5,6 +5,7 @@
 #include "ntc/ext_fs.h"
 #include "ntc/overlay.h"
 #include "ntc/progress.h"
+#include "ntc/redo_journal.h"
 
 #include <algorithm>
 #include <cstdio>
@@ -82,12 +83,20 @@ DiskReport describe_disk(const std::string& path, bool check) {
                     pr.check = failed;
                 }
             }
-            if (check && area.kind == AreaKind::ntc_checkpoint && area.record->history_pages) {
+            if (check && area.kind == AreaKind::ntc_checkpoint) {
+                const SnapshotArea snapshot{p.offset, p.size / NTC_PAGE_SIZE, page, area};
                 try {
-                    read_change_history(disk, SnapshotArea{p.offset, p.size / NTC_PAGE_SIZE, page, area});
-                    pr.history_problem = "";
+                    check_redo_journal(disk, snapshot);
                 } catch (const Error& e) {
-                    pr.history_problem = e.what();
+                    pr.check->problems.push_back(e.what());
+                }
+                if (area.record->history_pages) {
+                    try {
+                        read_change_history(disk, snapshot);
+                        pr.history_problem = "";
+                    } catch (const Error& e) {
+                        pr.history_problem = e.what();
+                    }
                 }
             }
         }
@@ -183,6 +192,9 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
                 o << "; a copy from generation " << r.history_since << " on can be sent the changes\n";
             else o << "; no change history: a copy needs a full send\n";
         }
+        if (journal_pending(r))
+            o << "  journal      " << r.journal_blocks << " blocks pending in " << r.journal_pages
+              << " pages (the resumed kernel copies them into place before it runs)\n";
     }
     if (pr.check) {
         const ImageCheck& c = *pr.check;
@@ -191,7 +203,8 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
         }
         if (c.ok()) {
             o << "  check        passed: " << c.pages_walked << " pages in " << c.map_pages << " map pages"
-              << (a.kind == AreaKind::ntc_checkpoint ? ", CRC matches" : "") << "\n";
+              << (a.kind == AreaKind::ntc_checkpoint ? ", CRC matches" : "")
+              << (a.kind == AreaKind::ntc_checkpoint && journal_pending(*a.record) ? ", journal sound" : "") << "\n";
         } else {
             for (const std::string& p : c.problems) o << "  check        FAILED: " << p << "\n";
         }
@@ -257,6 +270,7 @@ nlohmann::json render_json(const DiskReport& r) {
                 const ntc_record& rec = *a.record;
                 area["record"] = {
                     {"state", rec.state},
+                    {"flags", rec.flags},
                     {"sequence", rec.sequence},
                     {"time_unix_ns", rec.time_unix_ns},
                     {"pause_us", rec.pause_us},
@@ -272,6 +286,9 @@ nlohmann::json render_json(const DiskReport& r) {
                     {"generation", rec.generation},
                     {"history_since", rec.history_since},
                     {"history_pages", rec.history_pages},
+                    {"journal_pending", journal_pending(rec)},
+                    {"journal_blocks", rec.journal_blocks},
+                    {"journal_pages", rec.journal_pages},
                     {"kernel_release", cstr(rec.kernel_release, sizeof rec.kernel_release)},
                     {"kernel_version", cstr(rec.kernel_version, sizeof rec.kernel_version)},
                     {"machine", cstr(rec.machine, sizeof rec.machine)},

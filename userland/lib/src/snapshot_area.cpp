@@ -1,9 +1,28 @@
 #include "ntc/snapshot_area.h"
 
-#include "ntc/error.h"
 #include "ntc/partition_table.h"
 
+#include <cstring>
+#include <set>
+
 namespace ntc {
+namespace {
+
+// The head of ntc_history_page and ntc_journal_page.
+struct ChainPageHead {
+    char magic[8];
+    uint64_t next_slot;
+    uint32_t count;
+    uint32_t pad;
+};
+static_assert(offsetof(ntc_history_page, extents) == sizeof(ChainPageHead) &&
+                  offsetof(ntc_journal_page, extents) == sizeof(ChainPageHead) &&
+                  offsetof(ntc_history_page, count) == offsetof(ChainPageHead, count) &&
+                  offsetof(ntc_journal_page, count) == offsetof(ChainPageHead, count) &&
+                  NTC_HISTORY_PAGE_EXTENTS == NTC_JOURNAL_PAGE_EXTENTS,
+              "history and journal pages share one layout");
+
+}  // namespace
 
 std::optional<SnapshotArea> find_snapshot_area(const DiskFile& disk) {
     for (const Partition& p : read_partition_table(disk).partitions) {
@@ -21,6 +40,41 @@ std::optional<SnapshotArea> find_snapshot_area(const DiskFile& disk) {
         return area;
     }
     return std::nullopt;
+}
+
+std::string chain_page_name(uint32_t index, uint64_t slot) {
+    return "page " + std::to_string(index + 1) + " at slot " + std::to_string(slot);
+}
+
+void read_page_chain(const DiskFile& disk, const SnapshotArea& area, const AreaPageChain& chain,
+                     const ChainPageVisitor& visit) {
+    if ((chain.first_slot == 0) != (chain.pages == 0))
+        throw PageChainDamage("the record names slot " + std::to_string(chain.first_slot) + " and " +
+                              std::to_string(chain.pages) + " pages");
+    std::set<uint64_t> seen;
+    uint32_t crc = 0;
+    uint64_t slot = chain.first_slot;
+    Page page;
+    for (uint32_t i = 0; i < chain.pages; i++) {
+        if (slot == 0 || slot >= area.pages)
+            throw PageChainDamage("page " + std::to_string(i + 1) + " would be at slot " + std::to_string(slot) +
+                                  ", outside the area's slots 1.." + std::to_string(area.pages - 1));
+        if (!seen.insert(slot).second) throw PageChainDamage("the chain comes back to slot " + std::to_string(slot));
+        disk.read_at(area.offset + slot * NTC_PAGE_SIZE, page);
+        ChainPageHead head;
+        std::memcpy(&head, page.data(), sizeof head);
+        if (std::memcmp(head.magic, chain.magic, sizeof head.magic) != 0)
+            throw PageChainDamage(chain_page_name(i, slot) + " has no " + chain.kind + " magic");
+        if (head.count > NTC_HISTORY_PAGE_EXTENTS)
+            throw PageChainDamage(chain_page_name(i, slot) + " counts " + std::to_string(head.count) +
+                                  " extents, more than " + std::to_string(NTC_HISTORY_PAGE_EXTENTS));
+        crc = crc32_update(crc, page);
+        visit(i, slot, page);
+        slot = head.next_slot;
+    }
+    if (slot != 0)
+        throw PageChainDamage("the chain goes on after the record's " + std::to_string(chain.pages) + " pages");
+    if (crc != chain.crc32) throw PageChainDamage("its pages do not match the record's CRC");
 }
 
 }  // namespace ntc
