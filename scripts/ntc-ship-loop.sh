@@ -43,7 +43,8 @@ json_number() {
 
 # One round, which reads no more than page 0 of each disk unless there is
 # something to send: nothing while disk 2 holds no complete checkpoint newer
-# than the copy's (none yet, one being written, nothing new).
+# than the copy's (none yet, one being written or its journal being put in
+# place, nothing new).
 ship() {
 	local status resumable generation history_since have since=()
 	status=$("${bin}ntc-receive" --status --json "$disk2") || return 1
@@ -51,6 +52,7 @@ ship() {
 	generation=$(json_number generation <<<"$status")
 	history_since=$(json_number history_since <<<"$status")
 	[ "$resumable" = 1 ] || return 0
+	! grep -q '"journal_pending": true' <<<"$status" || return 0
 	have=$(on_copy "${bin}ntc-receive" --status --json "$copy" | json_number generation)
 	[ -n "$have" ] || return 1
 	[ "$have" -lt "$generation" ] || return 0

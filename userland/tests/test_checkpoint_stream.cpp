@@ -574,6 +574,12 @@ TEST_CASE("ntc-send refuses a checkpoint whose redo journal is not yet in place,
     CHECK(file_size(stream) == 0);
     CHECK(error_of([&] { send_since(d.path(), stream, 1); }) == why);
     CHECK(file_size(stream) == 0);
+    // What the ship loop asks before it sends.
+    CopyStatus status = copy_status(d.path());
+    CHECK(status.resumable);
+    CHECK(status.journal_pending);
+    CHECK(render_status_json(status)["journal_pending"] == true);
+    CHECK(render_status_text(status).find("its redo journal is not yet in place") != std::string::npos);
 
     change_record(d.path(), d.disk.swap_offset, [](ntc_record& rec) { rec.flags |= 2; });
     CHECK(error_of([&] { send_to(d.path(), stream); })
@@ -587,6 +593,7 @@ TEST_CASE("ntc-send refuses a checkpoint whose redo journal is not yet in place,
         rec.journal_slot = rec.journal_blocks = 0;
         rec.journal_pages = rec.journal_crc32 = 0;
     });
+    CHECK_FALSE(copy_status(d.path()).journal_pending);
     std::string copy = d.dir / "copy.img";
     CHECK(send_to(d.path(), stream).to_generation == 2);
     receive_from(copy, stream);

@@ -5,6 +5,7 @@
 #include "ntc/disk_file.h"
 #include "ntc/error.h"
 #include "ntc/progress.h"
+#include "ntc/redo_journal.h"
 #include "ntc/snapshot_area.h"
 
 #include <algorithm>
@@ -468,6 +469,7 @@ CopyStatus copy_status(const std::string& copy_path) {
     case CopyState::Kind::checkpoint:
         status.resumable = true;
         status.generation = state.record.generation;
+        status.journal_pending = journal_pending(state.record);
         break;
     case CopyState::Kind::marked:
         status.why_not = finishes ? "a receive into it was interrupted; the next ntc-receive finishes it"
@@ -494,6 +496,9 @@ std::string render_status_text(const CopyStatus& s) {
             "\n";
     if (s.time_unix_ns) text += "  checkpoint   " + utc_time(s.time_unix_ns) + "\n";
     text += "  resumable    " + (s.resumable ? std::string("yes") : "no: " + s.why_not) + "\n";
+    if (s.journal_pending)
+        text += "  journal      its redo journal is not yet in place: ntc-send waits until its guest has put it "
+                "there\n";
     if (s.pending)
         text += "  pending      " +
                 (s.pending->applies
@@ -511,9 +516,16 @@ std::string render_status_text(const CopyStatus& s) {
 }
 
 nlohmann::json render_status_json(const CopyStatus& s) {
-    nlohmann::json out = {{"path", s.path},           {"exists", s.exists}, {"generation", s.generation},
-                          {"resumable", s.resumable}, {"kept", s.kept},     {"time_unix_ns", s.time_unix_ns},
-                          {"area_id", nullptr},       {"pending", nullptr}, {"history_since", s.history_since}};
+    nlohmann::json out = {{"path", s.path},
+                          {"exists", s.exists},
+                          {"generation", s.generation},
+                          {"resumable", s.resumable},
+                          {"kept", s.kept},
+                          {"time_unix_ns", s.time_unix_ns},
+                          {"area_id", nullptr},
+                          {"pending", nullptr},
+                          {"history_since", s.history_since},
+                          {"journal_pending", s.journal_pending}};
     if (s.area_id) out["area_id"] = uuid_string(*s.area_id);
     if (!s.why_not.empty()) out["why_not"] = s.why_not;
     if (s.pending)

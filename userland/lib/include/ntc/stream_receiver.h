@@ -67,7 +67,10 @@ struct CopyStatus {
     // --since to bring it up to date (the record's history_since).
     uint64_t history_since = 0;
     bool resumable = false;  // holds a complete checkpoint
-    std::string why_not;     // when not resumable
+    // Its checkpoint's redo journal is not yet in place (ntc.ko is putting
+    // it there): ntc-send refuses the disk until it is.
+    bool journal_pending = false;
+    std::string why_not;  // when not resumable
     std::optional<PendingReceive> pending;
     std::vector<uint64_t> kept;  // generations of COPY.gen-N, oldest first
 };
