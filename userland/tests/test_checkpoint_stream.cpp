@@ -776,7 +776,7 @@ TEST_CASE("ntc-send and ntc-receive: usage errors exit 2, --help 0") {
     CHECK(run_command(receive_bin + " --status --keep 2 x").status == 2);
 }
 
-TEST_CASE("scripts/ntc-ship-loop.sh --once: everything first, then what is new, nothing while nothing is") {
+TEST_CASE("scripts/ntc-ship-loop.sh --once: everything first, then what is new, nothing while nothing complete is") {
     FakeDisk2 d;
     must("mkdir -p '" + d.dir / "dr" + "'");
     const std::string copy = d.dir / "dr/copy.img";
@@ -796,10 +796,17 @@ TEST_CASE("scripts/ntc-ship-loop.sh --once: everything first, then what is new, 
     CHECK(file_digest(copy) == d.digests[2]);
     CHECK(file_digest(copy + ".gen-1") == d.digests[1]);
 
-    // Nothing new, and a checkpoint being written: nothing sent, nothing said.
+    // Nothing new, a checkpoint whose journal is not yet in place, and one
+    // being written: nothing sent, nothing said.
     r = run_command(loop);
     CHECK(r.status == 0);
     CHECK(r.output.empty());
+    d.checkpoint({{1000, 2}});
+    write_fake_journal(d.path(), d.disk.swap_offset, {{1000, 2000, 2, 0}}, 2500);
+    r = run_command(loop);
+    CHECK(r.status == 0);
+    CHECK(r.output.empty());
+    CHECK(file_digest(copy) == d.digests[2]);
     d.begin_checkpoint();
     r = run_command(loop);
     CHECK(r.status == 0);
