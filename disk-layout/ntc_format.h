@@ -296,24 +296,12 @@ struct ntc_history_extent {
 	__u32 pad;			/* zero */
 };
 
-#define NTC_HISTORY_PAGE_EXTENTS ((NTC_PAGE_SIZE - 24u) / 24u)
-struct ntc_history_page {
-	char magic[8];			/* NTC_HISTORY_MAGIC */
-	__u64 next_slot;		/* area slot of the next page, 0 = last */
-	__u32 count;			/* extents used */
-	__u32 pad;			/* zero */
-	struct ntc_history_extent extents[NTC_HISTORY_PAGE_EXTENTS];
-	__u8 tail[(NTC_PAGE_SIZE - 24u) % 24u];	/* zero */
-};
-
 NTC_STATIC_ASSERT(sizeof(struct ntc_history_extent) == 24, "history extent is 24 bytes");
-NTC_STATIC_ASSERT(sizeof(struct ntc_history_page) == NTC_PAGE_SIZE,
-		  "history page is one page");
 
 /*
  * The redo journal: a chain of pages in free slots of the area, written by
- * ntc.ko before page 0 and named by the record, in the history's page
- * layout.  Each extent says that `blocks` blocks of disk 2 from first_block
+ * ntc.ko before page 0 and named by the record (struct ntc_chain_page,
+ * its moves).  Each extent says that `blocks` blocks of disk 2 from first_block
  * on are to be overwritten by area slots slot, slot + 1, ...  Extents do not
  * overlap; applying them twice gives the same disk.
  */
@@ -326,19 +314,23 @@ struct ntc_journal_extent {
 	__u32 pad;			/* zero */
 };
 
-#define NTC_JOURNAL_PAGE_EXTENTS ((NTC_PAGE_SIZE - 24u) / 24u)
-struct ntc_journal_page {
-	char magic[8];			/* NTC_JOURNAL_MAGIC */
+NTC_STATIC_ASSERT(sizeof(struct ntc_journal_extent) == 24, "journal extent is 24 bytes");
+
+/* A page of a chain in free slots of the area: the history's or the journal's. */
+#define NTC_CHAIN_PAGE_ENTRIES ((NTC_PAGE_SIZE - 24u) / 24u)
+struct ntc_chain_page {
+	char magic[8];			/* NTC_HISTORY_MAGIC or NTC_JOURNAL_MAGIC */
 	__u64 next_slot;		/* area slot of the next page, 0 = last */
-	__u32 count;			/* extents used */
+	__u32 count;			/* entries used */
 	__u32 pad;			/* zero */
-	struct ntc_journal_extent extents[NTC_JOURNAL_PAGE_EXTENTS];
+	union {
+		struct ntc_history_extent extents[NTC_CHAIN_PAGE_ENTRIES];	/* the history's */
+		struct ntc_journal_extent moves[NTC_CHAIN_PAGE_ENTRIES];	/* the journal's */
+	};
 	__u8 tail[(NTC_PAGE_SIZE - 24u) % 24u];	/* zero */
 };
 
-NTC_STATIC_ASSERT(sizeof(struct ntc_journal_extent) == 24, "journal extent is 24 bytes");
-NTC_STATIC_ASSERT(sizeof(struct ntc_journal_page) == NTC_PAGE_SIZE,
-		  "journal page is one page");
+NTC_STATIC_ASSERT(sizeof(struct ntc_chain_page) == NTC_PAGE_SIZE, "chain page is one page");
 
 /* Byte offsets inside swap page 0. */
 #define NTC_OFF_RECORD 0u

@@ -15,12 +15,8 @@
 #include "ntc.h"
 
 static_assert(sizeof(struct ntc_history_extent) == NTC_CHAIN_ENTRY_BYTES &&
-	      sizeof(struct ntc_journal_extent) == NTC_CHAIN_ENTRY_BYTES &&
-	      offsetof(struct ntc_journal_page, extents) == offsetof(struct ntc_history_page, extents) &&
-	      NTC_JOURNAL_PAGE_EXTENTS == NTC_HISTORY_PAGE_EXTENTS,
-	      "the history and the journal share one page layout");
-
-#define CHAIN_PAGE_ENTRIES NTC_HISTORY_PAGE_EXTENTS
+	      sizeof(struct ntc_journal_extent) == NTC_CHAIN_ENTRY_BYTES,
+	      "a chain page's entries are of one size");
 
 /*
  * Reserves the pages for entries entries in slots of map after slot after;
@@ -37,7 +33,7 @@ int ntc_chain_writer_start(struct ntc_chain_writer *w, struct block_device *bdev
 	w->area_start = area_start;
 	w->magic = magic;
 	w->crc = ~0U;
-	w->npages = DIV_ROUND_UP(entries, CHAIN_PAGE_ENTRIES);
+	w->npages = DIV_ROUND_UP(entries, NTC_CHAIN_PAGE_ENTRIES);
 	if (!w->npages)
 		return 0;
 	w->slots = kmalloc_array(w->npages, sizeof(*w->slots), GFP_KERNEL);
@@ -55,7 +51,7 @@ int ntc_chain_writer_start(struct ntc_chain_writer *w, struct block_device *bdev
 
 static void write_chain_page(struct ntc_chain_writer *w)
 {
-	struct ntc_history_page *p = w->page;
+	struct ntc_chain_page *p = w->page;
 
 	memcpy(p->magic, w->magic, 8);
 	p->next_slot = w->index + 1 < w->npages ? w->slots[w->index + 1] : 0;
@@ -69,21 +65,21 @@ static void write_chain_page(struct ntc_chain_writer *w)
 
 void ntc_chain_add(struct ntc_chain_writer *w, const void *entry)
 {
-	struct ntc_history_page *p = w->page;
+	struct ntc_chain_page *p = w->page;
 
 	if (w->index >= w->npages) {	/* more entries than reserved for */
 		w->err = -EIO;
 		return;
 	}
 	memcpy(&p->extents[p->count++], entry, NTC_CHAIN_ENTRY_BYTES);
-	if (p->count == CHAIN_PAGE_ENTRIES)
+	if (p->count == NTC_CHAIN_PAGE_ENTRIES)
 		write_chain_page(w);
 }
 
 /* Writes the last page; then slots[0], npages and ~crc describe the chain. */
 int ntc_chain_writer_finish(struct ntc_chain_writer *w)
 {
-	struct ntc_history_page *p = w->page;
+	struct ntc_chain_page *p = w->page;
 
 	if (p && p->count)
 		write_chain_page(w);
@@ -107,13 +103,13 @@ void ntc_chain_writer_free(struct ntc_chain_writer *w)
 bool ntc_chain_read(struct ntc_chain *c, struct block_device *bdev, sector_t area_start,
 		    unsigned long area_pages, const char *magic, u64 first, u32 pages, u32 crc)
 {
-	struct ntc_history_page *page;
+	struct ntc_chain_page *page;
 	u64 slot = first;
 	u32 n, sum = ~0U;
 	bool ok = false;
 
 	memset(c, 0, sizeof(*c));
-	c->entries = kvmalloc_array((unsigned long)pages * CHAIN_PAGE_ENTRIES, NTC_CHAIN_ENTRY_BYTES,
+	c->entries = kvmalloc_array((unsigned long)pages * NTC_CHAIN_PAGE_ENTRIES, NTC_CHAIN_ENTRY_BYTES,
 				    GFP_KERNEL);
 	c->page_slots = kvmalloc_array(pages, sizeof(*c->page_slots), GFP_KERNEL);
 	page = (void *)__get_free_page(GFP_KERNEL);
@@ -122,7 +118,7 @@ bool ntc_chain_read(struct ntc_chain *c, struct block_device *bdev, sector_t are
 	for (n = 0; n < pages; n++) {
 		if (!slot || slot >= area_pages ||
 		    ntc_io_page(bdev, area_start + (slot << 3), page, REQ_OP_READ) ||
-		    memcmp(page->magic, magic, 8) || page->count > CHAIN_PAGE_ENTRIES)
+		    memcmp(page->magic, magic, 8) || page->count > NTC_CHAIN_PAGE_ENTRIES)
 			goto out;
 		sum = crc32_le(sum, (const u8 *)page, PAGE_SIZE);
 		memcpy((u8 *)c->entries + c->count * NTC_CHAIN_ENTRY_BYTES, page->extents,

@@ -24,7 +24,7 @@
 #include <linux/string.h>
 #include "ntc.h"
 
-#define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_HISTORY_PAGE_EXTENTS)
+#define HISTORY_CAPACITY ((unsigned long)NTC_HISTORY_MAX_PAGES * NTC_CHAIN_PAGE_ENTRIES)
 
 /* Appends the chain's extents and its own pages to h->ext; false if damaged. */
 static bool read_chain(struct ntc_history *h, struct ntc_target *t, const struct ntc_record *rec)

@@ -10,7 +10,7 @@
  * to its place only if it is a spare slot; any other goes to a spare slot
  * of its own, the journal.  The image and the history take spare slots
  * too, and page 0 keeps naming the previous checkpoint.  The commit writes
- * the journal's index (ntc_format.h, struct ntc_journal_page) and page 0
+ * the journal's index (ntc_format.h, struct ntc_chain_page) and page 0
  * with NTC_RECORD_JOURNAL; then each journal block is copied to its place
  * and page 0 is rewritten without the flag.  A machine that stops between
  * the two leaves a committed checkpoint whose blocks are not all in place:

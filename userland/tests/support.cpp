@@ -215,19 +215,19 @@ void change_record(const std::string& disk, uint64_t area_offset, const std::fun
     write_bytes(disk, area_offset, page0);
 }
 
-template <typename ChainPage, typename ChainExtent>
+template <typename ChainExtent>
 FakeChain write_fake_chain(const std::string& disk, uint64_t area_offset, const char* magic,
                            const std::vector<ChainExtent>& extents, uint64_t first_slot) {
-    constexpr size_t per_page = sizeof(ChainPage::extents) / sizeof(ChainExtent);
+    constexpr size_t per_page = NTC_CHAIN_PAGE_ENTRIES;
     FakeChain chain;
     chain.pages = static_cast<uint32_t>((extents.size() + per_page - 1) / per_page);
     if (chain.pages) chain.first_slot = first_slot;
     for (uint32_t i = 0; i < chain.pages; i++) {
-        ChainPage page{};
+        ntc_chain_page page{};
         std::memcpy(page.magic, magic, sizeof page.magic);
         page.next_slot = i + 1 < chain.pages ? first_slot + i + 1 : 0;
         for (size_t k = i * per_page; k < extents.size() && page.count < per_page; k++)
-            page.extents[page.count++] = extents[k];
+            std::memcpy(&page.extents[page.count++], &extents[k], sizeof extents[k]);
         auto* p = reinterpret_cast<const uint8_t*>(&page);
         write_bytes(disk, area_offset + (first_slot + i) * NTC_PAGE_SIZE, {p, p + sizeof page});
         chain.crc32 = ntc::crc32_update(chain.crc32, {p, sizeof page});
@@ -235,15 +235,14 @@ FakeChain write_fake_chain(const std::string& disk, uint64_t area_offset, const 
     return chain;
 }
 
-template FakeChain write_fake_chain<ntc_history_page>(const std::string&, uint64_t, const char*,
-                                                      const std::vector<ntc_history_extent>&, uint64_t);
-template FakeChain write_fake_chain<ntc_journal_page>(const std::string&, uint64_t, const char*,
-                                                      const std::vector<ntc_journal_extent>&, uint64_t);
+template FakeChain write_fake_chain(const std::string&, uint64_t, const char*, const std::vector<ntc_history_extent>&,
+                                    uint64_t);
+template FakeChain write_fake_chain(const std::string&, uint64_t, const char*, const std::vector<ntc_journal_extent>&,
+                                    uint64_t);
 
 void write_fake_journal(const std::string& disk, uint64_t area_offset, const std::vector<ntc_journal_extent>& extents,
                         uint64_t first_slot) {
-    const FakeChain chain =
-        write_fake_chain<ntc_journal_page>(disk, area_offset, NTC_JOURNAL_MAGIC, extents, first_slot);
+    const FakeChain chain = write_fake_chain(disk, area_offset, NTC_JOURNAL_MAGIC, extents, first_slot);
     change_record(disk, area_offset, [&](ntc_record& rec) {
         rec.flags |= NTC_RECORD_JOURNAL;
         rec.journal_slot = chain.first_slot;

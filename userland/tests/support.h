@@ -88,10 +88,10 @@ struct FakeChain {
     uint32_t crc32 = 0;
 };
 
-// Writes `extents` into a chain of ChainPages (ntc_history_page,
-// ntc_journal_page) with `magic`, each page as full as ntc.ko fills it, at
+// Writes `extents` (the history's or the journal's) into a chain of
+// ntc_chain_pages with `magic`, each page as full as ntc.ko fills it, at
 // slots first_slot, first_slot + 1, ... of the area at area_offset.
-template <typename ChainPage, typename ChainExtent>
+template <typename ChainExtent>
 FakeChain write_fake_chain(const std::string& disk, uint64_t area_offset, const char* magic,
                            const std::vector<ChainExtent>& extents, uint64_t first_slot);
 

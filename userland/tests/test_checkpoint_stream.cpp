@@ -80,8 +80,8 @@ struct FakeDisk2 {
     }
 
     void write_chain(uint64_t g, ntc_record& rec) {
-        const FakeChain chain = write_fake_chain<ntc_history_page>(disk.path, disk.swap_offset, NTC_HISTORY_MAGIC,
-                                                                   extents, 3000 + (g % 2) * 500);
+        const FakeChain chain =
+            write_fake_chain(disk.path, disk.swap_offset, NTC_HISTORY_MAGIC, extents, 3000 + (g % 2) * 500);
         chain_slots.clear();
         for (uint64_t slot = chain.first_slot; slot < chain.first_slot + chain.pages; slot++) {
             chain_slots.push_back(slot);
@@ -92,12 +92,12 @@ struct FakeDisk2 {
         rec.history_crc32 = chain.crc32;
     }
 
-    void write_history_page(uint64_t slot, const ntc_history_page& page) {
+    void write_history_page(uint64_t slot, const ntc_chain_page& page) {
         auto* p = reinterpret_cast<const uint8_t*>(&page);
         write_bytes(disk.path, disk.swap_offset + slot * kBlock, {p, p + sizeof page});
     }
-    ntc_history_page history_page(uint64_t slot) {
-        ntc_history_page page;
+    ntc_chain_page history_page(uint64_t slot) {
+        ntc_chain_page page;
         std::vector<uint8_t> bytes = read_bytes(disk.path, disk.swap_offset + slot * kBlock, kBlock);
         std::memcpy(&page, bytes.data(), sizeof page);
         return page;
@@ -487,7 +487,7 @@ TEST_CASE("a damaged change history makes ntc-send refuse --since, and a full se
     std::string stream = d.dir / "s.stream";
     const ntc_record good = d.record();
     const uint64_t slot = good.history_slot;
-    const ntc_history_page page = d.history_page(slot);
+    const ntc_chain_page page = d.history_page(slot);
 
     // ntc-info --check says whether the history is sound, without calling the disk damaged.
     auto history_problem = [&] {
@@ -510,13 +510,13 @@ TEST_CASE("a damaged change history makes ntc-send refuse --since, and a full se
 
     rec = good;
     rec.history_pages = 2;
-    ntc_history_page loop = page;
+    ntc_chain_page loop = page;
     loop.next_slot = slot;
     d.write_history_page(slot, loop);
     d.write_page0(rec, NTC_HIBERNATE_SIG);
     CHECK(error_of([&] { send_since(d.path(), stream, 1); }).find("the chain comes back to slot") != std::string::npos);
 
-    ntc_history_page outside = page;
+    ntc_chain_page outside = page;
     outside.extents[0].first_block = file_size(d.path()) / kBlock - 1;
     outside.extents[0].blocks = 2;
     d.write_history_page(slot, outside);
@@ -525,7 +525,7 @@ TEST_CASE("a damaged change history makes ntc-send refuse --since, and a full se
     d.write_page0(rec, NTC_HIBERNATE_SIG);
     CHECK(error_of([&] { send_since(d.path(), stream, 1); }).find("outside the disk's") != std::string::npos);
 
-    ntc_history_page no_magic = page;
+    ntc_chain_page no_magic = page;
     no_magic.magic[0] = 'X';
     d.write_history_page(slot, no_magic);
     CHECK(error_of([&] {

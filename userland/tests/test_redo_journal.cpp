@@ -128,7 +128,7 @@ TEST_CASE("ntc-info --check fails on a damaged redo journal, saying which check 
     }
     SUBCASE("a page with more extents than it holds") {
         std::vector<uint8_t> page = read_bytes(d.disk.path, d.disk.swap_offset + page2 * kBlock, kBlock);
-        page[offsetof(ntc_journal_page, count)] = 170;
+        page[offsetof(ntc_chain_page, count)] = 170;
         write_bytes(d.disk.path, d.disk.swap_offset + page2 * kBlock, page);
         CHECK(d.journal_problem() == d.damaged("page 2 at slot 1001 counts 170 extents, more than 169"));
     }

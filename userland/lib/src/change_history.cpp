@@ -48,9 +48,7 @@ ChangeHistory read_change_history(const DiskFile& disk, const SnapshotArea& area
     history.generation = rec.generation;
     const AreaPageChain chain{"history", NTC_HISTORY_MAGIC, rec.history_slot, rec.history_pages, rec.history_crc32};
     try {
-        read_page_chain(disk, area, chain, [&](uint32_t i, uint64_t slot, const Page& bytes) {
-            ntc_history_page page;
-            std::memcpy(&page, bytes.data(), sizeof page);
+        read_page_chain(disk, area, chain, [&](uint32_t i, uint64_t slot, const ntc_chain_page& page) {
             for (uint32_t k = 0; k < page.count; k++)
                 check_extent(disk, rec, page.extents[k], chain_page_name(i, slot));
             history.extents.insert(history.extents.end(), page.extents, page.extents + page.count);

@@ -51,13 +51,11 @@ void check_redo_journal(const DiskFile& disk, const SnapshotArea& area) {
     uint64_t blocks = 0;
     const AreaPageChain chain{"journal", NTC_JOURNAL_MAGIC, rec.journal_slot, rec.journal_pages, rec.journal_crc32};
     try {
-        read_page_chain(disk, area, chain, [&](uint32_t i, uint64_t slot, const Page& bytes) {
-            ntc_journal_page page;
-            std::memcpy(&page, bytes.data(), sizeof page);
+        read_page_chain(disk, area, chain, [&](uint32_t i, uint64_t slot, const ntc_chain_page& page) {
             const std::string where = chain_page_name(i, slot);
             pages.push_back(slot_bytes(slot, 1));
             for (uint32_t k = 0; k < page.count; k++) {
-                const ntc_journal_extent& e = page.extents[k];
+                const ntc_journal_extent& e = page.moves[k];
                 if (e.blocks == 0) damaged(disk, where + " lists an extent of no blocks");
                 if (e.first_block >= disk_blocks || e.blocks > disk_blocks - e.first_block)
                     damaged(disk, where + " moves blocks " + run_text(e.first_block, e.blocks) +

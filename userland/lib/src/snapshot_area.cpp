@@ -6,24 +6,6 @@
 #include <set>
 
 namespace ntc {
-namespace {
-
-// The head of ntc_history_page and ntc_journal_page.
-struct ChainPageHead {
-    char magic[8];
-    uint64_t next_slot;
-    uint32_t count;
-    uint32_t pad;
-};
-static_assert(offsetof(ntc_history_page, extents) == sizeof(ChainPageHead) &&
-                  offsetof(ntc_journal_page, extents) == sizeof(ChainPageHead) &&
-                  offsetof(ntc_history_page, count) == offsetof(ChainPageHead, count) &&
-                  offsetof(ntc_journal_page, count) == offsetof(ChainPageHead, count) &&
-                  NTC_HISTORY_PAGE_EXTENTS == NTC_JOURNAL_PAGE_EXTENTS,
-              "history and journal pages share one layout");
-
-}  // namespace
-
 std::optional<SnapshotArea> find_snapshot_area(const DiskFile& disk) {
     for (const Partition& p : read_partition_table(disk).partitions) {
         if (p.is_ext() || p.size < 2 * NTC_PAGE_SIZE) continue;
@@ -54,23 +36,23 @@ void read_page_chain(const DiskFile& disk, const SnapshotArea& area, const AreaP
     std::set<uint64_t> seen;
     uint32_t crc = 0;
     uint64_t slot = chain.first_slot;
-    Page page;
+    Page bytes;
+    ntc_chain_page page;
     for (uint32_t i = 0; i < chain.pages; i++) {
         if (slot == 0 || slot >= area.pages)
             throw PageChainDamage("page " + std::to_string(i + 1) + " would be at slot " + std::to_string(slot) +
                                   ", outside the area's slots 1.." + std::to_string(area.pages - 1));
         if (!seen.insert(slot).second) throw PageChainDamage("the chain comes back to slot " + std::to_string(slot));
-        disk.read_at(area.offset + slot * NTC_PAGE_SIZE, page);
-        ChainPageHead head;
-        std::memcpy(&head, page.data(), sizeof head);
-        if (std::memcmp(head.magic, chain.magic, sizeof head.magic) != 0)
+        disk.read_at(area.offset + slot * NTC_PAGE_SIZE, bytes);
+        std::memcpy(&page, bytes.data(), sizeof page);
+        if (std::memcmp(page.magic, chain.magic, sizeof page.magic) != 0)
             throw PageChainDamage(chain_page_name(i, slot) + " has no " + chain.kind + " magic");
-        if (head.count > NTC_HISTORY_PAGE_EXTENTS)
-            throw PageChainDamage(chain_page_name(i, slot) + " counts " + std::to_string(head.count) +
-                                  " extents, more than " + std::to_string(NTC_HISTORY_PAGE_EXTENTS));
-        crc = crc32_update(crc, page);
+        if (page.count > NTC_CHAIN_PAGE_ENTRIES)
+            throw PageChainDamage(chain_page_name(i, slot) + " counts " + std::to_string(page.count) +
+                                  " extents, more than " + std::to_string(NTC_CHAIN_PAGE_ENTRIES));
+        crc = crc32_update(crc, bytes);
         visit(i, slot, page);
-        slot = head.next_slot;
+        slot = page.next_slot;
     }
     if (slot != 0)
         throw PageChainDamage("the chain goes on after the record's " + std::to_string(chain.pages) + " pages");

@@ -1,6 +1,6 @@
 #pragma once
 // The change history ntc.ko keeps in disk 2's snapshot area
-// (disk-layout/ntc_format.h, struct ntc_history_page): which blocks of the
+// (disk-layout/ntc_format.h, struct ntc_chain_page): which blocks of the
 // disk each recent checkpoint wrote, so that ntc-send reads only those.
 #include "ntc/disk_file.h"
 #include "ntc/snapshot_area.h"

@@ -1,6 +1,6 @@
 #pragma once
 // The redo journal of disk 2's checkpoint (disk-layout/ntc_format.h, struct
-// ntc_journal_page): the blocks of the previous checkpoint that ntc.ko wrote
+// ntc_chain_page): the blocks of the previous checkpoint that ntc.ko wrote
 // to free slots of the area instead of in place, which it copies to their
 // places after the commit.  Until it has, the record says NTC_RECORD_JOURNAL
 // and the restored kernel does the copy before it thaws.

@@ -31,7 +31,7 @@ std::optional<SnapshotArea> find_snapshot_area(const DiskFile& disk);
 
 // A chain of pages that ntc.ko writes into free slots of the area before
 // page 0, as the record names it: the change history and the redo journal
-// (ntc_history_page, ntc_journal_page, which share one layout).
+// (struct ntc_chain_page).
 struct AreaPageChain {
     const char* kind;   // "history", "journal": in what read_page_chain finds
     const char* magic;  // the pages' 8 bytes
@@ -49,7 +49,7 @@ public:
 // "page 2 at slot 3501": a page of a chain, counted from 1.
 std::string chain_page_name(uint32_t index, uint64_t slot);
 
-using ChainPageVisitor = std::function<void(uint32_t index, uint64_t slot, const Page& page)>;
+using ChainPageVisitor = std::function<void(uint32_t index, uint64_t slot, const ntc_chain_page& page)>;
 
 // Reads the chain in order and gives each page to `visit` once it has
 // checked that its slot lies in the area (1..pages - 1), where no page
