@@ -217,33 +217,33 @@ def power_cuts(office, base, tmp):
     clone = os.path.join(nested.BUILD, "bin", "ntc-clone")
     host.sh(f"rm -f {RAM_DIR}/*", 60)  # the earlier phases' disks: the host VM's RAM is needed
 
-    def cut(label, point):
+    def cut(label, at):
         host.sh(f"cp --sparse=always {host.inside(base)} {disk1} && rm -f {disk2} && "
                 f"{clone} {disk1} {disk2} >/dev/null", 600)
-        vm = office.office(disk2, disk1, f"cut-{point.label}").start()
+        vm = office.office(disk2, disk1, f"cut-{at.label}").start()
         vm.wait_ready(300)
         vm.sh("ntc-counter /data/counter.log 50 & :")
         vm.sh("sleep 1")
         rc, st = ntcguest.checkpoint(vm, 900)
         check(rc == 0 and st.get("result") == "0", f"{label}: checkpoint 1: rc {rc}, {st}", vm)
         n_ck1 = ntcguest.counter_before(vm, st["time_unix_ns"])
-        ntcguest.start_cut_checkpoint(vm, point)
+        ntcguest.start_cut_checkpoint(vm, at)
         office.power_cut()
         vm.wait_exit(60)
         copies = [os.path.join(tmp, f"cut-{n}.img") for n in (1, 2)]
         host.sh(f"cp --sparse=always {disk1} {host.inside(copies[0])} && "
                 f"cp --sparse=always {disk2} {host.inside(copies[1])}", 600)
-        held = ntcguest.judge_power_cut(point, *copies, tmp)
+        held = ntcguest.judge_power_cut(at, *copies, tmp)
         for c in copies:
             os.unlink(c)
         if held:
             host.sh(f"rm -f {blank} && truncate -s $(stat -c %s {disk2}) {blank}", 60)
-            vm = office.resumed(f"cut-{point.label}-resume", disk2, blank).start()
-            ntcguest.expect_resumed_after_cut(vm, point.label, held, n_ck1)
+            vm = office.resumed(f"cut-{at.label}-resume", disk2, blank).start()
+            ntcguest.expect_resumed_after_cut(vm, at.label, held, n_ck1)
             power_off(vm, f"{label}: the resumed guest")
         return ""
 
-    return trials(office, [(f"power cut at {cut.label}", cut) for cut in ntcguest.POWER_CUT_POINTS], cut)
+    return trials(office, [(f"power cut at {at.label}", at) for at in ntcguest.POWER_CUT_POINTS], cut)
 
 
 def run(kind, n_checkpoints, n_resumes, with_power_cuts):
