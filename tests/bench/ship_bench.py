@@ -11,6 +11,12 @@ copy, counted before the send), and the wall time.  For one of them, side
 by side: `rsync --inplace --no-whole-file` of the disk file onto a copy of
 the previous state, and `cp` of the whole file.
 
+Then the same guest again with RESIDENT_MIB more that never changes
+(ntc-memhog) beside the sweep, for RESIDENT_CHECKPOINTS checkpoints: what a
+later checkpoint writes against the first depends on how much of the
+guest's memory the first image holds, which the first setting leaves
+mostly free.
+
 Printed and written to build/bench/ship.md; nothing is asserted (targets:
 a later checkpoint writes <= 0.2x the first, bytes sent <= 1.2x the bytes
 changed, time <= 0.1x rsync's).
@@ -32,6 +38,8 @@ SWEEP_MIB = MEM_MIB // 20
 CHECKPOINTS = 10
 INTERVAL_S = 15
 RSYNC_AT = 5
+RESIDENT_MIB = 256
+RESIDENT_CHECKPOINTS = 4
 BLOCK = 4096
 
 
@@ -79,7 +87,9 @@ def rsync_onto(disk2, previous):
     return seconds, stat("Literal data"), stat("Total bytes sent")
 
 
-def run(tmp):
+def run(tmp, resident_mib, checkpoints):
+    """The guest with resident_mib held beside the sweep; the side-by-side
+    comparison only without."""
     disk1 = ntcguest.build_disk1(tmp, name="ship.img", swap_mib=2048, extra=["--root-mib", "1536",
                                                                             "--data-mib", "512"])
     disk2 = ntcguest.make_disk2(disk1, os.path.join(tmp, "ship-2.img"))
@@ -87,31 +97,35 @@ def run(tmp):
     rows, side = [], {}
     with ntclab.guest_for_disk("ship-bench", disk1, disks=[disk1, disk2], mem_mib=MEM_MIB, cpus=2) as g:
         g.wait_ready()
+        if resident_mib:
+            g.sh(f"ntc-memhog {resident_mib} & :")
+            g.expect(r"HOG READY", 300)
         g.sh(f"ntc-memsweep {SWEEP_MIB} /tmp/sweep.log >/dev/null & :")
-        for n in range(1, CHECKPOINTS + 1):
+        for n in range(1, checkpoints + 1):
             started = time.monotonic()
             rc, st = ntcguest.checkpoint(g, 900)
             if rc != 0 or st.get("result") != "0":
                 g.fail(f"checkpoint {n} failed: {rc} {st}")
             row = {"n": n, "pause_ms": float(st["pause_ms"]), "write_ms": int(st["write_ms"]),
                    "written_mb": int(st["disk2_blocks_written"]) * BLOCK / 1e6}
-            if n == 1:
+            if n == 1 and not resident_mib:
                 t = time.monotonic()
                 subprocess.run(["cp", "--sparse=always", disk2, copy + ".cp"], check=True, timeout=900)
                 side["cp_s"] = time.monotonic() - t
                 os.unlink(copy + ".cp")
+            if n == 1:
                 blocks, row["ship_s"] = ship(disk2, copy, 0)
                 row["sent_mb"] = blocks * BLOCK / 1e6
             else:
                 row["changed_mb"] = changed_blocks(copy, disk2) * BLOCK / 1e6
-                if n == RSYNC_AT:
+                if n == RSYNC_AT and not resident_mib:
                     previous = copy + ".rsync"
                     subprocess.run(["cp", "--sparse=always", copy, previous], check=True, timeout=900)
                     side["rsync_s"], side["rsync_literal"], side["rsync_sent"] = rsync_onto(disk2, previous)
                     os.unlink(previous)
                 blocks, row["ship_s"] = ship(disk2, copy, n - 1)
                 row["sent_mb"] = blocks * BLOCK / 1e6
-                if n == RSYNC_AT:
+                if n == RSYNC_AT and not resident_mib:
                     side["ship_s"], side["ship_mb"] = row["ship_s"], row["sent_mb"]
             print(row, flush=True)
             rows.append(row)
@@ -122,10 +136,7 @@ def run(tmp):
     return rows, side, size
 
 
-def main():
-    t0 = time.monotonic()
-    with ntcguest.workdir() as tmp:
-        rows, side, size = run(tmp)
+def table(rows):
     first = rows[0]["written_mb"]
     head = ("| checkpoint | pause ms | written to disk 2 MB | written / first (target <= 0.2) | write ms | "
             "changed MB | sent MB | sent / changed (target <= 1.2) | ship s |")
@@ -136,6 +147,15 @@ def main():
         ratio = "" if changed is None else f"{r['sent_mb'] / changed:.2f}"
         lines.append(f"| {r['n']} | {r['pause_ms']:.0f} | {r['written_mb']:.1f} | {r['written_mb'] / first:.2f} | "
                      f"{r['write_ms']} | {changed_text} | {r['sent_mb']:.1f} | {ratio} | {r['ship_s']:.1f} |")
+    return lines
+
+
+def main():
+    t0 = time.monotonic()
+    with ntcguest.workdir() as tmp:
+        rows, side, size = run(tmp, 0, CHECKPOINTS)
+        resident_rows, _, _ = run(tmp, RESIDENT_MIB, RESIDENT_CHECKPOINTS)
+    lines = table(rows)
     lines += ["", f"Checkpoint {RSYNC_AT} side by side, disk 2 of {size / 2**30:.1f} GiB:", "",
               "| way | seconds | MB sent | time / rsync (target <= 0.1) |", "| --- | --- | --- | --- |",
               f"| ntc-send --since {RSYNC_AT - 1} \\| ntc-receive | {side['ship_s']:.1f} | {side['ship_mb']:.1f} | "
@@ -143,7 +163,9 @@ def main():
               f"| rsync --inplace --no-whole-file | {side['rsync_s']:.1f} | {side['rsync_sent'] / 1e6:.1f} "
               f"(literal data {side['rsync_literal'] / 1e6:.1f}) | 1 |",
               f"| cp --sparse=always (whole file) | {side['cp_s']:.1f} | {size / 1e6:.0f} (read) | "
-              f"{side['cp_s'] / side['rsync_s']:.3f} |"]
+              f"{side['cp_s'] / side['rsync_s']:.3f} |",
+              "", f"The same guest holding {RESIDENT_MIB} MiB more that never changes (ntc-memhog):", ""]
+    lines += table(resident_rows)
     bench_report.publish("ship", "checkpoints shipped to a copy",
                          f"QEMU {ntclab.accel().upper()}, {MEM_MIB} MiB guest, 2 vCPUs, disk 1's swap active; "
                          f"ntc-memsweep writing {SWEEP_MIB} MiB round and round; {CHECKPOINTS} checkpoints "
