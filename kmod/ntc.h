@@ -110,6 +110,12 @@ unsigned long ntc_dirty_count(void);
 bool ntc_swap_slot_used(struct swap_info_struct *si, unsigned long off);
 void ntc_mark_written(struct ntc_target *t, sector_t sector, unsigned int sectors);
 
+/* Where area slot slot lies on disk 2. */
+static inline sector_t ntc_slot_sector(const struct ntc_target *t, unsigned long slot)
+{
+	return t->area_start + ((sector_t)slot << 3);
+}
+
 /* Batched asynchronous writes of scattered pages to consecutive sectors. */
 struct ntc_batch {
 	atomic_t pending;
@@ -132,6 +138,7 @@ bool ntc_area_committed(const struct ntc_target *t);
 void ntc_record_seal(struct ntc_record *rec);
 int ntc_area_invalidate(struct ntc_target *t);
 int ntc_area_rewrite_record(struct ntc_target *t, struct ntc_record *rec);
+int ntc_write_page0(struct block_device *bdev, sector_t area_start, void *page0);
 void ntc_record_clear_journal(struct ntc_record *rec);
 struct ntc_image_stats {
 	unsigned long pages;		/* image stream pages */

@@ -62,10 +62,15 @@ bool ntc_area_committed(const struct ntc_target *t)
 	       memchr_inv(rec->area_id, 0, sizeof(rec->area_id));
 }
 
+/* Page 0 last: everything written before it is durable first, and it is too. */
+int ntc_write_page0(struct block_device *bdev, sector_t area_start, void *page0)
+{
+	return ntc_io_page(bdev, area_start, page0, REQ_OP_WRITE | REQ_SYNC | REQ_PREFLUSH | REQ_FUA);
+}
+
 static int write_page0(struct ntc_target *t)
 {
-	return ntc_io_page(t->dst, t->area_start, t->page0,
-			   REQ_OP_WRITE | REQ_SYNC | REQ_PREFLUSH | REQ_FUA);
+	return ntc_write_page0(t->dst, t->area_start, t->page0);
 }
 
 void ntc_record_clear_journal(struct ntc_record *rec)
@@ -177,8 +182,8 @@ static int write_page(struct ntc_swap_writer *w, void *buf, unsigned long slot,
 	} else {
 		page = virt_to_page(buf);
 	}
-	ntc_mark_written(w->t, w->t->area_start + ((sector_t)slot << 3), NTC_SECT_PER_BLK);
-	return ntc_batch_add(&w->batch, page, w->t->area_start + ((sector_t)slot << 3));
+	ntc_mark_written(w->t, ntc_slot_sector(w->t, slot), NTC_SECT_PER_BLK);
+	return ntc_batch_add(&w->batch, page, ntc_slot_sector(w->t, slot));
 }
 
 static void release_swap_writer(struct ntc_swap_writer *w)

@@ -90,11 +90,6 @@ static unsigned long take_slot(struct ntc_target *t)
 	return 0;
 }
 
-static sector_t slot_sector(const struct ntc_target *t, unsigned long slot)
-{
-	return t->area_start + ((sector_t)slot << 3);
-}
-
 static int remember(struct ntc_journal *j, unsigned long block, unsigned long slot)
 {
 	int err = xa_err(xa_store(&j->by_dest, block, xa_mk_value(slot), GFP_NOIO));
@@ -112,12 +107,12 @@ static int move_out(struct ntc_target *t, unsigned long slot)
 	to = take_slot(t);
 	if (!to)
 		return -ENOSPC;
-	err = ntc_io_page(t->dst, slot_sector(t, slot), j->scratch, REQ_OP_READ);
+	err = ntc_io_page(t->dst, ntc_slot_sector(t, slot), j->scratch, REQ_OP_READ);
 	if (!err)
-		err = ntc_io_page(t->dst, slot_sector(t, to), j->scratch, REQ_OP_WRITE);
+		err = ntc_io_page(t->dst, ntc_slot_sector(t, to), j->scratch, REQ_OP_WRITE);
 	if (err)
 		return err;
-	ntc_mark_written(t, slot_sector(t, to), NTC_SECT_PER_BLK);
+	ntc_mark_written(t, ntc_slot_sector(t, to), NTC_SECT_PER_BLK);
 	xa_erase(&j->by_slot, slot);
 	return remember(j, block, to);
 }
@@ -167,8 +162,8 @@ int ntc_journal_put(struct ntc_target *t, unsigned long block, struct page **pag
 			/* written at the apply; listed now, for the history */
 			ntc_mark_written(t, (sector_t)b << 3, NTC_SECT_PER_BLK);
 		}
-		ntc_mark_written(t, slot_sector(t, slot), NTC_SECT_PER_BLK);
-		err = ntc_batch_add(&batch, pages[i], slot_sector(t, slot));
+		ntc_mark_written(t, ntc_slot_sector(t, slot), NTC_SECT_PER_BLK);
+		err = ntc_batch_add(&batch, pages[i], ntc_slot_sector(t, slot));
 	}
 	ret = ntc_batch_wait(&batch);
 	return err ?: ret;
@@ -285,7 +280,7 @@ int ntc_journal_write_index(struct ntc_journal *j, struct ntc_target *t, const u
 	if (err)
 		return err;
 	for (i = 0; i < w->npages; i++)
-		ntc_mark_written(t, slot_sector(t, w->slots[i]), NTC_SECT_PER_BLK);
+		ntc_mark_written(t, ntc_slot_sector(t, w->slots[i]), NTC_SECT_PER_BLK);
 	*last = w->slots[w->npages - 1];
 	rec->flags |= NTC_RECORD_JOURNAL;
 	rec->journal_slot = w->slots[0];
@@ -353,7 +348,7 @@ long ntc_journal_finish_restored(const struct ntc_target *t, const struct ntc_hi
 	ntc_record_seal(rec);
 	/* resumed: as the stock resume does, the area is swap again */
 	memcpy((char *)rec + NTC_OFF_SIG, (char *)rec + NTC_OFF_ORIG_SIG, NTC_SIG_LEN);
-	ret = ntc_io_page(disk, t->area_start, rec, REQ_OP_WRITE | REQ_SYNC | REQ_PREFLUSH | REQ_FUA);
+	ret = ntc_write_page0(disk, t->area_start, rec);
 	if (!ret)
 		ret = blocks;
 out:

@@ -121,7 +121,7 @@ void ntc_image_plan_free(struct ntc_image_plan *plan)
 /* Whether this checkpoint wrote the disk 2 block(s) of area slot. */
 static bool slot_written(const struct ntc_target *t, unsigned long slot)
 {
-	sector_t s = t->area_start + ((sector_t)slot << 3);
+	sector_t s = ntc_slot_sector(t, slot);
 
 	return test_bit(s >> 3, t->written) || test_bit((s + NTC_SECT_PER_BLK - 1) >> 3, t->written);
 }
