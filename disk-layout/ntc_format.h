@@ -242,7 +242,18 @@ struct ntc_record {
 	__u64 journal_blocks;		/* blocks the journal moves */
 	__u32 journal_pages;		/* pages in the chain */
 	__u32 journal_crc32;		/* CRC-32 of those pages in chain order */
-	__u8 reserved[104];		/* zero */
+
+	/*
+	 * The area slots this checkpoint holds (struct ntc_chain_page, its
+	 * holdings), so that the next checkpoint knows which ones it may write
+	 * without touching this one, even in another boot or module load.
+	 * All zero in a record written before these fields, and when it
+	 * could not be written (the next checkpoint then writes in place).
+	 */
+	__u64 holdings_slot;		/* area slot of the first holdings page, 0 = none */
+	__u32 holdings_pages;		/* pages in the chain */
+	__u32 holdings_crc32;		/* CRC-32 of those pages in chain order */
+	__u8 reserved[88];		/* zero */
 };
 
 NTC_STATIC_ASSERT(offsetof(struct ntc_swap_header_info, sws_uuid) == 1036,
@@ -266,6 +277,8 @@ NTC_STATIC_ASSERT(offsetof(struct ntc_record, origin) == 704,
 		  "clone origin follows the history fields");
 NTC_STATIC_ASSERT(offsetof(struct ntc_record, journal_slot) == 896,
 		  "journal fields follow the clone origin");
+NTC_STATIC_ASSERT(offsetof(struct ntc_record, holdings_slot) == 920,
+		  "holdings fields follow the journal's");
 NTC_STATIC_ASSERT(sizeof(struct ntc_record) == 1024,
 		  "NTC record fills bootbits exactly");
 
@@ -316,16 +329,42 @@ struct ntc_journal_extent {
 
 NTC_STATIC_ASSERT(sizeof(struct ntc_journal_extent) == 24, "journal extent is 24 bytes");
 
-/* A page of a chain in free slots of the area: the history's or the journal's. */
+/*
+ * The holdings: a chain of pages in free slots of the area, written by
+ * ntc.ko before the history and named by the record (struct
+ * ntc_chain_page, its holdings).  Its extents are the area slots the
+ * checkpoint holds besides page 0, the history's pages (which may be listed
+ * too) and its own (which are not): the slots disk 1's swap used at the
+ * snapshot (their content is the swapped-out memory the restored kernel
+ * reads), the image's data and map pages, and every slot the checkpoint
+ * wrote (its journal's too).  Every other slot is free to the next
+ * checkpoint while it keeps this one resumable.  Extents are sorted and
+ * neither overlap nor touch (runs are merged).  ntc.ko ignores holdings
+ * that break any of this, and those of a checkpoint whose history does not
+ * check (it could not tell where the history's pages are): the next
+ * checkpoint is then written in place.
+ */
+#define NTC_HOLDINGS_MAGIC "NTC-HLD1"		/* 8 bytes, no NUL */
+
+struct ntc_holding_extent {
+	__u64 first_slot;		/* at least 1 */
+	__u64 slots;			/* at least 1 */
+	__u64 pad;			/* zero */
+};
+
+NTC_STATIC_ASSERT(sizeof(struct ntc_holding_extent) == 24, "holding extent is 24 bytes");
+
+/* A page of a chain in free slots of the area: the history's, the journal's or the holdings'. */
 #define NTC_CHAIN_PAGE_ENTRIES ((NTC_PAGE_SIZE - 24u) / 24u)
 struct ntc_chain_page {
-	char magic[8];			/* NTC_HISTORY_MAGIC or NTC_JOURNAL_MAGIC */
+	char magic[8];			/* NTC_HISTORY_MAGIC, NTC_JOURNAL_MAGIC or NTC_HOLDINGS_MAGIC */
 	__u64 next_slot;		/* area slot of the next page, 0 = last */
 	__u32 count;			/* entries used */
 	__u32 pad;			/* zero */
 	union {
 		struct ntc_history_extent extents[NTC_CHAIN_PAGE_ENTRIES];	/* the history's */
 		struct ntc_journal_extent moves[NTC_CHAIN_PAGE_ENTRIES];	/* the journal's */
+		struct ntc_holding_extent holdings[NTC_CHAIN_PAGE_ENTRIES];	/* the holdings' */
 	};
 	__u8 tail[(NTC_PAGE_SIZE - 24u) % 24u];	/* zero */
 };

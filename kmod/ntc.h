@@ -7,9 +7,10 @@
  *               disk 1, copying blocks, synchronous and batched bio I/O
  * ntc_image.c   writing the snapshot in the stock swap image format
  * ntc_reuse.c   the incremental image: pages the previous image holds
+ * ntc_holdings.c  the slots a checkpoint holds, recorded with it
  * ntc_history.c  the area's change history: what each checkpoint wrote
  * ntc_journal.c  the redo journal: the previous checkpoint kept until the commit
- * ntc_chain.c   chains of pages in the area (the history's, the journal's)
+ * ntc_chain.c   chains of pages in the area (the history's, the journal's, the holdings')
  * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
  * ntc_main.c    /proc/ntc, module parameters, load and unload
  */
@@ -175,6 +176,14 @@ const unsigned long *ntc_reuse_spare(const struct ntc_target *t);
 void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec, const struct ntc_target *t,
 		      const unsigned long *free_map, const u64 *history_slots, unsigned long nhistory);
 void ntc_reuse_forget(void);
+void ntc_reuse_unheld(unsigned long *spare, const struct ntc_target *t, const unsigned long *free_map,
+		      const struct ntc_image_plan *plan);
+
+/* ---- what a checkpoint holds in the area (ntc_holdings.c) ---------------- */
+
+int ntc_holdings_write(struct ntc_target *t, const unsigned long *free_map, const struct ntc_image_plan *plan,
+		       const unsigned long *map, unsigned long *last, struct ntc_record *rec);
+unsigned long *ntc_holdings_spare(const struct ntc_target *t);
 
 int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, const unsigned long *avail,
 		    struct ntc_image_plan *plan, struct ntc_image_stats *st);

@@ -1,9 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * Chains of pages in the snapshot area's free slots (ntc_format.h): the
- * change history and the redo journal share the layout, a magic, the next
- * page's slot, a count and 24-byte entries, with a CRC-32 over the pages in
- * chain order kept in the record.
+ * change history, the redo journal and the holdings share the layout, a
+ * magic, the next page's slot, a count and 24-byte entries, with a CRC-32
+ * over the pages in chain order kept in the record.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -15,7 +15,8 @@
 #include "ntc.h"
 
 static_assert(sizeof(struct ntc_history_extent) == NTC_CHAIN_ENTRY_BYTES &&
-	      sizeof(struct ntc_journal_extent) == NTC_CHAIN_ENTRY_BYTES,
+	      sizeof(struct ntc_journal_extent) == NTC_CHAIN_ENTRY_BYTES &&
+	      sizeof(struct ntc_holding_extent) == NTC_CHAIN_ENTRY_BYTES,
 	      "a chain page's entries are of one size");
 
 /*

@@ -410,7 +410,7 @@ static int write_image(struct ntc_ckpt *c)
 }
 
 /*
- * The journal's index and the change history, then page 0 last: the
+ * The journal's index, the holdings and the change history, then page 0 last: the
  * record and the swsusp header that make disk 2 resumable; then the
  * journal into place.
  */
@@ -421,6 +421,8 @@ static int commit(struct ntc_ckpt *c, ktime_t start)
 
 	if (c->t.journal)
 		err = ntc_journal_write_index(c->t.journal, &c->t, c->plan.slots, &last, c->rec);
+	if (!err)
+		err = ntc_holdings_write(&c->t, c->free_map, &c->plan, c->plan.slots, &last, c->rec);
 	if (!err)
 		err = ntc_history_write(&c->hist, &c->t, c->plan.slots, last, c->rec);
 	if (err)

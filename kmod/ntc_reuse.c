@@ -57,19 +57,29 @@ void ntc_reuse_forget(void)
 
 /*
  * Keeps the previous checkpoint only if the area still holds it, whole:
- * committed, and its journal (if it had one) in place.
+ * committed, and its journal (if it had one) in place.  If this boot did
+ * not commit the one page 0 names, its holdings say which slots it holds
+ * (but not its pages' hashes: its image is not reused).
  */
 void ntc_reuse_check(const struct ntc_target *t)
 {
 	const struct ntc_record *rec = t->page0;
+	bool whole = ntc_area_committed(t) && !(rec->flags & NTC_RECORD_JOURNAL);
 
-	if (!prev.generation)
-		return;
-	if (ntc_area_committed(t) && rec->generation == prev.generation &&
-	    !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)) &&
-	    !(rec->flags & NTC_RECORD_JOURNAL) && prev.spare_bits == t->area_pages)
+	if (whole && prev.generation && rec->generation == prev.generation &&
+	    !memcmp(rec->area_id, prev.area_id, sizeof(prev.area_id)) && prev.spare_bits == t->area_pages)
 		return;
 	ntc_reuse_forget();
+	if (!whole)
+		return;
+	prev.spare = ntc_holdings_spare(t);
+	if (!prev.spare)
+		return;
+	prev.spare_bits = t->area_pages;
+	memcpy(prev.area_id, rec->area_id, sizeof(prev.area_id));
+	prev.generation = rec->generation;
+	pr_info("checkpoint %llu on %pg stays resumable until the next one commits: its holdings say which slots it uses\n",
+		rec->sequence, t->area);
 }
 
 /* The area slots the previous checkpoint does not use, if it is known and checked. */
@@ -79,27 +89,36 @@ const unsigned long *ntc_reuse_spare(const struct ntc_target *t)
 }
 
 /*
- * After the commit: this checkpoint becomes the previous one.  It uses the
- * slots disk 1's swap held at the snapshot (not in free_map), every slot it
- * wrote, the slots its image leaves in place and its history's.
+ * Sets in spare the area slots the checkpoint being committed does not
+ * hold.  It holds the slots disk 1's swap used at the snapshot (not in
+ * free_map), every slot it wrote and the slots its image leaves in place.
  */
+void ntc_reuse_unheld(unsigned long *spare, const struct ntc_target *t, const unsigned long *free_map,
+		      const struct ntc_image_plan *plan)
+{
+	unsigned long area = t->area_start >> 3, b, i;
+
+	bitmap_copy(spare, free_map, t->area_pages);
+	for (b = find_next_bit(t->written, t->dst_blocks, area);
+	     b < min_t(unsigned long, area + t->area_pages, t->dst_blocks);
+	     b = find_next_bit(t->written, t->dst_blocks, b + 1))
+		clear_bit(b - area, spare);
+	for (i = 0; i < plan->count; i++)
+		if (plan->refs[i].slot < t->area_pages)
+			clear_bit(plan->refs[i].slot, spare);
+}
+
+/* After the commit: this checkpoint becomes the previous one.  Its history's slots are held too. */
 void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec, const struct ntc_target *t,
 		      const unsigned long *free_map, const u64 *history_slots, unsigned long nhistory)
 {
-	unsigned long area = t->area_start >> 3, b, i;
+	unsigned long i;
 
 	ntc_reuse_forget();
 	prev.spare = bitmap_alloc(t->area_pages, GFP_KERNEL);
 	if (!prev.spare)
 		return;	/* the next checkpoint starts afresh */
-	bitmap_copy(prev.spare, free_map, t->area_pages);
-	for (b = find_next_bit(t->written, t->dst_blocks, area);
-	     b < min_t(unsigned long, area + t->area_pages, t->dst_blocks);
-	     b = find_next_bit(t->written, t->dst_blocks, b + 1))
-		clear_bit(b - area, prev.spare);
-	for (i = 0; i < plan->count; i++)
-		if (plan->refs[i].slot < t->area_pages)
-			clear_bit(plan->refs[i].slot, prev.spare);
+	ntc_reuse_unheld(prev.spare, t, free_map, plan);
 	for (i = 0; i < nhistory; i++)
 		if (history_slots[i] < t->area_pages)
 			clear_bit(history_slots[i], prev.spare);

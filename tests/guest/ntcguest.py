@@ -125,14 +125,21 @@ def ntc_info_check(disk):
     return r.returncode
 
 
-class CutPoint(collections.namedtuple("CutPoint", "point keep expected")):
+class CutPoint(collections.namedtuple("CutPoint", "point keep expected reload fill_mib", defaults=(False, 0))):
     """Where a power cut is tried (ntc.ko's stall_at=), whether checkpoint 2
-    keeps checkpoint 1 resumable meanwhile (keep_previous=), and the
-    checkpoint disk 2 must hold afterwards (0: none)."""
+    keeps checkpoint 1 resumable meanwhile (keep_previous=), the checkpoint
+    disk 2 must hold afterwards (0: none), whether ntc.ko is loaded again
+    between the two (so that only checkpoint 1's holdings on disk 2 say
+    which slots it uses), and how many MiB of random data the guest holds
+    in a tmpfs from before checkpoint 1 (test_checkpoint_kill.py: enough,
+    and the area cannot hold the two checkpoints side by side)."""
 
     @property
     def label(self):
-        return self.point if self.keep else f"{self.point}-in-place"
+        where = self.point if self.keep else f"{self.point}-in-place"
+        if self.reload:
+            where += "-after-reload"
+        return f"{where}-given-up" if self.fill_mib else where
 
 
 # Kept: checkpoint 1 until the header of checkpoint 2 is down, then 2 (its
@@ -142,11 +149,14 @@ POWER_CUT_POINTS = [CutPoint("start", True, 1), CutPoint("reclaimed", True, 1),
                     CutPoint("precopied", True, 1), CutPoint("frozen", True, 1),
                     CutPoint("writing", True, 1), CutPoint("written", True, 1),
                     CutPoint("applying", True, 2), CutPoint("committed", True, 2),
+                    CutPoint("written", True, 1, reload=True), CutPoint("applying", True, 2, reload=True),
                     CutPoint("invalidated", False, 0), CutPoint("writing", False, 0)]
 
 
 def start_cut_checkpoint(g, cut, timeout=600):
     """Starts checkpoint 2 set to stop at cut's point and waits until it has."""
+    if cut.reload:
+        g.sh("rmmod ntc && insmod /lib/modules/ntc/ntc.ko")
     g.sh(f"echo {int(cut.keep)} > /sys/module/ntc/parameters/keep_previous")
     g.sh(f"echo {cut.point} > /sys/module/ntc/parameters/stall_at")
     g.send("echo checkpoint > /proc/ntc")
@@ -215,7 +225,7 @@ def judge_power_cut(cut, disk1, disk2, tmp):
     holds (0: none)."""
     area = Area(disk2)
     sound = ntc_info_check(disk2) == 0
-    held = area.sequence if area.valid_checkpoint() else 0
+    held = area.generation if area.valid_checkpoint() else 0  # sequences start again at a reload
     print(f"cut at {cut.label}: disk 2 holds {'checkpoint %d' % held if held else 'no checkpoint'} "
           f"({area.kind}), ntc-info --check {'accepts' if sound else 'refuses'} it", flush=True)
     ntclab.check(not held or sound, f"cut at {cut.label}: disk 2 looks resumable but is damaged: {area}")

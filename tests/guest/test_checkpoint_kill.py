@@ -6,10 +6,14 @@ test parameter stall_at=POINT, which stops the checkpoint at POINT and says
 so on the console; there the whole machine is killed (SIGKILL of QEMU, the
 power cut).  Checkpoint 2 keeps checkpoint 1 resumable until its own header
 is down (ntc.ko's redo journal): eight points from before the pre-copy to
-after the journal is in place.  Two more cut a checkpoint that writes in
-place (keep_previous=0): after the invalidation and halfway through the
-image.  Before each checkpoint A writes a marker file (its content names the
-checkpoint) and syncs.  After each cut:
+after the journal is in place, and two of them again with ntc.ko loaded
+anew between the checkpoints (it then knows checkpoint 1's slots only from
+its holdings on disk 2).  Two more cut a checkpoint that writes in place
+(keep_previous=0): after the invalidation and halfway through the image;
+and two one that must give checkpoint 1 up because the area cannot hold
+both (a tmpfs full of random data): halfway through its image and after
+its commit.  Before each checkpoint A writes a marker file (its content
+names the checkpoint) and syncs.  After each cut:
 
   * disk 2 holds either a sound checkpoint (ntc-info --check accepts it) or
     none; never a resumable-looking damaged one.  Which one is known: kept,
@@ -37,6 +41,16 @@ from ntcguest import ntclab  # noqa: E402
 MEM_MIB = 256
 CPUS = 2
 
+# With 100 MiB of random data in a tmpfs, checkpoint 1 holds about 185 MB
+# of the 256 MiB area (build_disk1's swap): its image and the tmpfs,
+# swapped out.  The data is written anew before checkpoint 2, which then
+# cannot fit beside checkpoint 1: it gives checkpoint 1 up, puts its
+# journal in place and writes in place from then on.  A cut then leaves
+# none (with keep_previous on, that is what shows the give-up: a kept
+# checkpoint 1 would be there); after its header, checkpoint 2.
+GIVE_UP_CUT_POINTS = [ntcguest.CutPoint("writing", True, 0, fill_mib=100),
+                      ntcguest.CutPoint("committed", True, 2, fill_mib=100)]
+
 check = ntclab.check
 
 
@@ -53,6 +67,9 @@ def cut_at(tmp, base, cut):
     with ntclab.guest_for_disk(f"kill-{cut.label}", disk1, disks=[disk1, disk2], mem_mib=MEM_MIB, cpus=CPUS) as a:
         a.wait_ready()
         a.sh("ntc-counter /data/counter.log 50 & :")
+        fill = f"dd if=/dev/urandom of=/fill/data bs=1M count={cut.fill_mib} conv=notrunc 2>/dev/null"
+        if cut.fill_mib:
+            a.sh(f"mkdir -p /fill && mount -t tmpfs -o size={cut.fill_mib + 8}m tmpfs /fill && {fill}", 300)
         markers = {1: ntcguest.write_marker(a, 1)}
         a.sh("sleep 1")
         rc, st = ntcguest.checkpoint(a)
@@ -60,6 +77,8 @@ def cut_at(tmp, base, cut):
         n_ck1 = ntcguest.counter_before(a, st["time_unix_ns"])
         # nothing writes disk 2 between checkpoints
         subprocess.run(["cp", "--sparse=always", disk2, disk2_ck1], check=True, timeout=300)
+        if cut.fill_mib:
+            a.sh(fill, 300)
         markers[2] = ntcguest.write_marker(a, 2)
         ntcguest.start_cut_checkpoint(a, cut)
         a.kill()  # the power cut
@@ -71,7 +90,7 @@ def main():
     results = []
     with ntcguest.workdir() as tmp:
         base = ntcguest.build_disk1(tmp)
-        for cut in ntcguest.POWER_CUT_POINTS:
+        for cut in ntcguest.POWER_CUT_POINTS + GIVE_UP_CUT_POINTS:
             t0 = time.monotonic()
             disk1, disk2, n_ck1, markers, disk2_ck1 = cut_at(tmp, base, cut)
             held = ntcguest.judge_power_cut(cut, disk1, disk2, tmp)
