@@ -107,6 +107,15 @@ TestDisk make_mbr_disk(const TempDir& dir, const std::string& name, const std::s
     return d;
 }
 
+TestDisk make_area_disk(const TempDir& dir, const std::string& name, unsigned seed) {
+    make_tree(dir / "tree", seed);
+    TestDisk d = make_gpt_disk(dir, name, dir / "tree");
+    std::vector<uint8_t> swap = read_bytes(d.path, d.swap_offset, NTC_PAGE_SIZE);
+    ntc::Page area = ntc::make_area_page(ntc::PageView(swap.data(), NTC_PAGE_SIZE), ntc::AreaSource{});
+    write_bytes(d.path, d.swap_offset, {area.begin(), area.end()});
+    return d;
+}
+
 std::vector<uint8_t> read_bytes(const std::string& path, uint64_t offset, size_t n) {
     std::ifstream f(path, std::ios::binary);
     f.seekg(static_cast<std::streamoff>(offset));
@@ -239,6 +248,8 @@ template FakeChain write_fake_chain(const std::string&, uint64_t, const char*, c
                                     uint64_t);
 template FakeChain write_fake_chain(const std::string&, uint64_t, const char*, const std::vector<ntc_journal_extent>&,
                                     uint64_t);
+template FakeChain write_fake_chain(const std::string&, uint64_t, const char*, const std::vector<ntc_holding_extent>&,
+                                    uint64_t);
 
 void write_fake_journal(const std::string& disk, uint64_t area_offset, const std::vector<ntc_journal_extent>& extents,
                         uint64_t first_slot) {
@@ -250,6 +261,16 @@ void write_fake_journal(const std::string& disk, uint64_t area_offset, const std
         rec.journal_crc32 = chain.crc32;
         rec.journal_blocks = 0;
         for (const ntc_journal_extent& e : extents) rec.journal_blocks += e.blocks;
+    });
+}
+
+void write_fake_holdings(const std::string& disk, uint64_t area_offset, const std::vector<ntc_holding_extent>& extents,
+                         uint64_t first_slot) {
+    const FakeChain chain = write_fake_chain(disk, area_offset, NTC_HOLDINGS_MAGIC, extents, first_slot);
+    change_record(disk, area_offset, [&](ntc_record& rec) {
+        rec.holdings_slot = chain.first_slot;
+        rec.holdings_pages = chain.pages;
+        rec.holdings_crc32 = chain.crc32;
     });
 }
 

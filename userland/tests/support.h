@@ -46,6 +46,9 @@ struct TestDisk {
 TestDisk make_gpt_disk(const TempDir& dir, const std::string& name, const std::string& tree);
 // The same layout with an MBR (DOS) partition table.
 TestDisk make_mbr_disk(const TempDir& dir, const std::string& name, const std::string& tree);
+// A GPT disk (files from a tree made with `seed`) as ntc-clone leaves disk
+// 2: its swap partition a snapshot area without a checkpoint.
+TestDisk make_area_disk(const TempDir& dir, const std::string& name, unsigned seed);
 
 std::vector<uint8_t> read_bytes(const std::string& path, uint64_t offset, size_t n);
 void write_bytes(const std::string& path, uint64_t offset, const std::vector<uint8_t>& data);
@@ -88,9 +91,9 @@ struct FakeChain {
     uint32_t crc32 = 0;
 };
 
-// Writes `extents` (the history's or the journal's) into a chain of
-// ntc_chain_pages with `magic`, each page as full as ntc.ko fills it, at
-// slots first_slot, first_slot + 1, ... of the area at area_offset.
+// Writes `extents` (the history's, the journal's or the holdings') into a
+// chain of ntc_chain_pages with `magic`, each page as full as ntc.ko fills
+// it, at slots first_slot, first_slot + 1, ... of the area at area_offset.
 template <typename ChainExtent>
 FakeChain write_fake_chain(const std::string& disk, uint64_t area_offset, const char* magic,
                            const std::vector<ChainExtent>& extents, uint64_t first_slot);
@@ -99,5 +102,10 @@ FakeChain write_fake_chain(const std::string& disk, uint64_t area_offset, const 
 // record, as ntc.ko commits a checkpoint that kept the previous one.
 void write_fake_journal(const std::string& disk, uint64_t area_offset, const std::vector<ntc_journal_extent>& extents,
                         uint64_t first_slot);
+
+// Writes holdings of `extents` from first_slot on and names them in the
+// record, as ntc.ko commits a checkpoint.
+void write_fake_holdings(const std::string& disk, uint64_t area_offset, const std::vector<ntc_holding_extent>& extents,
+                         uint64_t first_slot);
 
 }  // namespace testsupport

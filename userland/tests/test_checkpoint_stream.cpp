@@ -40,12 +40,8 @@ struct FakeDisk2 {
     std::map<uint64_t, std::string> digests;         // the disk's at each generation
 
     explicit FakeDisk2(uint8_t id = 1) {
-        make_tree(dir / "tree", 21);
-        disk = make_gpt_disk(dir, "disk2.img", dir / "tree");
+        disk = make_area_disk(dir, "disk2.img", 21);
         area_id.fill(id);
-        std::vector<uint8_t> swap = read_bytes(disk.path, disk.swap_offset, kBlock);
-        Page area = make_area_page(PageView(swap.data(), kBlock), AreaSource{});
-        write_bytes(disk.path, disk.swap_offset, {area.begin(), area.end()});
         checkpoint({{300, 8}, {4400, 3}});
     }
 

@@ -25,11 +25,7 @@ struct JournalDisk {
     uint64_t blocks = 0;
 
     JournalDisk() {
-        make_tree(dir / "tree", 5);
-        disk = make_gpt_disk(dir, "disk2.img", dir / "tree");
-        std::vector<uint8_t> swap = read_bytes(disk.path, disk.swap_offset, kBlock);
-        Page area = make_area_page(PageView(swap.data(), kBlock), AreaSource{});
-        write_bytes(disk.path, disk.swap_offset, {area.begin(), area.end()});
+        disk = make_area_disk(dir, "disk2.img", 5);
         write_fake_checkpoint(disk.path, disk.swap_offset, 8);
         extents = {{4400, 100, 8, 0}, {300, 108, 3, 0}, {page0_block() + 2000, 111, 2, 0}};
         for (uint64_t i = 0; i < 200; i++) extents.push_back({5300 - 2 * i, 200 + i, 1, 0});

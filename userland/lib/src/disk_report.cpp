@@ -3,6 +3,7 @@
 #include "ntc/change_history.h"
 #include "ntc/error.h"
 #include "ntc/ext_fs.h"
+#include "ntc/holdings.h"
 #include "ntc/overlay.h"
 #include "ntc/progress.h"
 #include "ntc/redo_journal.h"
@@ -44,6 +45,26 @@ std::string partition_type_name(const std::string& type) {
     return type;
 }
 
+namespace {
+
+// The slots check_image reads are those the image uses: the first swap map
+// page, each further one, and each page the map lists, each once.
+class SlotRecorder : public PageReader {
+public:
+    SlotRecorder(PageReader& reader, std::vector<uint64_t>& slots) : reader_(reader), slots_(slots) {}
+    uint64_t page_count() const override { return reader_.page_count(); }
+    void read_page(uint64_t index, std::span<uint8_t, NTC_PAGE_SIZE> out) override {
+        reader_.read_page(index, out);
+        slots_.push_back(index);
+    }
+
+private:
+    PageReader& reader_;
+    std::vector<uint64_t>& slots_;
+};
+
+}  // namespace
+
 DiskReport describe_disk(const std::string& path, bool check) {
     DiskReport report;
     report.path = path;
@@ -73,11 +94,15 @@ DiskReport describe_disk(const std::string& path, bool check) {
             if (area.kind != AreaKind::not_swap) pr.area = area;
             else pr.unfinished_clone = is_unfinished_area_page(page);
             bool has_image = area.kind == AreaKind::ntc_checkpoint || area.kind == AreaKind::stock_image;
+            std::vector<uint64_t> image_slots;  // those of a sound image
             if (check && has_image) {
                 PartitionPageReader reader(disk, p);
+                SlotRecorder recorder(reader, image_slots);
                 try {
-                    pr.check = check_image(reader, area);
+                    pr.check = check_image(recorder, area);
+                    if (!pr.check->ok()) image_slots.clear();
                 } catch (const Error& e) {
+                    image_slots.clear();
                     ImageCheck failed;
                     failed.problems.push_back(e.what());
                     pr.check = failed;
@@ -96,6 +121,13 @@ DiskReport describe_disk(const std::string& path, bool check) {
                         pr.history_problem = "";
                     } catch (const Error& e) {
                         pr.history_problem = e.what();
+                    }
+                }
+                if (names_holdings(*area.record)) {
+                    try {
+                        pr.slots_held = check_holdings(disk, snapshot, image_slots);
+                    } catch (const Error& e) {
+                        pr.holdings_problem = e.what();
                     }
                 }
             }
@@ -195,6 +227,12 @@ void print_checkpoint(std::ostringstream& o, const PartitionReport& pr) {
         if (journal_pending(r))
             o << "  journal      " << r.journal_blocks << " blocks pending in " << r.journal_pages
               << " pages (the resumed kernel copies them into place before it runs)\n";
+        if (names_holdings(r)) {
+            o << "  holdings     " << r.holdings_pages << " pages from slot " << r.holdings_slot;
+            if (pr.slots_held) o << ", " << *pr.slots_held << " slots held of " << pr.part.size / NTC_PAGE_SIZE;
+            o << "\n";
+            if (pr.holdings_problem) o << "  holdings     " << *pr.holdings_problem << "\n";
+        }
     }
     if (pr.check) {
         const ImageCheck& c = *pr.check;
@@ -289,6 +327,8 @@ nlohmann::json render_json(const DiskReport& r) {
                     {"journal_pending", journal_pending(rec)},
                     {"journal_blocks", rec.journal_blocks},
                     {"journal_pages", rec.journal_pages},
+                    {"holdings_slot", rec.holdings_slot},
+                    {"holdings_pages", rec.holdings_pages},
                     {"kernel_release", cstr(rec.kernel_release, sizeof rec.kernel_release)},
                     {"kernel_version", cstr(rec.kernel_version, sizeof rec.kernel_version)},
                     {"machine", cstr(rec.machine, sizeof rec.machine)},
@@ -319,6 +359,8 @@ nlohmann::json render_json(const DiskReport& r) {
                                  {"map_pages", pr.check->map_pages}};
                 if (pr.check->info) area["check"]["num_physpages"] = pr.check->info->num_physpages;
                 if (pr.history_problem) area["check"]["history_problem"] = *pr.history_problem;
+                if (pr.slots_held) area["check"]["holdings_slots_held"] = *pr.slots_held;
+                if (pr.holdings_problem) area["check"]["holdings_problem"] = *pr.holdings_problem;
             }
             j["area"] = area;
         }

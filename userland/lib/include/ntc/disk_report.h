@@ -27,6 +27,13 @@ struct PartitionReport {
     // is wrong with the history (empty: sound).  It costs only incremental
     // shipping (ntc-send --since), not the resume, so it is no damage.
     std::optional<std::string> history_problem;
+    // With --check, for a checkpoint that names its holdings: the slots
+    // their extents hold when they are sound and cover the image, else what
+    // is wrong with them.  That costs only the next checkpoint's keeping
+    // this one resumable while it is written, not this one's resume, so it
+    // is no damage either.
+    std::optional<uint64_t> slots_held;
+    std::optional<std::string> holdings_problem;
 };
 
 struct DiskReport {

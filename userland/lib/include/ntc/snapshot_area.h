@@ -30,10 +30,10 @@ struct SnapshotArea {
 std::optional<SnapshotArea> find_snapshot_area(const DiskFile& disk);
 
 // A chain of pages that ntc.ko writes into free slots of the area before
-// page 0, as the record names it: the change history and the redo journal
-// (struct ntc_chain_page).
+// page 0, as the record names it: the change history, the redo journal and
+// the holdings (struct ntc_chain_page).
 struct AreaPageChain {
-    const char* kind;   // "history", "journal": in what read_page_chain finds
+    const char* kind;   // "history", "journal", "holdings": in what read_page_chain finds
     const char* magic;  // the pages' 8 bytes
     uint64_t first_slot = 0;
     uint32_t pages = 0;
