@@ -1,6 +1,7 @@
 // ntc-send and ntc-receive over a synthetic disk 2: checkpoints as ntc.ko
 // leaves them (blocks written, a change history, page 0 last), shipped in
 // full and incrementally, and every way a stream or a copy can go wrong.
+#include "checkpoint_shipping.h"
 #include "ntc/change_history.h"
 #include "ntc/checkpoint_sender.h"
 #include "ntc/checkpoint_stream.h"
@@ -13,9 +14,7 @@
 #include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <nlohmann/json.hpp>
-#include <set>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -25,108 +24,6 @@ using namespace testsupport;
 namespace {
 
 constexpr uint64_t kBlock = NTC_PAGE_SIZE;
-
-// Disk 2 as ntc.ko leaves it after each checkpoint: the blocks it wrote, a
-// change history of the generations since the first listing them, and
-// page 0 with the next generation.
-struct FakeDisk2 {
-    TempDir dir;
-    TestDisk disk;
-    std::array<uint8_t, 16> area_id{};
-    uint64_t generation = 0, since = 0;
-    std::vector<ntc_history_extent> extents;
-    std::vector<uint64_t> chain_slots;
-    std::map<uint64_t, std::set<uint64_t>> written;  // blocks each generation wrote, page 0 aside
-    std::map<uint64_t, std::string> digests;         // the disk's at each generation
-
-    explicit FakeDisk2(uint8_t id = 1) {
-        disk = make_area_disk(dir, "disk2.img", 21);
-        area_id.fill(id);
-        checkpoint({{300, 8}, {4400, 3}});
-    }
-
-    const std::string& path() const { return disk.path; }
-    uint64_t page0_block() const { return disk.swap_offset / kBlock; }
-
-    void checkpoint(const std::vector<BlockRun>& writes) {
-        const uint64_t g = ++generation;
-        for (const BlockRun& run : writes) {
-            for (uint64_t b = run.first; b < run.end(); b++) {
-                std::vector<uint8_t> data(kBlock);
-                for (size_t i = 0; i < kBlock; i++) data[i] = static_cast<uint8_t>(b * 31 + g * 7 + i);
-                write_bytes(disk.path, b * kBlock, data);
-                written[g].insert(b);
-            }
-        }
-        ntc_record rec = record();
-        if (g == 1) {
-            since = 1;
-        } else {
-            for (uint64_t slot : chain_slots) extents.push_back({page0_block() + slot, g - 1, 1, 0});
-            for (const BlockRun& run : writes) extents.push_back({run.first, g, static_cast<uint32_t>(run.count), 0});
-            write_chain(g, rec);
-        }
-        std::memcpy(rec.area_id, area_id.data(), 16);
-        rec.state = NTC_STATE_CHECKPOINT;
-        rec.generation = g;
-        rec.history_since = since;
-        rec.time_unix_ns = (1795000000 + g) * 1000000000ull;
-        write_page0(rec, NTC_HIBERNATE_SIG);
-        digests[g] = file_digest(disk.path);
-    }
-
-    void write_chain(uint64_t g, ntc_record& rec) {
-        const FakeChain chain =
-            write_fake_chain(disk.path, disk.swap_offset, NTC_HISTORY_MAGIC, extents, 3000 + (g % 2) * 500);
-        chain_slots.clear();
-        for (uint64_t slot = chain.first_slot; slot < chain.first_slot + chain.pages; slot++) {
-            chain_slots.push_back(slot);
-            written[g].insert(page0_block() + slot);
-        }
-        rec.history_slot = chain.first_slot;
-        rec.history_pages = chain.pages;
-        rec.history_crc32 = chain.crc32;
-    }
-
-    void write_history_page(uint64_t slot, const ntc_chain_page& page) {
-        auto* p = reinterpret_cast<const uint8_t*>(&page);
-        write_bytes(disk.path, disk.swap_offset + slot * kBlock, {p, p + sizeof page});
-    }
-    ntc_chain_page history_page(uint64_t slot) {
-        ntc_chain_page page;
-        std::vector<uint8_t> bytes = read_bytes(disk.path, disk.swap_offset + slot * kBlock, kBlock);
-        std::memcpy(&page, bytes.data(), sizeof page);
-        return page;
-    }
-
-    ntc_record record() {
-        ntc_record rec;
-        std::memcpy(&rec, read_bytes(disk.path, disk.swap_offset, sizeof rec).data(), sizeof rec);
-        return rec;
-    }
-    void write_page0(ntc_record rec, const char* sig) {
-        std::vector<uint8_t> page0 = read_bytes(disk.path, disk.swap_offset, kBlock);
-        seal_record(rec);
-        std::memcpy(page0.data(), &rec, sizeof rec);
-        std::memcpy(page0.data() + NTC_OFF_ORIG_SIG, NTC_SWAP_SIG, NTC_SIG_LEN);
-        std::memcpy(page0.data() + NTC_OFF_SIG, sig, NTC_SIG_LEN);
-        write_bytes(disk.path, disk.swap_offset, page0);
-    }
-    // What ntc.ko does first of all in a checkpoint.
-    void begin_checkpoint() {
-        ntc_record rec = record();
-        rec.state = NTC_STATE_WRITING;
-        write_page0(rec, NTC_AREA_SIG);
-    }
-
-    // Blocks a copy at `g` lacks, page 0 aside.
-    uint64_t blocks_written_after(uint64_t g) const {
-        std::set<uint64_t> blocks;
-        for (const auto& [gen, set] : written)
-            if (gen > g) blocks.insert(set.begin(), set.end());
-        return blocks.size();
-    }
-};
 
 SendResult send_to(const std::string& disk, const std::string& stream, SendOptions opts = {}) {
     int fd = ::open(stream.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -711,14 +608,6 @@ TEST_CASE("a copy in use by a VM is refused and left alone") {
     CHECK(file_digest(copy) == d.digests[1]);
 }
 
-namespace {
-
-const std::string send_bin = NTC_SEND_BIN;
-const std::string receive_bin = NTC_RECEIVE_BIN;
-const std::string ship_loop = NTC_SHIP_LOOP;
-
-}  // namespace
-
 TEST_CASE("ntc-send | ntc-receive: a full and then an incremental round trip, driven by --status --json") {
     FakeDisk2 d;
     const std::string copy = d.dir / "copy.img";
@@ -776,35 +665,22 @@ TEST_CASE("scripts/ntc-ship-loop.sh --once: everything first, then what is new, 
     FakeDisk2 d;
     must("mkdir -p '" + d.dir / "dr" + "'");
     const std::string copy = d.dir / "dr/copy.img";
-    const std::string bin_dir = send_bin.substr(0, send_bin.rfind('/'));
-    const std::string loop =
-        "NTC_BIN='" + bin_dir + "' " + ship_loop + " --once --keep 1 '" + d.path() + "' '" + copy + "'";
-    CommandRun r = run_command(loop);
-    CHECK(r.status == 0);
-    CHECK(r.output.find("is at generation 1 (new, full)") != std::string::npos);
-    CHECK(file_digest(copy) == d.digests[1]);
-
-    d.checkpoint({{1000, 4}});
-    r = run_command(loop);
-    CHECK(r.status == 0);
-    CHECK(r.output.find("generation 1 -> 2") != std::string::npos);
-    CHECK(r.output.find("is at generation 2 (from 1)") != std::string::npos);
-    CHECK(file_digest(copy) == d.digests[2]);
-    CHECK(file_digest(copy + ".gen-1") == d.digests[1]);
+    const ShipLoop ship{d, copy};
+    ship.check_generations_1_and_2();
 
     // Nothing new, a checkpoint whose journal is not yet in place, and one
     // being written: nothing sent, nothing said.
-    r = run_command(loop);
+    CommandRun r = ship.once();
     CHECK(r.status == 0);
     CHECK(r.output.empty());
     d.checkpoint({{1000, 2}});
     write_fake_journal(d.path(), d.disk.swap_offset, {{1000, 2000, 2, 0}}, 2500);
-    r = run_command(loop);
+    r = ship.once();
     CHECK(r.status == 0);
     CHECK(r.output.empty());
     CHECK(file_digest(copy) == d.digests[2]);
     d.begin_checkpoint();
-    r = run_command(loop);
+    r = ship.once();
     CHECK(r.status == 0);
     CHECK(r.output.empty());
     CHECK(file_digest(copy) == d.digests[2]);
@@ -828,33 +704,12 @@ TEST_CASE("scripts/ntc-ship-loop.sh DISK2 HOST:COPY: the copy's side is reached 
             << "exec sh -c \"$*\"\n";
     }
     std::filesystem::permissions(stand_in + "/ssh", std::filesystem::perms::owner_all);
-    const std::string copy = d.dir / "dr site/copy of disk2.img";
-    const std::string bin_dir = send_bin.substr(0, send_bin.rfind('/'));
-    auto loop = [&](const std::string& host) {
-        return run_command("PATH='" + stand_in + "':\"$PATH\" NTC_BIN='" + bin_dir + "' " + ship_loop +
-                           " --once --keep 1 '" + d.path() + "' \"" + host + ":" + copy + "\"");
-    };
-    CommandRun r = loop("dr-site");
-    CHECK(r.status == 0);
-    CHECK(r.output.find("is at generation 1 (new, full)") != std::string::npos);
-    CHECK(file_digest(copy) == d.digests[1]);
-
-    d.checkpoint({{1000, 4}});
-    r = loop("dr-site");
-    CHECK(r.status == 0);
-    CHECK(r.output.find("is at generation 2 (from 1)") != std::string::npos);
-    CHECK(file_digest(copy) == d.digests[2]);
-    CHECK(file_digest(copy + ".gen-1") == d.digests[1]);
+    const ShipLoop ship{d, d.dir / "dr site/copy of disk2.img", stand_in};
+    ship.check_generations_1_and_2("dr-site");
     // Each round asked the copy's status, then received, both over ssh.
     INFO("ssh ran:\n" << sh_output("cat '" + ssh_log + "'"));
     CHECK(sh_output("grep -c -e '--status --json' '" + ssh_log + "'") == "2\n");
     CHECK(sh_output("grep -c -e '--keep 1' '" + ssh_log + "'") == "2\n");
 
-    // A site that cannot be reached: the round fails with ssh's word, and
-    // the copy stays as it was.
-    d.checkpoint({{2000, 4}});
-    r = loop("elsewhere");
-    CHECK(r.status != 0);
-    CHECK(r.output.find("Could not resolve hostname elsewhere") != std::string::npos);
-    CHECK(file_digest(copy) == d.digests[2]);
+    ship.check_unreachable("elsewhere", "Could not resolve hostname elsewhere");
 }
