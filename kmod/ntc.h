@@ -152,13 +152,12 @@ struct ntc_image_stats {
 
 /* ---- incremental image (ntc_reuse.c) ------------------------------------ */
 
-#define NTC_PAGE_HASH_BYTES 16
-
 /* One data page of an image. */
 struct ntc_page_ref {
 	unsigned long pfn;
 	u64 slot;			/* area slot holding it, 0 = not yet */
-	u8 hash[NTC_PAGE_HASH_BYTES];
+	u64 hash[2];			/* two keyed SipHash-2-4 of its content */
+	u32 crc;			/* crc32_le(0, content): the image CRC of a page left in place */
 };
 
 struct ntc_image_plan {

@@ -250,7 +250,10 @@ static int swap_write_page(struct ntc_swap_writer *w, void *buf, bool copy,
 
 	if (w->written >= w->pages)	/* more than snapshot_get_image_size() */
 		return -EIO;
-	w->crc = crc32_le(w->crc, buf, PAGE_SIZE);
+	/* a data page left in place has the content, so the CRC, it had */
+	if (ref && !ref->slot)
+		ref->crc = crc32_le(0, buf, PAGE_SIZE);
+	w->crc = ref ? crc32_le_combine(w->crc, ref->crc, PAGE_SIZE) : crc32_le(w->crc, buf, PAGE_SIZE);
 	if (ref && ref->slot) {
 		offset = ref->slot;
 	} else {
