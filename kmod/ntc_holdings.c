@@ -132,7 +132,7 @@ out:
 	ntc_chain_free(&history);
 	if (ok)
 		return spare;
-	pr_warn("the record of the slots checkpoint %llu holds on %pg is damaged: the next checkpoint is written in place\n",
+	pr_warn("the holdings or the history of checkpoint %llu on %pg do not check, so which slots it holds is not known: this checkpoint is written in place\n",
 		rec->sequence, t->area);
 	bitmap_free(spare);
 	return NULL;
