@@ -303,6 +303,7 @@ struct ntc_status {
 	u64 disk_copy_us;	/* in the copy passes, before the freeze and inside it */
 	bool kept_previous;	/* the previous checkpoint stayed resumable until the commit */
 	u64 journal_blocks;	/* blocks of disk 2 that went through the journal */
+	u64 journal_moves;	/* journal blocks moved because disk 1's swap took their slot */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;

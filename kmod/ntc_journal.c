@@ -114,6 +114,7 @@ static int move_out(struct ntc_target *t, unsigned long slot)
 		return err;
 	ntc_mark_written(t, ntc_slot_sector(t, to), NTC_SECT_PER_BLK);
 	xa_erase(&j->by_slot, slot);
+	ntc_status.journal_moves++;
 	return remember(j, block, to);
 }
 
