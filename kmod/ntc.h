@@ -148,6 +148,7 @@ struct ntc_image_stats {
 	unsigned long reused;		/* data pages left in the previous image's slots */
 	u32 crc32;
 	u64 write_us;
+	u64 plan_us;		/* of it, hashing every page to find the unchanged ones */
 };
 
 /* ---- incremental image (ntc_reuse.c) ------------------------------------ */
@@ -156,7 +157,7 @@ struct ntc_image_stats {
 struct ntc_page_ref {
 	unsigned long pfn;
 	u64 slot;			/* area slot holding it, 0 = not yet */
-	u64 hash[2];			/* two keyed SipHash-2-4 of its content */
+	u64 hash[2];			/* keyed SipHash-2-4-128 of its content */
 	u32 crc;			/* crc32_le(0, content): the image CRC of a page left in place */
 };
 
@@ -175,6 +176,7 @@ const unsigned long *ntc_reuse_spare(const struct ntc_target *t);
 void ntc_reuse_commit(struct ntc_image_plan *plan, const struct ntc_record *rec, const struct ntc_target *t,
 		      const unsigned long *free_map, const u64 *history_slots, unsigned long nhistory);
 void ntc_reuse_forget(void);
+int ntc_reuse_selftest(void);
 void ntc_reuse_unheld(unsigned long *spare, const struct ntc_target *t, const unsigned long *free_map,
 		      const struct ntc_image_plan *plan);
 
@@ -285,6 +287,7 @@ struct ntc_status {
 	u64 thawed_boottime_ns;	/* when the pause ended, on /proc/uptime's clock */
 	u64 total_ms;
 	u64 write_ms;
+	u64 image_hash_ms;	/* of write_ms, the walk that hashes every image page */
 	u64 precopy_blocks;
 	u64 precopy_rounds;
 	u64 frozen_blocks;

@@ -548,6 +548,7 @@ unlock:
 	unlock_system_sleep(sleep_flags);
 	if (have_image) {
 		ntc_status.write_ms = c.st.write_us / 1000;
+		ntc_status.image_hash_ms = c.st.plan_us / 1000;
 		ntc_status.image_pages = c.st.pages;
 		ntc_status.image_pages_reused = c.st.reused;
 		if (!err)

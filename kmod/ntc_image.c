@@ -349,6 +349,7 @@ int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, const u
 	int err;
 
 	err = ntc_image_plan(plan, t, free_map, avail, pages, nmap);
+	st->plan_us = ktime_us_delta(ktime_get(), start);
 	if (err)
 		return err;
 	err = get_swap_writer(&w, t, plan, pages, nmap);

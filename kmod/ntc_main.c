@@ -67,6 +67,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "clock_offset_ns: %lld\n", s->clock_offset_ns);
 	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);
 	seq_printf(m, "write_ms: %llu\n", s->write_ms);
+	seq_printf(m, "image_hash_ms: %llu\n", s->image_hash_ms);
 	seq_printf(m, "total_ms: %llu\n", s->total_ms);
 	seq_printf(m, "disk_blocks_precopy: %llu\n", s->precopy_blocks);
 	seq_printf(m, "precopy_rounds: %llu\n", s->precopy_rounds);
@@ -188,6 +189,9 @@ static int __init ntc_init(void)
 	struct gendisk *disk;
 	int err;
 
+	err = ntc_reuse_selftest();
+	if (err)
+		return err;
 	err = ntc_syms_init();
 	if (err)
 		return err;

@@ -48,7 +48,8 @@ def main():
                 pages, new, reused = (int(st[k]) for k in ("image_pages", "image_pages_written",
                                                           "image_pages_reused"))
                 print(f"checkpoint {seq}: image {pages} pages, {new} written, {reused} left in place, "
-                      f"{st['disk2_blocks_written']} blocks of disk 2 written, write {st['write_ms']} ms, "
+                      f"{st['disk2_blocks_written']} blocks of disk 2 written, write {st['write_ms']} ms "
+                      f"({st['image_hash_ms']} ms of it hashing), "
                       f"pause {st['pause_ms']} ms", flush=True)
                 check(new + reused == pages, f"checkpoint {seq}: written + reused is not the image: {st}", a)
                 if seq == 1:
