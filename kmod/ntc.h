@@ -186,6 +186,7 @@ int ntc_holdings_write(struct ntc_target *t, const unsigned long *free_map, cons
 		       const unsigned long *map, unsigned long *last, struct ntc_record *rec);
 unsigned long *ntc_holdings_spare(const struct ntc_target *t);
 
+int ntc_image_init(void);
 int ntc_image_write(struct ntc_target *t, const unsigned long *free_map, const unsigned long *avail,
 		    struct ntc_image_plan *plan, struct ntc_image_stats *st);
 int ntc_area_commit(struct ntc_target *t, struct ntc_record *rec, u64 first_map);

@@ -189,7 +189,7 @@ static int __init ntc_init(void)
 	struct gendisk *disk;
 	int err;
 
-	err = ntc_reuse_selftest();
+	err = ntc_reuse_selftest() ?: ntc_image_init();
 	if (err)
 		return err;
 	err = ntc_syms_init();
