@@ -273,6 +273,24 @@ def status(g):
     return dict(re.findall(r"^(\w+): (.*?)\s*$", out, re.M))
 
 
+def check_resumed_from(g, sequence):
+    """/proc/ntc of a guest that must have resumed checkpoint `sequence`."""
+    st = status(g)
+    ntclab.check(st.get("state") == "resumed" and st.get("resumed_from") == str(sequence),
+                 f"{g.name} did not resume checkpoint {sequence}: {st}", g)
+    return st
+
+
+def check_hog_intact(g, what, timeout=300):
+    """Asks ntc-memhog to read every page back (SIGUSR1); fails saying what
+    its pages are (what) when one is wrong.  Returns its report."""
+    g.sh("kill -USR1 $(pidof ntc-memhog)")
+    m = g.expect(r"HOG (OK|BAD) (\d+)\r?\n", timeout)
+    report = m.group(0).decode().strip() if isinstance(m.group(0), bytes) else m.group(0).strip()
+    ntclab.check(m.group(1) in (b"OK", "OK"), f"{what} are wrong: {report}", g)
+    return report
+
+
 def set_target(g, area):
     """Names the snapshot area the next checkpoint goes to (ntc.ko's target=)."""
     g.sh(f"echo {area} > /sys/module/ntc/parameters/target")

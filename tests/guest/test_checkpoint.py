@@ -77,9 +77,7 @@ def main():
             t_b = time.monotonic()
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
             print(f"B resumed in {time.monotonic() - t_b:.1f}s, counter continued at {n_b}")
-            st_b = ntcguest.status(b)
-            check(st_b.get("state") == "resumed" and st_b.get("resumed_from") == "1",
-                  f"B's /proc/ntc: {st_b}", b)
+            ntcguest.check_resumed_from(b, 1)
             b.sh("sleep 2")
             problems = ntcguest.check_resumed_state(b, state)
             check(not problems, "B's state after the resume:\n" + "\n".join(problems), b)

@@ -90,9 +90,7 @@ def main():
         blanks = [ntcguest.blank_like(x, os.path.join(tmp, f"blank{i}.img")) for i in (1, 2)]
         with ntclab.guest_for_disk("clone-B", disk1, disks=[x] + blanks, mem_mib=MEM_MIB, cpus=CPUS) as b:
             ntcguest.expect_counter_resumed(b, n_ck)
-            st_b = ntcguest.status(b)
-            check(st_b.get("state") == "resumed" and st_b.get("resumed_from") == st_x["sequence"],
-                  f"B did not resume X's checkpoint: {st_b}", b)
+            ntcguest.check_resumed_from(b, st_x["sequence"])
             _, text = b.sh("cat /root/since-boot.txt")
             check("written-since-boot" in text, f"a file written after boot is not on X: {text}", b)
             problems = ntcguest.check_resumed_state(b, state)

@@ -69,13 +69,8 @@ def main():
         blank = ntcguest.blank_like(disk2, os.path.join(tmp, "blank.img"))
         with ntclab.guest_for_disk("incr-B", disk1, disks=[disk2, blank], mem_mib=MEM_MIB, cpus=CPUS) as b:
             ntcguest.expect_counter_resumed(b, n_ck)
-            st_b = ntcguest.status(b)
-            check(st_b.get("state") == "resumed" and st_b.get("resumed_from") == "3",
-                  f"B did not resume checkpoint 3: {st_b}", b)
-            b.sh("kill -USR1 $(pidof ntc-memhog)")
-            m = b.expect(r"HOG (OK|BAD) (\d+)\r?\n", 300)
-            check(m.group(1) == b"OK", f"the hog's pages, left in place since checkpoint 1, are wrong: "
-                  f"{m.group(0)}", b)
+            ntcguest.check_resumed_from(b, 3)
+            ntcguest.check_hog_intact(b, "the hog's pages, left in place since checkpoint 1,")
             b.sh("killall ntc-counter ntc-memsweep ntc-memhog; sleep 0.5", check=False)
             b.poweroff()
         problems = ntcguest.e2fsck_disk(disk2)

@@ -81,15 +81,11 @@ def main():
         blank = ntcguest.blank_like(disk2, os.path.join(tmp, "blank.img"))
         with ntclab.guest_for_disk("move-B", disk1, disks=[disk2, blank], mem_mib=MEM_MIB, cpus=CPUS) as b:
             ntcguest.expect_counter_resumed(b, n_ck)
-            st_b = ntcguest.status(b)
-            check(st_b.get("state") == "resumed" and st_b.get("resumed_from") == "2",
-                  f"B did not resume checkpoint 2: {st_b}", b)
+            ntcguest.check_resumed_from(b, 2)
             _, out = b.sh("sync && echo 3 > /proc/sys/vm/drop_caches && sha256sum /data/big", 300)
             check(digest in out, f"/data/big on disk 2 is not what checkpoint 2 copied (sha256 {digest}): "
                   f"{out!r}", b)
-            b.sh("kill -USR1 $(pidof ntc-memhog)")
-            m = b.expect(r"HOG (OK|BAD) (\d+)\r?\n", 600)
-            check(m.group(1) == b"OK", f"the hog's pages are wrong after the resume: {m.group(0)}", b)
+            ntcguest.check_hog_intact(b, "the hog's pages after the resume", 600)
             b.sh("killall ntc-counter ntc-memhog; sleep 0.5", check=False)
             b.poweroff()
         problems = ntcguest.e2fsck_disk(disk2)
