@@ -101,6 +101,7 @@ void ntc_track_mark(unsigned long block);
 void ntc_track_compare_all(const char *why);
 int ntc_target_open(struct ntc_target *t);
 void ntc_target_close(struct ntc_target *t);
+int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len);
 int ntc_io_page(struct block_device *bdev, sector_t sector, void *buf,
 		blk_opf_t opf);
 int ntc_io_pages(struct block_device *bdev, sector_t sector, struct page **pages, unsigned int n,
@@ -308,6 +309,7 @@ struct ntc_status {
 	bool kept_previous;	/* the previous checkpoint stayed resumable until the commit */
 	u64 journal_blocks;	/* blocks of disk 2 that went through the journal */
 	u64 journal_moves;	/* journal blocks moved because disk 1's swap took their slot */
+	bool swap_borrowed;	/* disk 1 had no swap: its swap partition was made swap for this one */
 	/* From here on, kept across checkpoints (not cleared by a new one). */
 	u64 resumed_from;	/* sequence resumed from, 0 = none */
 	u64 resumed_time_ns;

@@ -30,6 +30,7 @@
 #include <linux/slab.h>
 #include <linux/bitmap.h>
 #include <linux/swap.h>
+#include <linux/umh.h>
 #include "ntc.h"
 
 struct ntc_status ntc_status;
@@ -237,14 +238,14 @@ static u64 pages_reclaimed(unsigned long *events)
  * then ran right after the thaw and killed the largest process.  So the
  * hopeless case is refused before anything is reclaimed or written.
  */
-static bool image_can_fit(void)
+static bool image_can_fit(unsigned long more_swap)
 {
 	unsigned long file = global_node_page_state(NR_ACTIVE_FILE) +
 			     global_node_page_state(NR_INACTIVE_FILE);
 	unsigned long anon = global_node_page_state(NR_ACTIVE_ANON) +
 			     global_node_page_state(NR_INACTIVE_ANON);
 	unsigned long slab = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B);
-	long swap = get_nr_swap_pages();
+	long swap = get_nr_swap_pages() + more_swap;
 	unsigned long reclaimable = file + slab + min_t(unsigned long, anon, max(swap, 0L));
 	unsigned long in_use = pages_in_use();
 	unsigned long must_copy = in_use > reclaimable ? in_use - reclaimable : 0;
@@ -252,6 +253,41 @@ static bool image_can_fit(void)
 			       2 * DIV_ROUND_UP(*ntc_k.reserved_size, PAGE_SIZE);
 
 	return must_copy + margin <= global_zone_page_state(NR_FREE_PAGES) + reclaimable;
+}
+
+/*
+ * A guest that runs without swap can hold more than fits beside the
+ * snapshot's copy, and no reclaim can make room.  Its snapshot area is the
+ * twin of disk 1's swap partition all the same, so for the checkpoint that
+ * partition becomes swap and the reclaim before the freeze pushes pages
+ * out to it; the pages pushed out are copied to disk 2 with the rest of
+ * the swap.  When the checkpoint ends, here and in every kernel resumed
+ * from it (the path is in the image), swapoff reads them back in and
+ * disk 1 is without swap again.
+ */
+static bool borrow_swap = true;
+module_param(borrow_swap, bool, 0644);
+MODULE_PARM_DESC(borrow_swap, "without swap, make disk 1's swap partition swap for a checkpoint that does not fit otherwise (default on)");
+
+static char borrowed_swap[BDEVNAME_SIZE + 8];
+
+/*
+ * Turns the borrowed swap off again.  swapoff reads every page back; the
+ * next checkpoint waits for it (ntc_lock), since one taken meanwhile would
+ * see processes' pages in swap that is no longer active.
+ */
+static void give_back_swap(void)
+{
+	static char *envp[] = { "HOME=/", "PATH=/sbin:/usr/sbin:/bin:/usr/bin", NULL };
+	char *argv[] = { "/sbin/swapoff", borrowed_swap, NULL };
+	int err;
+
+	if (!borrowed_swap[0])
+		return;
+	err = call_usermodehelper(argv[0], argv, envp, UMH_WAIT_PROC);
+	if (err)
+		pr_err("%s %s failed (%d): it stays swap\n", argv[0], borrowed_swap, err);
+	borrowed_swap[0] = 0;
 }
 
 /* Slots of the snapshot area that may take the image: free in disk 1's swap. */
@@ -339,7 +375,15 @@ static int prepare(struct ntc_ckpt *c)
 	c->vm_events = kcalloc(NR_VM_EVENT_ITEMS, sizeof(*c->vm_events), GFP_KERNEL);
 	if (!c->free_map || !c->rec || !c->vm_events)
 		return -ENOMEM;
-	if (!image_can_fit()) {
+	if (!image_can_fit(0) && !c->t.src_swap && borrow_swap && image_can_fit(c->t.area_pages - 1)) {
+		err = ntc_target_borrow_swap(&c->t, borrowed_swap, sizeof(borrowed_swap));
+		if (err)
+			return err;
+		ntc_status.swap_borrowed = true;
+		pr_info("disk 1 has no swap and the snapshot's copy does not fit beside what is in use: %s is swap until the checkpoint ends\n",
+			borrowed_swap);
+	}
+	if (!image_can_fit(0)) {
 		pr_err("not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
 		return -ENOMEM;
 	}
@@ -570,6 +614,7 @@ close:
 	if (err && c.t.journal && !c.committed)
 		ntc_journal_cancel(&c.journal);
 	ntc_target_close(&c.t);
+	give_back_swap();
 	ntc_journal_end(&c.journal);
 	ntc_history_free(&c.hist);
 	ntc_image_plan_free(&c.plan);

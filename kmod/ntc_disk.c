@@ -34,6 +34,7 @@
 #include <linux/part_stat.h>
 #include <linux/crc32.h>
 #include <linux/ktime.h>
+#include <linux/umh.h>
 #include "ntc.h"
 
 struct gendisk *ntc_src_disk;
@@ -636,6 +637,27 @@ static int check_layout(struct gendisk *src, struct gendisk *dst)
 	return 0;
 }
 
+/*
+ * Swap on disk that is being turned on or off: swapon has not finished,
+ * or swapoff stopped writing to it but has not read it all back, so pages
+ * of processes are still out there though it is not active swap.
+ */
+static bool swap_in_transition(struct gendisk *disk)
+{
+	struct swap_info_struct *si;
+	bool found = false;
+	unsigned int i;
+
+	spin_lock(ntc_k.swap_lock);
+	for (i = 0; i < READ_ONCE(*ntc_k.nr_swapfiles) && !found; i++) {
+		si = ntc_k.swap_info[i];
+		found = si && (si->flags & SWP_USED) && !(si->flags & SWP_WRITEOK) && si->bdev &&
+			si->bdev->bd_disk == disk;
+	}
+	spin_unlock(ntc_k.swap_lock);
+	return found;
+}
+
 /* Active swap on disk, partition partno (or any partition if partno < 0). */
 static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
 {
@@ -655,6 +677,34 @@ static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
 	}
 	spin_unlock(ntc_k.swap_lock);
 	return found;
+}
+
+/*
+ * Makes disk 1's swap partition, the snapshot area's twin, active swap as
+ * swapon(8) does, and takes the checkpoint's reference on it, as
+ * ntc_target_open() does for swap that was active.  dev gets its path, for
+ * the swapoff afterwards.
+ */
+int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len)
+{
+	static char *envp[] = { "HOME=/", "PATH=/sbin:/usr/sbin:/bin:/usr/bin", NULL };
+	char *argv[] = { "/sbin/swapon", dev, NULL };
+	int err;
+
+	snprintf(dev, len, "/dev/%pg", disk_part(ntc_src_disk, t->area_partno));
+	err = call_usermodehelper(argv[0], argv, envp, UMH_WAIT_PROC);
+	if (err) {
+		pr_err("%s %s failed (%d): disk 1 stays without swap\n", argv[0], dev, err);
+		dev[0] = 0;
+		return -ENOMEM;
+	}
+	t->src_swap = active_swap(ntc_src_disk, t->area_partno);
+	if (!t->src_swap || !percpu_ref_tryget_live(&t->src_swap->users)) {
+		pr_err("%s is not active swap right after swapon\n", dev);
+		t->src_swap = NULL;
+		return -EBUSY;
+	}
+	return 0;
 }
 
 void ntc_target_close(struct ntc_target *t)
@@ -776,6 +826,11 @@ int ntc_target_open(struct ntc_target *t)
 	}
 	t->src_swap_start = srcpart->bd_start_sect;
 	t->src_swap = active_swap(ntc_src_disk, t->area_partno);
+	if (!t->src_swap && swap_in_transition(ntc_src_disk)) {
+		pr_err("disk 1's swap is being turned on or off: try again once swapon or swapoff has ended\n");
+		err = -EBUSY;
+		goto fail;
+	}
 	if (active_swap(ntc_src_disk, -1) && !t->src_swap) {
 		pr_err("disk 1's active swap is not the partition matching the snapshot area\n");
 		err = -EINVAL;

@@ -83,6 +83,7 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "kept_previous: %d\n", s->kept_previous);
 	seq_printf(m, "journal_blocks: %llu\n", s->journal_blocks);
 	seq_printf(m, "journal_moves: %llu\n", s->journal_moves);
+	seq_printf(m, "swap_borrowed: %d\n", s->swap_borrowed);
 	seq_printf(m, "resumed_from: %llu\n", s->resumed_from);
 	seq_printf(m, "resumed_from_time_unix_ns: %llu\n", s->resumed_time_ns);
 	seq_printf(m, "resumed_clock_step_ns: %lld\n", s->resumed_clock_step_ns);

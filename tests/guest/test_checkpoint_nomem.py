@@ -2,7 +2,9 @@
 """Level 2: a checkpoint refused for memory harms nothing.
 
 A 1 GiB guest without swap with 870 MiB held by one process cannot hold
-the snapshot's copy.  The checkpoint must fail with -ENOMEM and leave the
+the snapshot's copy, and its 64 MiB swap partition is too small for ntc.ko
+to make room by borrowing it as swap (guest.checkpoint_noswap is the case
+where it is large enough).  The checkpoint must fail with -ENOMEM and leave the
 guest as it was: the process alive with every page intact, no OOM kill in
 the kernel log, disk 2 untouched.  (Before ntc.ko refused this case up
 front, the snapshot's own reclaim evicted every file page and the OOM
