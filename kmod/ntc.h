@@ -102,6 +102,7 @@ void ntc_track_compare_all(const char *why);
 int ntc_target_open(struct ntc_target *t);
 void ntc_target_close(struct ntc_target *t);
 int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len);
+void ntc_give_back_swap(char *dev);
 int ntc_io_page(struct block_device *bdev, sector_t sector, void *buf,
 		blk_opf_t opf);
 int ntc_io_pages(struct block_device *bdev, sector_t sector, struct page **pages, unsigned int n,

@@ -30,7 +30,6 @@
 #include <linux/slab.h>
 #include <linux/bitmap.h>
 #include <linux/swap.h>
-#include <linux/umh.h>
 #include "ntc.h"
 
 struct ntc_status ntc_status;
@@ -278,15 +277,9 @@ static char borrowed_swap[BDEVNAME_SIZE + 8];
  */
 static void give_back_swap(void)
 {
-	static char *envp[] = { "HOME=/", "PATH=/sbin:/usr/sbin:/bin:/usr/bin", NULL };
-	char *argv[] = { "/sbin/swapoff", borrowed_swap, NULL };
-	int err;
-
 	if (!borrowed_swap[0])
 		return;
-	err = call_usermodehelper(argv[0], argv, envp, UMH_WAIT_PROC);
-	if (err)
-		pr_err("%s %s failed (%d): it stays swap\n", argv[0], borrowed_swap, err);
+	ntc_give_back_swap(borrowed_swap);
 	borrowed_swap[0] = 0;
 }
 

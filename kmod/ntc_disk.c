@@ -685,16 +685,22 @@ static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
  * ntc_target_open() does for swap that was active.  dev gets its path, for
  * the swapoff afterwards.
  */
-int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len)
+static int run_swap_tool(char *tool, char *dev)
 {
 	static char *envp[] = { "HOME=/", "PATH=/sbin:/usr/sbin:/bin:/usr/bin", NULL };
-	char *argv[] = { "/sbin/swapon", dev, NULL };
+	char *argv[] = { tool, dev, NULL };
+
+	return call_usermodehelper(tool, argv, envp, UMH_WAIT_PROC);
+}
+
+int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len)
+{
 	int err;
 
 	snprintf(dev, len, "/dev/%pg", disk_part(ntc_src_disk, t->area_partno));
-	err = call_usermodehelper(argv[0], argv, envp, UMH_WAIT_PROC);
+	err = run_swap_tool("/sbin/swapon", dev);
 	if (err) {
-		pr_err("%s %s failed (%d): disk 1 stays without swap\n", argv[0], dev, err);
+		pr_err("/sbin/swapon %s failed (%d): disk 1 stays without swap\n", dev, err);
 		dev[0] = 0;
 		return -ENOMEM;
 	}
@@ -705,6 +711,15 @@ int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len)
 		return -EBUSY;
 	}
 	return 0;
+}
+
+/* swapoff(8) of what ntc_target_borrow_swap() made swap, once the checkpoint has let go of it. */
+void ntc_give_back_swap(char *dev)
+{
+	int err = run_swap_tool("/sbin/swapoff", dev);
+
+	if (err)
+		pr_err("/sbin/swapoff %s failed (%d): it stays swap\n", dev, err);
 }
 
 void ntc_target_close(struct ntc_target *t)
