@@ -638,28 +638,13 @@ static int check_layout(struct gendisk *src, struct gendisk *dst)
 }
 
 /*
- * Swap on disk that is being turned on or off: swapon has not finished,
- * or swapoff stopped writing to it but has not read it all back, so pages
- * of processes are still out there though it is not active swap.
+ * Swap on disk, on partition partno (any if partno < 0): active swap on a
+ * partition, or with active false, any swap there being turned on or off
+ * (swapon has not finished, or swapoff stopped writing to it but has not
+ * read it all back, so pages of processes are still out there though it
+ * is not active swap).
  */
-static bool swap_in_transition(struct gendisk *disk)
-{
-	struct swap_info_struct *si;
-	bool found = false;
-	unsigned int i;
-
-	spin_lock(ntc_k.swap_lock);
-	for (i = 0; i < READ_ONCE(*ntc_k.nr_swapfiles) && !found; i++) {
-		si = ntc_k.swap_info[i];
-		found = si && (si->flags & SWP_USED) && !(si->flags & SWP_WRITEOK) && si->bdev &&
-			si->bdev->bd_disk == disk;
-	}
-	spin_unlock(ntc_k.swap_lock);
-	return found;
-}
-
-/* Active swap on disk, partition partno (or any partition if partno < 0). */
-static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
+static struct swap_info_struct *disk_swap(struct gendisk *disk, int partno, bool active)
 {
 	struct swap_info_struct *si, *found = NULL;
 	unsigned int i;
@@ -667,8 +652,10 @@ static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
 	spin_lock(ntc_k.swap_lock);
 	for (i = 0; i < READ_ONCE(*ntc_k.nr_swapfiles); i++) {
 		si = ntc_k.swap_info[i];
-		if (!si || !(si->flags & SWP_WRITEOK) || !si->bdev ||
-		    si->bdev->bd_disk != disk || !(si->flags & SWP_BLKDEV))
+		if (!si || !(si->flags & SWP_USED) || !si->bdev || si->bdev->bd_disk != disk)
+			continue;
+		if (active ? !(si->flags & SWP_WRITEOK) || !(si->flags & SWP_BLKDEV) :
+			     !!(si->flags & SWP_WRITEOK))
 			continue;
 		if (partno < 0 || si->bdev->bd_partno == partno) {
 			found = si;
@@ -679,12 +666,11 @@ static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
 	return found;
 }
 
-/*
- * Makes disk 1's swap partition, the snapshot area's twin, active swap as
- * swapon(8) does, and takes the checkpoint's reference on it, as
- * ntc_target_open() does for swap that was active.  dev gets its path, for
- * the swapoff afterwards.
- */
+static struct swap_info_struct *active_swap(struct gendisk *disk, int partno)
+{
+	return disk_swap(disk, partno, true);
+}
+
 static int run_swap_tool(char *tool, char *dev)
 {
 	static char *envp[] = { "HOME=/", "PATH=/sbin:/usr/sbin:/bin:/usr/bin", NULL };
@@ -693,6 +679,12 @@ static int run_swap_tool(char *tool, char *dev)
 	return call_usermodehelper(tool, argv, envp, UMH_WAIT_PROC);
 }
 
+/*
+ * Makes disk 1's swap partition, the snapshot area's twin, active swap as
+ * swapon(8) does, and takes the checkpoint's reference on it, as
+ * ntc_target_open() does for swap that was active.  dev gets its path, for
+ * the swapoff afterwards.
+ */
 int ntc_target_borrow_swap(struct ntc_target *t, char *dev, size_t len)
 {
 	int err;
@@ -841,7 +833,7 @@ int ntc_target_open(struct ntc_target *t)
 	}
 	t->src_swap_start = srcpart->bd_start_sect;
 	t->src_swap = active_swap(ntc_src_disk, t->area_partno);
-	if (!t->src_swap && swap_in_transition(ntc_src_disk)) {
+	if (!t->src_swap && disk_swap(ntc_src_disk, -1, false)) {
 		pr_err("disk 1's swap is being turned on or off: try again once swapon or swapoff has ended\n");
 		err = -EBUSY;
 		goto fail;
