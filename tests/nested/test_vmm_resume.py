@@ -69,7 +69,9 @@ def main():
         first.wait_ready(300)
         marker = f"in-ram-{os.getpid()}"
         first.sh(f"echo {marker} > /tmp/marker")
-        first.sh("(i=0; while :; do i=$((i+1)); echo $i > /tmp/counter; sleep 0.2; done) >/dev/null 2>&1 & :")
+        # Written aside and renamed: `echo > file` truncates first, and a read between finds it empty.
+        first.sh("(i=0; while :; do i=$((i+1)); echo $i > /tmp/counter.new; mv /tmp/counter.new /tmp/counter; "
+                 "sleep 0.2; done) >/dev/null 2>&1 & :")
         time.sleep(1)
         before = int(first.sh("cat /tmp/counter")[1].strip())
         first.sh("grep -q /dev/vda3 /proc/swaps")
