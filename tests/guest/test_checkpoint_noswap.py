@@ -16,8 +16,16 @@ checkpoint (Documentation/kmod.md, step 4):
   * guest B resumes it from disk 2: the counter goes on, its kernel turns
     the borrowed swap off too, the hog reads every page back intact, and
     e2fsck finds disk 2's filesystems clean.
+
+Before that, the hazard of turning swap off: the hog starts with swap on
+and a tmpfs pushes part of it out, so that `swapoff -a` has a few hundred
+MiB to read back.  A checkpoint asked for while it does (SwapTotal already
+0, the partition still listed) must be refused with -EBUSY, disk 2 left
+empty: the partition is no longer active swap, yet processes' pages are
+still in its slots, where the image would go.
 """
 import os
+import re
 import sys
 import time
 
@@ -28,6 +36,8 @@ from ntcguest import ntclab  # noqa: E402
 MEM_MIB = 1024
 CPUS = 2
 HOG_MIB = 870
+# Pressure beside the hog with swap on: what swapoff then reads back.
+PUSH_MIB = 300
 # What the reclaim pushes out (about 500 MiB) and the image beside it.
 SWAP_MIB = 1536
 
@@ -41,6 +51,37 @@ def swap_devices(g, timeout=600):
     return [line.split()[0] for line in out.splitlines() if line.startswith("/dev/")]
 
 
+def refused_while_swapoff(a, disk2):
+    """Pushes part of the hog out to disk 1's swap, then asks for a
+    checkpoint while swapoff reads it back: refused, disk 2 untouched."""
+    a.sh(f"mkdir -p /tmp/push && mount -t tmpfs -o size={PUSH_MIB}m push /tmp/push && "
+         f"dd if=/dev/zero of=/tmp/push/x bs=1M count={PUSH_MIB} 2>/dev/null; umount /tmp/push", 600)
+    _, out = a.sh("grep -E '^Swap(Total|Free):' /proc/meminfo")
+    kib = dict(re.findall(r"(Swap\w+): +(\d+) kB", out))
+    used_mib = (int(kib["SwapTotal"]) - int(kib["SwapFree"])) // 1024
+    check(used_mib >= 100, f"only {used_mib} MiB went to swap: swapoff would end too soon to race", a)
+    # While swapoff reads pages back, SwapTotal is only what it has still to
+    # read (si_swapinfo()), so a drop from the partition's size says it has
+    # begun.  Only shell builtins from there on, so that no fork widens the
+    # gap: the poll, the checkpoint, what is left to read.
+    _, out = a.sh("swaptotal() { while read k v u; do [ $k = SwapTotal: ] && return; done </proc/meminfo; }; "
+                  "swaptotal; full=$v; swapoff -a & off=$!; "
+                  "until swaptotal; [ $v != $full ] || ! kill -0 $off 2>/dev/null; do :; done; "
+                  "echo checkpoint > /proc/ntc; ck=$?; swaptotal; echo \"CHECKPOINT=$ck LEFT_KIB=$v\"; "
+                  "wait $off; echo \"SWAPOFF=$? LISTED=$(grep -c '^/dev/' /proc/swaps)\"", 900)
+    left = re.search(r"LEFT_KIB=(\d+)", out)
+    check(left and int(left.group(1)) > 0,
+          f"swapoff ended before the checkpoint was asked for ({used_mib} MiB to read back): {out}", a)
+    st = ntcguest.status(a)
+    check("CHECKPOINT=1" in out and "busy" in out and st["result"] == "-16",
+          f"a checkpoint during swapoff should be refused with -EBUSY: {out} {st}", a)
+    check("SWAPOFF=0 LISTED=0" in out, f"swapoff failed: {out}", a)
+    area = ntcguest.Area(disk2)
+    check(area.state == ntcguest.STATE_EMPTY, f"the refused checkpoint wrote disk 2: {area}", a)
+    print(f"refused with -EBUSY while swapoff read {used_mib} MiB back ({int(left.group(1)) >> 10} MiB left)",
+          flush=True)
+
+
 def main():
     t_start = time.monotonic()
     with ntcguest.workdir() as tmp:
@@ -49,9 +90,9 @@ def main():
 
         with ntclab.guest_for_disk("noswap-A", disk1, disks=[disk1, disk2], mem_mib=MEM_MIB, cpus=CPUS) as a:
             a.wait_ready()
-            a.sh("swapoff -a")
             a.sh("ntc-counter /data/counter.log 50 & :")
             ntcguest.start_in_background(a, f"ntc-memhog {HOG_MIB}", r"HOG READY", 600)
+            refused_while_swapoff(a, disk2)
             rc, st = ntcguest.checkpoint(a, 1200)
             print(f"checkpoint: image {st.get('image_pages')} pages, reclaimed {st.get('shrunk_pages')} pages "
                   f"before the freeze, {st.get('swap_slots_copied')} swap slots copied, pause {st.get('pause_ms')} "
@@ -63,13 +104,13 @@ def main():
             ntcguest.check_hog_intact(a, "the hog's pages after the checkpoint", 600)
             info = ntcguest.ntc_info_check(disk2)
             check(info == 0, f"ntc-info --check rejected the checkpoint ({info})", a)
-            n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
+            n_ck, sequence = ntcguest.counter_before(a, st["time_unix_ns"]), int(st["sequence"])
             a.kill()
 
         blank = ntcguest.blank_like(disk2, os.path.join(tmp, "blank.img"))
         with ntclab.guest_for_disk("noswap-B", disk1, disks=[disk2, blank], mem_mib=MEM_MIB, cpus=CPUS) as b:
             ntcguest.expect_counter_resumed(b, n_ck, 600)
-            ntcguest.check_resumed_from(b, 1)
+            ntcguest.check_resumed_from(b, sequence)
             left = swap_devices(b)
             check(not left, f"the resumed kernel did not turn the borrowed swap off: {left}", b)
             ntcguest.check_hog_intact(b, "the hog's pages after the resume", 600)
