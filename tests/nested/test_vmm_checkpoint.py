@@ -81,6 +81,8 @@ def main():
             rc, st = ntcguest.checkpoint(a)
             print("checkpoint:", st, flush=True)
             check(rc == 0 and st.get("result") == "0", f"checkpoint failed: {rc} {st}", a)
+            logged = ntcguest.check_pause_as_logged(a, st)
+            print(f"pause {st['pause_ms']} ms, {logged:.3f} s between freeze and thaw in the kernel's log", flush=True)
             n_ck = ntcguest.counter_before(a, st["time_unix_ns"])
             a.sh("sleep 2")
             a.sh("killall ntc-counter; sync", check=False)
