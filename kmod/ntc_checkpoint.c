@@ -507,12 +507,10 @@ static int commit(struct ntc_ckpt *c, ktime_t start)
  * in hibernate()'s order, into which the image write and the commit fit:
  * the write after the thaw, but before swsusp_free() and the bitmaps go
  * (the snapshot's pages are the image), the commit once the hibernation
- * core is released and before the target is.
- */
-/*
- * In a kernel resumed from the image, the TSC is another machine's: its
- * times are moved by the distance from the TSC to CLOCK_MONOTONIC gained
- * across the snapshot, which leaves them as that kernel ran them.
+ * core is released and before the target is.  In a kernel resumed from
+ * the image, the TSC is another machine's: the times are moved by what the
+ * TSC gained on CLOCK_MONOTONIC across the snapshot, which leaves them as
+ * that kernel ran them.
  */
 int ntc_checkpoint(void)
 {

@@ -19,8 +19,8 @@ checkpoint (Documentation/kmod.md, step 4):
 
 Before that, the hazard of turning swap off: the hog starts with swap on
 and a tmpfs pushes part of it out, so that `swapoff -a` has a few hundred
-MiB to read back.  A checkpoint asked for while it does (SwapTotal already
-0, the partition still listed) must be refused with -EBUSY, disk 2 left
+MiB to read back.  A checkpoint asked for while it does (SwapTotal fallen
+to what is left to read) must be refused with -EBUSY, disk 2 left
 empty: the partition is no longer active swap, yet processes' pages are
 still in its slots, where the image would go.
 """
