@@ -312,19 +312,20 @@ def check_no_reclaim_while_frozen(g, st):
 
 
 def check_pause_as_logged(g, st):
-    """The reported pause is the span of the freeze in the kernel's log,
-    within 50 ms (the log's two lines come right after the freeze starts and
-    right before the thaw ends).  Only where the log's clock runs through
-    the atomic copy: kvm-clock (ntc-vmm, KVM), not the TSC under QEMU TCG,
-    which the kernel sets back to where it was before the copy.
-    CLOCK_MONOTONIC stops for the copy too, and a pause timed by it once
-    left the copy out."""
+    """The reported pause covers the span of the freeze in the kernel's log:
+    the log's lines come after the pause's start and before its end, so the
+    pause is at least that long (20 ms for rounding), and not far longer
+    (0.25 s; 28 ms more in one run under nested KVM).  Only where the log's
+    clock runs through the atomic copy: kvm-clock (ntc-vmm, KVM), not the
+    TSC under QEMU TCG, which the kernel sets back to where it was before
+    the copy.  CLOCK_MONOTONIC stops for the copy too, and a pause timed by
+    it once left the copy out (0.13 s short at 512 MiB)."""
     _, log = g.sh("dmesg | grep -e 'Freezing user space processes$' -e 'Restarting tasks ... done' | tail -n 2")
     stamps = [float(m) for m in re.findall(r"^\[ *([\d.]+)\]", log, re.M)]
     ntclab.check(len(stamps) == 2 and "Restarting" in log.splitlines()[-1],
                  f"the kernel's log should show the freeze and the thaw: {log!r}", g)
     logged, pause = stamps[1] - stamps[0], float(st["pause_ms"]) / 1000
-    ntclab.check(abs(pause - logged) <= 0.05,
+    ntclab.check(logged - 0.02 <= pause <= logged + 0.25,
                  f"the pause {pause:.3f}s is not the {logged:.3f}s the kernel's log shows between freeze and thaw", g)
     return logged
 
