@@ -232,6 +232,9 @@ static s64 set_clock_from_machine(void)
  */
 static ktime_t tsc_now(void)
 {
+	/* A kernel whose TSC calibration failed has none: boottime then. */
+	if (!tsc_khz)
+		return ktime_get_boottime();
 	return mul_u64_u32_div(rdtsc_ordered(), USEC_PER_SEC, tsc_khz);
 }
 
