@@ -311,6 +311,14 @@ def check_no_reclaim_while_frozen(g, st):
                  f"{st.get('frozen_reclaimed_pages')} pages were reclaimed while user space was frozen", g)
 
 
+def swap_used_kib(g):
+    """KiB of swap in use on g, /proc/meminfo's SwapTotal - SwapFree."""
+    _, out = g.sh("cat /proc/meminfo")
+    total = int(re.search(r"SwapTotal:\s+(\d+)", out).group(1))
+    free = int(re.search(r"SwapFree:\s+(\d+)", out).group(1))
+    return total - free
+
+
 def check_pause_as_logged(g, st):
     """The reported pause covers the span of the freeze in the kernel's log:
     the log's lines come after the pause's start and before its end, so the

@@ -24,13 +24,6 @@ HOG_MIB = 200
 check = ntclab.check
 
 
-def swap_used_kib(g):
-    _, out = g.sh("cat /proc/meminfo")
-    total = int(re.search(r"SwapTotal:\s+(\d+)", out).group(1))
-    free = int(re.search(r"SwapFree:\s+(\d+)", out).group(1))
-    return total - free
-
-
 def main():
     t_start = time.monotonic()
     with ntcguest.workdir() as tmp:
@@ -44,7 +37,7 @@ def main():
             a.sh("ntc-counter /data/counter.log 100 >/dev/null & :")
             a.sh(f"ntc-memhog {HOG_MIB} & :")
             a.expect(r"HOG READY", 300)
-            used = swap_used_kib(a)
+            used = ntcguest.swap_used_kib(a)
             print(f"swap in use on disk 1 before the checkpoints: {used} KiB")
             check(used > 16 * 1024, f"no memory pressure: only {used} KiB swapped out", a)
 
