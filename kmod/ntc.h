@@ -11,6 +11,7 @@
  * ntc_history.c  the area's change history: what each checkpoint wrote
  * ntc_journal.c  the redo journal: the previous checkpoint kept until the commit
  * ntc_chain.c   chains of pages in the area (the history's, the journal's, the holdings')
+ * ntc_copypages.c  the snapshot's copy pages, allocated before the freeze
  * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
  * ntc_main.c    /proc/ntc, module parameters, load and unload
  */
@@ -30,6 +31,8 @@
 #define NTC_COPY_CHUNK_PAGES 256	/* 1 MiB bios */
 
 /* ---- kernel/power and mm internals (ntc_syms.c) ------------------------ */
+
+#define NTC_PAGES_FOR_IO 1024	/* kernel/power/power.h: PAGES_FOR_IO */
 
 /* kernel/power/power.h, 6.1: not in the headers package */
 struct ntc_snapshot_handle {
@@ -65,10 +68,28 @@ struct ntc_kfuncs {
 	unsigned long *reserved_size;		/* /sys/power/reserved_size */
 	void (*read_persistent_clock64)(struct timespec64 *ts);
 	int *persistent_clock_is_local;
+	/* kernel/power/snapshot.c's own, for ntc_copypages.c; optional */
+	int (*hibernate_preallocate_memory)(void);
+	int (*memory_bm_create)(void *bm, gfp_t gfp_mask, int safe_needed);
+	void (*memory_bm_set_bit)(void *bm, unsigned long pfn);
+	unsigned int (*snapshot_additional_pages)(struct zone *zone);
+	void (*swsusp_set_page_free)(struct page *page);
+	void *copy_bm;				/* struct memory_bitmap */
+	void *orig_bm;
+	unsigned int *alloc_normal;
+	void **forbidden_pages_map;
+	unsigned long *totalreserve_pages;
 };
 
 extern struct ntc_kfuncs ntc_k;
 int ntc_syms_init(void);
+
+/* ---- the snapshot's copy pages (ntc_copypages.c) ------------------------ */
+
+void ntc_copy_pages_init(void);
+void ntc_copy_pages_exit(void);
+void ntc_copy_pages_reserve(void);
+void ntc_copy_pages_disarm(void);
 
 /* ---- disks (ntc_disk.c) ------------------------------------------------- */
 
@@ -299,7 +320,10 @@ struct ntc_status {
 	u64 shrink_us;		/* reclaim before the freeze */
 	u64 shrunk_pages;
 	u64 frozen_reclaimed_pages;	/* reclaim while user space was frozen */
+	u64 copy_pages_early;	/* the snapshot's copy pages allocated before the freeze */
+	u64 copy_pages_frozen;	/* and inside it, by ntc_copypages.c's hook */
 	s64 clock_offset_ns;	/* persistent clock - system clock, at the snapshot */
+	s64 clock_lost_us;	/* how far the system clock fell behind the TSC across the snapshot */
 	u64 generation;		/* the area's checkpoint count, this one included */
 	u64 history_since;	/* a copy from this generation on can be sent the change */
 	u64 blocks_written;	/* 4 KiB blocks of disk 2 written, page 0 and history aside */
@@ -323,6 +347,7 @@ extern struct ntc_status ntc_status;
 extern struct mutex ntc_lock;
 extern u64 ntc_boot_id[2];
 int ntc_checkpoint(void);
+unsigned long ntc_pages_in_use(void);
 void ntc_test_point(const char *name);
 void ntc_machine_describe(struct ntc_record *rec);
 void ntc_machine_instance(char *name, size_t size);

@@ -126,7 +126,7 @@ static void wait_for_writeback(void)
  * including those reserved at boot (kernel image, struct pages), which
  * totalram_pages() leaves out but the image holds.
  */
-static unsigned long pages_in_use(void)
+unsigned long ntc_pages_in_use(void)
 {
 	unsigned long present = get_num_physpages();
 	unsigned long free = global_zone_page_state(NR_FREE_PAGES);
@@ -152,8 +152,8 @@ static void shrink_before_freeze(void)
 	 * One call frees only part of what it is asked: the pages it sends to
 	 * swap are freed once their writes are done, by a later call.
 	 */
-	for (round = 0; round < NTC_SHRINK_MAX_ROUNDS && pages_in_use() > size; round++) {
-		n = ntc_k.shrink_all_memory(pages_in_use() - size);
+	for (round = 0; round < NTC_SHRINK_MAX_ROUNDS && ntc_pages_in_use() > size; round++) {
+		n = ntc_k.shrink_all_memory(ntc_pages_in_use() - size);
 		wait_for_writeback();
 		if (!n)
 			break;
@@ -264,7 +264,7 @@ static bool image_can_fit(unsigned long more_swap)
 	unsigned long slab = global_node_page_state_pages(NR_SLAB_RECLAIMABLE_B);
 	long swap = get_nr_swap_pages() + more_swap;
 	unsigned long reclaimable = file + slab + min_t(unsigned long, anon, max(swap, 0L));
-	unsigned long in_use = pages_in_use();
+	unsigned long in_use = ntc_pages_in_use();
 	unsigned long must_copy = in_use > reclaimable ? in_use - reclaimable : 0;
 	unsigned long margin = NTC_PAGES_FOR_IO +
 			       2 * DIV_ROUND_UP(*ntc_k.reserved_size, PAGE_SIZE);
@@ -507,10 +507,11 @@ static int commit(struct ntc_ckpt *c, ktime_t start)
 
 /*
  * hibernate()'s shape: prepare, freeze and snapshot, then one unwind ladder
- * in hibernate()'s order, into which the image write and the commit fit:
- * the write after the thaw, but before swsusp_free() and the bitmaps go
- * (the snapshot's pages are the image), the commit once the hibernation
- * core is released and before the target is.  In a kernel resumed from
+ * in hibernate()'s order, except that the bitmaps, made before the freeze,
+ * go after the thaw.  The image write and the commit fit into it: the write
+ * after the thaw, but before swsusp_free() and the bitmaps go (the
+ * snapshot's pages are the image), the commit once the hibernation core is
+ * released and before the target is.  In a kernel resumed from
  * the image, the TSC is another machine's: the times are moved by what the
  * TSC gained on CLOCK_MONOTONIC across the snapshot, which leaves them as
  * that kernel ran them.
@@ -519,7 +520,7 @@ int ntc_checkpoint(void)
 {
 	struct ntc_ckpt c = { 0 };
 	unsigned int sleep_flags;
-	ktime_t start = tsc_now(), frozen = 0, snap, lead, off;
+	ktime_t start = tsc_now(), frozen = 0, snap, lead, real_lead, off;
 	bool restored = false, have_image = false;
 	unsigned long image_size;
 	u64 reclaimed;
@@ -549,20 +550,29 @@ int ntc_checkpoint(void)
 	err = ntc_k.pm_notifier_call_chain_robust(PM_HIBERNATION_PREPARE, PM_POST_HIBERNATION);
 	if (err)
 		goto release;
+	/*
+	 * Unlike hibernate(), the bitmaps come before the freeze (as in
+	 * /dev/snapshot's open for a restore), so that the copy pages are
+	 * allocated and marked in them while the guest still runs.
+	 */
+	ntc_k.lock_device_hotplug();
+	err = ntc_k.create_basic_memory_bitmaps();
+	if (err) {
+		ntc_k.unlock_device_hotplug();
+		goto notify_post;
+	}
+	ntc_copy_pages_reserve();
 	frozen = tsc_now();
 	reclaimed = pages_reclaimed(c.vm_events);
 	err = ntc_k.freeze_processes();
 	if (err)
-		goto notify_post;
-	ntc_k.lock_device_hotplug();
-	err = ntc_k.create_basic_memory_bitmaps();
-	if (err)
-		goto thaw;
+		goto unlock_hotplug;
 	ntc_status.time_unix_ns = ktime_get_real_ns();
 	machine_ns = persistent_clock_ns();
 	ntc_status.clock_offset_ns = machine_ns ? machine_ns - ntc_status.time_unix_ns : 0;
 	snap = tsc_now();
 	lead = snap - ktime_get();
+	real_lead = snap - ktime_get_real();
 	image_size = raise_image_size();
 	err = ntc_k.hibernation_snapshot(0);
 	*ntc_k.image_size = image_size;
@@ -574,37 +584,36 @@ int ntc_checkpoint(void)
 	}
 	ntc_status.snapshot_us = ktime_us_delta(tsc_now(), snap);
 	if (err)
-		goto free_bitmaps;
+		goto thaw;
 	if (!*ntc_k.in_suspend) {
 		/* We are the restored kernel; the snapshot is already freed. */
 		restored = true;
 		finish_restored_journal(&c);
 		ntc_status.resumed_clock_step_ns = set_clock_from_machine();
 		ntc_machine_instance(ntc_status.instance, sizeof(ntc_status.instance));
-		goto free_bitmaps;
+		goto thaw;
 	}
+	ntc_status.clock_lost_us = ktime_to_us(tsc_now() - ktime_get_real() - real_lead);
 	ntc_status.frozen_reclaimed_pages = pages_reclaimed(c.vm_events) - reclaimed;
 	err = finish_frozen(&c);
 	ntc_k.pm_restore_gfp_mask();
 	/* The image is in memory: the bitmaps stay until it is written. */
 	have_image = true;
-	goto thaw;
 
-free_bitmaps:
-	ntc_k.free_basic_memory_bitmaps();
 thaw:
-	ntc_k.unlock_device_hotplug();
 	ntc_k.thaw_processes();
 	ntc_status.pause_us = ktime_us_delta(tsc_now(), frozen);
 	ntc_status.thawed_boottime_ns = ktime_get_boottime_ns();
-	if (have_image) {
-		/* The guest runs again; the image is in memory until swsusp_free(). */
-		if (!err)
-			err = write_image(&c);
-		ntc_k.swsusp_free();
-		*ntc_k.in_suspend = 0;
-		ntc_k.free_basic_memory_bitmaps();
-	}
+unlock_hotplug:
+	ntc_k.unlock_device_hotplug();
+	/* The guest runs again; the image is in memory until swsusp_free(). */
+	if (have_image && !err)
+		err = write_image(&c);
+	/* The image, or copy pages reserved for a snapshot that did not happen */
+	ntc_copy_pages_disarm();
+	ntc_k.swsusp_free();
+	*ntc_k.in_suspend = 0;
+	ntc_k.free_basic_memory_bitmaps();
 notify_post:
 	ntc_k.pm_notifier_call_chain(PM_POST_HIBERNATION);
 release:

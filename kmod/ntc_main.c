@@ -64,7 +64,10 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "shrink_ms: %llu\n", s->shrink_us / 1000);
 	seq_printf(m, "shrunk_pages: %llu\n", s->shrunk_pages);
 	seq_printf(m, "frozen_reclaimed_pages: %llu\n", s->frozen_reclaimed_pages);
+	seq_printf(m, "copy_pages_early: %llu\n", s->copy_pages_early);
+	seq_printf(m, "copy_pages_frozen: %llu\n", s->copy_pages_frozen);
 	seq_printf(m, "clock_offset_ns: %lld\n", s->clock_offset_ns);
+	seq_printf(m, "clock_lost_us: %lld\n", s->clock_lost_us);
 	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);
 	seq_printf(m, "write_ms: %llu\n", s->write_ms);
 	seq_printf(m, "image_hash_ms: %llu\n", s->image_hash_ms);
@@ -211,7 +214,9 @@ static int __init ntc_init(void)
 	err = ntc_track_start(disk);
 	if (err)
 		goto out;
+	ntc_copy_pages_init();
 	if (!proc_create("ntc", 0600, NULL, &ntc_proc_ops)) {
+		ntc_copy_pages_exit();
 		ntc_track_stop();
 		err = -ENOMEM;
 		goto out;
@@ -230,6 +235,7 @@ static void __exit ntc_exit(void)
 	ntc_track_stop();
 	ntc_reuse_forget();
 	mutex_unlock(&ntc_lock);
+	ntc_copy_pages_exit();
 }
 
 module_init(ntc_init);

@@ -64,6 +64,16 @@ static const struct {
 	NTC_SYM(reserved_size),
 	NTC_SYM(read_persistent_clock64),
 	NTC_SYM(persistent_clock_is_local),
+	NTC_SYM_OPT(hibernate_preallocate_memory),
+	NTC_SYM_OPT(memory_bm_create),
+	NTC_SYM_OPT(memory_bm_set_bit),
+	NTC_SYM_OPT(snapshot_additional_pages),
+	NTC_SYM_OPT(swsusp_set_page_free),
+	NTC_SYM_OPT(copy_bm),
+	NTC_SYM_OPT(orig_bm),
+	NTC_SYM_OPT(alloc_normal),
+	NTC_SYM_OPT(forbidden_pages_map),
+	NTC_SYM_OPT(totalreserve_pages),
 };
 
 int ntc_syms_init(void)
