@@ -46,29 +46,43 @@ module_param_named(precopy, precopy_enabled, bool, 0644);
 MODULE_PARM_DESC(precopy, "copy the disk delta before freezing (default on)");
 
 /*
- * For the crash-safety tests only (guest.checkpoint_kill, make stress): the
- * checkpoint stops at the named point for a while and says so on the
- * console, so that the test can cut the machine's power exactly there.
+ * For tests only (guest.checkpoint_kill, guest.checkpoint_errors, make
+ * stress): the checkpoint stops at the named point for a while and says so
+ * on the console, so that the test can cut the machine's power exactly
+ * there, or do something while it is held there and then let it go on by
+ * clearing stall_at.
  */
 static char *stall_at = "";
 module_param(stall_at, charp, 0644);
-MODULE_PARM_DESC(stall_at, "test only: stop the checkpoint for a minute at this point (Documentation/kmod.md)");
+MODULE_PARM_DESC(stall_at, "test only: stop the checkpoint at this point for a minute, or until stall_at changes (Documentation/kmod.md)");
 
 #define NTC_STALL_SECONDS 60
 
+static bool stall_at_is(const char *name)
+{
+	bool is;
+
+	kernel_param_lock(THIS_MODULE);
+	is = sysfs_streq(stall_at, name);
+	kernel_param_unlock(THIS_MODULE);
+	return is;
+}
+
 void ntc_test_point(const char *name)
 {
-	if (!sysfs_streq(stall_at, name))
+	int i;
+
+	if (!stall_at_is(name))
 		return;
 	pr_err("stalled at %s\n", name);
-	ssleep(NTC_STALL_SECONDS);
+	for (i = 0; i < NTC_STALL_SECONDS * 10 && stall_at_is(name); i++)
+		msleep(100);
 }
 
 #define NTC_PRECOPY_MAX_ROUNDS 6
 #define NTC_PRECOPY_GOOD_ENOUGH 64	/* blocks: not worth another round */
 #define NTC_WRITEBACK_WAIT (30 * HZ)	/* longest wait for the reclaim's swap-outs */
 #define NTC_SHRINK_MAX_ROUNDS 32
-#define NTC_PAGES_FOR_IO 1024	/* kernel/power/power.h: PAGES_FOR_IO */
 
 /* Copies the changed blocks while the guest runs, while the delta shrinks. */
 static int precopy(struct ntc_target *t, unsigned long *swap_slots)
@@ -273,6 +287,27 @@ static bool image_can_fit(unsigned long more_swap)
 }
 
 /*
+ * The image takes the area's slots that disk 1's swap leaves free, so swap
+ * that is nearly full leaves no room for it.  Found only after the
+ * snapshot, that cost a pause and, with disk 2 invalidated or the previous
+ * checkpoint given up for room, the checkpoint disk 2 held.  The image is
+ * about the pages in use, which count up to a tenth more; only one clearly
+ * too large (by 1/8) is refused here, the rest is for the writer to find.
+ */
+static int image_fits_area(const struct ntc_target *t)
+{
+	unsigned long image = ntc_pages_in_use();
+	unsigned long used = t->src_swap ? READ_ONCE(t->src_swap->inuse_pages) : 0;
+	unsigned long room = t->area_pages - 1 > used ? t->area_pages - 1 - used : 0;
+
+	if (image - image / 8 <= room)
+		return 0;
+	pr_err("the image, about %lu MiB, does not fit in the %lu MiB that disk 1's swap leaves free in the snapshot area; nothing on disk 2 was changed (free swap on disk 1, or make its swap partition larger)\n",
+	       image >> (20 - PAGE_SHIFT), room >> (20 - PAGE_SHIFT));
+	return -ENOSPC;
+}
+
+/*
  * A guest that runs without swap can hold more than fits beside the
  * snapshot's copy, and no reclaim can make room.  Its snapshot area is the
  * twin of disk 1's swap partition all the same, so for the checkpoint that
@@ -369,9 +404,9 @@ static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st
 
 /*
  * Before the freeze, while the guest runs: the target, then the check that
- * the snapshot can fit, then the previous checkpoint kept (or, if this boot
- * did not commit it, disk 2 made unresumable), memory reclaimed and disk 2
- * brought nearly up to date.  A failure here leaves every process alone;
+ * the snapshot can fit, memory reclaimed and the check again, then the
+ * previous checkpoint kept (or, if this boot did not commit it, disk 2 made
+ * unresumable) and disk 2 brought nearly up to date.  A failure here leaves every process alone;
  * c->t is closed by the caller either way.
  */
 static int prepare(struct ntc_ckpt *c)
@@ -398,6 +433,21 @@ static int prepare(struct ntc_ckpt *c)
 		pr_err("not enough memory for the snapshot's copy, even after reclaim; nothing was changed\n");
 		return -ENOMEM;
 	}
+	/* swap-outs of the reclaim are disk 1 writes: pre-copy copies them too */
+	shrink_before_freeze();
+	ntc_test_point("reclaimed");
+	/*
+	 * The reclaim may have filled the swap without making room (swap too
+	 * small for what it had to push out); the snapshot would then reclaim
+	 * inside the freeze and fail after a pause of seconds.
+	 */
+	if (!image_can_fit(0)) {
+		pr_err("not enough memory for the snapshot's copy: the reclaim filled the swap; nothing on disk 2 was changed\n");
+		return -ENOMEM;
+	}
+	err = image_fits_area(&c->t);
+	if (err)
+		return err;
 	err = ntc_history_load(&c->hist, &c->t);
 	if (err)
 		return err;
@@ -415,9 +465,6 @@ static int prepare(struct ntc_ckpt *c)
 		ntc_test_point("invalidated");
 	}
 	memcpy(c->rec, c->t.page0, sizeof(*c->rec));
-	/* swap-outs of the reclaim are disk 1 writes: pre-copy them too */
-	shrink_before_freeze();
-	ntc_test_point("reclaimed");
 	err = precopy(&c->t, &c->swap_slots);
 	if (err)
 		return err;
