@@ -406,8 +406,8 @@ static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st
  * Before the freeze, while the guest runs: the target, then the check that
  * the snapshot can fit, memory reclaimed and the check again, then the
  * previous checkpoint kept (or, if this boot did not commit it, disk 2 made
- * unresumable) and disk 2 brought nearly up to date.  A failure here leaves every process alone;
- * c->t is closed by the caller either way.
+ * unresumable) and disk 2 brought nearly up to date.  A failure here leaves
+ * every process alone; c->t is closed by the caller either way.
  */
 static int prepare(struct ntc_ckpt *c)
 {
@@ -438,11 +438,12 @@ static int prepare(struct ntc_ckpt *c)
 	ntc_test_point("reclaimed");
 	/*
 	 * The reclaim may have filled the swap without making room (swap too
-	 * small for what it had to push out); the snapshot would then reclaim
-	 * inside the freeze and fail after a pause of seconds.
+	 * small for what it had to push out), or tasks took memory meanwhile;
+	 * the snapshot would then reclaim inside the freeze and fail after a
+	 * pause of seconds.
 	 */
 	if (!image_can_fit(0)) {
-		pr_err("not enough memory for the snapshot's copy: the reclaim filled the swap; nothing on disk 2 was changed\n");
+		pr_err("not enough memory for the snapshot's copy after the reclaim (swap full, or memory taken meanwhile); nothing on disk 2 was changed (free memory or add swap)\n");
 		return -ENOMEM;
 	}
 	err = image_fits_area(&c->t);

@@ -313,7 +313,7 @@ def check_no_reclaim_while_frozen(g, st):
 
 def check_copy_pages_before_freeze(g, st):
     """With memory to spare, the snapshot's copy pages are allocated before
-    the freeze, not inside it (Documentation/kmod.md, step 4): allocating
+    the freeze, not inside it (Documentation/kmod.md, step 5): allocating
     them there was half of a 1 GiB guest's pause."""
     early, frozen = int(st["copy_pages_early"]), int(st["copy_pages_frozen"])
     image = int(st["image_pages"])
