@@ -113,13 +113,19 @@ static void redirect_preallocation(unsigned long ip, unsigned long parent_ip,
 		ftrace_instruction_pointer_set(fregs, (unsigned long)preallocate_with_reserve);
 }
 
+/*
+ * Permanent, as livepatch's: with ftrace turned off (kernel.ftrace_enabled)
+ * the hook would not run while pages wait for it, and the kernel would
+ * allocate a second set beside them.  So registering fails while ftrace is
+ * off, and ftrace cannot be turned off while the hook is in place.
+ */
 static struct ftrace_ops preallocation_hook = {
 	.func = redirect_preallocation,
 	.flags = FTRACE_OPS_FL_IPMODIFY |
 #ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
 		 FTRACE_OPS_FL_SAVE_REGS |
 #endif
-		 FTRACE_OPS_FL_RECURSION,
+		 FTRACE_OPS_FL_RECURSION | FTRACE_OPS_FL_PERMANENT,
 };
 
 /*
