@@ -188,7 +188,7 @@ struct ntc_record {
 	__u32 total_ms;			/* whole checkpoint, request to durable */
 	__u64 image_pages;		/* pages in the image stream (= swsusp_info.pages) */
 	__u32 image_crc32;		/* CRC-32 of all image pages in map order */
-	__u32 cpus;			/* CPUs online at the checkpoint */
+	__u32 cpus;			/* CPUs the machine has (present), online or not */
 	__u64 ram_bytes;		/* RAM pages the kernel saw, in bytes */
 	__u64 disk_blocks_precopy;	/* 4 KiB blocks copied before the freeze */
 	__u64 disk_blocks_frozen;	/* 4 KiB blocks copied while frozen */

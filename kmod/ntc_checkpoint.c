@@ -391,7 +391,7 @@ static void fill_record(struct ntc_record *rec, const struct ntc_image_stats *st
 	rec->total_ms = ntc_status.total_ms;
 	rec->image_pages = st->pages;
 	rec->image_crc32 = st->crc32;
-	rec->cpus = num_online_cpus();
+	rec->cpus = num_present_cpus();
 	rec->ram_bytes = (u64)get_num_physpages() << PAGE_SHIFT;
 	rec->disk_blocks_precopy = ntc_status.precopy_blocks;
 	rec->disk_blocks_frozen = ntc_status.frozen_blocks;
