@@ -12,6 +12,7 @@
  * ntc_journal.c  the redo journal: the previous checkpoint kept until the commit
  * ntc_chain.c   chains of pages in the area (the history's, the journal's, the holdings')
  * ntc_copypages.c  the snapshot's copy pages, allocated before the freeze
+ * ntc_cpus.c    the non-boot CPUs, away from before the freeze to after the thaw
  * ntc_checkpoint.c  the checkpoint sequence (freeze, snapshot, thaw, write)
  * ntc_main.c    /proc/ntc, module parameters, load and unload
  */
@@ -79,6 +80,9 @@ struct ntc_kfuncs {
 	unsigned int *alloc_normal;
 	void **forbidden_pages_map;
 	unsigned long *totalreserve_pages;
+	/* drivers/base/core.c, for ntc_cpus.c; optional */
+	int (*device_offline)(struct device *dev);
+	int (*device_online)(struct device *dev);
 };
 
 extern struct ntc_kfuncs ntc_k;
@@ -90,6 +94,11 @@ void ntc_copy_pages_init(void);
 void ntc_copy_pages_exit(void);
 void ntc_copy_pages_reserve(void);
 void ntc_copy_pages_disarm(void);
+
+/* ---- the non-boot CPUs (ntc_cpus.c) -------------------------------------- */
+
+void ntc_cpus_take_down(void);
+void ntc_cpus_bring_up(void);
 
 /* ---- disks (ntc_disk.c) ------------------------------------------------- */
 
@@ -322,6 +331,8 @@ struct ntc_status {
 	u64 frozen_reclaimed_pages;	/* reclaim while user space was frozen */
 	u64 copy_pages_early;	/* the snapshot's copy pages allocated before the freeze */
 	u64 copy_pages_frozen;	/* and inside it, by ntc_copypages.c's hook */
+	u32 cpus_taken_early;	/* non-boot CPUs taken down before the freeze, 0: by the hibernation core */
+	u64 cpus_back_ms;	/* bringing them back after the thaw */
 	s64 clock_offset_ns;	/* persistent clock - system clock, at the snapshot */
 	s64 clock_lost_us;	/* how far the system clock fell behind the TSC across the snapshot */
 	u64 generation;		/* the area's checkpoint count, this one included */

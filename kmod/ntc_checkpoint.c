@@ -610,6 +610,7 @@ int ntc_checkpoint(void)
 		goto notify_post;
 	}
 	ntc_copy_pages_reserve();
+	ntc_cpus_take_down();
 	frozen = tsc_now();
 	reclaimed = pages_reclaimed(c.vm_events);
 	err = ntc_k.freeze_processes();
@@ -653,6 +654,7 @@ thaw:
 	ntc_status.pause_us = ktime_us_delta(tsc_now(), frozen);
 	ntc_status.thawed_boottime_ns = ktime_get_boottime_ns();
 unlock_hotplug:
+	ntc_cpus_bring_up();
 	ntc_k.unlock_device_hotplug();
 	/* The guest runs again; the image is in memory until swsusp_free(). */
 	if (have_image && !err)

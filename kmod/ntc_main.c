@@ -66,6 +66,8 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "frozen_reclaimed_pages: %llu\n", s->frozen_reclaimed_pages);
 	seq_printf(m, "copy_pages_early: %llu\n", s->copy_pages_early);
 	seq_printf(m, "copy_pages_frozen: %llu\n", s->copy_pages_frozen);
+	seq_printf(m, "cpus_taken_early: %u\n", s->cpus_taken_early);
+	seq_printf(m, "cpus_back_ms: %llu\n", s->cpus_back_ms);
 	seq_printf(m, "clock_offset_ns: %lld\n", s->clock_offset_ns);
 	seq_printf(m, "clock_lost_us: %lld\n", s->clock_lost_us);
 	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);

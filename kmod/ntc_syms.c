@@ -74,6 +74,8 @@ static const struct {
 	NTC_SYM_OPT(alloc_normal),
 	NTC_SYM_OPT(forbidden_pages_map),
 	NTC_SYM_OPT(totalreserve_pages),
+	NTC_SYM_OPT(device_offline),
+	NTC_SYM_OPT(device_online),
 };
 
 int ntc_syms_init(void)

@@ -107,6 +107,7 @@ class Area:
         self.image_pages = record.get("image_pages", 0)
         self.generation = record.get("generation", 0)
         self.history_since = record.get("history_since", 0)
+        self.cpus = record.get("cpus", 0)
         self.origin = [o["partno"] for o in record.get("origin", [])]   # clone origin's partitions
 
     def valid_checkpoint(self):
@@ -320,6 +321,17 @@ def check_copy_pages_before_freeze(g, st):
     ntclab.check(early >= image and frozen <= image // 20,
                  f"copy pages: {early} allocated before the freeze, {frozen} inside it, "
                  f"for an image of {image} pages", g)
+
+
+def check_cpus_back(g, st, taken_early, online="0-1"):
+    """The non-boot CPUs were taken down before the freeze (taken_early of
+    them; 0 when a task may run only on them, and the hibernation core took
+    them down inside the freeze) and the CPUs online before it are online
+    again (Documentation/kmod.md, step 5)."""
+    ntclab.check(st.get("cpus_taken_early") == str(taken_early),
+                 f"{st.get('cpus_taken_early')} CPUs taken down before the freeze, not {taken_early}", g)
+    _, now = g.sh("cat /sys/devices/system/cpu/online")
+    ntclab.check(now.strip() == online, f"CPUs online after the checkpoint: {now.strip()}, not {online}", g)
 
 
 def swap_used_kib(g):

@@ -45,6 +45,7 @@ def main():
             check(st.get("state") == "idle" and st.get("sequence") == "1", f"status {st}", a)
             ntcguest.check_no_reclaim_while_frozen(a, st)
             ntcguest.check_copy_pages_before_freeze(a, st)
+            ntcguest.check_cpus_back(a, st, CPUS - 1)
             pause = float(st["pause_ms"]) / 1000
 
             # A runs on: the counter advances after the checkpoint.
@@ -82,7 +83,7 @@ def main():
             t_b = time.monotonic()
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
             print(f"B resumed in {time.monotonic() - t_b:.1f}s, counter continued at {n_b}")
-            ntcguest.check_resumed_from(b, 1)
+            ntcguest.check_cpus_back(b, ntcguest.check_resumed_from(b, 1), CPUS - 1)
             b.sh("sleep 2")
             problems = ntcguest.check_resumed_state(b, state)
             check(not problems, "B's state after the resume:\n" + "\n".join(problems), b)

@@ -5,7 +5,11 @@ RAM, so many of its pages are on disk 1's swap at checkpoint time.  Three
 checkpoints are taken (ntc-info --check accepts each one while A runs on);
 guest B resumes the latest: the counter continues from checkpoint 3, and
 every page of the memory hog, including those swapped out on disk 1 and
-copied to disk 2's area, reads back intact.
+copied to disk 2's area, reads back intact.  CPU 1 is offline for
+checkpoint 1 and stays so; the checkpoint records the machine's two CPUs
+all the same.  During checkpoint 2 a process may run only on CPU 1: the
+CPUs are then left to the hibernation core, and the process keeps its
+affinity.  Checkpoint 3 takes CPU 1 down before its freeze.
 """
 import os
 import re
@@ -42,15 +46,29 @@ def main():
             check(used > 16 * 1024, f"no memory pressure: only {used} KiB swapped out", a)
 
             for seq in (1, 2, 3):
+                if seq == 1:
+                    a.sh("echo 0 > /sys/devices/system/cpu/cpu1/online")
+                if seq == 2:
+                    _, out = a.sh("taskset -c 1 sleep 100000 & echo PINNED $!")
+                    pinned = int(re.search(r"PINNED (\d+)", out).group(1))
                 rc, st = ntcguest.checkpoint(a)
                 print(f"checkpoint {seq}:", st)
                 check(rc == 0 and st.get("result") == "0" and st.get("sequence") == str(seq),
                       f"checkpoint {seq} failed: rc {rc}, {st}", a)
                 check(int(st["swap_slots_copied"]) > 0 or seq > 1,
                       f"checkpoint {seq} copied no swap slots", a)
+                ntcguest.check_cpus_back(a, st, CPUS - 1 if seq == 3 else 0, "0" if seq == 1 else "0-1")
+                if seq == 1:
+                    a.sh("echo 1 > /sys/devices/system/cpu/cpu1/online")
+                if seq == 2:
+                    # The wait: the console's busybox ash exited (and init
+                    # started another) when a job it started died after the
+                    # command, while it read the next one.
+                    _, out = a.sh(f"taskset -pc {pinned}; kill {pinned}; wait {pinned}; true")
+                    check(re.search(r"affinity list: 1$", out, re.M), f"the process pinned to CPU 1 lost its affinity: {out}", a)
                 area = ntcguest.Area(disk2)
-                check(area.valid_checkpoint() and area.sequence == seq,
-                      f"disk 2 after checkpoint {seq}: {area}", a)
+                check(area.valid_checkpoint() and area.sequence == seq and area.cpus == CPUS,
+                      f"disk 2 after checkpoint {seq}: {area}, recording {area.cpus} CPUs", a)
                 # A new area's first checkpoint starts the change history;
                 # the later ones list what they wrote since.
                 check(area.generation == seq and area.history_since == 1
@@ -75,7 +93,7 @@ def main():
             # The resumed shell finishes A's `echo checkpoint` and prints its end marker.
             m = b.expect(r"(NTC-GUEST-READY)|@@NTC-END-[\w-]+=0@@", 300)
             check(m.group(1) is None, "guest B booted fresh instead of resuming", b)
-            ntcguest.check_resumed_from(b, 3)
+            ntcguest.check_cpus_back(b, ntcguest.check_resumed_from(b, 3), CPUS - 1)
             b.sh("sleep 1")
             _, out = b.sh(f"awk '$2 == {n_ck + 1} {{print \"NEXT\", $3}}' /data/counter.log")
             check("NEXT" in out, f"counter did not continue from {n_ck} on B", b)
