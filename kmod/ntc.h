@@ -333,6 +333,8 @@ struct ntc_status {
 	u64 copy_pages_frozen;	/* and inside it, by ntc_copypages.c's hook */
 	u32 cpus_taken_early;	/* non-boot CPUs taken down before the freeze, 0: by the hibernation core */
 	u64 cpus_back_ms;	/* bringing them back after the thaw */
+	u32 core_free_deferred;	/* the core's swsusp_free() left to the ladder, in a restored kernel */
+	u64 snapshot_free_ms;	/* the ladder's swsusp_free() */
 	s64 clock_offset_ns;	/* persistent clock - system clock, at the snapshot */
 	s64 clock_lost_us;	/* how far the system clock fell behind the TSC across the snapshot */
 	u64 generation;		/* the area's checkpoint count, this one included */

@@ -568,7 +568,7 @@ int ntc_checkpoint(void)
 {
 	struct ntc_ckpt c = { 0 };
 	unsigned int sleep_flags;
-	ktime_t start = tsc_now(), frozen = 0, snap, lead, real_lead, off;
+	ktime_t start = tsc_now(), frozen = 0, snap, lead, real_lead, off, free_start;
 	bool restored = false, have_image = false;
 	unsigned long image_size;
 	u64 reclaimed;
@@ -635,7 +635,7 @@ int ntc_checkpoint(void)
 	if (err)
 		goto thaw;
 	if (!*ntc_k.in_suspend) {
-		/* We are the restored kernel; the snapshot is already freed. */
+		/* We are the restored kernel; the snapshot goes after the thaw. */
 		restored = true;
 		finish_restored_journal(&c);
 		ntc_status.resumed_clock_step_ns = set_clock_from_machine();
@@ -656,12 +656,17 @@ thaw:
 unlock_hotplug:
 	ntc_cpus_bring_up();
 	ntc_k.unlock_device_hotplug();
-	/* The guest runs again; the image is in memory until swsusp_free(). */
+	/*
+	 * The guest runs again; the image is in memory until swsusp_free()
+	 * (in a restored kernel, the copy pages: ntc_copypages.c).
+	 */
 	if (have_image && !err)
 		err = write_image(&c);
 	/* The image, or copy pages reserved for a snapshot that did not happen */
 	ntc_copy_pages_disarm();
+	free_start = ktime_get();
 	ntc_k.swsusp_free();
+	ntc_status.snapshot_free_ms = ktime_ms_delta(ktime_get(), free_start);
 	*ntc_k.in_suspend = 0;
 	ntc_k.free_basic_memory_bitmaps();
 notify_post:

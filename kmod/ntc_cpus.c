@@ -62,7 +62,6 @@ void ntc_cpus_take_down(void)
 	struct device *dev;
 
 	cpumask_clear(&away);
-	ntc_status.cpus_taken_early = 0;
 	if (!ntc_k.device_offline || !ntc_k.device_online || user_task_confined_away_from(staying))
 		return;
 	cpu_hotplug_enable();

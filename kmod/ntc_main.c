@@ -68,6 +68,8 @@ static int ntc_show(struct seq_file *m, void *v)
 	seq_printf(m, "copy_pages_frozen: %llu\n", s->copy_pages_frozen);
 	seq_printf(m, "cpus_taken_early: %u\n", s->cpus_taken_early);
 	seq_printf(m, "cpus_back_ms: %llu\n", s->cpus_back_ms);
+	seq_printf(m, "core_free_deferred: %u\n", s->core_free_deferred);
+	seq_printf(m, "snapshot_free_ms: %llu\n", s->snapshot_free_ms);
 	seq_printf(m, "clock_offset_ns: %lld\n", s->clock_offset_ns);
 	seq_printf(m, "clock_lost_us: %lld\n", s->clock_lost_us);
 	seq_printf(m, "snapshot_ms: %llu\n", s->snapshot_us / 1000);

@@ -334,6 +334,17 @@ def check_cpus_back(g, st, taken_early, online="0-1"):
     ntclab.check(now.strip() == online, f"CPUs online after the checkpoint: {now.strip()}, not {online}", g)
 
 
+def check_snapshot_freed_after_thaw(g, st, restored):
+    """A kernel restored from the image leaves the snapshot's pages to the
+    module's swsusp_free() after the thaw, not the hibernation core's before
+    its devices resume (Documentation/kmod.md, "In a restored kernel"); the
+    kernel that took the checkpoint never calls the core's on success."""
+    want = "1" if restored else "0"
+    ntclab.check(st.get("core_free_deferred") == want,
+                 f"the hibernation core's swsusp_free() was deferred {st.get('core_free_deferred')} times, "
+                 f"not {want}", g)
+
+
 def swap_used_kib(g):
     """KiB of swap in use on g, /proc/meminfo's SwapTotal - SwapFree."""
     _, out = g.sh("cat /proc/meminfo")

@@ -46,6 +46,7 @@ def main():
             ntcguest.check_no_reclaim_while_frozen(a, st)
             ntcguest.check_copy_pages_before_freeze(a, st)
             ntcguest.check_cpus_back(a, st, CPUS - 1)
+            ntcguest.check_snapshot_freed_after_thaw(a, st, restored=False)
             pause = float(st["pause_ms"]) / 1000
 
             # A runs on: the counter advances after the checkpoint.
@@ -83,7 +84,9 @@ def main():
             t_b = time.monotonic()
             n_b = ntcguest.expect_counter_resumed(b, n_ck)
             print(f"B resumed in {time.monotonic() - t_b:.1f}s, counter continued at {n_b}")
-            ntcguest.check_cpus_back(b, ntcguest.check_resumed_from(b, 1), CPUS - 1)
+            st_b = ntcguest.check_resumed_from(b, 1)
+            ntcguest.check_cpus_back(b, st_b, CPUS - 1)
+            ntcguest.check_snapshot_freed_after_thaw(b, st_b, restored=True)
             b.sh("sleep 2")
             problems = ntcguest.check_resumed_state(b, state)
             check(not problems, "B's state after the resume:\n" + "\n".join(problems), b)

@@ -58,6 +58,7 @@ def main():
                 check(int(st["swap_slots_copied"]) > 0 or seq > 1,
                       f"checkpoint {seq} copied no swap slots", a)
                 ntcguest.check_cpus_back(a, st, CPUS - 1 if seq == 3 else 0, "0" if seq == 1 else "0-1")
+                ntcguest.check_snapshot_freed_after_thaw(a, st, restored=False)
                 if seq == 1:
                     a.sh("echo 1 > /sys/devices/system/cpu/cpu1/online")
                 if seq == 2:
@@ -93,7 +94,9 @@ def main():
             # The resumed shell finishes A's `echo checkpoint` and prints its end marker.
             m = b.expect(r"(NTC-GUEST-READY)|@@NTC-END-[\w-]+=0@@", 300)
             check(m.group(1) is None, "guest B booted fresh instead of resuming", b)
-            ntcguest.check_cpus_back(b, ntcguest.check_resumed_from(b, 3), CPUS - 1)
+            st_b = ntcguest.check_resumed_from(b, 3)
+            ntcguest.check_cpus_back(b, st_b, CPUS - 1)
+            ntcguest.check_snapshot_freed_after_thaw(b, st_b, restored=True)
             b.sh("sleep 1")
             _, out = b.sh(f"awk '$2 == {n_ck + 1} {{print \"NEXT\", $3}}' /data/counter.log")
             check("NEXT" in out, f"counter did not continue from {n_ck} on B", b)
