@@ -265,7 +265,6 @@ void ImagePager::place(uint64_t first, uint64_t count) {
     thread_local std::vector<uint8_t> buffer;
     buffer.resize(count * kPage);
     disk_.read_at(layout_.offsets[first], buffer);
-    for (uint64_t i = 0; i < count; i++) page_crc_[first + i] = uint32_t(::crc32(0, &buffer[i * kPage], uInt(kPage)));
     uffdio_copy copy{};
     copy.dst = reinterpret_cast<uintptr_t>(memory_.span(layout_.frames[first] << kPageShift, count * kPage));
     copy.src = reinterpret_cast<uintptr_t>(buffer.data());
@@ -281,6 +280,9 @@ void ImagePager::place(uint64_t first, uint64_t count) {
         copy.len -= uint64_t(copy.copy);
         copy.copy = 0;
     }
+    // After the copy, which woke the faulting thread: nobody waits for
+    // the CRCs until every page is in.
+    for (uint64_t i = 0; i < count; i++) page_crc_[first + i] = uint32_t(::crc32(0, &buffer[i * kPage], uInt(kPage)));
     set_placed(first, count);
 }
 
