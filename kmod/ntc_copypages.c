@@ -26,6 +26,7 @@
 #include <linux/gfp.h>
 #include <linux/mm.h>
 #include <linux/mmzone.h>
+#include <linux/syscore_ops.h>
 #include <linux/vmstat.h>
 #include "ntc.h"
 
@@ -34,8 +35,13 @@
 
 /* Set while pages wait for the next hibernate_preallocate_memory(). */
 static bool reserved;
-/* Set from the preallocation on, until ntc_copy_pages_disarm(). */
-static bool free_deferred;
+/* From ntc_copy_pages_reserve() to ntc_copy_pages_disarm(). */
+static bool in_checkpoint;
+/*
+ * Set by the syscore suspend of a checkpoint, right before the atomic copy:
+ * the image has it set, so a kernel restored from it does.
+ */
+static bool image_copied;
 static bool hooked, free_hooked;
 
 static void take_page(struct page *page)
@@ -98,7 +104,6 @@ static int preallocate_with_reserve(void)
 	if (!image_fits_as_is(saveable)) {
 		ntc_k.swsusp_free();
 		ntc_status.copy_pages_early = 0;
-		WRITE_ONCE(free_deferred, true);
 		return ntc_k.hibernate_preallocate_memory();
 	}
 	while (*ntc_k.alloc_normal < saveable) {
@@ -108,7 +113,6 @@ static int preallocate_with_reserve(void)
 		take_page(page);
 		ntc_status.copy_pages_frozen++;
 	}
-	WRITE_ONCE(free_deferred, true);
 	return 0;
 }
 
@@ -128,14 +132,26 @@ static void swsusp_free_later(void)
  * snapshot's pages right after its early device resume, one at a time,
  * before the other devices resume and user space runs: 72 thousand pages
  * took 0.45 s of a 2.5 s resume under nested KVM.  ntc_checkpoint() frees
- * them after the thaw anyway, so that call is skipped.  Once the pages are
- * armed, in_suspend is 0 only in a restored kernel and on the core's own
- * error path, which the later call covers too.
+ * them after the thaw anyway, so that call is skipped.  in_suspend is 0
+ * there (it is not saved), and 1 in the kernel that made the copy; the
+ * core's error paths before the copy still free at once (a failed
+ * preallocation may hold most of RAM).
  */
+static int note_image_copied(void)
+{
+	if (READ_ONCE(in_checkpoint))
+		WRITE_ONCE(image_copied, true);
+	return 0;
+}
+
+static struct syscore_ops copy_notice = {
+	.suspend = note_image_copied,
+};
+
 static void defer_swsusp_free(unsigned long ip, unsigned long parent_ip,
 			      struct ftrace_ops *ops, struct ftrace_regs *fregs)
 {
-	if (READ_ONCE(free_deferred) && !*ntc_k.in_suspend) {
+	if (READ_ONCE(image_copied) && !*ntc_k.in_suspend) {
 		ntc_status.core_free_deferred++;
 		ftrace_instruction_pointer_set(fregs, (unsigned long)swsusp_free_later);
 	}
@@ -182,6 +198,7 @@ void ntc_copy_pages_reserve(void)
 	gfp_t gfp = (NTC_GFP_IMAGE | __GFP_NOMEMALLOC) & ~__GFP_RECLAIM;
 	struct page *page;
 
+	WRITE_ONCE(in_checkpoint, true);
 	if (!hooked || IS_ENABLED(CONFIG_HIGHMEM))
 		return;
 	*ntc_k.alloc_normal = 0;
@@ -208,7 +225,8 @@ void ntc_copy_pages_reserve(void)
 void ntc_copy_pages_disarm(void)
 {
 	WRITE_ONCE(reserved, false);
-	WRITE_ONCE(free_deferred, false);
+	WRITE_ONCE(in_checkpoint, false);
+	WRITE_ONCE(image_copied, false);
 }
 
 void ntc_copy_pages_init(void)
@@ -244,16 +262,19 @@ void ntc_copy_pages_init(void)
 		if (err)
 			ftrace_set_filter_ip(&swsusp_free_hook, ip, 1, 0);
 	}
-	if (err)
+	if (err) {
 		pr_info("cannot hook swsusp_free() (%d); a restored kernel frees the copy pages before its devices resume\n",
 			err);
-	else
-		free_hooked = true;
+		return;
+	}
+	register_syscore_ops(&copy_notice);
+	free_hooked = true;
 }
 
 void ntc_copy_pages_exit(void)
 {
 	if (free_hooked) {
+		unregister_syscore_ops(&copy_notice);
 		unregister_ftrace_function(&swsusp_free_hook);
 		ftrace_set_filter_ip(&swsusp_free_hook, (unsigned long)ntc_k.swsusp_free, 1, 0);
 		free_hooked = false;
