@@ -163,22 +163,21 @@ static void defer_swsusp_free(unsigned long ip, unsigned long parent_ip,
  * allocate a second set beside them.  So registering fails while ftrace is
  * off, and ftrace cannot be turned off while the hook is in place.
  */
+#ifdef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
+#define HOOK_FLAGS (FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_RECURSION | FTRACE_OPS_FL_PERMANENT)
+#else
+#define HOOK_FLAGS (FTRACE_OPS_FL_IPMODIFY | FTRACE_OPS_FL_SAVE_REGS | \
+		    FTRACE_OPS_FL_RECURSION | FTRACE_OPS_FL_PERMANENT)
+#endif
+
 static struct ftrace_ops preallocation_hook = {
 	.func = redirect_preallocation,
-	.flags = FTRACE_OPS_FL_IPMODIFY |
-#ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
-		 FTRACE_OPS_FL_SAVE_REGS |
-#endif
-		 FTRACE_OPS_FL_RECURSION | FTRACE_OPS_FL_PERMANENT,
+	.flags = HOOK_FLAGS,
 };
 
 static struct ftrace_ops swsusp_free_hook = {
 	.func = defer_swsusp_free,
-	.flags = FTRACE_OPS_FL_IPMODIFY |
-#ifndef CONFIG_HAVE_DYNAMIC_FTRACE_WITH_ARGS
-		 FTRACE_OPS_FL_SAVE_REGS |
-#endif
-		 FTRACE_OPS_FL_RECURSION | FTRACE_OPS_FL_PERMANENT,
+	.flags = HOOK_FLAGS,
 };
 
 /*
@@ -229,6 +228,24 @@ void ntc_copy_pages_disarm(void)
 	WRITE_ONCE(image_copied, false);
 }
 
+static int hook(struct ftrace_ops *ops, unsigned long ip)
+{
+	int err = ftrace_set_filter_ip(ops, ip, 0, 0);
+
+	if (err)
+		return err;
+	err = register_ftrace_function(ops);
+	if (err)
+		ftrace_set_filter_ip(ops, ip, 1, 0);
+	return err;
+}
+
+static void unhook(struct ftrace_ops *ops, unsigned long ip)
+{
+	unregister_ftrace_function(ops);
+	ftrace_set_filter_ip(ops, ip, 1, 0);
+}
+
 void ntc_copy_pages_init(void)
 {
 	unsigned long ip = (unsigned long)ntc_k.hibernate_preallocate_memory;
@@ -241,12 +258,7 @@ void ntc_copy_pages_init(void)
 		pr_info("this kernel lacks what allocating copy pages before the freeze needs; they are allocated inside it\n");
 		return;
 	}
-	err = ftrace_set_filter_ip(&preallocation_hook, ip, 0, 0);
-	if (!err) {
-		err = register_ftrace_function(&preallocation_hook);
-		if (err)
-			ftrace_set_filter_ip(&preallocation_hook, ip, 1, 0);
-	}
+	err = hook(&preallocation_hook, ip);
 	if (err) {
 		pr_info("cannot hook hibernate_preallocate_memory() (%d); copy pages are allocated inside the freeze\n",
 			err);
@@ -255,13 +267,7 @@ void ntc_copy_pages_init(void)
 	hooked = true;
 
 	/* Without this one, the restored kernel frees the pages where it always did. */
-	ip = (unsigned long)ntc_k.swsusp_free;
-	err = ftrace_set_filter_ip(&swsusp_free_hook, ip, 0, 0);
-	if (!err) {
-		err = register_ftrace_function(&swsusp_free_hook);
-		if (err)
-			ftrace_set_filter_ip(&swsusp_free_hook, ip, 1, 0);
-	}
+	err = hook(&swsusp_free_hook, (unsigned long)ntc_k.swsusp_free);
 	if (err) {
 		pr_info("cannot hook swsusp_free() (%d); a restored kernel frees the copy pages before its devices resume\n",
 			err);
@@ -275,13 +281,11 @@ void ntc_copy_pages_exit(void)
 {
 	if (free_hooked) {
 		unregister_syscore_ops(&copy_notice);
-		unregister_ftrace_function(&swsusp_free_hook);
-		ftrace_set_filter_ip(&swsusp_free_hook, (unsigned long)ntc_k.swsusp_free, 1, 0);
+		unhook(&swsusp_free_hook, (unsigned long)ntc_k.swsusp_free);
 		free_hooked = false;
 	}
 	if (!hooked)
 		return;
-	unregister_ftrace_function(&preallocation_hook);
-	ftrace_set_filter_ip(&preallocation_hook, (unsigned long)ntc_k.hibernate_preallocate_memory, 1, 0);
+	unhook(&preallocation_hook, (unsigned long)ntc_k.hibernate_preallocate_memory);
 	hooked = false;
 }
