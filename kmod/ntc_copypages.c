@@ -134,8 +134,8 @@ static void swsusp_free_later(void)
  * took 0.45 s of a 2.5 s resume under nested KVM.  ntc_checkpoint() frees
  * them after the thaw anyway, so that call is skipped.  in_suspend is 0
  * there (it is not saved), and 1 in the kernel that made the copy; the
- * core's error paths before the copy still free at once (a failed
- * preallocation may hold most of RAM).
+ * core's error paths before its syscore suspend still free at once (a
+ * failed preallocation may hold most of RAM).
  */
 static int note_image_copied(void)
 {
