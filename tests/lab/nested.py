@@ -234,6 +234,32 @@ def kernel_messages(ram_file, limit=80):
     return [l.decode() for l in found[-limit:]]
 
 
+# An interrupt entry's register dump at its first instruction, in kernel mode.
+_ENTRY_FIRST_INSN = r"RIP: 0010:(asm_(?:sysvec_\w+|common_interrupt|spurious_interrupt))\+0x0/"
+
+
+def interrupt_taken_twice(text):
+    """The interrupt entry that a guest's oops shows entered again on its own
+    first instruction with interrupts off, or None.  Only an interrupt
+    delivered a second time, ignoring IF, gets there: QEMU's TCG does that to
+    an interrupt that KVM injects with VMRUN (testing.md, "Known failure
+    modes" 24), and from user mode the second entry runs on the user's GS
+    base and dies.  (An NMI may stop a CPU there too; its frames say NMI.)"""
+    import re
+    lines = (text or "").splitlines()
+    for i, line in enumerate(lines):
+        entry = re.search(_ENTRY_FIRST_INSN, line)
+        if not entry or not any(re.search(rf" {entry[1]}\+0x[1-9a-f]", l) for l in lines[max(0, i - 3):i]):
+            continue
+        for following in lines[i + 1:i + 4]:
+            flags = re.search(r"RSP: \S+ EFLAGS: ([0-9a-f]+)", following)
+            if flags:
+                if not int(flags[1], 16) & 0x200:
+                    return entry[1]
+                break
+    return None
+
+
 # Where each CPU's queue of remote wake-ups and function calls lies, asked
 # of a guest while it is well: with it, a RAM dump of a hung guest shows a
 # CPU whose queue waits for an IPI that never came (testing.md, "Known
@@ -420,6 +446,11 @@ class NestedVmm(ntclab.ConsoleShell):
             evidence += "--- the host kernel's last KVM events ---\n" + self.host.kvm_trace_tail() + "\n"
         if hung and isinstance(self.host, HostVM):
             evidence += "--- host VM console tail (its kernel's own complaints) ---\n" + self.host.text()[-3000:] + "\n"
+        entry = interrupt_taken_twice(self.text()) or interrupt_taken_twice(messages)
+        if entry:
+            why += (f"\n--- the guest took {entry} again on its first instruction, with interrupts off: "
+                    "an interrupt delivered twice by QEMU's TCG emulation of SVM, the lab's defect "
+                    "(Documentation/testing.md, \"Known failure modes\" 24) ---")
         raise ntclab.LabError(f"{self.name}: {why}\n--- stderr ---\n{self.stderr()}\n{messages}"
                               f"--- console tail ({self.log}) ---\n{self.text()[-4000:]}\n{evidence}")
 
