@@ -16,9 +16,11 @@
  * A second hook, on swsusp_free(), leaves a restored kernel's free of them
  * until after its thaw.
  *
- * The hook reaches functions and variables private to kernel/power/
+ * The hooks reach functions and variables private to kernel/power/
  * snapshot.c through kallsyms, with their 6.1 signatures.  A kernel that
- * lacks one of them, or cannot be hooked, keeps the stock preallocation.
+ * lacks one of them, or cannot be hooked, keeps the stock preallocation;
+ * the second hook needs only swsusp_free() and in_suspend, which the
+ * module cannot do without.
  */
 #define pr_fmt(fmt) KBUILD_MODNAME ": " fmt
 
@@ -246,7 +248,7 @@ static void unhook(struct ftrace_ops *ops, unsigned long ip)
 	ftrace_set_filter_ip(ops, ip, 1, 0);
 }
 
-void ntc_copy_pages_init(void)
+static void hook_preallocation(void)
 {
 	unsigned long ip = (unsigned long)ntc_k.hibernate_preallocate_memory;
 	int err;
@@ -265,16 +267,26 @@ void ntc_copy_pages_init(void)
 		return;
 	}
 	hooked = true;
+}
 
-	/* Without this one, the restored kernel frees the pages where it always did. */
-	err = hook(&swsusp_free_hook, (unsigned long)ntc_k.swsusp_free);
+/* Whether or not the copy pages come early, the snapshot's are freed late. */
+static void hook_swsusp_free(void)
+{
+	int err = hook(&swsusp_free_hook, (unsigned long)ntc_k.swsusp_free);
+
 	if (err) {
-		pr_info("cannot hook swsusp_free() (%d); a restored kernel frees the copy pages before its devices resume\n",
+		pr_info("cannot hook swsusp_free() (%d); a restored kernel frees the snapshot before its devices resume\n",
 			err);
 		return;
 	}
 	register_syscore_ops(&copy_notice);
 	free_hooked = true;
+}
+
+void ntc_copy_pages_init(void)
+{
+	hook_preallocation();
+	hook_swsusp_free();
 }
 
 void ntc_copy_pages_exit(void)
