@@ -10,7 +10,9 @@ guest runs on, and disk 2 holds nothing that looks like a checkpoint
 (ntc-info --check rejects it).  Finally the idle module unloads; loading it
 with a source= that is no block device, or one whose writes it cannot see
 (a bio-based RAM disk, as device-mapper and md are), is refused with a
-message saying so; then it loads.
+message saying so; then it loads.  With its ftrace hooks in place ftrace
+cannot be turned off; loaded with ftrace off, it loads without them and
+says so.
 """
 import os
 import re
@@ -120,6 +122,21 @@ def main():
             a.sh("insmod /lib/modules/ntc/ntc.ko")
             st = ntcguest.status(a)
             check(st["state"] == "idle", f"reloaded module: {st}", a)
+            alive(a)
+
+            # The ftrace hooks are permanent: ftrace cannot be turned off
+            # under them, and a module loaded with it off goes without
+            # them, saying so (Documentation/kmod.md, step 5).
+            ftrace = "/proc/sys/kernel/ftrace_enabled"
+            rc, out = a.sh(f"echo 0 > {ftrace}", check=False)
+            check(rc != 0 and "busy" in out and a.sh(f"cat {ftrace}")[1].strip() == "1",
+                  f"ftrace turned off under the module's hooks: rc {rc}, {out}", a)
+            _, out = a.sh(f"rmmod ntc && echo 0 > {ftrace} && insmod /lib/modules/ntc/ntc.ko && dmesg | tail -n 6")
+            for hooked in ("hibernate_preallocate_memory", "swsusp_free"):
+                check(f"cannot hook {hooked}() (-16)" in out, f"loaded with ftrace off, no word about {hooked}(): {out}", a)
+            st = ntcguest.status(a)
+            check(st["state"] == "idle", f"module loaded with ftrace off: {st}", a)
+            a.sh(f"rmmod ntc && echo 1 > {ftrace} && insmod /lib/modules/ntc/ntc.ko")
             alive(a)
             a.poweroff()
         problems = ntcguest.e2fsck_disk(disk1)
